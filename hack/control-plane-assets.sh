@@ -1,0 +1,111 @@
+#!/usr/bin/env bash
+# Yields a directory holding etcd, kube-apiserver, kube-controller-manager and kubectl,
+# and prints its path as the last line of stdout. Progress goes to stderr.
+#
+#   KUBEBUILDER_ASSETS set  -> that directory is used as it is (setup-envtest layout).
+#   otherwise               -> Kubernetes v1.20.2 is built once from Debian's source package
+#                              and cached per machine in $ENLIST_ASSETS_CACHE
+#                              (default ~/.cache/enlist/control-plane/v1.20.2).
+#
+# Idempotent and safe to run concurrently: builders serialise on a lock and the cache
+# directory only appears, complete, through an atomic rename.
+set -euo pipefail
+
+K8S_VERSION=1.20.2
+say() { printf '[control-plane] %s\n' "$*" >&2; }
+die() { say "error: $*"; exit 1; }
+
+if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+  for b in etcd kube-apiserver; do
+    [[ -x "$KUBEBUILDER_ASSETS/$b" ]] || die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no executable '$b'"
+  done
+  say "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+  echo "$KUBEBUILDER_ASSETS"
+  exit 0
+fi
+
+CACHE_ROOT=${ENLIST_ASSETS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/enlist/control-plane}
+DEST="$CACHE_ROOT/v$K8S_VERSION"
+BINS=(etcd kube-apiserver kube-controller-manager kubectl)
+
+complete() { local b; for b in "${BINS[@]}"; do [[ -x "$DEST/$b" ]] || return 1; done; }
+
+if complete; then echo "$DEST"; exit 0; fi
+
+mkdir -p "$CACHE_ROOT"
+exec 9>"$CACHE_ROOT/.lock"
+say "waiting for the build lock ($CACHE_ROOT/.lock)"
+flock 9
+if complete; then say "another run built it meanwhile"; echo "$DEST"; exit 0; fi
+
+SUDO=()
+if [[ $(id -u) -ne 0 ]]; then
+  command -v sudo >/dev/null || die "installing Debian packages needs root or sudo"
+  SUDO=(sudo)
+fi
+export DEBIAN_FRONTEND=noninteractive
+
+apt_install() {
+  local missing=() p
+  for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
+  ((${#missing[@]})) || return 0
+  say "apt-get install ${missing[*]}"
+  "${SUDO[@]}" apt-get install -y -q "${missing[@]}" >&2 || {
+    "${SUDO[@]}" apt-get update -q >&2
+    "${SUDO[@]}" apt-get install -y -q "${missing[@]}" >&2
+  }
+}
+
+# Source entries mirror the existing deb entries of debian.sources (deb822 form).
+ensure_deb_src() {
+  local src=/etc/apt/sources.list.d/enlist-deb-src.sources
+  [[ -f $src ]] && return 0
+  local main=/etc/apt/sources.list.d/debian.sources
+  [[ -f $main ]] || die "no $main to derive a deb-src entry from; add deb-src for bookworm main yourself"
+  say "adding deb-src entries ($src)"
+  sed -e 's/^Types: deb$/Types: deb-src/' "$main" | "${SUDO[@]}" tee "$src" >/dev/null
+  "${SUDO[@]}" apt-get update -q >&2
+}
+
+apt_install etcd-server
+ensure_deb_src
+apt_install golang-go rsync golang-github-modern-go-reflect2-dev dpkg-dev
+
+WORK=$(mktemp -d "$CACHE_ROOT/build.XXXXXX")
+trap 'rm -rf "$WORK"' EXIT
+cd "$WORK"
+say "downloading Debian's kubernetes source package"
+apt-get source --download-only kubernetes >&2
+orig=$(ls kubernetes_*.orig.tar.gz | head -n1)
+[[ -n $orig ]] || die "no kubernetes orig tarball was downloaded"
+say "unpacking $orig"
+mkdir src && tar -xzf "$orig" -C src --strip-components=1
+
+# The vendored reflect2 v1.0.1 crashes the apiserver under Go >= 1.18 (SIGSEGV in
+# mapiterinit on the first watch); Debian's copy is fixed.
+say "replacing vendored modern-go/reflect2 with Debian's"
+rm -rf src/vendor/github.com/modern-go/reflect2
+cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 src/vendor/github.com/modern-go/reflect2
+rm -f src/vendor/github.com/modern-go/reflect2/go.mod
+
+say "building kube-apiserver, kube-controller-manager, kubectl (several minutes on 2 cores)"
+mkdir -p home
+(
+  cd src
+  export HOME="$WORK/home" CGO_ENABLED=0 KUBE_GIT_VERSION="v$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
+  # make prints one line per package group; keep it visible as progress
+  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl" 2>&1 | sed 's/^/[control-plane]   /' >&2
+  exit "${PIPESTATUS[0]}"
+)
+
+stage="$WORK/out"
+mkdir -p "$stage"
+for b in kube-apiserver kube-controller-manager kubectl; do
+  cp "src/_output/bin/$b" "$stage/$b" 2>/dev/null || cp "src/_output/local/go/bin/$b" "$stage/$b" || die "build produced no $b"
+done
+cp /usr/bin/etcd "$stage/etcd"
+chmod 0755 "$stage"/*
+rm -rf "$DEST"
+mv "$stage" "$DEST"
+say "cached in $DEST"
+echo "$DEST"

@@ -1,0 +1,225 @@
+// Parsers for what users write in labels and annotations. Each failure names the
+// annotation, the value and the accepted form, because that text reaches kubectl.
+
+import { isDns1035Label, isDns1123Label, isPortName } from '../lib/validation.js'
+import {
+  DEPENDS_ON_ANNOTATION,
+  DRAIN_SECONDS_ANNOTATION,
+  ENV_CONTAINERS_ANNOTATION,
+  INJECT_KEY,
+  METADATA_ANNOTATION,
+  PRESTOP_ANNOTATION,
+  READINESS_GATE_ANNOTATION,
+  RECORD_FIELDS,
+  REGISTRAR_TIMEOUT_ANNOTATION,
+  SERVICE_ANNOTATION,
+} from '../names.js'
+import type { PreStopMode } from '../policy/policy.js'
+
+export class AnnotationError extends Error {
+  readonly code = 'ENLIST_ANNOTATION_INVALID'
+  constructor(
+    readonly key: string,
+    readonly value: string,
+    readonly problem: string,
+    readonly accepted: string,
+    readonly where: 'annotation' | 'label' = 'annotation',
+  ) {
+    super(`${where} ${key}: ${quote(value)} is invalid: ${problem}; accepted: ${accepted}`)
+    this.name = 'AnnotationError'
+  }
+}
+
+function quote(v: string): string {
+  const s = JSON.stringify(v)
+  return s.length > 120 ? s.slice(0, 117) + '..."' : s
+}
+
+export type Result<T> = { ok: true; value: T } | { ok: false; error: AnnotationError }
+const ok = <T>(value: T): Result<T> => ({ ok: true, value })
+const fail = <T>(error: AnnotationError): Result<T> => ({ ok: false, error })
+
+// --- opt-in ---------------------------------------------------------------
+
+export type PodOptIn = 'true' | 'false' | undefined
+
+/** Reads `enlist.io/inject` from the pod's labels and annotations. "false" on either wins. */
+export function parsePodOptIn(
+  labels: Readonly<Record<string, string>> | undefined,
+  annotations: Readonly<Record<string, string>> | undefined,
+): Result<PodOptIn> {
+  const l = labels?.[INJECT_KEY]
+  const a = annotations?.[INJECT_KEY]
+  for (const [v, where] of [[l, 'label'], [a, 'annotation']] as const) {
+    if (v !== undefined && v !== 'true' && v !== 'false') {
+      return fail(new AnnotationError(INJECT_KEY, v, 'not a recognised opt-in value', '"true" or "false"', where))
+    }
+  }
+  if (l === 'false' || a === 'false') return ok('false')
+  if (l === 'true' || a === 'true') return ok('true')
+  return ok(undefined)
+}
+
+export type NamespaceOptIn = 'enabled' | 'disabled' | 'invalid' | undefined
+
+export function parseNamespaceOptIn(labels: Readonly<Record<string, string>> | undefined): NamespaceOptIn {
+  const v = labels?.[INJECT_KEY]
+  if (v === undefined) return undefined
+  return v === 'enabled' || v === 'disabled' ? v : 'invalid'
+}
+
+// --- dependencies ---------------------------------------------------------
+
+export interface Dependency {
+  namespace: string
+  service: string
+  /** Service port number or name; absent: any ready endpoint will do. */
+  port?: number | string
+}
+
+const DEPENDS_ON_FORM = '"[namespace/]service[:port]" separated by commas, e.g. "mysql:3306, payments/ledger"'
+
+export function parseDependsOn(value: string, podNamespace: string): Result<Dependency[]> {
+  const out: Dependency[] = []
+  const seen = new Set<string>()
+  const entries = value.split(',')
+  for (let i = 0; i < entries.length; i++) {
+    const raw = entries[i]!.trim()
+    const where = `entry ${i + 1}`
+    const bad = (problem: string): Result<Dependency[]> =>
+      fail(new AnnotationError(DEPENDS_ON_ANNOTATION, value, `${where} ${quote(raw)}: ${problem}`, DEPENDS_ON_FORM))
+    if (raw === '') {
+      if (entries.length === 1) return bad('no dependency given')
+      return bad('empty entry')
+    }
+    let rest = raw
+    let namespace = podNamespace
+    const slash = rest.indexOf('/')
+    if (slash !== -1) {
+      namespace = rest.slice(0, slash)
+      rest = rest.slice(slash + 1)
+      if (!isDns1123Label(namespace)) return bad(`namespace "${namespace}" is not a valid namespace name`)
+    }
+    let port: number | string | undefined
+    const colon = rest.indexOf(':')
+    if (colon !== -1) {
+      const p = rest.slice(colon + 1)
+      rest = rest.slice(0, colon)
+      if (/^[0-9]+$/.test(p)) {
+        const n = Number(p)
+        if (n < 1 || n > 65535) return bad(`port ${p} is out of range 1-65535`)
+        port = n
+      } else if (isPortName(p)) {
+        port = p
+      } else {
+        return bad(`port "${p}" is neither a number 1-65535 nor a port name`)
+      }
+    }
+    if (!isDns1035Label(rest)) return bad(`service "${rest}" is not a valid Service name`)
+    const key = `${namespace}/${rest}:${port ?? ''}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    out.push(port === undefined ? { namespace, service: rest } : { namespace, service: rest, port })
+  }
+  return ok(out)
+}
+
+export function formatDependency(d: Dependency, podNamespace?: string): string {
+  const ns = d.namespace === podNamespace ? '' : `${d.namespace}/`
+  return `${ns}${d.service}${d.port === undefined ? '' : `:${d.port}`}`
+}
+
+// --- metadata -------------------------------------------------------------
+
+const METADATA_FORM = 'a JSON object of strings, e.g. {"interface":"com.acme.Orders","group":"g1"}'
+const RESERVED = new Set<string>(RECORD_FIELDS)
+
+export function parseMetadata(value: string): Result<Record<string, string>> {
+  const bad = (problem: string): Result<Record<string, string>> =>
+    fail(new AnnotationError(METADATA_ANNOTATION, value, problem, METADATA_FORM))
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(value)
+  } catch (err) {
+    return bad(`not JSON (${(err as Error).message})`)
+  }
+  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) {
+    return bad(`a JSON ${parsed === null ? 'null' : Array.isArray(parsed) ? 'array' : typeof parsed}, not an object`)
+  }
+  // A fresh null-prototype object: "__proto__" in user JSON must stay a plain key.
+  const out: Record<string, string> = Object.create(null) as Record<string, string>
+  for (const [k, v] of Object.entries(parsed as Record<string, unknown>)) {
+    if (k === '') return bad('an empty key')
+    if (RESERVED.has(k)) return bad(`key "${k}" is a field of the registry record itself`)
+    if (typeof v !== 'string') return bad(`the value of "${k}" is a ${v === null ? 'null' : typeof v}, not a string`)
+    out[k] = v
+  }
+  return ok(out)
+}
+
+// --- logical service name ---------------------------------------------------
+
+const SERVICE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/
+
+export function parseServiceName(value: string): Result<string> {
+  if (SERVICE_NAME.test(value)) return ok(value)
+  return fail(
+    new AnnotationError(
+      SERVICE_ANNOTATION,
+      value,
+      'not a service name',
+      'letters, digits, ".", "_" and "-", starting and ending with a letter or digit, at most 253 characters',
+    ),
+  )
+}
+
+// --- tenant overrides -------------------------------------------------------
+
+export function parseDrainSeconds(value: string): Result<number> {
+  if (/^[0-9]+$/.test(value)) {
+    const n = Number(value)
+    if (n >= 1 && n <= 3600) return ok(n)
+  }
+  return fail(new AnnotationError(DRAIN_SECONDS_ANNOTATION, value, 'not a whole number of seconds in range', 'an integer from 1 to 3600'))
+}
+
+export function parsePreStopMode(value: string): Result<PreStopMode> {
+  if (value === 'auto' || value === 'sleep' || value === 'exec' || value === 'none') return ok(value)
+  return fail(new AnnotationError(PRESTOP_ANNOTATION, value, 'not a preStop mode', '"auto", "sleep", "exec" or "none"'))
+}
+
+export function parseReadinessGate(value: string): Result<boolean> {
+  if (value === 'true') return ok(true)
+  if (value === 'false') return ok(false)
+  return fail(new AnnotationError(READINESS_GATE_ANNOTATION, value, 'not a boolean', '"true" or "false"'))
+}
+
+const DURATION_PART = /([0-9]+)(h|m|s)/g
+
+/** Seconds as an integer ("300") or a duration of h/m/s parts ("5m", "1h30m", "90s"). */
+export function parseRegistrarTimeout(value: string): Result<number> {
+  let seconds: number | undefined
+  if (/^[0-9]+$/.test(value)) seconds = Number(value)
+  else if (/^([0-9]+[hms])+$/.test(value)) {
+    seconds = 0
+    for (const m of value.matchAll(DURATION_PART)) {
+      seconds += Number(m[1]) * (m[2] === 'h' ? 3600 : m[2] === 'm' ? 60 : 1)
+    }
+  }
+  if (seconds !== undefined && seconds >= 1 && seconds <= 86400) return ok(seconds)
+  return fail(
+    new AnnotationError(REGISTRAR_TIMEOUT_ANNOTATION, value, 'not a timeout between 1s and 24h', 'seconds ("300") or a duration ("5m", "1h30m")'),
+  )
+}
+
+export function parseContainerList(value: string): Result<string[]> {
+  const v = value.trim()
+  if (v === '*') return ok(['*'])
+  const names = v.split(',').map((s) => s.trim())
+  for (const n of names) {
+    if (!isDns1123Label(n)) {
+      return fail(new AnnotationError(ENV_CONTAINERS_ANNOTATION, value, `"${n}" is not a container name`, '"*" or container names separated by commas'))
+    }
+  }
+  return ok(names)
+}

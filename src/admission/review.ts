@@ -1,0 +1,166 @@
+// AdmissionReview in, AdmissionReview out: the whole admission decision as a pure
+// function of (request, policy, facts). The server is a thin shell around it.
+
+import type { V1Pod } from '@kubernetes/client-node'
+import { EnlistError } from '../lib/errors.js'
+import { STATUS_ANNOTATION } from '../names.js'
+import type { CompiledPolicy } from '../policy/policy.js'
+import { decide } from './decide.js'
+import { type AddOperation, buildInjection } from './inject.js'
+import { type KubeVersion, resolveSettings } from './settings.js'
+import { type Workload, workloadOf } from './workload.js'
+
+export interface AdmissionRequest {
+  uid: string
+  kind?: { group?: string; version?: string; kind?: string }
+  resource?: { group?: string; version?: string; resource?: string }
+  subResource?: string
+  name?: string
+  namespace?: string
+  operation?: string
+  object?: unknown
+  dryRun?: boolean
+}
+
+export interface AdmissionReview {
+  apiVersion: string
+  kind: 'AdmissionReview'
+  request: AdmissionRequest
+}
+
+export interface AdmissionResponse {
+  uid: string
+  allowed: boolean
+  patchType?: 'JSONPatch'
+  patch?: string
+  warnings?: string[]
+  status?: { code: number; reason?: string; message: string }
+}
+
+export interface AdmissionFacts {
+  /** Labels of the pod's namespace from the cache; undefined when it is not known. */
+  namespaceLabels: Readonly<Record<string, string>> | undefined
+  serverVersion: KubeVersion | undefined
+  /** CA bundle the registrar trusts when the policy sets none. */
+  caBundle: string
+}
+
+export type Verdict = 'injected' | 'skipped' | 'denied' | 'ignored'
+
+export interface AdmissionOutcome {
+  response: AdmissionResponse
+  verdict: Verdict
+  reason: string
+  namespace: string
+  workload: Workload | undefined
+  ops: AddOperation[] | undefined
+}
+
+const SUPPORTED_VERSIONS = new Set(['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'])
+
+/** Checks the shape of a parsed body; throws a 400 EnlistError naming what is wrong. */
+export function parseReview(body: unknown): AdmissionReview {
+  const bad = (m: string): never => {
+    throw new EnlistError('ENLIST_BAD_REQUEST', `not an AdmissionReview: ${m}`, 400)
+  }
+  if (body === null || typeof body !== 'object' || Array.isArray(body)) bad('the body must be a JSON object')
+  const r = body as Record<string, unknown>
+  if (r.kind !== 'AdmissionReview') bad(`kind must be "AdmissionReview", got ${JSON.stringify(r.kind) ?? 'nothing'}`)
+  if (typeof r.apiVersion !== 'string' || !SUPPORTED_VERSIONS.has(r.apiVersion)) {
+    bad(`apiVersion must be admission.k8s.io/v1 (or v1beta1), got ${JSON.stringify(r.apiVersion) ?? 'nothing'}`)
+  }
+  const req = r.request
+  if (req === null || typeof req !== 'object' || Array.isArray(req)) bad('request must be an object')
+  const uid = (req as Record<string, unknown>).uid
+  if (typeof uid !== 'string' || uid === '') bad('request.uid must be a non-empty string')
+  return body as AdmissionReview
+}
+
+export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: AdmissionFacts): AdmissionOutcome {
+  const namespace = request.namespace ?? ''
+  const base = { namespace, workload: undefined, ops: undefined }
+
+  if (
+    request.operation !== 'CREATE' ||
+    request.kind?.kind !== 'Pod' ||
+    request.resource?.resource !== 'pods' ||
+    (request.subResource ?? '') !== '' ||
+    request.object === null ||
+    typeof request.object !== 'object'
+  ) {
+    return { ...base, response: { uid: request.uid, allowed: true }, verdict: 'ignored', reason: 'not-a-pod-create' }
+  }
+
+  const pod = request.object as V1Pod
+  const meta = pod.metadata
+  const workload = workloadOf(meta)
+  const skip = (reason: string, warnings: string[]): AdmissionOutcome => ({
+    namespace,
+    workload,
+    ops: undefined,
+    response: withWarnings({ uid: request.uid, allowed: true }, warnings),
+    verdict: 'skipped',
+    reason,
+  })
+  const deny = (message: string): AdmissionOutcome => ({
+    namespace,
+    workload,
+    ops: undefined,
+    response: { uid: request.uid, allowed: false, status: { code: 400, reason: 'BadRequest', message } },
+    verdict: 'denied',
+    reason: 'invalid-annotation',
+  })
+
+  // Reinvocation, or a pod that went through enlist before: nothing to add.
+  if (meta?.annotations?.[STATUS_ANNOTATION] !== undefined) return skip('already-injected', [])
+
+  const decision = decide(
+    {
+      namespace,
+      namespaceLabels: facts.namespaceLabels,
+      podLabels: meta?.labels,
+      podAnnotations: meta?.annotations,
+    },
+    policy,
+  )
+  if (decision.action === 'deny') return deny(decision.error.message)
+  if (decision.action === 'skip') return skip(decision.reason, decision.warnings)
+
+  const resolved = resolveSettings(pod, namespace, workload, policy, facts.serverVersion)
+  if (!resolved.ok) return deny(resolved.error.message)
+
+  const injection = buildInjection({ pod, policy, settings: resolved.settings, caBundle: facts.caBundle })
+  const warnings = [...decision.warnings, ...resolved.warnings, ...injection.warnings]
+  return {
+    namespace,
+    workload,
+    ops: injection.ops,
+    response: withWarnings(
+      {
+        uid: request.uid,
+        allowed: true,
+        patchType: 'JSONPatch',
+        patch: Buffer.from(JSON.stringify(injection.ops)).toString('base64'),
+      },
+      warnings,
+    ),
+    verdict: 'injected',
+    reason: decision.reason,
+  }
+}
+
+// The apiserver drops warnings with control characters and truncates long ones.
+const MAX_WARNING = 256
+
+function withWarnings(response: AdmissionResponse, warnings: readonly string[]): AdmissionResponse {
+  if (warnings.length === 0) return response
+  response.warnings = warnings.map((w) => {
+    const clean = w.replace(/[\x00-\x1f\x7f]+/g, ' ')
+    return clean.length > MAX_WARNING ? clean.slice(0, MAX_WARNING - 3) + '...' : clean
+  })
+  return response
+}
+
+export function reviewResponse(review: AdmissionReview, response: AdmissionResponse): object {
+  return { apiVersion: review.apiVersion, kind: 'AdmissionReview', response }
+}

@@ -1,0 +1,32 @@
+// Which workload a pod belongs to, from what admission sees: pods from controllers
+// arrive with generateName and ownerReferences but no name yet.
+
+import type { V1ObjectMeta } from '@kubernetes/client-node'
+
+export interface Workload {
+  kind: string
+  name: string
+}
+
+// CronJob-made Jobs are named <cronjob>-<scheduled minutes since epoch>.
+const CRONJOB_SUFFIX = /^(.+)-[0-9]{8,11}$/
+
+export function workloadOf(meta: V1ObjectMeta | undefined): Workload {
+  const owner = meta?.ownerReferences?.find((o) => o.controller) ?? meta?.ownerReferences?.[0]
+  if (owner) {
+    if (owner.kind === 'ReplicaSet') {
+      const hash = meta?.labels?.['pod-template-hash']
+      if (hash && owner.name.endsWith(`-${hash}`)) {
+        return { kind: 'Deployment', name: owner.name.slice(0, -hash.length - 1) }
+      }
+    }
+    if (owner.kind === 'Job') {
+      const m = CRONJOB_SUFFIX.exec(owner.name)
+      if (m) return { kind: 'CronJob', name: m[1]! }
+    }
+    return { kind: owner.kind, name: owner.name }
+  }
+  if (meta?.name) return { kind: 'Pod', name: meta.name }
+  const gen = meta?.generateName ?? ''
+  return { kind: 'Pod', name: gen.endsWith('-') ? gen.slice(0, -1) : gen }
+}

@@ -1,0 +1,56 @@
+// Named errors with stable codes, in the manner of fastify's: callers branch on `code`,
+// humans read `message`, HTTP layers read `statusCode`.
+
+export type ErrorCode =
+  | 'ENLIST_POLICY_INVALID'
+  | 'ENLIST_OPTION_INVALID'
+  | 'ENLIST_ANNOTATION_INVALID'
+  | 'ENLIST_MANIFEST_INVALID'
+  | 'ENLIST_TLS_INVALID'
+  | 'ENLIST_UNAUTHENTICATED'
+  | 'ENLIST_FORBIDDEN'
+  | 'ENLIST_CONFLICT'
+  | 'ENLIST_DEPENDENCIES_NOT_READY'
+  | 'ENLIST_BACKEND_FAILED'
+  | 'ENLIST_UNAVAILABLE'
+  | 'ENLIST_BAD_REQUEST'
+
+export class EnlistError extends Error {
+  readonly code: ErrorCode
+  readonly statusCode: number
+
+  constructor(code: ErrorCode, message: string, statusCode = 500, options?: ErrorOptions) {
+    super(message, options)
+    this.name = 'EnlistError'
+    this.code = code
+    this.statusCode = statusCode
+  }
+}
+
+/** One problem found in a document, located by a JSON Pointer. */
+export interface FieldError {
+  path: string
+  message: string
+}
+
+export class PolicyError extends EnlistError {
+  readonly errors: readonly FieldError[]
+
+  constructor(source: string, errors: readonly FieldError[]) {
+    const lines = errors.map((e) => `  ${e.path || '/'}: ${e.message}`)
+    super('ENLIST_POLICY_INVALID', `invalid policy ${source}:\n${lines.join('\n')}`, 400)
+    this.name = 'PolicyError'
+    this.errors = errors
+  }
+}
+
+export class OptionError extends EnlistError {
+  constructor(message: string) {
+    super('ENLIST_OPTION_INVALID', message, 400)
+    this.name = 'OptionError'
+  }
+}
+
+export function errorMessage(err: unknown): string {
+  return err instanceof Error ? err.message : String(err)
+}

@@ -1,0 +1,249 @@
+// Text -> validated, defaulted, compiled policy. Pure: the watchers in source.ts feed it.
+
+import { createHash, X509Certificate } from 'node:crypto'
+import { Ajv, type ErrorObject } from 'ajv'
+import { parseDocument } from 'yaml'
+import { type FieldError, PolicyError } from '../lib/errors.js'
+import { compileAny, type LabelSelector } from '../lib/selector.js'
+import { isDns1123Label, isDns1123Subdomain, isLabelValue, isQualifiedName } from '../lib/validation.js'
+import {
+  BUILTIN_EXCLUDED_NAMESPACES,
+  type CompiledPolicy,
+  type ContainerFilter,
+  type PolicySpec,
+} from './policy.js'
+import { policySchema } from './schema.js'
+
+const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true })
+const validateSchema = ajv.compile(policySchema)
+
+const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$/
+
+/** Parses and validates policy YAML; throws PolicyError listing every problem. */
+export function loadPolicy(text: string, source = 'policy.yaml'): CompiledPolicy {
+  const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
+  if (doc.errors.length > 0) {
+    throw new PolicyError(
+      source,
+      doc.errors.map((e) => ({ path: yamlPosition(e.linePos?.[0]), message: `YAML: ${firstLine(e.message)}` })),
+    )
+  }
+  return compilePolicy(doc.toJS({ maxAliasCount: 100 }) as unknown, source)
+}
+
+/** Validates an already-parsed document (mutated: defaults are filled in). */
+export function compilePolicy(input: unknown, source = 'policy'): CompiledPolicy {
+  if (input === null || typeof input !== 'object' || Array.isArray(input)) {
+    throw new PolicyError(source, [{ path: '', message: 'must be a mapping with apiVersion: enlist.io/v1alpha1 and kind: Policy' }])
+  }
+  if (!validateSchema(input)) {
+    throw new PolicyError(source, formatSchemaErrors(validateSchema.errors ?? [], input))
+  }
+  const spec = input as unknown as PolicySpec
+  const problems = semanticErrors(spec)
+  if (problems.length > 0) throw new PolicyError(source, problems)
+
+  return Object.freeze({
+    spec,
+    hash: createHash('sha256').update(canonicalJson(spec)).digest('hex').slice(0, 16),
+    excludedNamespaces: new Set([...BUILTIN_EXCLUDED_NAMESPACES, ...spec.injection.excludedNamespaces]),
+    neverInject: compileAny(spec.injection.neverInjectSelector),
+    alwaysInject: compileAny(spec.injection.alwaysInjectSelector),
+    envContainers: containerFilter(spec.downwardAPI.containers),
+    preStopContainers: containerFilter(spec.preStop.containers),
+    overrides: new Set(spec.tenantOverrides.allowed),
+  })
+}
+
+/** The built-in default: what a cluster gets when the admin has written only the header. */
+export function defaultPolicy(): CompiledPolicy {
+  return compilePolicy({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy' }, 'built-in default')
+}
+
+export function containerFilter(names: readonly string[]): ContainerFilter {
+  if (names.includes('*')) return () => true
+  if (names.length === 0) return () => false
+  const set = new Set(names)
+  return (name) => set.has(name)
+}
+
+/** JSON with sorted keys, so equal policies hash equally whatever their key order. */
+export function canonicalJson(value: unknown): string {
+  if (Array.isArray(value)) return '[' + value.map(canonicalJson).join(',') + ']'
+  if (value !== null && typeof value === 'object') {
+    const obj = value as Record<string, unknown>
+    const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort()
+    return '{' + keys.map((k) => JSON.stringify(k) + ':' + canonicalJson(obj[k])).join(',') + '}'
+  }
+  return JSON.stringify(value)
+}
+
+function yamlPosition(pos: { line: number; col: number } | undefined): string {
+  return pos ? `line ${pos.line}, column ${pos.col}` : ''
+}
+
+// yaml's pretty messages end with " at line L, column C:" and a code excerpt.
+function firstLine(s: string): string {
+  const i = s.indexOf('\n')
+  return (i === -1 ? s : s.slice(0, i)).replace(/ at line \d+, column \d+:?$/, '')
+}
+
+function showValue(v: unknown): string {
+  const s = JSON.stringify(v)
+  if (s === undefined) return String(v)
+  return s.length > 60 ? s.slice(0, 57) + '...' : s
+}
+
+function valueAt(root: unknown, path: string): unknown {
+  let cur = root
+  for (const raw of path.split('/').slice(1)) {
+    const key = raw.replace(/~1/g, '/').replace(/~0/g, '~')
+    if (cur === null || typeof cur !== 'object') return undefined
+    cur = (cur as Record<string, unknown>)[key]
+  }
+  return cur
+}
+
+function formatSchemaErrors(errors: readonly ErrorObject[], root: unknown): FieldError[] {
+  const out: FieldError[] = []
+  const seen = new Set<string>()
+  for (const e of errors) {
+    // "must match then schema" only repeats the errors already reported inside it
+    if (e.keyword === 'if') continue
+    let path = e.instancePath
+    let message: string
+    const got = valueAt(root, e.instancePath)
+    switch (e.keyword) {
+      case 'additionalProperties': {
+        const prop = String((e.params as { additionalProperty: string }).additionalProperty)
+        path = `${path}/${prop}`
+        message = `unknown field "${prop}"`
+        break
+      }
+      case 'required':
+        path = `${path}/${String((e.params as { missingProperty: string }).missingProperty)}`
+        message = 'is required'
+        break
+      case 'enum':
+        message = `must be one of ${(e.params as { allowedValues: unknown[] }).allowedValues.map(showValue).join(', ')}; got ${showValue(got)}`
+        break
+      case 'const':
+        message = `must be ${showValue((e.params as { allowedValue: unknown }).allowedValue)}; got ${showValue(got)}`
+        break
+      case 'type':
+        message = `${e.message ?? 'has the wrong type'}; got ${showValue(got)}`
+        break
+      default:
+        message = `${e.message ?? 'is invalid'}; got ${showValue(got)}`
+    }
+    const key = `${path}\u0000${message}`
+    if (seen.has(key)) continue
+    seen.add(key)
+    out.push({ path, message })
+  }
+  return out
+}
+
+function semanticErrors(p: PolicySpec): FieldError[] {
+  const errs: FieldError[] = []
+  const add = (path: string, message: string): void => {
+    errs.push({ path, message })
+  }
+
+  p.injection.excludedNamespaces.forEach((ns, i) => {
+    if (!isDns1123Label(ns)) add(`/injection/excludedNamespaces/${i}`, `"${ns}" is not a valid namespace name (DNS-1123 label)`)
+  })
+  selectorErrors(p.injection.neverInjectSelector, '/injection/neverInjectSelector', add)
+  selectorErrors(p.injection.alwaysInjectSelector, '/injection/alwaysInjectSelector', add)
+
+  const r = p.registrar
+  if (/\s/.test(r.image)) add('/registrar/image', `"${r.image}" is not an image reference (it contains whitespace)`)
+  urlError(r.registrationURL, ['https:'], '/registrar/registrationURL', add)
+  pemError(r.caBundle, '/registrar/caBundle', add)
+  for (const kind of ['requests', 'limits'] as const) {
+    for (const [name, q] of Object.entries(r.resources[kind] ?? {})) {
+      if (!QUANTITY.test(String(q))) add(`/registrar/resources/${kind}/${name}`, `"${String(q)}" is not a Kubernetes quantity (e.g. 100m, 64Mi)`)
+    }
+  }
+
+  containerNameErrors(p.downwardAPI.containers, '/downwardAPI/containers', add)
+  containerNameErrors(p.preStop.containers, '/preStop/containers', add)
+  p.preStop.exec.command.forEach((c, i) => {
+    if (c.length === 0) add(`/preStop/exec/command/${i}`, 'must not be empty')
+  })
+
+  const d = p.discovery
+  if (!isQualifiedName(d.label.key)) add('/discovery/label/key', `"${d.label.key}" is not a valid label key ([prefix/]name)`)
+  if (!isLabelValue(d.label.value)) add('/discovery/label/value', `"${d.label.value}" is not a valid label value`)
+  if (!isQualifiedName(d.annotation)) add('/discovery/annotation', `"${d.annotation}" is not a valid annotation key ([prefix/]name)`)
+
+  const names = new Set<string>()
+  let kubernetesBackends = 0
+  p.registry.backends.forEach((b, i) => {
+    const at = `/registry/backends/${i}`
+    if (!isDns1123Label(b.name)) add(`${at}/name`, `"${b.name}" must be a DNS-1123 label (lowercase letters, digits, '-')`)
+    if (names.has(b.name)) add(`${at}/name`, `duplicate backend name "${b.name}"`)
+    names.add(b.name)
+    if (b.type === 'kubernetes') {
+      if (++kubernetesBackends > 1) add(`${at}/type`, 'at most one backend of type kubernetes')
+      return
+    }
+    urlError(b.url, ['https:', 'http:'], `${at}/url`, add)
+    pemError(b.caBundle, `${at}/caBundle`, add)
+    if (b.headersFromSecret !== '' && !isDns1123Subdomain(b.headersFromSecret)) {
+      add(`${at}/headersFromSecret`, `"${b.headersFromSecret}" is not a valid Secret name`)
+    }
+    if (b.retry.maxDelayMs < b.retry.initialDelayMs) add(`${at}/retry/maxDelayMs`, 'must be >= initialDelayMs')
+  })
+  return errs
+}
+
+function selectorErrors(list: LabelSelector[], at: string, add: (p: string, m: string) => void): void {
+  list.forEach((sel, i) => {
+    for (const [k, v] of Object.entries(sel.matchLabels ?? {})) {
+      if (!isQualifiedName(k)) add(`${at}/${i}/matchLabels`, `"${k}" is not a valid label key`)
+      if (!isLabelValue(v)) add(`${at}/${i}/matchLabels`, `"${v}" is not a valid label value`)
+    }
+    ;(sel.matchExpressions ?? []).forEach((req, j) => {
+      const p = `${at}/${i}/matchExpressions/${j}`
+      if (!isQualifiedName(req.key)) add(`${p}/key`, `"${req.key}" is not a valid label key`)
+      const n = req.values?.length ?? 0
+      if ((req.operator === 'In' || req.operator === 'NotIn') && n === 0) add(`${p}/values`, `operator ${req.operator} needs at least one value`)
+      if ((req.operator === 'Exists' || req.operator === 'DoesNotExist') && n > 0) add(`${p}/values`, `operator ${req.operator} takes no values`)
+    })
+  })
+}
+
+function containerNameErrors(list: string[], at: string, add: (p: string, m: string) => void): void {
+  list.forEach((c, i) => {
+    if (c !== '*' && !isDns1123Label(c)) add(`${at}/${i}`, `"${c}" is neither "*" nor a container name`)
+  })
+}
+
+function urlError(value: string, protocols: string[], at: string, add: (p: string, m: string) => void): void {
+  let u: URL
+  try {
+    u = new URL(value)
+  } catch {
+    add(at, `"${value}" is not a URL`)
+    return
+  }
+  if (!protocols.includes(u.protocol)) add(at, `"${value}" must use ${protocols.map((p) => p.slice(0, -1)).join(' or ')}`)
+}
+
+function pemError(pem: string, at: string, add: (p: string, m: string) => void): void {
+  if (pem === '') return
+  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
+  if (!blocks) {
+    add(at, 'must be PEM certificates (-----BEGIN CERTIFICATE-----)')
+    return
+  }
+  for (const b of blocks) {
+    try {
+      new X509Certificate(b)
+    } catch {
+      add(at, 'holds a PEM block that is not a valid X.509 certificate')
+      return
+    }
+  }
+}

@@ -1,0 +1,80 @@
+// Policy types (what the schema guarantees once defaults are applied) and the compiled
+// form that the admission engine reads without further work per request.
+
+import type { V1ResourceRequirements } from '@kubernetes/client-node'
+import type { LabelMatcher, LabelSelector } from '../lib/selector.js'
+import type { DOWNWARD_API_VARIABLES, TENANT_OVERRIDES } from './schema.js'
+
+export type DownwardApiVariable = (typeof DOWNWARD_API_VARIABLES)[number]
+export type TenantOverride = (typeof TENANT_OVERRIDES)[number]
+export type PreStopMode = 'auto' | 'sleep' | 'exec' | 'none'
+
+export interface KubernetesBackendSpec {
+  name: string
+  type: 'kubernetes'
+}
+
+export interface HttpBackendSpec {
+  name: string
+  type: 'http'
+  url: string
+  timeoutSeconds: number
+  caBundle: string
+  headersFromSecret: string
+  retry: { initialDelayMs: number; maxDelayMs: number }
+}
+
+export type BackendSpec = KubernetesBackendSpec | HttpBackendSpec
+
+export interface PolicySpec {
+  apiVersion: 'enlist.io/v1alpha1'
+  kind: 'Policy'
+  injection: {
+    default: 'enabled' | 'disabled'
+    excludedNamespaces: string[]
+    neverInjectSelector: LabelSelector[]
+    alwaysInjectSelector: LabelSelector[]
+  }
+  registrar: {
+    image: string
+    imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never'
+    command: string[]
+    args: string[]
+    position: 'first' | 'last'
+    timeoutSeconds: number
+    registrationURL: string
+    caBundle: string
+    runAsUser: number
+    tokenExpirationSeconds: number
+    resources: V1ResourceRequirements
+  }
+  downwardAPI: { variables: DownwardApiVariable[]; containers: string[] }
+  preStop: { mode: PreStopMode; drainSeconds: number; containers: string[]; exec: { command: string[] } }
+  readinessGate: { enabled: boolean }
+  discovery: { label: { key: string; value: string }; annotation: string }
+  registry: { backends: BackendSpec[]; reconcileIntervalSeconds: number }
+  tenantOverrides: { allowed: TenantOverride[] }
+}
+
+/** Selects containers by name; `*` selects all. */
+export type ContainerFilter = (name: string) => boolean
+
+export interface CompiledPolicy {
+  readonly spec: PolicySpec
+  /** sha256 of the canonical, defaulted policy; the first 16 hex digits. */
+  readonly hash: string
+  readonly excludedNamespaces: ReadonlySet<string>
+  readonly neverInject: LabelMatcher
+  readonly alwaysInject: LabelMatcher
+  readonly envContainers: ContainerFilter
+  readonly preStopContainers: ContainerFilter
+  readonly overrides: ReadonlySet<TenantOverride>
+}
+
+/** Namespaces that are never injected, whatever the policy says. */
+export const BUILTIN_EXCLUDED_NAMESPACES: readonly string[] = Object.freeze([
+  'kube-system',
+  'kube-public',
+  'kube-node-lease',
+  'enlist-system',
+])

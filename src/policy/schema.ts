@@ -1,0 +1,232 @@
+// The policy's JSON Schema. It is the single source of defaults: ajv fills them in
+// (useDefaults), so a policy of two lines is complete once validated.
+// `enlist policy schema` prints it; docs/policy.md describes every field.
+
+export const DOWNWARD_API_VARIABLES = [
+  'POD_NAME',
+  'POD_NAMESPACE',
+  'POD_UID',
+  'POD_IP',
+  'POD_IPS',
+  'HOST_IP',
+  'NODE_NAME',
+  'POD_SERVICE_ACCOUNT',
+] as const
+
+export const TENANT_OVERRIDES = [
+  'podOptIn',
+  'dependsOn',
+  'metadata',
+  'service',
+  'drainSeconds',
+  'preStopMode',
+  'readinessGate',
+  'registrarTimeout',
+  'envContainers',
+] as const
+
+const labelSelector = {
+  type: 'object',
+  additionalProperties: false,
+  properties: {
+    matchLabels: { type: 'object', additionalProperties: { type: 'string' } },
+    matchExpressions: {
+      type: 'array',
+      items: {
+        type: 'object',
+        additionalProperties: false,
+        required: ['key', 'operator'],
+        properties: {
+          key: { type: 'string', minLength: 1 },
+          operator: { enum: ['In', 'NotIn', 'Exists', 'DoesNotExist'] },
+          values: { type: 'array', items: { type: 'string' } },
+        },
+      },
+    },
+  },
+} as const
+
+const quantity = { type: ['string', 'number'] } as const
+const resourceList = {
+  type: 'object',
+  additionalProperties: false,
+  properties: { cpu: quantity, memory: quantity, 'ephemeral-storage': quantity },
+} as const
+
+const containerNames = {
+  type: 'array',
+  items: { type: 'string', minLength: 1 },
+  uniqueItems: true,
+} as const
+
+const kubernetesBackend = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'type'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 63 },
+    type: { const: 'kubernetes' },
+  },
+} as const
+
+const httpBackend = {
+  type: 'object',
+  additionalProperties: false,
+  required: ['name', 'type', 'url'],
+  properties: {
+    name: { type: 'string', minLength: 1, maxLength: 63 },
+    type: { const: 'http' },
+    url: { type: 'string', minLength: 1 },
+    timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 60, default: 5 },
+    caBundle: { type: 'string', default: '' },
+    headersFromSecret: { type: 'string', default: '' },
+    retry: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        initialDelayMs: { type: 'integer', minimum: 10, maximum: 60000, default: 200 },
+        maxDelayMs: { type: 'integer', minimum: 100, maximum: 600000, default: 30000 },
+      },
+    },
+  },
+} as const
+
+export const policySchema = {
+  $schema: 'http://json-schema.org/draft-07/schema#',
+  $id: 'https://enlist.io/schemas/policy-v1alpha1.json',
+  title: 'enlist policy',
+  type: 'object',
+  additionalProperties: false,
+  required: ['apiVersion', 'kind'],
+  properties: {
+    apiVersion: { const: 'enlist.io/v1alpha1' },
+    kind: { const: 'Policy' },
+    injection: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        default: { enum: ['enabled', 'disabled'], default: 'disabled' },
+        excludedNamespaces: { type: 'array', items: { type: 'string' }, uniqueItems: true, default: [] },
+        neverInjectSelector: { type: 'array', items: labelSelector, default: [] },
+        alwaysInjectSelector: { type: 'array', items: labelSelector, default: [] },
+      },
+    },
+    registrar: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        image: { type: 'string', minLength: 1, default: 'enlist:0.1.0' },
+        imagePullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'], default: 'IfNotPresent' },
+        command: { type: 'array', items: { type: 'string' }, default: [] },
+        args: { type: 'array', items: { type: 'string' }, default: ['register'] },
+        position: { enum: ['first', 'last'], default: 'first' },
+        timeoutSeconds: { type: 'integer', minimum: 1, maximum: 86400, default: 300 },
+        registrationURL: {
+          type: 'string',
+          minLength: 1,
+          default: 'https://enlist.enlist-system.svc:443/v1/registrations',
+        },
+        caBundle: { type: 'string', default: '' },
+        runAsUser: { type: 'integer', minimum: 1, default: 65532 },
+        tokenExpirationSeconds: { type: 'integer', minimum: 600, maximum: 86400, default: 3600 },
+        resources: {
+          type: 'object',
+          additionalProperties: false,
+          default: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+          properties: { requests: resourceList, limits: resourceList },
+        },
+      },
+    },
+    downwardAPI: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        variables: {
+          type: 'array',
+          items: { enum: [...DOWNWARD_API_VARIABLES] },
+          uniqueItems: true,
+          default: [...DOWNWARD_API_VARIABLES],
+        },
+        containers: { ...containerNames, default: ['*'] },
+      },
+    },
+    preStop: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        mode: { enum: ['auto', 'sleep', 'exec', 'none'], default: 'auto' },
+        drainSeconds: { type: 'integer', minimum: 1, maximum: 3600, default: 5 },
+        containers: { ...containerNames, default: ['*'] },
+        exec: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: { command: { type: 'array', items: { type: 'string' }, default: [] } },
+        },
+      },
+    },
+    readinessGate: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: { enabled: { type: 'boolean', default: true } },
+    },
+    discovery: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        label: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            key: { type: 'string', default: 'app.io/label' },
+            value: { type: 'string', default: 'app.io-value' },
+          },
+        },
+        annotation: { type: 'string', default: 'app.io/annotation' },
+      },
+    },
+    registry: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        backends: {
+          type: 'array',
+          minItems: 1,
+          items: {
+            type: 'object',
+            required: ['type'],
+            properties: { type: { enum: ['kubernetes', 'http'] } },
+            // nested so that an unknown type reports only the enum error above
+            if: { properties: { type: { const: 'http' } } },
+            then: httpBackend,
+            else: { if: { properties: { type: { const: 'kubernetes' } } }, then: kubernetesBackend },
+          },
+          default: [{ name: 'kubernetes', type: 'kubernetes' }],
+        },
+        reconcileIntervalSeconds: { type: 'integer', minimum: 5, maximum: 86400, default: 60 },
+      },
+    },
+    tenantOverrides: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        allowed: {
+          type: 'array',
+          items: { enum: [...TENANT_OVERRIDES] },
+          uniqueItems: true,
+          default: ['podOptIn', 'dependsOn', 'metadata', 'service', 'drainSeconds'],
+        },
+      },
+    },
+  },
+} as const

@@ -1,0 +1,461 @@
+// Patch building: every injected item, user values kept, escaping, size, idempotence.
+// Patches are applied with fast-json-patch, as the apiserver would, and the result compared.
+import t from 'tap'
+import type { V1Container, V1Pod } from '@kubernetes/client-node'
+import { admit } from '../../src/admission/review.js'
+import type { AdmissionFacts } from '../../src/admission/review.js'
+import type { CompiledPolicy } from '../../src/policy/policy.js'
+import { applyOps, decodePatch, FACTS_ENABLED, makePod, makePolicy, makeRequest } from '../helpers/fixtures.js'
+
+const policy = makePolicy()
+
+function inject(pod: V1Pod, p: CompiledPolicy = policy, f: AdmissionFacts = FACTS_ENABLED) {
+  const out = admit(makeRequest(pod), p, f)
+  if (out.verdict !== 'injected') throw new Error(`expected injection, got ${out.verdict}/${out.reason}: ${out.response.status?.message}`)
+  const ops = decodePatch(out.response.patch)
+  return { out, ops, pod: applyOps(pod, ops), warnings: out.response.warnings ?? [] }
+}
+
+const fieldEnv = (name: string, fieldPath: string) => ({ name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath } } })
+const DOWNWARD = [
+  fieldEnv('POD_NAME', 'metadata.name'),
+  fieldEnv('POD_NAMESPACE', 'metadata.namespace'),
+  fieldEnv('POD_UID', 'metadata.uid'),
+  fieldEnv('POD_IP', 'status.podIP'),
+  fieldEnv('POD_IPS', 'status.podIPs'),
+  fieldEnv('HOST_IP', 'status.hostIP'),
+  fieldEnv('NODE_NAME', 'spec.nodeName'),
+  fieldEnv('POD_SERVICE_ACCOUNT', 'spec.serviceAccountName'),
+]
+const names = (env: Array<{ name: string }> | undefined) => (env ?? []).map((e) => e.name)
+const registrarOf = (pod: V1Pod): V1Container => {
+  const c = pod.spec?.initContainers?.find((x) => x.name === 'enlist-registrar')
+  if (!c) throw new Error('no registrar')
+  return c
+}
+const envOf = (c: V1Container, name: string) => c.env?.find((e) => e.name === name)?.value
+
+t.test('a bare pod gets exactly every item', async (t) => {
+  const pod = makePod({ metadata: { generateName: 'web-5d8f7c9b6-', namespace: 'shop' } })
+  delete pod.metadata!.name
+  const { pod: got, out, warnings } = inject(pod)
+  const status = JSON.parse(got.metadata!.annotations!['enlist.io/status']!)
+  t.same(warnings, [])
+  t.same(got, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      generateName: 'web-5d8f7c9b6-',
+      namespace: 'shop',
+      labels: { 'enlist.io/managed': 'true', 'app.io/label': 'app.io-value' },
+      annotations: { 'enlist.io/status': got.metadata!.annotations!['enlist.io/status'] },
+    },
+    spec: {
+      initContainers: [
+        {
+          name: 'enlist-registrar',
+          image: 'enlist:0.1.0',
+          imagePullPolicy: 'IfNotPresent',
+          args: ['register'],
+          env: [
+            ...DOWNWARD,
+            { name: 'ENLIST_REGISTRATION_URL', value: 'https://enlist.enlist-system.svc:443/v1/registrations' },
+            { name: 'ENLIST_TOKEN_FILE', value: '/var/run/secrets/enlist.io/token/token' },
+            { name: 'ENLIST_TIMEOUT_SECONDS', value: '300' },
+            { name: 'ENLIST_SERVICE', value: 'web-5d8f7c9b6' },
+          ],
+          resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+          securityContext: {
+            runAsNonRoot: true,
+            runAsUser: 65532,
+            runAsGroup: 65532,
+            privileged: false,
+            allowPrivilegeEscalation: false,
+            readOnlyRootFilesystem: true,
+            capabilities: { drop: ['ALL'] },
+            seccompProfile: { type: 'RuntimeDefault' },
+          },
+          volumeMounts: [{ name: 'enlist-token', mountPath: '/var/run/secrets/enlist.io/token', readOnly: true }],
+          terminationMessagePolicy: 'FallbackToLogsOnError',
+        },
+      ],
+      containers: [
+        {
+          name: 'app',
+          image: 'nginx:1.27',
+          env: DOWNWARD,
+          lifecycle: { preStop: { exec: { command: ['/bin/sh', '-c', 'sleep 5'] } } },
+        },
+      ],
+      volumes: [
+        {
+          name: 'enlist-token',
+          projected: {
+            defaultMode: 0o444,
+            sources: [{ serviceAccountToken: { audience: 'enlist', expirationSeconds: 3600, path: 'token' } }],
+          },
+        },
+      ],
+      readinessGates: [{ conditionType: 'enlist.io/registered' }],
+    },
+  })
+  t.same(status, {
+    version: 1,
+    policy: policy.hash,
+    injected: {
+      initContainers: ['enlist-registrar'],
+      volumes: ['enlist-token'],
+      env: { app: DOWNWARD.map((e) => e.name) },
+      preStop: ['app'],
+      readinessGates: ['enlist.io/registered'],
+      labels: ['enlist.io/managed', 'app.io/label'],
+    },
+    kept: [],
+  })
+  t.equal(out.reason, 'namespace-opt-in')
+  t.same(out.workload, { kind: 'Pod', name: 'web-5d8f7c9b6' })
+})
+
+t.test('missing arrays and maps are created whole, present ones appended to', async (t) => {
+  const bare = inject(makePod()).ops.map((o) => o.path)
+  t.same(bare, [
+    '/metadata/labels',
+    '/spec/initContainers',
+    '/spec/volumes',
+    '/spec/containers/0/env',
+    '/spec/containers/0/lifecycle',
+    '/spec/readinessGates',
+    '/metadata/annotations',
+  ])
+  const full = makePod({
+    metadata: { name: 'p', namespace: 'shop', labels: { a: 'b' }, annotations: { c: 'd' } },
+    spec: {
+      initContainers: [{ name: 'migrate', image: 'm' }],
+      containers: [{ name: 'app', image: 'x', env: [{ name: 'A', value: '1' }], lifecycle: { postStart: { exec: { command: ['true'] } } } }],
+      volumes: [{ name: 'data', emptyDir: {} }],
+      readinessGates: [{ conditionType: 'example.com/ready' }],
+    },
+  })
+  const { ops, pod } = inject(full)
+  t.same(
+    ops.map((o) => o.path),
+    [
+      '/metadata/labels/enlist.io~1managed',
+      '/metadata/labels/app.io~1label',
+      '/spec/initContainers/0',
+      '/spec/volumes/-',
+      ...Array.from({ length: 8 }, (_, i) => `/spec/containers/0/env/${i}`),
+      '/spec/containers/0/lifecycle/preStop',
+      '/spec/readinessGates/-',
+      '/metadata/annotations/enlist.io~1status',
+    ],
+  )
+  t.same(pod.metadata?.labels, { a: 'b', 'enlist.io/managed': 'true', 'app.io/label': 'app.io-value' })
+  t.equal(pod.metadata?.annotations?.c, 'd')
+  t.same(pod.spec?.initContainers?.map((c) => c.name), ['enlist-registrar', 'migrate'])
+  t.same(pod.spec?.volumes?.map((v) => v.name), ['data', 'enlist-token'])
+  t.same(names(pod.spec?.containers[0]?.env), [...DOWNWARD.map((e) => e.name), 'A'])
+  t.same(pod.spec?.containers[0]?.lifecycle?.postStart, { exec: { command: ['true'] } }, 'postStart kept')
+  t.ok(pod.spec?.containers[0]?.lifecycle?.preStop?.exec)
+  t.same(pod.spec?.readinessGates, [{ conditionType: 'example.com/ready' }, { conditionType: 'enlist.io/registered' }])
+})
+
+t.test('nothing the user wrote is overwritten, and the warning says what was kept', async (t) => {
+  const userPreStop = { exec: { command: ['nginx', '-s', 'quit'] } }
+  const pod = makePod({
+    metadata: { name: 'p', namespace: 'shop', labels: { 'app.io/label': 'custom', 'enlist.io/managed': 'true' } },
+    spec: {
+      containers: [
+        {
+          name: 'app',
+          image: 'x',
+          env: [
+            { name: 'POD_IP', value: 'mine' },
+            { name: 'NODE_NAME', valueFrom: { fieldRef: { fieldPath: 'spec.nodeName' } } },
+          ],
+          lifecycle: { preStop: userPreStop },
+        },
+        { name: 'side', image: 'y', lifecycle: { preStop: { httpGet: { port: 8080, path: '/drain' } } } },
+      ],
+      readinessGates: [{ conditionType: 'enlist.io/registered' }],
+    },
+  })
+  const { pod: got, warnings, ops } = inject(pod)
+  const app = got.spec!.containers[0]!
+  t.same(app.env?.find((e) => e.name === 'POD_IP'), { name: 'POD_IP', value: 'mine' })
+  t.equal(app.env?.filter((e) => e.name === 'POD_IP').length, 1, 'no duplicate env name')
+  t.equal(app.env?.length, 8)
+  t.same(app.lifecycle?.preStop, userPreStop)
+  t.same(got.spec!.containers[1]!.lifecycle?.preStop, { httpGet: { port: 8080, path: '/drain' } })
+  t.equal(got.metadata?.labels?.['app.io/label'], 'custom')
+  t.equal(got.spec?.readinessGates?.length, 1, 'readiness gate not duplicated')
+  t.notOk(ops.some((o) => o.path.startsWith('/spec/readinessGates')))
+  t.same(warnings, [
+    'enlist: kept your label app.io/label="custom" (enlist would set "app.io-value")',
+    'enlist: kept your env POD_IP, NODE_NAME in container app',
+    "enlist: kept your preStop hook in containers app, side; enlist's 5s drain was not added",
+  ])
+  const status = JSON.parse(got.metadata!.annotations!['enlist.io/status']!)
+  t.same(status.kept, ['label app.io/label', 'env app/POD_IP', 'env app/NODE_NAME', 'preStop app', 'preStop side'])
+  t.same(status.injected.labels, [], 'managed label already there, discovery label kept')
+})
+
+t.test("user's env references to our variables resolve: ours come first", async (t) => {
+  const pod = makePod({
+    spec: { containers: [{ name: 'app', image: 'x', env: [{ name: 'URL', value: 'http://$(POD_IP):8080' }] }] },
+  })
+  const env = names(inject(pod).pod.spec?.containers[0]?.env)
+  t.ok(env.indexOf('POD_IP') < env.indexOf('URL'))
+  t.equal(env.at(-1), 'URL')
+})
+
+t.test('keys with "/" are escaped; pointer escaping handles "~" first', async (t) => {
+  const p = makePolicy({ discovery: { label: { key: 'discovery.acme.com/svc', value: 'x' }, annotation: 'discovery.acme.com/meta' } })
+  const pod = makePod({ metadata: { name: 'p', namespace: 'shop', labels: { other: '1' } } })
+  const { ops, pod: got } = inject(pod, p)
+  t.ok(ops.some((o) => o.path === '/metadata/labels/discovery.acme.com~1svc'))
+  t.equal(got.metadata?.labels?.['discovery.acme.com/svc'], 'x')
+  const { pointer, escapeToken, unescapeToken } = await import('../../src/lib/json-pointer.js')
+  t.equal(escapeToken('a~1/b'), 'a~01~1b')
+  t.equal(unescapeToken(escapeToken('a~1/b')), 'a~1/b')
+  t.equal(escapeToken('~/'), '~0~1')
+  t.equal(escapeToken('plain'), 'plain')
+  t.equal(pointer('metadata', 'annotations', 'x/y~z', 3), '/metadata/annotations/x~1y~0z/3')
+  t.equal(unescapeToken('~01'), '~1', '"~01" is "~1", not "/"')
+})
+
+t.test('a pod with 1500 env vars: ours prepended, theirs intact, linear ops', async (t) => {
+  const env = Array.from({ length: 1500 }, (_, i) => ({ name: `VAR_${i}`, value: String(i) }))
+  env[700] = { name: 'POD_NAME', value: 'user' }
+  const pod = makePod({ spec: { containers: [{ name: 'app', image: 'x', env }] } })
+  const { pod: got, ops } = inject(pod)
+  const out = got.spec!.containers[0]!.env!
+  t.equal(out.length, 1507)
+  t.same(names(out.slice(0, 7)), ['POD_NAMESPACE', 'POD_UID', 'POD_IP', 'POD_IPS', 'HOST_IP', 'NODE_NAME', 'POD_SERVICE_ACCOUNT'])
+  t.same(out.slice(7), env, 'user env unchanged and in order')
+  t.equal(ops.length, 13, 'a fixed number of ops, whatever the env size')
+})
+
+t.test('several containers: each gets env and preStop', async (t) => {
+  const pod = makePod({
+    spec: {
+      containers: [
+        { name: 'a', image: 'x' },
+        { name: 'b', image: 'y', env: [] },
+        { name: 'c', image: 'z', lifecycle: {} },
+      ],
+    },
+  })
+  const { pod: got } = inject(pod)
+  for (const c of got.spec!.containers) {
+    t.equal(c.env?.length, 8, `${c.name} env`)
+    t.ok(c.lifecycle?.preStop, `${c.name} preStop`)
+  }
+})
+
+t.test('policy selects containers for env and preStop', async (t) => {
+  const p = makePolicy({ downwardAPI: { containers: ['b'], variables: ['POD_NAME', 'POD_IP'] }, preStop: { containers: ['a'] } })
+  const pod = makePod({ spec: { containers: [{ name: 'a', image: 'x' }, { name: 'b', image: 'y' }] } })
+  const { pod: got } = inject(pod, p)
+  t.equal(got.spec!.containers[0]!.env, undefined)
+  t.same(names(got.spec!.containers[1]!.env), ['POD_NAME', 'POD_IP'])
+  t.ok(got.spec!.containers[0]!.lifecycle?.preStop)
+  t.equal(got.spec!.containers[1]!.lifecycle, undefined)
+  t.same(names(registrarOf(got).env).slice(0, 8), DOWNWARD.map((e) => e.name), 'the registrar always gets all eight variables')
+})
+
+t.test('no variables, no env ops', async (t) => {
+  const p = makePolicy({ downwardAPI: { variables: [] } })
+  const { ops } = inject(makePod(), p)
+  t.notOk(ops.some((o) => o.path.includes('/env')))
+})
+
+t.test('registrar position last', async (t) => {
+  const p = makePolicy({ registrar: { position: 'last' } })
+  const pod = makePod({ spec: { initContainers: [{ name: 'migrate', image: 'm' }], containers: [{ name: 'app', image: 'x' }] } })
+  const { pod: got, ops } = inject(pod, p)
+  t.same(got.spec?.initContainers?.map((c) => c.name), ['migrate', 'enlist-registrar'])
+  t.ok(ops.some((o) => o.path === '/spec/initContainers/-'))
+})
+
+t.test('an existing enlist-registrar init container and enlist-token volume are kept', async (t) => {
+  const pod = makePod({
+    spec: {
+      initContainers: [{ name: 'enlist-registrar', image: 'mine' }],
+      containers: [{ name: 'app', image: 'x' }],
+      volumes: [{ name: 'enlist-token', emptyDir: {} }],
+    },
+  })
+  const { pod: got, warnings } = inject(pod)
+  t.same(got.spec?.initContainers, [{ name: 'enlist-registrar', image: 'mine' }])
+  t.same(got.spec?.volumes, [{ name: 'enlist-token', emptyDir: {} }])
+  t.match(warnings, [/kept your init container enlist-registrar/, /kept your volume enlist-token/])
+})
+
+t.test('preStop modes', async (t) => {
+  const v120 = { ...FACTS_ENABLED, serverVersion: { major: 1, minor: 20 } }
+  const v130 = { ...FACTS_ENABLED, serverVersion: { major: 1, minor: 30 } }
+  const v129 = { ...FACTS_ENABLED, serverVersion: { major: 1, minor: 29 } }
+  const unknown = { ...FACTS_ENABLED, serverVersion: undefined }
+  const preStopOf = (p: CompiledPolicy, f: AdmissionFacts) => inject(makePod(), p, f).pod.spec!.containers[0]!.lifecycle?.preStop
+
+  t.same(preStopOf(policy, v120), { exec: { command: ['/bin/sh', '-c', 'sleep 5'] } }, 'auto on 1.20: exec')
+  t.same(preStopOf(policy, v129), { exec: { command: ['/bin/sh', '-c', 'sleep 5'] } }, 'auto on 1.29: exec (sleep is alpha, off)')
+  t.same(preStopOf(policy, v130), { sleep: { seconds: 5 } }, 'auto on 1.30: sleep')
+  t.same(preStopOf(policy, unknown), { exec: { command: ['/bin/sh', '-c', 'sleep 5'] } }, 'auto, version unknown: exec')
+  t.same(preStopOf(policy, { ...FACTS_ENABLED, serverVersion: { major: 2, minor: 0 } }), { sleep: { seconds: 5 } })
+
+  const sleep = makePolicy({ preStop: { mode: 'sleep', drainSeconds: 12 } })
+  t.same(preStopOf(sleep, v130), { sleep: { seconds: 12 } })
+  t.same(preStopOf(sleep, unknown), { sleep: { seconds: 12 } }, 'sleep, version unknown: as asked')
+  const fallback = inject(makePod(), sleep, v120)
+  t.same(fallback.pod.spec!.containers[0]!.lifecycle?.preStop, { exec: { command: ['/bin/sh', '-c', 'sleep 12'] } })
+  t.match(fallback.warnings, [/preStop mode sleep needs Kubernetes >= 1\.30; this cluster is 1\.20/])
+
+  const exec = makePolicy({ preStop: { mode: 'exec', exec: { command: ['/drain', '--wait'] } } })
+  t.same(preStopOf(exec, v130), { exec: { command: ['/drain', '--wait'] } }, 'custom exec command')
+
+  const none = makePolicy({ preStop: { mode: 'none' } })
+  t.equal(inject(makePod(), none).pod.spec!.containers[0]!.lifecycle, undefined)
+})
+
+t.test('a drain not shorter than the grace period is warned about', async (t) => {
+  const p = makePolicy({ preStop: { drainSeconds: 30 } })
+  t.match(inject(makePod(), p).warnings, [/30s preStop drain is not shorter than terminationGracePeriodSeconds \(30\)/])
+  const pod = makePod({ spec: { terminationGracePeriodSeconds: 60, containers: [{ name: 'app', image: 'x' }] } })
+  t.same(inject(pod, p).warnings, [])
+})
+
+t.test('readiness gate off by policy or, where allowed, by annotation', async (t) => {
+  const off = makePolicy({ readinessGate: { enabled: false } })
+  t.equal(inject(makePod(), off).pod.spec?.readinessGates, undefined)
+  const allow = makePolicy({ tenantOverrides: { allowed: ['readinessGate'] } })
+  const pod = makePod({ metadata: { name: 'p', namespace: 'shop', annotations: { 'enlist.io/readiness-gate': 'false' } } })
+  t.equal(inject(pod, allow).pod.spec?.readinessGates, undefined)
+  const ignored = inject(pod, policy)
+  t.same(ignored.pod.spec?.readinessGates, [{ conditionType: 'enlist.io/registered' }], 'not allowed: ignored')
+  t.match(ignored.warnings, [/annotation enlist\.io\/readiness-gate ignored: the policy does not let tenants set readinessGate/])
+})
+
+t.test('tenant overrides that are allowed take effect', async (t) => {
+  const all = makePolicy({
+    tenantOverrides: {
+      allowed: ['dependsOn', 'metadata', 'service', 'drainSeconds', 'preStopMode', 'registrarTimeout', 'envContainers'],
+    },
+  })
+  const pod = makePod({
+    metadata: {
+      name: 'p',
+      namespace: 'shop',
+      annotations: {
+        'enlist.io/depends-on': 'mysql:3306, payments/ledger',
+        'enlist.io/metadata': '{"interface":"com.acme.Orders","group":"g1"}',
+        'enlist.io/service': 'orders',
+        'enlist.io/drain-seconds': '9',
+        'enlist.io/registrar-timeout': '2m',
+        'enlist.io/env-containers': 'side',
+      },
+    },
+    spec: { containers: [{ name: 'app', image: 'x' }, { name: 'side', image: 'y' }] },
+  })
+  const { pod: got, warnings } = inject(pod, all)
+  const r = registrarOf(got)
+  t.equal(envOf(r, 'ENLIST_DEPENDS_ON'), 'shop/mysql:3306,payments/ledger')
+  t.equal(envOf(r, 'ENLIST_METADATA'), '{"interface":"com.acme.Orders","group":"g1"}')
+  t.equal(envOf(r, 'ENLIST_SERVICE'), 'orders')
+  t.equal(envOf(r, 'ENLIST_TIMEOUT_SECONDS'), '120')
+  t.same(got.spec!.containers[0]!.lifecycle?.preStop, { exec: { command: ['/bin/sh', '-c', 'sleep 9'] } })
+  t.equal(got.spec!.containers[0]!.env, undefined)
+  t.equal(got.spec!.containers[1]!.env?.length, 8)
+  t.same(warnings, [])
+
+  const none = inject(makePod({ ...pod }), makePolicy({ tenantOverrides: { allowed: [] } }))
+  const r2 = registrarOf(none.pod)
+  t.equal(envOf(r2, 'ENLIST_DEPENDS_ON'), undefined)
+  t.equal(envOf(r2, 'ENLIST_METADATA'), undefined)
+  t.equal(envOf(r2, 'ENLIST_SERVICE'), 'p')
+  t.equal(none.warnings.length, 6, 'each ignored annotation is named')
+})
+
+t.test('prestop mode annotation', async (t) => {
+  const p = makePolicy({ tenantOverrides: { allowed: ['preStopMode'] } })
+  const pod = makePod({ metadata: { name: 'p', namespace: 'shop', annotations: { 'enlist.io/prestop': 'none' } } })
+  t.equal(inject(pod, p).pod.spec!.containers[0]!.lifecycle, undefined)
+})
+
+t.test('env-containers naming an absent container warns', async (t) => {
+  const p = makePolicy({ tenantOverrides: { allowed: ['envContainers'] } })
+  const pod = makePod({ metadata: { name: 'p', namespace: 'shop', annotations: { 'enlist.io/env-containers': 'app,ghost' } } })
+  t.match(inject(pod, p).warnings, [/names containers the pod does not have: ghost/])
+})
+
+t.test('service name: annotation, then app.kubernetes.io/name, then app, then workload', async (t) => {
+  const svc = (meta: V1Pod['metadata']) => envOf(registrarOf(inject(makePod({ metadata: meta })).pod), 'ENLIST_SERVICE')
+  t.equal(svc({ name: 'p', namespace: 'shop', annotations: { 'enlist.io/service': 'orders' }, labels: { app: 'a' } }), 'orders')
+  t.equal(svc({ name: 'p', namespace: 'shop', labels: { 'app.kubernetes.io/name': 'k8s-name', app: 'a' } }), 'k8s-name')
+  t.equal(svc({ name: 'p', namespace: 'shop', labels: { app: 'a' } }), 'a')
+  t.equal(
+    svc({
+      generateName: 'checkout-7d9c5b6f4-',
+      namespace: 'shop',
+      labels: { 'pod-template-hash': '7d9c5b6f4' },
+      ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: 'checkout-7d9c5b6f4', uid: 'u', controller: true }],
+    }),
+    'checkout',
+  )
+})
+
+t.test('CA bundle: the policy, else the server', async (t) => {
+  const ca = '-----BEGIN CERTIFICATE-----\nserver\n-----END CERTIFICATE-----\n'
+  const r1 = registrarOf(inject(makePod(), policy, { ...FACTS_ENABLED, caBundle: ca }).pod)
+  t.equal(envOf(r1, 'ENLIST_CA_BUNDLE'), ca)
+  const r2 = registrarOf(inject(makePod(), policy).pod)
+  t.equal(envOf(r2, 'ENLIST_CA_BUNDLE'), undefined, 'no CA known: none injected')
+})
+
+t.test('custom registrar command, image and resources from the policy', async (t) => {
+  const p = makePolicy({
+    registrar: {
+      image: 'registry.bank.example/platform/enlist:1.2.3',
+      imagePullPolicy: 'Always',
+      command: ['/enlist'],
+      args: ['register', '--verbose'],
+      runAsUser: 1001,
+      resources: { requests: { cpu: '5m' } },
+      tokenExpirationSeconds: 600,
+    },
+  })
+  const got = inject(makePod(), p).pod
+  const r = registrarOf(got)
+  t.equal(r.image, 'registry.bank.example/platform/enlist:1.2.3')
+  t.equal(r.imagePullPolicy, 'Always')
+  t.same(r.command, ['/enlist'])
+  t.same(r.args, ['register', '--verbose'])
+  t.equal(r.securityContext?.runAsUser, 1001)
+  t.same(r.resources, { requests: { cpu: '5m' } })
+  t.equal(got.spec?.volumes?.[0]?.projected?.sources?.[0]?.serviceAccountToken?.expirationSeconds, 600)
+})
+
+t.test('apply, then inject again: a no-op', async (t) => {
+  const first = inject(makePod({ metadata: { name: 'p', namespace: 'shop', labels: { app: 'x' } } }))
+  const again = admit(makeRequest(first.pod), policy, FACTS_ENABLED)
+  t.equal(again.verdict, 'skipped')
+  t.equal(again.reason, 'already-injected')
+  t.equal(again.response.patch, undefined)
+  t.equal(again.response.allowed, true)
+})
+
+t.test('the status annotation alone makes re-injection a no-op, whatever else changed', async (t) => {
+  const first = inject(makePod())
+  const changed = structuredClone(first.pod)
+  changed.spec!.containers.push({ name: 'late-sidecar', image: 'z' })
+  const again = admit(makeRequest(changed), policy, FACTS_ENABLED)
+  t.equal(again.reason, 'already-injected')
+})
+
+t.test('injection leaves the input pod untouched', async (t) => {
+  const pod = makePod({ spec: { containers: [{ name: 'app', image: 'x', env: [{ name: 'A', value: '1' }] }] } })
+  const before = structuredClone(pod)
+  inject(pod)
+  t.same(pod, before)
+})

@@ -1,0 +1,79 @@
+// Label selectors and workload naming: small pure helpers the decision depends on.
+import t from 'tap'
+import { workloadOf } from '../../src/admission/workload.js'
+import { compileAny, compileSelector, formatSelector } from '../../src/lib/selector.js'
+import { isDns1035Label, isLabelValue, isPortName, isQualifiedName } from '../../src/lib/validation.js'
+
+t.test('label selectors', async (t) => {
+  const s = compileSelector({
+    matchLabels: { app: 'web' },
+    matchExpressions: [
+      { key: 'tier', operator: 'In', values: ['front', 'edge'] },
+      { key: 'env', operator: 'NotIn', values: ['dev'] },
+      { key: 'team', operator: 'Exists' },
+      { key: 'legacy', operator: 'DoesNotExist' },
+    ],
+  })
+  t.ok(s({ app: 'web', tier: 'front', team: 'a' }))
+  t.ok(s({ app: 'web', tier: 'edge', team: 'a', env: 'prod' }))
+  t.notOk(s({ app: 'web', tier: 'front', team: 'a', env: 'dev' }), 'NotIn')
+  t.notOk(s({ app: 'web', tier: 'back', team: 'a' }), 'In')
+  t.notOk(s({ app: 'web', team: 'a' }), 'In needs the key')
+  t.notOk(s({ app: 'web', tier: 'front' }), 'Exists')
+  t.notOk(s({ app: 'web', tier: 'front', team: 'a', legacy: '' }), 'DoesNotExist')
+  t.notOk(s({ app: 'api', tier: 'front', team: 'a' }), 'matchLabels')
+  t.notOk(s(undefined))
+  t.ok(compileSelector({})(undefined), 'empty selector matches everything')
+  t.ok(compileSelector({})({ a: 'b' }))
+  t.notOk(compileAny([])({ a: 'b' }), 'an empty list matches nothing')
+  t.ok(compileAny([{ matchLabels: { a: 'x' } }, { matchLabels: { b: 'y' } }])({ b: 'y' }))
+  t.equal(formatSelector({ matchLabels: { a: 'b' }, matchExpressions: [{ key: 'c', operator: 'In', values: ['d', 'e'] }, { key: 'f', operator: 'DoesNotExist' }, { key: 'g', operator: 'Exists' }, { key: 'h', operator: 'NotIn', values: ['i'] }] }), 'a=b,c in (d,e),!f,g,h notin (i)')
+})
+
+t.test('workload names', async (t) => {
+  const rs = (name: string, hash?: string) => ({
+    generateName: `${name}-`,
+    labels: hash ? { 'pod-template-hash': hash } : {},
+    ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name, uid: 'u', controller: true }],
+  })
+  t.same(workloadOf(rs('checkout-7d9c5b6f4', '7d9c5b6f4')), { kind: 'Deployment', name: 'checkout' })
+  t.same(workloadOf(rs('checkout-7d9c5b6f4')), { kind: 'ReplicaSet', name: 'checkout-7d9c5b6f4' }, 'a bare ReplicaSet')
+  t.same(workloadOf(rs('checkout-abc', 'zzz')), { kind: 'ReplicaSet', name: 'checkout-abc' }, 'hash does not match the name')
+  const job = (name: string) => ({ ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name, uid: 'u', controller: true }] })
+  t.same(workloadOf(job('nightly-28345120')), { kind: 'CronJob', name: 'nightly' })
+  t.same(workloadOf(job('migrate')), { kind: 'Job', name: 'migrate' })
+  t.same(workloadOf(job('migrate-2')), { kind: 'Job', name: 'migrate-2' })
+  t.same(workloadOf({ ownerReferences: [{ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'db', uid: 'u', controller: true }] }), { kind: 'StatefulSet', name: 'db' })
+  t.same(
+    workloadOf({
+      ownerReferences: [
+        { apiVersion: 'v1', kind: 'Other', name: 'not-controller', uid: 'a' },
+        { apiVersion: 'apps/v1', kind: 'DaemonSet', name: 'agent', uid: 'b', controller: true },
+      ],
+    }),
+    { kind: 'DaemonSet', name: 'agent' },
+    'the controller owner wins',
+  )
+  t.same(workloadOf({ ownerReferences: [{ apiVersion: 'x/v1', kind: 'Thing', name: 't', uid: 'a' }] }), { kind: 'Thing', name: 't' })
+  t.same(workloadOf({ name: 'solo' }), { kind: 'Pod', name: 'solo' })
+  t.same(workloadOf({ generateName: 'gen-' }), { kind: 'Pod', name: 'gen' })
+  t.same(workloadOf(undefined), { kind: 'Pod', name: '' })
+})
+
+t.test('name syntax', async (t) => {
+  t.ok(isQualifiedName('app.io/label'))
+  t.ok(isQualifiedName('a'))
+  t.ok(isQualifiedName('example.com/A_b.c-d'))
+  for (const bad of ['', '/a', 'a/', 'a/b/c', 'UPPER.io/x', '-a', 'a-', 'x'.repeat(64), 'a b']) t.notOk(isQualifiedName(bad), bad)
+  t.ok(isLabelValue(''))
+  t.ok(isLabelValue('app.io-value'))
+  t.notOk(isLabelValue('-x'))
+  t.notOk(isLabelValue('x'.repeat(64)))
+  t.ok(isDns1035Label('mysql'))
+  t.notOk(isDns1035Label('3mysql'))
+  t.ok(isPortName('http'))
+  t.ok(isPortName('grpc-web'))
+  t.notOk(isPortName('8080'), 'at least one letter')
+  t.notOk(isPortName('a--b'))
+  t.notOk(isPortName('sixteen-chars-xx'))
+})
