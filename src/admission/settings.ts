@@ -12,6 +12,7 @@ import {
   REGISTRAR_TIMEOUT_ANNOTATION,
   SERVICE_ANNOTATION,
 } from '../names.js'
+import { OptionError } from '../lib/errors.js'
 import { containerFilter } from '../policy/load.js'
 import type { CompiledPolicy, ContainerFilter, PreStopMode, TenantOverride } from '../policy/policy.js'
 import {
@@ -32,6 +33,13 @@ import type { Workload } from './workload.js'
 export interface KubeVersion {
   major: number
   minor: number
+}
+
+/** "1.30", "v1.30.2" -> {1, 30}; throws OptionError naming `source` otherwise. */
+export function parseKubeVersion(v: string, source = '--kube-version'): KubeVersion {
+  const m = /^v?(\d+)\.(\d+)/.exec(v)
+  if (!m) throw new OptionError(`${source}: ${JSON.stringify(v)} is invalid; accepted: MAJOR.MINOR such as 1.30`)
+  return { major: Number(m[1]), minor: Number(m[2]) }
 }
 
 /** The `sleep` lifecycle action is on by default from Kubernetes 1.30 (beta). */

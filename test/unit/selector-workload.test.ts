@@ -33,7 +33,7 @@ t.test('label selectors', async (t) => {
 t.test('workload names', async (t) => {
   const rs = (name: string, hash?: string) => ({
     generateName: `${name}-`,
-    labels: hash ? { 'pod-template-hash': hash } : {},
+    labels: (hash ? { 'pod-template-hash': hash } : {}) as Record<string, string>,
     ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name, uid: 'u', controller: true }],
   })
   t.same(workloadOf(rs('checkout-7d9c5b6f4', '7d9c5b6f4')), { kind: 'Deployment', name: 'checkout' })

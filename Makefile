@@ -1,0 +1,57 @@
+# enlist: `make help` lists the targets.
+SHELL := /usr/bin/env bash
+.DEFAULT_GOAL := help
+
+VERSION := $(shell node -p "require('./package.json').version" 2>/dev/null || echo 0.0.0)
+IMAGE   ?= enlist:$(VERSION)
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund
+	@touch $@
+
+dist/.built: node_modules/.installed tsconfig.build.json $(shell find src -type f 2>/dev/null)
+	npx --no-install tsc -p tsconfig.build.json
+	@chmod +x dist/cli/main.js
+	@touch $@
+
+.PHONY: help deps build typecheck test unit e2e bench certs image deploy demo control-plane clean
+
+help: ## list the targets
+	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-14s %s\n", $$1, $$2}'
+
+deps: node_modules/.installed ## install Node dependencies (npm ci)
+
+build: dist/.built ## compile TypeScript to dist/
+
+typecheck: deps ## type-check sources, tests and benchmarks
+	npx --no-install tsc -p tsconfig.json
+
+test: build typecheck ## run every test (unit and end-to-end on a real control plane)
+	scripts/test.sh
+
+unit: build ## run the tests that need no control plane
+	ENLIST_NO_CONTROL_PLANE=1 scripts/test.sh test/unit test/server test/cli
+
+e2e: build ## run the end-to-end tests on a real control plane
+	scripts/test.sh test/e2e
+
+control-plane: ## build or locate etcd, kube-apiserver, kube-controller-manager, kubectl
+	hack/control-plane-assets.sh
+
+demo: build ## start a local control plane with enlist, and show it inject and register a pod
+	scripts/demo.sh
+
+bench: build ## measure admission throughput and latency against the baseline
+	node bench/run.mjs
+
+certs: build ## make a CA and serving certificate for the Service (manifests/overlays/certs)
+	node dist/cli/main.js certs
+
+image: ## build the container image (IMAGE=enlist:VERSION)
+	docker build -t $(IMAGE) .
+
+deploy: ## install into the current kubectl context (kubectl apply -k manifests/base)
+	kubectl apply -k manifests/base
+
+clean: ## remove build output and test results
+	rm -rf dist .tap coverage bench/results

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Runs every test (unit, server, CLI, end-to-end on a real control plane) and ends with
+# "tests: N passed, M failed". Arguments, if any, are test files or tap flags.
+set -uo pipefail
+cd "$(dirname "$0")/.."
+
+# The control plane for end-to-end tests: KUBEBUILDER_ASSETS if set, else built once per machine.
+if [ -z "${ENLIST_NO_CONTROL_PLANE:-}" ]; then
+  if ! ENLIST_ASSETS=$(hack/control-plane-assets.sh); then
+    echo "could not get a control plane; see the messages above" >&2
+    echo "tests: 0 passed, 1 failed"
+    exit 1
+  fi
+  export ENLIST_ASSETS
+fi
+
+rm -rf .tap/test-results
+if [ $# -eq 0 ]; then set -- test; fi
+npx --no-install tap "$@"
+status=$?
+node scripts/tap-summary.mjs .tap/test-results
+exit $status

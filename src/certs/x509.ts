@@ -1,0 +1,178 @@
+// ECDSA P-256 certificate authorities and serving certificates, made with pkijs (Node
+// can parse X.509 but not write it). Used by `enlist certs`, self-managed mode and tests.
+
+import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto'
+import { isIP } from 'node:net'
+import * as asn1js from 'asn1js'
+import * as pkijs from 'pkijs'
+
+const ALG = { name: 'ECDSA', namedCurve: 'P-256' } as const
+// pkijs is typed against the DOM's Crypto; Node's webcrypto is the same API.
+type PkiKey = Parameters<pkijs.Certificate['sign']>[0]
+type PkiCrypto = ConstructorParameters<typeof pkijs.CryptoEngine>[0]['crypto']
+let engineSet = false
+
+function engine(): void {
+  if (engineSet) return
+  pkijs.setEngine('node', new pkijs.CryptoEngine({ name: 'node', crypto: webcrypto as unknown as PkiCrypto }))
+  engineSet = true
+}
+
+export interface IssuedCertificate {
+  cert: string
+  key: string
+  notBefore: Date
+  notAfter: Date
+}
+
+export interface CaOptions {
+  commonName: string
+  validityMs: number
+  /** Backdated, so that clocks a little behind still accept the certificate. */
+  backdateMs?: number
+}
+
+export interface ServingOptions {
+  ca: { cert: string; key: string }
+  commonName: string
+  dnsNames: readonly string[]
+  ipAddresses?: readonly string[]
+  validityMs: number
+  backdateMs?: number
+  /** Also valid for client authentication (the apiserver's own test certificates). */
+  clientAuth?: boolean
+}
+
+const OID = {
+  commonName: '2.5.4.3',
+  basicConstraints: '2.5.29.19',
+  keyUsage: '2.5.29.15',
+  extKeyUsage: '2.5.29.37',
+  subjectAltName: '2.5.29.17',
+  subjectKeyId: '2.5.29.14',
+  authorityKeyId: '2.5.29.35',
+  serverAuth: '1.3.6.1.5.5.7.3.1',
+  clientAuth: '1.3.6.1.5.5.7.3.2',
+}
+
+// KeyUsage bits, most significant first: digitalSignature(0) ... keyCertSign(5), cRLSign(6).
+const DIGITAL_SIGNATURE = 0x80
+const KEY_CERT_SIGN = 0x04
+const CRL_SIGN = 0x02
+
+export async function createCA(o: CaOptions): Promise<IssuedCertificate> {
+  engine()
+  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+  const cert = await base(o.commonName, o.commonName, o.validityMs, o.backdateMs, keys.publicKey)
+  const ski = await keyId(cert)
+  cert.extensions = [
+    ext(OID.basicConstraints, true, new pkijs.BasicConstraints({ cA: true, pathLenConstraint: 0 }).toSchema()),
+    ext(OID.keyUsage, true, keyUsage(DIGITAL_SIGNATURE | KEY_CERT_SIGN | CRL_SIGN)),
+    ext(OID.subjectKeyId, false, new asn1js.OctetString({ valueHex: ski })),
+  ]
+  await cert.sign(keys.privateKey as unknown as PkiKey, 'SHA-256')
+  return finish(cert, keys.privateKey)
+}
+
+export async function issueServing(o: ServingOptions): Promise<IssuedCertificate> {
+  engine()
+  const caX509 = new X509Certificate(o.ca.cert)
+  const caCert = pkijs.Certificate.fromBER(caX509.raw)
+  const caKey = await webcrypto.subtle.importKey('pkcs8', pemToDer(createPrivateKey(o.ca.key).export({ type: 'pkcs8', format: 'pem' }).toString()), ALG, false, ['sign'])
+  const keys = (await webcrypto.subtle.generateKey(ALG, true, ['sign', 'verify'])) as webcrypto.CryptoKeyPair
+  const cert = await base(o.commonName, commonNameOf(caCert), o.validityMs, o.backdateMs, keys.publicKey)
+  cert.issuer = caCert.subject
+
+  const names = [
+    ...o.dnsNames.map((value) => new pkijs.GeneralName({ type: 2, value })),
+    ...(o.ipAddresses ?? []).map((ip) => new pkijs.GeneralName({ type: 7, value: new asn1js.OctetString({ valueHex: ipBytes(ip) }) })),
+  ]
+  const usages = [OID.serverAuth, ...(o.clientAuth ? [OID.clientAuth] : [])]
+  cert.extensions = [
+    ext(OID.basicConstraints, true, new pkijs.BasicConstraints({ cA: false }).toSchema()),
+    ext(OID.keyUsage, true, keyUsage(DIGITAL_SIGNATURE)),
+    ext(OID.extKeyUsage, false, new pkijs.ExtKeyUsage({ keyPurposes: usages }).toSchema()),
+    ext(OID.subjectAltName, false, new pkijs.GeneralNames({ names }).toSchema()),
+    ext(OID.subjectKeyId, false, new asn1js.OctetString({ valueHex: await keyId(cert) })),
+    ext(OID.authorityKeyId, false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: await keyId(caCert) }) }).toSchema()),
+  ]
+  await cert.sign(caKey as unknown as PkiKey, 'SHA-256')
+  return finish(cert, keys.privateKey)
+}
+
+async function base(subject: string, issuer: string, validityMs: number, backdateMs = 5 * 60_000, publicKey: webcrypto.CryptoKey): Promise<pkijs.Certificate> {
+  const cert = new pkijs.Certificate()
+  cert.version = 2
+  const serial = randomBytes(16)
+  serial[0]! &= 0x7f // positive
+  cert.serialNumber = new asn1js.Integer({ valueHex: serial })
+  cert.subject.typesAndValues.push(new pkijs.AttributeTypeAndValue({ type: OID.commonName, value: new asn1js.Utf8String({ value: subject }) }))
+  cert.issuer.typesAndValues.push(new pkijs.AttributeTypeAndValue({ type: OID.commonName, value: new asn1js.Utf8String({ value: issuer }) }))
+  const now = Date.now()
+  cert.notBefore.value = new Date(Math.floor((now - backdateMs) / 1000) * 1000)
+  cert.notAfter.value = new Date(Math.floor((now + validityMs) / 1000) * 1000)
+  await cert.subjectPublicKeyInfo.importKey(publicKey as unknown as PkiKey)
+  return cert
+}
+
+async function finish(cert: pkijs.Certificate, privateKey: webcrypto.CryptoKey): Promise<IssuedCertificate> {
+  const der = Buffer.from(cert.toSchema(true).toBER(false))
+  const pkcs8 = Buffer.from(await webcrypto.subtle.exportKey('pkcs8', privateKey))
+  return {
+    cert: toPem('CERTIFICATE', der),
+    key: toPem('PRIVATE KEY', pkcs8),
+    notBefore: cert.notBefore.value,
+    notAfter: cert.notAfter.value,
+  }
+}
+
+async function keyId(cert: pkijs.Certificate): Promise<ArrayBuffer> {
+  const spki = cert.subjectPublicKeyInfo.subjectPublicKey.valueBlock.valueHexView
+  return webcrypto.subtle.digest('SHA-1', spki)
+}
+
+function ext(extnID: string, critical: boolean, value: asn1js.AsnType): pkijs.Extension {
+  return new pkijs.Extension({ extnID, critical, extnValue: value.toBER(false) })
+}
+
+function keyUsage(bits: number): asn1js.BitString {
+  // DER: trailing zero bits are unused bits.
+  let unused = 0
+  while (unused < 7 && ((bits >> unused) & 1) === 0) unused++
+  return new asn1js.BitString({ valueHex: new Uint8Array([bits]).buffer, unusedBits: unused })
+}
+
+function commonNameOf(cert: pkijs.Certificate): string {
+  const cn = cert.subject.typesAndValues.find((t) => t.type === OID.commonName)
+  return cn ? String((cn.value as { valueBlock: { value: string } }).valueBlock.value) : ''
+}
+
+function ipBytes(ip: string): ArrayBuffer {
+  const v = isIP(ip)
+  if (v === 4) return new Uint8Array(ip.split('.').map(Number)).buffer
+  if (v === 6) {
+    const [head, tail] = ip.split('::') as [string, string | undefined]
+    const h = head ? head.split(':') : []
+    const t = tail ? tail.split(':') : []
+    const groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t]
+    const out = new Uint8Array(16)
+    groups.forEach((g, i) => {
+      const n = parseInt(g || '0', 16)
+      out[i * 2] = n >> 8
+      out[i * 2 + 1] = n & 0xff
+    })
+    return out.buffer
+  }
+  throw new Error(`not an IP address: ${ip}`)
+}
+
+function toPem(label: string, der: Buffer): string {
+  const b64 = der.toString('base64').replace(/(.{64})/g, '$1\n').replace(/\n$/, '')
+  return `-----BEGIN ${label}-----\n${b64}\n-----END ${label}-----\n`
+}
+
+function pemToDer(pem: string): ArrayBuffer {
+  const b64 = pem.replace(/-----(BEGIN|END) [^-]+-----/g, '').replace(/\s+/g, '')
+  const buf = Buffer.from(b64, 'base64')
+  return buf.buffer.slice(buf.byteOffset, buf.byteOffset + buf.byteLength) as ArrayBuffer
+}

@@ -1,0 +1,143 @@
+// Declarative flags: every flag may also come from an environment variable, is parsed
+// and validated before anything starts, and names itself and the accepted form on error.
+
+import { OptionError } from '../lib/errors.js'
+
+type Kind = 'string' | 'int' | 'bool' | 'duration' | 'bytes' | 'list'
+
+export interface FlagSpec {
+  kind: Kind
+  env?: string
+  default?: string
+  help: string
+  short?: string
+  min?: number
+  max?: number
+}
+
+export type FlagSpecs = Record<string, FlagSpec>
+
+type ValueOf<K extends Kind> = K extends 'int' | 'duration' | 'bytes' ? number : K extends 'bool' ? boolean : K extends 'list' ? string[] : string
+
+export type Parsed<S extends FlagSpecs> = {
+  [K in keyof S]: S[K] extends { default: string } ? ValueOf<S[K]['kind']> : ValueOf<S[K]['kind']> | undefined
+} & { _: string[] }
+
+const UNITS: Record<string, number> = { ms: 1, s: 1000, m: 60_000, h: 3_600_000 }
+const BYTES: Record<string, number> = { '': 1, k: 1e3, m: 1e6, g: 1e9, ki: 1024, mi: 1024 ** 2, gi: 1024 ** 3 }
+
+/** Milliseconds from "500ms", "30s", "2m", "1h30m" or a bare number of seconds. */
+export function parseDuration(v: string): number | undefined {
+  if (/^\d+(\.\d+)?$/.test(v)) return Number(v) * 1000
+  if (!/^(\d+(\.\d+)?(ms|s|m|h))+$/.test(v)) return undefined
+  let ms = 0
+  for (const m of v.matchAll(/(\d+(?:\.\d+)?)(ms|s|m|h)/g)) ms += Number(m[1]) * UNITS[m[2]!]!
+  return ms
+}
+
+export function parseBytes(v: string): number | undefined {
+  const m = /^(\d+)([KkMmGg]i?)?$/.exec(v)
+  if (!m) return undefined
+  return Number(m[1]) * BYTES[(m[2] ?? '').toLowerCase()]!
+}
+
+export function parseFlags<S extends FlagSpecs>(specs: S, argv: readonly string[], env: NodeJS.ProcessEnv = process.env): Parsed<S> {
+  const raw = new Map<string, string>()
+  const positional: string[] = []
+  const byShort = new Map(Object.entries(specs).filter(([, s]) => s.short).map(([n, s]) => [s.short!, n]))
+  for (let i = 0; i < argv.length; i++) {
+    const a = argv[i]!
+    if (a === '--') {
+      positional.push(...argv.slice(i + 1))
+      break
+    }
+    if (!a.startsWith('-') || a === '-') {
+      positional.push(a)
+      continue
+    }
+    let name: string
+    let value: string | undefined
+    if (a.startsWith('--')) {
+      const eq = a.indexOf('=')
+      name = eq === -1 ? a.slice(2) : a.slice(2, eq)
+      value = eq === -1 ? undefined : a.slice(eq + 1)
+    } else {
+      const n = byShort.get(a.slice(1))
+      if (!n) throw new OptionError(`unknown flag ${a}; see --help`)
+      name = n
+    }
+    const spec = specs[name]
+    if (!spec) throw new OptionError(`unknown flag --${name}; see --help`)
+    if (value === undefined) {
+      if (spec.kind === 'bool') value = 'true'
+      else {
+        value = argv[++i]
+        if (value === undefined) throw new OptionError(`flag --${name} needs a value: ${spec.help}`)
+      }
+    }
+    raw.set(name, value)
+  }
+
+  const out: Record<string, unknown> = { _: positional }
+  for (const [name, spec] of Object.entries(specs)) {
+    let source = `--${name}`
+    let v = raw.get(name)
+    if (v === undefined && spec.env && env[spec.env] !== undefined && env[spec.env] !== '') {
+      v = env[spec.env]
+      source = `${spec.env} (environment)`
+    }
+    v ??= spec.default
+    if (v === undefined) {
+      out[name] = undefined
+      continue
+    }
+    out[name] = convert(spec, v, source)
+  }
+  return out as Parsed<S>
+}
+
+function convert(spec: FlagSpec, v: string, source: string): unknown {
+  const bad = (form: string): never => {
+    throw new OptionError(`${source}: ${JSON.stringify(v)} is invalid; accepted: ${form}`)
+  }
+  const range = (n: number, form: string): number => {
+    if ((spec.min !== undefined && n < spec.min) || (spec.max !== undefined && n > spec.max)) {
+      bad(`${form} from ${spec.min ?? '-inf'} to ${spec.max ?? 'inf'}`)
+    }
+    return n
+  }
+  switch (spec.kind) {
+    case 'string':
+      return v
+    case 'list':
+      return v === '' ? [] : v.split(',').map((s) => s.trim())
+    case 'bool':
+      if (v === 'true' || v === '1') return true
+      if (v === 'false' || v === '0') return false
+      return bad('true or false')
+    case 'int': {
+      if (!/^-?\d+$/.test(v)) bad('an integer')
+      return range(Number(v), 'an integer')
+    }
+    case 'duration': {
+      const ms = parseDuration(v)
+      if (ms === undefined) bad('a duration such as 500ms, 30s, 2m, 1h')
+      return range(ms!, 'a duration in milliseconds')
+    }
+    case 'bytes': {
+      const n = parseBytes(v)
+      if (n === undefined) bad('a size in bytes, optionally with K, M, G, Ki, Mi or Gi')
+      return range(n!, 'a size in bytes')
+    }
+  }
+}
+
+export function helpText(command: string, summary: string, specs: FlagSpecs): string {
+  const lines = [`usage: enlist ${command}`, '', summary, '', 'flags:']
+  for (const [name, s] of Object.entries(specs)) {
+    const flag = `  ${s.short ? `-${s.short}, ` : ''}--${name}${s.kind === 'bool' ? '' : ' ' + s.kind.toUpperCase()}`
+    const extra = [s.default !== undefined ? `default ${JSON.stringify(s.default)}` : '', s.env ? `env ${s.env}` : ''].filter(Boolean).join('; ')
+    lines.push(`${flag.padEnd(34)} ${s.help}${extra ? ` (${extra})` : ''}`)
+  }
+  return lines.join('\n')
+}

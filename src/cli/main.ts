@@ -1,0 +1,64 @@
+#!/usr/bin/env node
+// The `enlist` command.
+
+import { EnlistError, errorMessage, OptionError } from '../lib/errors.js'
+
+const USAGE = `usage: enlist COMMAND [flags]
+
+commands:
+  serve                 run the webhook, the registration API and the controller
+  register              register this pod (the enlist-registrar init container)
+  render -f FILE        print a manifest with enlist injected (offline preview)
+  policy validate FILE  check a policy file or policy ConfigMap manifest
+  policy schema         print the policy's JSON Schema
+  version               print the version
+
+Run "enlist COMMAND --help" for a command's flags.`
+
+async function main(argv: string[]): Promise<number> {
+  const [cmd, ...rest] = argv
+  switch (cmd) {
+    case 'serve':
+      await (await import('./serve.js')).serve(rest)
+      return -1 // keeps running; exits on a signal
+    case 'register':
+      return (await import('./register.js')).registerCommand(rest)
+    case 'render':
+      return (await import('./render.js')).renderCommand(rest)
+    case 'policy':
+      return (await import('./policy.js')).policyCommand(rest)
+    case 'version':
+    case '--version': {
+      const { VERSION } = await import('../version.js')
+      console.log(VERSION)
+      return 0
+    }
+    case undefined:
+    case 'help':
+    case '--help':
+    case '-h':
+      console.log(USAGE)
+      return cmd === undefined ? 2 : 0
+    default:
+      throw new OptionError(`unknown command ${JSON.stringify(cmd)}\n\n${USAGE}`)
+  }
+}
+
+main(process.argv.slice(2)).then(
+  (code) => {
+    if (code >= 0) process.exitCode = code
+  },
+  (err: unknown) => {
+    if (err instanceof OptionError) {
+      console.error(`enlist: ${err.message}`)
+      process.exitCode = 2
+    } else if (err instanceof EnlistError) {
+      console.error(`enlist: ${err.message}`)
+      process.exitCode = 1
+    } else {
+      console.error(`enlist: ${errorMessage(err)}`)
+      if (err instanceof Error && err.stack) console.error(err.stack)
+      process.exitCode = 1
+    }
+  },
+)

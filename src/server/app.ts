@@ -1,0 +1,71 @@
+// The HTTPS server: fastify with one plugin per concern, TLS that rotates in place,
+// and timeouts chosen for the apiserver as a client.
+
+import type { Server as HttpsServer } from 'node:https'
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import type { Logger } from 'pino'
+import type { Metrics } from '../metrics.js'
+import type { Readiness } from './readiness.js'
+import { healthRoutes } from './routes/health.js'
+import { metricsRoutes } from './routes/metrics.js'
+import { mutateRoutes, type MutateOptions } from './routes/mutate.js'
+import type { CertificateProvider } from './tls.js'
+
+export interface ServerOptions {
+  host: string
+  port: number
+  bodyLimit: number
+  certificate: CertificateProvider
+  log: Logger
+  metrics: Metrics
+  readiness: Readiness
+  admission: Omit<MutateOptions, 'metrics' | 'log'>
+  /** Extra route plugins (the registration API), registered after the built-in ones. */
+  plugins?: Array<(app: FastifyInstance) => Promise<void>>
+}
+
+// Above the apiserver's 90 s idle timeout, so it is always the client that closes
+// an idle connection and never finds one reset under it.
+export const KEEP_ALIVE_TIMEOUT_MS = 120_000
+
+export async function buildServer(opts: ServerOptions) {
+  const { certificate, log, metrics } = opts
+  const app = Fastify({
+    https: { cert: certificate.current.cert, key: certificate.current.key, minVersion: 'TLSv1.2' },
+    loggerInstance: log,
+    disableRequestLogging: true,
+    bodyLimit: opts.bodyLimit,
+    keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
+    requestTimeout: 60_000,
+    forceCloseConnections: 'idle',
+    return503OnClosing: true,
+  })
+
+  certificate.onChange((c) => {
+    ;(app.server as unknown as HttpsServer).setSecureContext({ cert: c.cert, key: c.key, minVersion: 'TLSv1.2' })
+  })
+
+  app.setErrorHandler((err: FastifyError, req, reply) => {
+    const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500
+    const route = req.routeOptions.url ?? 'unknown'
+    if (status < 500) {
+      metrics.badRequests.inc({ route, code: String(status) })
+      log.warn({ route, status, code: err.code, err: err.message }, 'bad request')
+    } else {
+      log.error({ route, status, code: err.code, err: err.message, stack: err.stack }, 'request failed')
+    }
+    return reply.code(status).send({ code: err.code ?? 'ENLIST_INTERNAL', message: err.message })
+  })
+  app.setNotFoundHandler((req, reply) => {
+    metrics.badRequests.inc({ route: 'not-found', code: '404' })
+    return reply.code(404).send({ code: 'ENLIST_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` })
+  })
+
+  await app.register(healthRoutes, { readiness: opts.readiness })
+  await app.register(metricsRoutes, { registry: metrics.registry })
+  await app.register(mutateRoutes, { ...opts.admission, metrics, log })
+  for (const p of opts.plugins ?? []) await app.register(p)
+  return app
+}
+
+export type EnlistServer = Awaited<ReturnType<typeof buildServer>>

@@ -1,0 +1,32 @@
+// Named readiness checks, aggregated for /readyz. A check returns undefined when ready,
+// or the reason it is not.
+
+export type Check = () => string | undefined
+
+export class Readiness {
+  private readonly checks = new Map<string, Check>()
+  private draining = false
+
+  add(name: string, check: Check): void {
+    this.checks.set(name, check)
+  }
+
+  /** Once shutting down, never ready again: endpoints drop us before we stop serving. */
+  drain(): void {
+    this.draining = true
+  }
+
+  get shuttingDown(): boolean {
+    return this.draining
+  }
+
+  status(): { ready: boolean; failing: Array<{ check: string; reason: string }> } {
+    const failing: Array<{ check: string; reason: string }> = []
+    if (this.draining) failing.push({ check: 'shutdown', reason: 'the server is shutting down' })
+    for (const [check, fn] of this.checks) {
+      const reason = fn()
+      if (reason !== undefined) failing.push({ check, reason })
+    }
+    return { ready: failing.length === 0, failing }
+  }
+}

@@ -1,0 +1,111 @@
+// The `enlist` command as users run it: render, policy validate/schema, errors and exit codes.
+import t from 'tap'
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseAllDocuments } from 'yaml'
+import { CORPUS_DIR, missingItems } from '../helpers/corpus.js'
+import { enlist } from '../helpers/cli.js'
+
+const dir = mkdtempSync(join(tmpdir(), 'enlist-cli-'))
+const write = (name: string, text: string) => {
+  const p = join(dir, name)
+  writeFileSync(p, text)
+  return p
+}
+const HEADER = 'apiVersion: enlist.io/v1alpha1\nkind: Policy\n'
+
+t.test('render a corpus file for a labelled namespace', async (t) => {
+  const r = await enlist(['render', '-f', join(CORPUS_DIR, '000-deployment.yaml'), '--namespace-labels', 'enlist.io/inject=enabled'])
+  t.equal(r.code, 0, r.stderr)
+  const [doc] = parseAllDocuments(r.stdout).map((d) => d.toJS() as { spec: { template: never } })
+  t.same(missingItems(doc!.spec.template), [])
+})
+
+t.test('render from stdin with a policy and a target version', async (t) => {
+  const policy = write('p.yaml', HEADER + 'preStop: {drainSeconds: 11}\n')
+  const manifest = 'apiVersion: v1\nkind: Pod\nmetadata: {name: a, annotations: {enlist.io/inject: "true"}}\nspec: {containers: [{name: a, image: x}]}\n'
+  const r = await enlist(['render', '-f', '-', '--policy', policy, '--kube-version', '1.31'], { input: manifest })
+  t.equal(r.code, 0, r.stderr)
+  const pod = parseAllDocuments(r.stdout)[0]!.toJS() as { spec: { containers: Array<{ lifecycle: unknown }> } }
+  t.same(pod.spec.containers[0]!.lifecycle, { preStop: { sleep: { seconds: 11 } } })
+})
+
+t.test('render reports skips and warnings on stderr, and fails on a denial', async (t) => {
+  const manifest = write(
+    'm.yaml',
+    `apiVersion: apps/v1
+kind: Deployment
+metadata: {name: quiet}
+spec: {template: {spec: {containers: [{name: a, image: x}]}}}
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata: {name: broken}
+spec: {template: {metadata: {annotations: {enlist.io/inject: "true", enlist.io/metadata: "[1]"}}, spec: {containers: [{name: a, image: x}]}}}
+`,
+  )
+  const r = await enlist(['render', '-f', manifest])
+  t.equal(r.code, 1)
+  t.match(r.stderr, /Deployment\/quiet: not injected \(not-opted-in\)/)
+  t.match(r.stderr, /Deployment\/broken: denied: annotation enlist\.io\/metadata: "\[1\]" is invalid: a JSON array, not an object/)
+  t.equal(parseAllDocuments(r.stdout).length, 2, 'every document is still printed')
+})
+
+t.test('render errors: no file, unreadable file, bad YAML, bad flags', async (t) => {
+  t.match(await enlist(['render']), { code: 2, stderr: /render needs -f FILE/ })
+  t.match(await enlist(['render', '-f', '/nonexistent.yaml']), { code: 2, stderr: /cannot read \/nonexistent\.yaml/ })
+  t.match(await enlist(['render', '-f', write('bad.yaml', 'a: [1\n')]), { code: 2, stderr: /document 1/ })
+  t.match(await enlist(['render', '-f', '-', '--namespace-labels', 'bad key=x']), { code: 2, stderr: /--namespace-labels: "bad key=x" is invalid/ })
+  t.match(await enlist(['render', '-f', '-', '--kube-version', 'new']), { code: 2, stderr: /--kube-version: "new" is invalid; accepted: MAJOR.MINOR/ })
+  t.match(await enlist(['render', '--bogus']), { code: 2, stderr: /unknown flag --bogus/ })
+  t.match(await enlist(['render', '-f', '-', '--policy', write('bad-policy.yaml', 'kind: Policy\n')]), { code: 1, stderr: /invalid policy .*bad-policy\.yaml:\n  \/apiVersion: is required/ })
+})
+
+t.test('policy validate: valid, invalid (every error, exit 1), ConfigMap manifests', async (t) => {
+  const good = await enlist(['policy', 'validate', write('good.yaml', HEADER)])
+  t.equal(good.code, 0)
+  t.match(good.stdout, /good\.yaml: valid \(hash [0-9a-f]{16}\)/)
+
+  const bad = await enlist(['policy', 'validate', write('bad2.yaml', HEADER + 'registrar: {position: middle, timeoutSeconds: 0}\nextra: 1\n')])
+  t.equal(bad.code, 1)
+  t.match(bad.stderr, /bad2\.yaml: \/extra: unknown field "extra"/)
+  t.match(bad.stderr, /bad2\.yaml: \/registrar\/position: must be one of "first", "last"; got "middle"/)
+  t.match(bad.stderr, /bad2\.yaml: \/registrar\/timeoutSeconds: must be >= 1; got 0/)
+  t.match(bad.stderr, /bad2\.yaml: 3 errors/)
+
+  const cm = write('cm.yaml', `apiVersion: v1\nkind: ConfigMap\nmetadata: {name: enlist-policy, namespace: enlist-system}\ndata:\n  policy.yaml: |\n    apiVersion: enlist.io/v1alpha1\n    kind: Policy\n    injection: {default: sometimes}\n`)
+  const cmRun = await enlist(['policy', 'validate', cm])
+  t.equal(cmRun.code, 1)
+  t.match(cmRun.stderr, /\/injection\/default: must be one of "enabled", "disabled"; got "sometimes"/)
+
+  const several = await enlist(['policy', 'validate', join(dir, 'good.yaml'), join(dir, 'bad2.yaml'), '/nonexistent'])
+  t.equal(several.code, 1)
+  t.match(several.stderr, /\/nonexistent: cannot read/)
+})
+
+t.test('policy schema prints JSON Schema', async (t) => {
+  const r = await enlist(['policy', 'schema'])
+  t.equal(r.code, 0)
+  const schema = JSON.parse(r.stdout) as { $schema: string; properties: Record<string, unknown> }
+  t.equal(schema.$schema, 'http://json-schema.org/draft-07/schema#')
+  t.ok(schema.properties.registrar)
+})
+
+t.test('usage and unknown commands', async (t) => {
+  t.match(await enlist([]), { code: 2, stdout: /usage: enlist COMMAND/ })
+  t.match(await enlist(['--help']), { code: 0, stdout: /commands:/ })
+  t.match(await enlist(['frobnicate']), { code: 2, stderr: /unknown command "frobnicate"/ })
+  t.match(await enlist(['version']), { code: 0, stdout: /^\d+\.\d+\.\d+\n$/ })
+  t.match(await enlist(['serve', '--help']), { code: 0, stdout: /--policy-configmap STRING/ })
+  t.match(await enlist(['policy']), { code: 2 })
+})
+
+t.test('serve validates its options before starting', async (t) => {
+  t.match(await enlist(['serve', '--port', '99999']), { code: 2, stderr: /--port: "99999" is invalid; accepted: an integer from 1 to 65535/ })
+  t.match(await enlist(['serve', '--log-level', 'loud']), { code: 2, stderr: /--log-level: "loud" is invalid/ })
+  t.match(await enlist(['serve', '--policy-configmap', 'just-a-name']), { code: 2, stderr: /--policy-configmap: "just-a-name" is invalid; accepted: namespace\/name/ })
+  t.match(await enlist(['serve'], { env: { ENLIST_BODY_LIMIT: 'lots' } }), { code: 2, stderr: /ENLIST_BODY_LIMIT \(environment\): "lots" is invalid/ })
+  t.match(await enlist(['serve', '--shutdown-delay', 'soon']), { code: 2, stderr: /--shutdown-delay: "soon" is invalid; accepted: a duration/ })
+  t.match(await enlist(['serve', '--tls-cert', '/nonexistent/tls.crt']), { code: 1, stderr: /cannot read the TLS certificate \/nonexistent\/tls\.crt/ })
+})

@@ -1,0 +1,256 @@
+// The server over real TLS on loopback: reviews in and out, bad input, non-pod kinds,
+// health and metrics, certificate rotation under load, and draining on shutdown.
+import t from 'tap'
+import https from 'node:https'
+import tls from 'node:tls'
+import { makePod } from '../helpers/fixtures.js'
+import { request, serialOf } from '../helpers/https.js'
+import { reviewBody, startTestServer } from '../helpers/server.js'
+
+const pod = makePod({ metadata: { generateName: 'web-', namespace: 'shop', labels: { app: 'web' } } })
+
+t.test('AdmissionReview in, AdmissionReview out', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  const res = await request(`${s.url}/mutate?timeout=10s`, { method: 'POST', body: reviewBody(pod), agent: s.agent })
+  t.equal(res.status, 200)
+  t.match(res.headers['content-type'], /application\/json/)
+  const review = res.json<{ apiVersion: string; kind: string; response: { uid: string; allowed: boolean; patchType: string; patch: string } }>()
+  t.equal(review.apiVersion, 'admission.k8s.io/v1')
+  t.equal(review.kind, 'AdmissionReview')
+  t.equal(review.response.uid, 'e911857d-c318-11e8-bbad-025000000001')
+  t.equal(review.response.allowed, true)
+  t.equal(review.response.patchType, 'JSONPatch')
+  const ops = JSON.parse(Buffer.from(review.response.patch, 'base64').toString()) as Array<{ path: string; value: unknown }>
+  t.ok(ops.some((o) => o.path === '/spec/initContainers'))
+  const ca = (ops.find((o) => o.path === '/spec/initContainers')!.value as Array<{ env: Array<{ name: string; value?: string }> }>)[0]!.env.find((e) => e.name === 'ENLIST_CA_BUNDLE')
+  t.equal(ca?.value, s.pki.ca.cert, 'the CA beside the serving cert is handed to the registrar')
+})
+
+t.test('v1beta1 reviews are answered in v1beta1', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  const body = JSON.parse(reviewBody(pod)) as Record<string, unknown>
+  body.apiVersion = 'admission.k8s.io/v1beta1'
+  const res = await request(`${s.url}/mutate`, { method: 'POST', body: JSON.stringify(body), agent: s.agent })
+  t.equal(res.json<{ apiVersion: string }>().apiVersion, 'admission.k8s.io/v1beta1')
+})
+
+t.test('bad requests get 4xx with a message, never 500', async (t) => {
+  const s = await startTestServer({ bodyLimit: 64 * 1024 })
+  t.teardown(() => s.close())
+  const post = (body: string | Buffer, headers?: Record<string, string>) => request(`${s.url}/mutate`, { method: 'POST', body, headers, agent: s.agent })
+
+  const malformed = await post('{"apiVersion": ')
+  t.equal(malformed.status, 400)
+  t.match(malformed.json(), { message: /JSON/ })
+
+  const notReview = await post('{"kind":"Pod"}')
+  t.equal(notReview.status, 400)
+  t.same(notReview.json(), { code: 'ENLIST_BAD_REQUEST', message: 'not an AdmissionReview: kind must be "AdmissionReview", got "Pod"' })
+
+  const noUid = await post('{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{}}')
+  t.equal(noUid.status, 400)
+
+  const array = await post('[]')
+  t.equal(array.status, 400)
+
+  const big = await post(reviewBody(makePod({ metadata: { name: 'big', namespace: 'shop', annotations: { x: 'y'.repeat(70 * 1024) } } })))
+  t.equal(big.status, 413)
+  t.match(big.json(), { message: /too large/i })
+
+  const empty = await post('')
+  t.equal(empty.status, 400)
+
+  const wrongType = await post('apiVersion: v1', { 'content-type': 'application/yaml' })
+  t.equal(wrongType.status, 415)
+
+  const proto = await post('{"kind":"AdmissionReview","apiVersion":"admission.k8s.io/v1","request":{"uid":"u","__proto__":{"x":1}}}')
+  t.equal(proto.status, 400)
+
+  const get = await request(`${s.url}/mutate`, { agent: s.agent })
+  t.equal(get.status, 404)
+  const unknown = await request(`${s.url}/nope`, { agent: s.agent })
+  t.equal(unknown.status, 404)
+  t.same(unknown.json(), { code: 'ENLIST_NOT_FOUND', message: 'no route GET /nope' })
+
+  const metrics = await request(`${s.url}/metrics`, { agent: s.agent })
+  t.match(metrics.body, /enlist_http_bad_requests_total\{route="\/mutate",code="413"\} 1/)
+  t.match(metrics.body, /enlist_http_bad_requests_total\{route="\/mutate",code="400"\} [5-9]/)
+})
+
+t.test('nothing a client sends makes the server answer 500 or fall over', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  const weird: unknown[] = [
+    { uid: 'u', operation: 'CREATE', kind: { kind: 'Pod' }, resource: { resource: 'pods' }, namespace: 'shop', object: { spec: null } },
+    { uid: 'u', operation: 'CREATE', kind: { kind: 'Pod' }, resource: { resource: 'pods' }, namespace: 'shop', object: { metadata: null, spec: { containers: null } } },
+    { uid: 'u', operation: 'CREATE', kind: { kind: 'Pod' }, resource: { resource: 'pods' }, namespace: 'shop', object: { spec: { containers: [{ name: 'a', env: 'nope' }] } } },
+    { uid: 'u', operation: 'CREATE', kind: { kind: 'Pod' }, resource: { resource: 'pods' }, namespace: 'shop', object: { metadata: { labels: 'x', annotations: 7 } } },
+    { uid: 'u', operation: 'CREATE', kind: { kind: 'Pod' }, resource: { resource: 'pods' }, namespace: 'shop', object: [] },
+    { uid: 'u', operation: 7, kind: 'Pod', resource: null, namespace: { a: 1 } },
+  ]
+  for (const request_ of weird) {
+    const res = await request(`${s.url}/mutate`, {
+      method: 'POST',
+      body: JSON.stringify({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: request_ }),
+      agent: s.agent,
+    })
+    t.not(res.status, 500, JSON.stringify(request_))
+    t.ok(res.status === 200 || res.status === 400, `status ${res.status}`)
+  }
+  const health = await request(`${s.url}/healthz`, { agent: s.agent })
+  t.equal(health.status, 200, 'still alive')
+})
+
+t.test('non-pod kinds and operations are allowed untouched', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  const res = await request(`${s.url}/mutate`, {
+    method: 'POST',
+    body: reviewBody({ kind: 'Deployment' }, { kind: { group: 'apps', version: 'v1', kind: 'Deployment' }, resource: { group: 'apps', version: 'v1', resource: 'deployments' } }),
+    agent: s.agent,
+  })
+  t.same(res.json<{ response: unknown }>().response, { uid: 'e911857d-c318-11e8-bbad-025000000001', allowed: true })
+  const update = await request(`${s.url}/mutate`, { method: 'POST', body: reviewBody(pod, { operation: 'UPDATE' }), agent: s.agent })
+  t.same(update.json<{ response: unknown }>().response, { uid: 'e911857d-c318-11e8-bbad-025000000001', allowed: true })
+})
+
+t.test('decisions by namespace, and their metrics', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  const send = (ns: string, p = pod) => request(`${s.url}/mutate`, { method: 'POST', body: reviewBody(p, { namespace: ns }), agent: s.agent })
+  t.ok((await send('shop')).json<{ response: { patch?: string } }>().response.patch, 'labelled namespace injected')
+  t.notOk((await send('plain')).json<{ response: { patch?: string } }>().response.patch, 'unlabelled not injected')
+  t.notOk((await send('off')).json<{ response: { patch?: string } }>().response.patch, 'disabled not injected')
+  t.notOk((await send('kube-system')).json<{ response: { patch?: string } }>().response.patch, 'kube-system never')
+  t.notOk((await send('unknown-ns')).json<{ response: { patch?: string } }>().response.patch, 'unknown namespace: policy default')
+  const denied = await send('shop', makePod({ metadata: { name: 'x', namespace: 'shop', annotations: { 'enlist.io/depends-on': 'a:b:c' } } }))
+  t.match(denied.json(), { response: { allowed: false, status: { code: 400, message: /enlist\.io\/depends-on/ } } })
+
+  const m = (await request(`${s.url}/metrics`, { agent: s.agent })).body
+  t.match(m, /enlist_admission_requests_total\{verdict="injected",reason="namespace-opt-in"\} 1/)
+  t.match(m, /enlist_admission_requests_total\{verdict="skipped",reason="not-opted-in"\} 2/)
+  t.match(m, /enlist_admission_requests_total\{verdict="skipped",reason="namespace-opt-out"\} 1/)
+  t.match(m, /enlist_admission_requests_total\{verdict="skipped",reason="excluded-namespace"\} 1/)
+  t.match(m, /enlist_admission_requests_total\{verdict="denied",reason="invalid-annotation"\} 1/)
+  t.match(m, /enlist_admission_duration_seconds_bucket\{le="0.00025",verdict="injected"\} \d/)
+  t.match(m, /enlist_policy_generation 1/)
+  t.match(m, new RegExp(`enlist_policy_info\\{hash="${s.policy.current!.hash}",source="test"\\} 1`))
+  t.match(m, /enlist_tls_certificate_expiry_seconds \d+/)
+})
+
+t.test('health and readiness', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  t.equal((await request(`${s.url}/healthz`, { agent: s.agent })).body, 'ok')
+  t.equal((await request(`${s.url}/readyz`, { agent: s.agent })).status, 200)
+  let ready = false
+  s.readiness.add('cache', () => (ready ? undefined : 'namespace cache not synced'))
+  const notReady = await request(`${s.url}/readyz`, { agent: s.agent })
+  t.equal(notReady.status, 503)
+  t.same(notReady.json(), { ready: false, failing: [{ check: 'cache', reason: 'namespace cache not synced' }] })
+  ready = true
+  t.equal((await request(`${s.url}/readyz`, { agent: s.agent })).status, 200)
+})
+
+t.test('no policy yet: 503, the apiserver applies its failure policy', async (t) => {
+  const s = await startTestServer({ policy: 'not: a policy' })
+  t.teardown(() => s.close())
+  const res = await request(`${s.url}/mutate`, { method: 'POST', body: reviewBody(pod), agent: s.agent })
+  t.equal(res.status, 503)
+  t.match(res.json(), { message: 'no valid policy loaded yet' })
+  t.equal((await request(`${s.url}/readyz`, { agent: s.agent })).status, 503)
+})
+
+t.test('keep-alive outlives the apiserver idle timeout', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  t.ok(s.app.server.keepAliveTimeout > 90_000, `keepAliveTimeout ${s.app.server.keepAliveTimeout}`)
+})
+
+t.test('certificate files rotated while requests flow: none fails, new connections get the new cert', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  const first = serialOf(s.pki.serving.cert)
+  let stop = false
+  let ok = 0
+  const failures: string[] = []
+  const seen = new Set<string>()
+  const worker = async (fresh: boolean) => {
+    while (!stop) {
+      const agent = fresh ? new https.Agent({ keepAlive: false, ca: s.pki.ca.cert }) : s.agent
+      try {
+        const res = await request(`${s.url}/mutate`, { method: 'POST', body: reviewBody(pod), agent })
+        if (res.status === 200) ok++
+        else failures.push(`status ${res.status}`)
+        if (fresh && res.serial) seen.add(res.serial)
+      } catch (err) {
+        failures.push((err as Error).message)
+      } finally {
+        if (fresh) agent.destroy()
+      }
+    }
+  }
+  const workers = [worker(false), worker(false), worker(false), worker(true), worker(true)]
+  await new Promise((r) => setTimeout(r, 300))
+  const next = await s.pki.rotate()
+  const want = serialOf(next.cert)
+  const deadline = Date.now() + 5000
+  while (!seen.has(want) && Date.now() < deadline) await new Promise((r) => setTimeout(r, 50))
+  await new Promise((r) => setTimeout(r, 300))
+  stop = true
+  await Promise.all(workers)
+  t.same(failures, [], 'no request failed')
+  t.ok(ok > 50, `${ok} requests served`)
+  t.ok(seen.has(first), 'old certificate served before')
+  t.ok(seen.has(want), 'new certificate served after, without a restart')
+  t.equal(serialOf(s.certificate.current.cert), want)
+  const m = (await request(`${s.url}/metrics`, { agent: s.agent })).body
+  t.match(m, /enlist_tls_reloads_total\{result="ok"\} 2/)
+})
+
+t.test('a broken certificate on disk is not swapped in', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  const { writeFileSync } = await import('node:fs')
+  const before = s.certificate.current.cert
+  writeFileSync(s.pki.certFile, '-----BEGIN CERTIFICATE-----\nbroken\n-----END CERTIFICATE-----\n')
+  await new Promise((r) => setTimeout(r, 500))
+  t.equal(s.certificate.current.cert, before)
+  const res = await request(`${s.url}/healthz`, { ca: s.pki.ca.cert })
+  t.equal(res.status, 200, 'new connections still served with the old certificate')
+  const m = (await request(`${s.url}/metrics`, { agent: s.agent })).body
+  t.match(m, /enlist_tls_reloads_total\{result="invalid"\} 1/)
+})
+
+t.test('shutdown: not ready, in-flight requests finish, then no new connections', async (t) => {
+  const s = await startTestServer({ shutdownDelayMs: 300 })
+  // An in-flight request whose body is still arriving when the stop begins.
+  const body = reviewBody(pod)
+  const inFlight = new Promise<number>((resolve, reject) => {
+    const req = https.request(`${s.url}/mutate`, { method: 'POST', ca: s.pki.ca.cert, headers: { 'content-type': 'application/json', 'content-length': String(body.length) } }, (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+    })
+    req.on('error', reject)
+    req.write(body.slice(0, 100))
+    setTimeout(() => req.end(body.slice(100)), 600)
+  })
+  await new Promise((r) => setTimeout(r, 100))
+  const stopped = s.manager.stop()
+  await new Promise((r) => setTimeout(r, 100))
+  const during = await request(`${s.url}/readyz`, { ca: s.pki.ca.cert })
+  t.equal(during.status, 503, 'not ready during the shutdown delay')
+  t.match(during.json(), { failing: [{ check: 'shutdown' }] })
+  t.equal(await inFlight, 200, 'the in-flight request completed')
+  await stopped
+  await t.rejects(
+    new Promise((resolve, reject) => {
+      const sock = tls.connect({ host: '127.0.0.1', port: Number(new URL(s.url).port), ca: s.pki.ca.cert }, () => resolve(sock))
+      sock.on('error', reject)
+    }),
+    'no new connections after stop',
+  )
+  s.agent.destroy()
+})
