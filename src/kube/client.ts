@@ -99,11 +99,17 @@ export class KubeClient {
   }
 
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
+    const text = await this.requestText(method, path, opts)
+    return (text.length > 0 ? JSON.parse(text) : {}) as T
+  }
+
+  /** For endpoints that answer text (/readyz, /metrics). */
+  async requestText(method: string, path: string, opts: RequestOptions = {}): Promise<string> {
     const res = await this.send(method, path, opts)
     const text = await readAll(res)
     const status = res.statusCode ?? 0
     if (status < 200 || status >= 300) throw apiError(method, path, status, text)
-    return (text.length > 0 ? JSON.parse(text) : {}) as T
+    return text
   }
 
   /** Streams a watch: calls onEvent per JSON line until the server ends it or signal aborts. */

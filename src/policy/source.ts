@@ -71,7 +71,7 @@ export class PolicyStore {
     const message = errorMessage(err)
     if (!this.policy) this.lastError = message
     this.log.error(
-      { source, errors, keeping: this.policy ? this.policy.hash : null },
+      { source, err: errors ? undefined : message, errors, keeping: this.policy ? this.policy.hash : null },
       this.policy ? 'invalid policy rejected; the last good policy keeps serving' : 'invalid policy rejected; no policy loaded yet',
     )
   }

@@ -1,0 +1,147 @@
+// enlist on a test control plane, installed as a user installs it: the manifests from
+// manifests/base (only the webhook's clientConfig points at loopback), and the server
+// running as the enlist ServiceAccount, so RBAC is exercised for real.
+
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import { parseAllDocuments, stringify } from 'yaml'
+import { cleanEnv, ENLIST } from '../helpers/cli.js'
+import { makePki, request, type TestPki } from '../helpers/https.js'
+import { type ControlPlane, kubeconfigYaml } from './control-plane.js'
+import { freePort, supervise, type Supervised, waitFor } from './processes.js'
+
+const REPO = new URL('../../', import.meta.url).pathname
+
+// No kubelet runs the Deployment; policy/v1 PodDisruptionBudgets are not served by 1.20.
+const NOT_INSTALLED = new Set(['Deployment', 'PodDisruptionBudget'])
+
+export interface InstalledManifests {
+  objects: Array<Record<string, unknown>>
+}
+
+/** Applies manifests/base with the webhook pointed at https://127.0.0.1:port. */
+export async function installManifests(cp: ControlPlane, port: number, caPem: string, dir = 'manifests/base'): Promise<InstalledManifests> {
+  const k = await cp.kubectl(['kustomize', join(REPO, dir)])
+  if (k.code !== 0) throw new Error(`kubectl kustomize ${dir}: ${k.stderr}`)
+  const objects = parseAllDocuments(k.stdout)
+    .map((d) => d.toJS() as Record<string, unknown>)
+    .filter((o) => o && !NOT_INSTALLED.has(String(o.kind)))
+  for (const o of objects) {
+    if (o.kind === 'MutatingWebhookConfiguration') pointWebhooksAt(o, port, caPem)
+  }
+  const r = await cp.kubectl(['apply', '-f', '-'], { input: objects.map((o) => stringify(o)).join('---\n') })
+  if (r.code !== 0) throw new Error(`kubectl apply: ${r.stderr}`)
+  return { objects }
+}
+
+export function pointWebhooksAt(o: Record<string, unknown>, port: number, caPem: string): void {
+  for (const w of o.webhooks as Array<{ clientConfig: Record<string, unknown> }>) {
+    w.clientConfig = { url: `https://127.0.0.1:${port}/mutate`, caBundle: Buffer.from(caPem).toString('base64') }
+  }
+}
+
+/** A kubeconfig for a ServiceAccount, from a TokenRequest. */
+export async function serviceAccountKubeconfig(cp: ControlPlane, namespace: string, name: string, dir: string): Promise<string> {
+  const tr = await cp.client.create<{ status: { token: string } }>(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenRequest',
+    spec: { expirationSeconds: 86400 },
+  })
+  const path = join(dir, `kubeconfig-${namespace}-${name}`)
+  writeFileSync(path, kubeconfigYaml(cp.server, cp.ca.cert, tr.status.token, namespace), { mode: 0o600 })
+  return path
+}
+
+export interface LogLine {
+  level: string
+  msg: string
+  [k: string]: unknown
+}
+
+export interface EnlistServer {
+  url: string
+  port: number
+  pki: TestPki
+  process: Supervised
+  kubeconfig: string
+  /** Parsed JSON log lines so far. */
+  logs(): LogLine[]
+  metrics(): Promise<string>
+  /** Waits for a log line matching `pred`. */
+  waitForLog(what: string, pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
+  stop(): Promise<number | null>
+  /** Starts the same server again (same port, certificate and flags). */
+  restart(opts?: { waitReady?: boolean }): Promise<void>
+}
+
+export interface StartEnlistOptions {
+  port?: number
+  pki?: TestPki
+  args?: string[]
+  /** Run as this kubeconfig instead of the enlist ServiceAccount. */
+  kubeconfig?: string
+  env?: NodeJS.ProcessEnv
+  install?: boolean
+}
+
+export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {}): Promise<EnlistServer> {
+  const port = opts.port ?? (await freePort())
+  const pki = opts.pki ?? (await makePki())
+  if (opts.install !== false) await installManifests(cp, port, pki.ca.cert)
+  const dir = mkdtempSync(join(tmpdir(), 'enlist-srv-'))
+  const kubeconfig = opts.kubeconfig ?? (await serviceAccountKubeconfig(cp, 'enlist-system', 'enlist', dir))
+  const args = [
+    ENLIST,
+    'serve',
+    `--kubeconfig=${kubeconfig}`,
+    `--port=${port}`,
+    '--bind-address=127.0.0.1',
+    `--tls-cert=${pki.certFile}`,
+    `--tls-key=${pki.keyFile}`,
+    '--log-level=debug',
+    ...(opts.args ?? []),
+  ]
+  let proc!: Supervised
+  const server: EnlistServer = {
+    url: `https://127.0.0.1:${port}`,
+    port,
+    pki,
+    get process() {
+      return proc
+    },
+    kubeconfig,
+    logs: () => {
+      const out: LogLine[] = []
+      for (const l of proc.lines) {
+        try {
+          out.push(JSON.parse(l) as LogLine)
+        } catch {
+          // not JSON (a crash trace): kept in the log file
+        }
+      }
+      return out
+    },
+    metrics: async () => (await request(`${server.url}/metrics`, { ca: pki.ca.cert })).body,
+    waitForLog: (what, pred, timeoutMs = 15_000) => waitFor(what, async () => server.logs().find(pred), timeoutMs, 50),
+    stop: () => proc.stop('SIGTERM', 15_000),
+    restart: async (o = {}) => {
+      await launch(o.waitReady ?? true)
+    },
+  }
+  const launch = async (waitReady = true): Promise<void> => {
+    proc = supervise('enlist', process.execPath, args, { logFile: join(cp.dir, `enlist-${port}.log`), env: { ...cleanEnv(), ...opts.env }, keepLines: true })
+    if (!waitReady) return
+    await waitFor(
+      'enlist /readyz',
+      async () => {
+        if (proc.child.exitCode !== null) throw new Error(`enlist exited ${proc.child.exitCode}: ${proc.lines.slice(-5).join('\n')}`)
+        return (await request(`${server.url}/readyz`, { ca: pki.ca.cert, timeoutMs: 1000 })).status === 200
+      },
+      30_000,
+      100,
+    )
+  }
+  await launch()
+  return server
+}
