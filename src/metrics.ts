@@ -79,6 +79,86 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
         if (tls.notAfter) this.set((tls.notAfter.getTime() - Date.now()) / 1000)
       },
     }),
+    registrations: new Counter({
+      name: 'enlist_registrations_total',
+      help: 'Registration API calls by operation (register, deregister) and result.',
+      labelNames: ['op', 'result'] as const,
+      registers: [registry],
+    }),
+    registrationDuration: new Histogram({
+      name: 'enlist_registration_duration_seconds',
+      help: 'Registration API latency by operation and result, long-poll waits included.',
+      labelNames: ['op', 'result'] as const,
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60],
+      registers: [registry],
+    }),
+    backendRequests: new Counter({
+      name: 'enlist_backend_requests_total',
+      help: 'Registry backend calls by backend, operation and result (ok, error).',
+      labelNames: ['backend', 'op', 'result'] as const,
+      registers: [registry],
+    }),
+    backendDuration: new Histogram({
+      name: 'enlist_backend_request_duration_seconds',
+      help: 'Registry backend call latency by backend and operation.',
+      labelNames: ['backend', 'op'] as const,
+      buckets: [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10],
+      registers: [registry],
+    }),
+    strays: new Counter({
+      name: 'enlist_registry_strays_removed_total',
+      help: 'Entries the reconciler removed because their pod is gone or finished.',
+      labelNames: ['backend'] as const,
+      registers: [registry],
+    }),
+    repaired: new Counter({
+      name: 'enlist_registry_repaired_total',
+      help: 'Entries the reconciler wrote again because a backend had lost them.',
+      labelNames: ['backend'] as const,
+      registers: [registry],
+    }),
+    reconciles: new Counter({
+      name: 'enlist_reconcile_runs_total',
+      help: 'Full registry reconciles by result.',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    lastReconcile: new Gauge({
+      name: 'enlist_reconcile_last_success_timestamp_seconds',
+      help: 'When a full registry reconcile last succeeded for every backend.',
+      registers: [registry],
+    }),
+    queueDepth: new Gauge({
+      name: 'enlist_controller_queue_depth',
+      help: 'Pods waiting in the controller work queue.',
+      registers: [registry],
+    }),
+    queueRetries: new Counter({
+      name: 'enlist_controller_retries_total',
+      help: 'Pod reconciles that failed and were queued again with backoff.',
+      registers: [registry],
+    }),
+    pendingDeregistrations: new Gauge({
+      name: 'enlist_pending_deregistrations',
+      help: 'Deregistrations not yet confirmed by every backend (retrying).',
+      registers: [registry],
+    }),
+    leader: new Gauge({
+      name: 'enlist_leader',
+      help: '1 while this replica holds the controller lease.',
+      registers: [registry],
+    }),
+    tokenReviews: new Counter({
+      name: 'enlist_token_reviews_total',
+      help: 'Token checks by result (authenticated, rejected, cached, error).',
+      labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    registrationsInFlight: new Gauge({
+      name: 'enlist_registrations_in_flight',
+      help: 'Registration requests being served, long-polls for dependencies included.',
+      registers: [registry],
+    }),
   }
   return m
 }

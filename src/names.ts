@@ -26,6 +26,7 @@ export const INSTALL_NAMESPACE = 'enlist-system'
 export const POLICY_CONFIGMAP = 'enlist-policy'
 export const POLICY_KEY = 'policy.yaml'
 export const WEBHOOK_CONFIGURATION = 'enlist'
+export const LEASE_NAME = 'enlist-controller'
 
 // The registrar reads these; the registration API reads the ENLIST_* ones back from the
 // pod spec, which is immutable after admission, so they carry what admission decided.

@@ -5,7 +5,7 @@
 import { mkdtempSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { parseAllDocuments, stringify } from 'yaml'
+import { parse, parseAllDocuments, stringify } from 'yaml'
 import { cleanEnv, ENLIST } from '../helpers/cli.js'
 import { makePki, request, type TestPki } from '../helpers/https.js'
 import { type ControlPlane, kubeconfigYaml } from './control-plane.js'
@@ -20,8 +20,17 @@ export interface InstalledManifests {
   objects: Array<Record<string, unknown>>
 }
 
-/** Applies manifests/base with the webhook pointed at https://127.0.0.1:port. */
-export async function installManifests(cp: ControlPlane, port: number, caPem: string, dir = 'manifests/base'): Promise<InstalledManifests> {
+/**
+ * Applies manifests/base with the webhook pointed at https://127.0.0.1:port, and the
+ * policy's registrationURL too (what an admin sets when enlist is reached by URL).
+ */
+export async function installManifests(
+  cp: ControlPlane,
+  port: number,
+  caPem: string,
+  opts: { dir?: string; policy?: (p: Record<string, unknown>) => void } = {},
+): Promise<InstalledManifests> {
+  const dir = opts.dir ?? 'manifests/base'
   const k = await cp.kubectl(['kustomize', join(REPO, dir)])
   if (k.code !== 0) throw new Error(`kubectl kustomize ${dir}: ${k.stderr}`)
   const objects = parseAllDocuments(k.stdout)
@@ -29,6 +38,13 @@ export async function installManifests(cp: ControlPlane, port: number, caPem: st
     .filter((o) => o && !NOT_INSTALLED.has(String(o.kind)))
   for (const o of objects) {
     if (o.kind === 'MutatingWebhookConfiguration') pointWebhooksAt(o, port, caPem)
+    if (o.kind === 'ConfigMap' && (o.metadata as { name: string }).name === 'enlist-policy') {
+      const data = o.data as Record<string, string>
+      const policy = parse(data['policy.yaml']!) as Record<string, Record<string, unknown>>
+      policy.registrar = { ...(policy.registrar ?? {}), registrationURL: `https://127.0.0.1:${port}/v1/registrations` }
+      opts.policy?.(policy)
+      data['policy.yaml'] = stringify(policy)
+    }
   }
   const r = await cp.kubectl(['apply', '-f', '-'], { input: objects.map((o) => stringify(o)).join('---\n') })
   if (r.code !== 0) throw new Error(`kubectl apply: ${r.stderr}`)
@@ -83,12 +99,14 @@ export interface StartEnlistOptions {
   kubeconfig?: string
   env?: NodeJS.ProcessEnv
   install?: boolean
+  /** Edits the installed policy (a parsed policy.yaml). */
+  policy?: (p: Record<string, unknown>) => void
 }
 
 export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {}): Promise<EnlistServer> {
   const port = opts.port ?? (await freePort())
   const pki = opts.pki ?? (await makePki())
-  if (opts.install !== false) await installManifests(cp, port, pki.ca.cert)
+  if (opts.install !== false) await installManifests(cp, port, pki.ca.cert, { policy: opts.policy })
   const dir = mkdtempSync(join(tmpdir(), 'enlist-srv-'))
   const kubeconfig = opts.kubeconfig ?? (await serviceAccountKubeconfig(cp, 'enlist-system', 'enlist', dir))
   const args = [

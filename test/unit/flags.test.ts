@@ -1,6 +1,7 @@
 // Flag parsing: flags, env fallbacks, conversions and the errors users see.
 import t from 'tap'
-import { parseBytes, parseDuration, parseFlags, type FlagSpecs } from '../../src/cli/flags.js'
+import { parseFlags, type FlagSpecs } from '../../src/cli/flags.js'
+import { parseBytes, parseDuration } from '../../src/lib/units.js'
 import { OptionError } from '../../src/lib/errors.js'
 
 const specs = {

@@ -1,0 +1,210 @@
+// The controller (leader only). Level-based: for each managed pod it makes the registry
+// match the pod's state, whatever events led there. A terminating, finished or vanished
+// pod is deregistered from every backend and its condition set False; failures come back
+// with backoff, never dropped. A periodic sweep lists every backend and removes entries
+// whose pod no longer exists (force deletes, lost nodes, an enlist outage) and re-writes
+// entries a backend has lost, so nothing stale survives and nothing registered is missing.
+
+import type { V1Pod } from '@kubernetes/client-node'
+import type { Logger } from 'pino'
+import { type KubeClient, KubeApiError } from '../kube/client.js'
+import type { EventRecorder } from '../kube/events.js'
+import type { ManagedPods } from '../kube/pods.js'
+import { errorMessage } from '../lib/errors.js'
+import type { Metrics } from '../metrics.js'
+import { setRegisteredCondition } from '../registration/condition.js'
+import { buildRecord, type EntryRef, registeredCondition, registrationOf } from '../registry/record.js'
+import type { Registry } from '../registry/registry.js'
+import { WorkQueue } from './queue.js'
+
+export interface ControllerOptions {
+  client: KubeClient
+  pods: ManagedPods
+  registry: Registry
+  events: EventRecorder
+  metrics: Metrics
+  log: Logger
+  sweepIntervalMs: () => number
+  workers?: number
+}
+
+export function isGoing(pod: V1Pod): false | string {
+  if (pod.metadata?.deletionTimestamp) return 'the pod is terminating'
+  const phase = pod.status?.phase
+  if (phase === 'Succeeded' || phase === 'Failed') return `the pod has finished (${phase})`
+  return false
+}
+
+function podRef(pod: V1Pod): EntryRef {
+  return { uid: pod.metadata?.uid ?? '', namespace: pod.metadata?.namespace ?? '', pod: pod.metadata?.name ?? '' }
+}
+
+export class RegistryController {
+  private queue: WorkQueue | undefined
+  private workers: Array<Promise<void>> = []
+  private sweepTimer: NodeJS.Timeout | undefined
+  private sweeping: Promise<void> | undefined
+  /** Pods seen deleted, kept until every backend has confirmed their deregistration. */
+  private readonly gone = new Map<string, EntryRef>()
+  /** Terminating pods already deregistered everywhere (a terminating pod cannot come back). */
+  private readonly done = new Set<string>()
+
+  constructor(private readonly o: ControllerOptions) {
+    o.pods.on({
+      add: (p) => this.enqueue(p),
+      update: (p) => this.enqueue(p),
+      delete: (p) => {
+        // Followers keep nothing: the sweep a new leader runs first catches what they missed.
+        const ref = podRef(p)
+        if (!ref.uid || !this.queue) return
+        if (!this.done.has(ref.uid)) this.gone.set(ref.uid, ref)
+        this.done.delete(ref.uid)
+        this.updatePending()
+        this.queue?.add(ref.uid)
+      },
+    })
+  }
+
+  get running(): boolean {
+    return this.queue !== undefined
+  }
+
+  /** Starts the workers and the sweep; the pod cache must already be started. */
+  async start(): Promise<void> {
+    if (this.queue) return
+    const queue = new WorkQueue()
+    this.queue = queue
+    await this.o.pods.reflector.waitForSync()
+    for (const p of this.o.pods.pods()) this.enqueue(p)
+    for (const uid of this.gone.keys()) queue.add(uid)
+    this.workers = Array.from({ length: this.o.workers ?? 4 }, () => this.work(queue))
+    const schedule = (): void => {
+      this.sweepTimer = setTimeout(() => {
+        this.sweeping = this.sweep().finally(schedule)
+      }, this.o.sweepIntervalMs())
+      this.sweepTimer.unref()
+    }
+    this.sweeping = this.sweep().finally(schedule)
+    this.o.log.info('controller started')
+  }
+
+  async stop(): Promise<void> {
+    const queue = this.queue
+    if (!queue) return
+    this.queue = undefined
+    clearTimeout(this.sweepTimer)
+    queue.shutdown()
+    await Promise.all(this.workers)
+    await this.sweeping
+    clearTimeout(this.sweepTimer)
+    this.o.log.info('controller stopped')
+  }
+
+  private enqueue(p: V1Pod): void {
+    // Only pods on their way out need the controller; registration is the registrar's.
+    if (p.metadata?.uid && isGoing(p) && !this.done.has(p.metadata.uid)) this.queue?.add(p.metadata.uid)
+  }
+
+  private async work(queue: WorkQueue): Promise<void> {
+    for (;;) {
+      const uid = await queue.get()
+      if (uid === undefined) return
+      this.o.metrics.queueDepth.set(queue.length)
+      try {
+        await this.reconcile(uid)
+        queue.forget(uid)
+      } catch (err) {
+        const delay = queue.addRateLimited(uid)
+        this.o.metrics.queueRetries.inc()
+        this.o.log.warn({ uid, err: errorMessage(err), retries: queue.retries(uid), retryInMs: delay }, 'reconcile failed; will retry')
+        const pod = this.o.pods.byUid(uid)
+        if (pod && queue.retries(uid) === 1) {
+          const ref = podRef(pod)
+          this.o.events.record({ namespace: ref.namespace, name: ref.pod, uid }, 'Warning', 'DeregistrationFailed', `${errorMessage(err)}; retrying until it succeeds`)
+        }
+      } finally {
+        queue.done(uid)
+      }
+    }
+  }
+
+  /** Makes the registry match one pod's state. Idempotent. */
+  async reconcile(uid: string): Promise<void> {
+    const pod = this.o.pods.byUid(uid)
+    if (!pod) {
+      const ref = this.gone.get(uid)
+      if (!ref) return
+      await this.o.registry.deregisterAll(ref)
+      this.gone.delete(uid)
+      this.updatePending()
+      this.o.log.info({ pod: `${ref.namespace}/${ref.pod}`, uid }, 'deregistered: the pod is gone')
+      return
+    }
+    const why = isGoing(pod)
+    if (!why || this.done.has(uid)) return
+    const ref = podRef(pod)
+    await this.o.registry.deregisterAll(ref)
+    if (registeredCondition(pod)?.status === 'True') {
+      try {
+        await setRegisteredCondition(this.o.client, { namespace: ref.namespace, name: ref.pod, uid }, 'False', 'Deregistered', why)
+      } catch (err) {
+        if (!(err instanceof KubeApiError && (err.notFound || err.conflict))) throw err
+      }
+      this.o.events.record({ namespace: ref.namespace, name: ref.pod, uid }, 'Normal', 'Deregistered', `deregistered: ${why}`)
+    }
+    this.done.add(uid)
+    this.o.log.info({ pod: `${ref.namespace}/${ref.pod}`, uid, reason: why }, 'deregistered')
+  }
+
+  /** Lists every backend; removes entries of pods that are gone, re-writes lost ones. */
+  async sweep(): Promise<void> {
+    const { registry, pods, metrics, log } = this.o
+    let failed = false
+    for (const b of registry.backends) {
+      try {
+        const entries = await registry.call(b, 'list', () => b.list())
+        const have = new Set<string>()
+        for (const e of entries) {
+          have.add(e.uid)
+          if (await this.isLive(e)) continue
+          await registry.call(b, 'deregister', () => b.deregister(e))
+          metrics.strays.inc({ backend: b.name })
+          log.info({ backend: b.name, pod: `${e.namespace}/${e.pod}`, uid: e.uid }, 'removed a stray entry: its pod no longer exists')
+        }
+        for (const pod of pods.pods()) {
+          const uid = pod.metadata?.uid
+          const cond = registeredCondition(pod)
+          if (!uid || have.has(uid) || isGoing(pod) || cond?.status !== 'True') continue
+          const reg = registrationOf(pod)
+          if (!reg || !pod.status?.podIP) continue
+          await registry.call(b, 'register', () => b.register(buildRecord(pod, reg, cond.lastTransitionTime ?? new Date().toISOString())))
+          metrics.repaired.inc({ backend: b.name })
+          log.warn({ backend: b.name, pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, uid }, 'backend had lost a registered pod; wrote it again')
+        }
+      } catch (err) {
+        failed = true
+        log.error({ backend: b.name, err: errorMessage(err) }, 'registry sweep failed for this backend; the next sweep retries')
+      }
+    }
+    metrics.reconciles.inc({ result: failed ? 'error' : 'ok' })
+    if (!failed) metrics.lastReconcile.set(Date.now() / 1000)
+  }
+
+  /** A live pod owns this entry. When the cache does not know the uid, ask the apiserver. */
+  private async isLive(e: EntryRef): Promise<boolean> {
+    const cached = this.o.pods.byUid(e.uid)
+    if (cached) return !isGoing(cached)
+    if (!e.namespace || !e.pod) return false
+    try {
+      const pod = await this.o.client.get<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(e.namespace)}/pods/${encodeURIComponent(e.pod)}`)
+      return pod.metadata?.uid === e.uid && !isGoing(pod)
+    } catch (err) {
+      if (err instanceof KubeApiError && err.notFound) return false
+      throw err
+    }
+  }
+
+  private updatePending(): void {
+    this.o.metrics.pendingDeregistrations.set(this.gone.size)
+  }
+}

@@ -1,0 +1,141 @@
+// The registration API's logic: a pod registers only itself (identity from its bound
+// token), once its dependencies are ready; the record goes to every backend, then the
+// condition enlist.io/registered turns True. Everything is idempotent.
+
+import type { V1Pod } from '@kubernetes/client-node'
+import type { Logger } from 'pino'
+import { type KubeClient, KubeApiError } from '../kube/client.js'
+import type { EventRecorder } from '../kube/events.js'
+import type { ManagedPods } from '../kube/pods.js'
+import { EnlistError, errorMessage } from '../lib/errors.js'
+import { MANAGED_LABEL } from '../names.js'
+import { buildRecord, refOf, registeredCondition, registrationOf, type RegistryRecord } from '../registry/record.js'
+import { type Registry, RegistryError } from '../registry/registry.js'
+import type { PodIdentity, TokenAuthenticator } from './auth.js'
+import { nowSeconds, setRegisteredCondition } from './condition.js'
+import { type DependencyCache, type Missing, missingDependencies, parseDependencies } from './dependencies.js'
+
+export class DependenciesNotReady extends EnlistError {
+  constructor(readonly missing: readonly Missing[]) {
+    super('ENLIST_DEPENDENCIES_NOT_READY', `waiting for ${missing.map((m) => `${m.dependency} (${m.reason})`).join(', ')}`, 503)
+    this.name = 'DependenciesNotReady'
+  }
+}
+
+export interface RegistrationDeps {
+  client: KubeClient
+  auth: TokenAuthenticator
+  pods: ManagedPods
+  dependencies: DependencyCache
+  registry: Registry
+  events: EventRecorder
+  log: Logger
+  /** How long backend writes may retry within one request. */
+  backendBudgetMs?: number
+}
+
+export class RegistrationService {
+  constructor(private readonly d: RegistrationDeps) {}
+
+  async register(authorization: string | undefined, opts: { waitMs: number; signal?: AbortSignal }): Promise<RegistryRecord> {
+    const id = await this.d.auth.authenticate(authorization)
+    let pod = await this.livePod(id)
+    if (pod.metadata?.deletionTimestamp) throw new EnlistError('ENLIST_CONFLICT', `pod ${id.namespace}/${id.pod} is being deleted`, 409)
+    const reg = registrationOf(pod)
+    if (!reg) throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} has no enlist-registrar: it was not injected by enlist`, 403)
+
+    const deps = parseDependencies(reg.dependsOn)
+    let missing = missingDependencies(deps, this.d.dependencies)
+    const deadline = Date.now() + opts.waitMs
+    while (missing.length > 0 && Date.now() < deadline && !opts.signal?.aborted) {
+      await this.d.dependencies.waitForChange(deps, deadline - Date.now(), opts.signal)
+      missing = missingDependencies(deps, this.d.dependencies)
+    }
+    if (missing.length > 0) throw new DependenciesNotReady(missing)
+
+    // The kubelet sets the pod IP before init containers run; the cache may lag behind.
+    if (!pod.status?.podIP) pod = await this.fetchPod(id)
+    if (!pod.status?.podIP) throw new EnlistError('ENLIST_UNAVAILABLE', `pod ${id.namespace}/${id.pod} has no IP yet`, 503)
+
+    const cond = registeredCondition(pod)
+    const already = cond?.status === 'True'
+    // registeredAt is the condition's transition time, so it survives re-registration.
+    const registeredAt = already && cond.lastTransitionTime ? cond.lastTransitionTime : nowSeconds()
+    const record = buildRecord(pod, reg, registeredAt)
+    try {
+      await this.d.registry.registerAll(record, { deadline: Date.now() + (this.d.backendBudgetMs ?? 10_000) })
+    } catch (err) {
+      if (err instanceof RegistryError) {
+        this.d.events.record(podRef(id), 'Warning', 'RegistrationFailed', err.message)
+        throw new EnlistError('ENLIST_BACKEND_FAILED', err.message, 503, { cause: err })
+      }
+      throw err
+    }
+
+    // Deleted while we wrote? Then it must not stay registered.
+    const now = this.d.pods.byUid(id.uid)
+    if (now?.metadata?.deletionTimestamp) {
+      await this.d.registry.deregisterAll(refOf(record)).catch(() => undefined) // the controller retries
+      throw new EnlistError('ENLIST_CONFLICT', `pod ${id.namespace}/${id.pod} is being deleted`, 409)
+    }
+    if (!already) {
+      try {
+        await setRegisteredCondition(this.d.client, podRef(id), 'True', 'Registered', `registered with ${this.d.registry.backends.map((b) => b.name).join(', ')}`, registeredAt)
+      } catch (err) {
+        throw new EnlistError('ENLIST_UNAVAILABLE', `registered, but cannot set the pod condition: ${errorMessage(err)}`, 503, { cause: err })
+      }
+      this.d.events.record(podRef(id), 'Normal', 'Registered', `registered as ${record.service} at ${record.ip} with ${this.d.registry.backends.map((b) => b.name).join(', ')}`)
+      this.d.log.info({ pod: `${id.namespace}/${id.pod}`, uid: id.uid, service: record.service, ip: record.ip }, 'registered')
+    }
+    return record
+  }
+
+  async deregister(authorization: string | undefined): Promise<void> {
+    const id = await this.d.auth.authenticate(authorization)
+    const pod = await this.livePod(id)
+    try {
+      await this.d.registry.deregisterAll({ uid: id.uid, namespace: id.namespace, pod: id.pod }, { deadline: Date.now() + (this.d.backendBudgetMs ?? 10_000) })
+    } catch (err) {
+      throw new EnlistError('ENLIST_BACKEND_FAILED', errorMessage(err), 503, { cause: err })
+    }
+    if (registeredCondition(pod)?.status !== 'False') {
+      await setRegisteredCondition(this.d.client, podRef(id), 'False', 'Deregistered', 'deregistered at the pod\'s request').catch((err: unknown) => {
+        if (!(err instanceof KubeApiError && err.notFound)) throw err
+      })
+      this.d.events.record(podRef(id), 'Normal', 'Deregistered', 'deregistered at the pod\'s request')
+      this.d.log.info({ pod: `${id.namespace}/${id.pod}`, uid: id.uid }, 'deregistered on request')
+    }
+  }
+
+  /** The caller's pod: managed by enlist and the very pod its token is bound to. */
+  private async livePod(id: PodIdentity): Promise<V1Pod> {
+    const pod = this.d.pods.get(id.namespace, id.pod) ?? (await this.fetchPod(id))
+    if (pod.metadata?.uid !== id.uid) {
+      // The cache may hold a namesake that has since been replaced; ask once more.
+      const fresh = await this.fetchPod(id)
+      if (fresh.metadata?.uid !== id.uid) throw new EnlistError('ENLIST_FORBIDDEN', `the token is bound to pod uid ${id.uid}, but ${id.namespace}/${id.pod} is ${fresh.metadata?.uid}`, 403)
+      return this.checkManaged(fresh, id)
+    }
+    return this.checkManaged(pod, id)
+  }
+
+  private checkManaged(pod: V1Pod, id: PodIdentity): V1Pod {
+    if (pod.metadata?.labels?.[MANAGED_LABEL] !== 'true') {
+      throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} is not managed by enlist (no ${MANAGED_LABEL}=true label)`, 403)
+    }
+    return pod
+  }
+
+  private async fetchPod(id: PodIdentity): Promise<V1Pod> {
+    try {
+      return await this.d.client.get<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(id.namespace)}/pods/${encodeURIComponent(id.pod)}`)
+    } catch (err) {
+      if (err instanceof KubeApiError && err.notFound) throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} does not exist`, 403)
+      throw new EnlistError('ENLIST_UNAVAILABLE', `cannot read pod ${id.namespace}/${id.pod}: ${errorMessage(err)}`, 503, { cause: err })
+    }
+  }
+}
+
+function podRef(id: PodIdentity): { namespace: string; name: string; uid: string } {
+  return { namespace: id.namespace, name: id.pod, uid: id.uid }
+}

@@ -1,0 +1,30 @@
+// A registry backend. Every operation is idempotent: registering twice, or deregistering
+// what is already gone, succeeds.
+
+import { EnlistError } from '../lib/errors.js'
+import type { EntryRef, RegistryRecord } from './record.js'
+
+export interface Backend {
+  readonly name: string
+  readonly type: 'kubernetes' | 'http'
+  register(record: RegistryRecord): Promise<void>
+  deregister(ref: EntryRef): Promise<void>
+  /** Every entry this backend holds for this cluster (the reconciler removes strays). */
+  list(): Promise<EntryRef[]>
+}
+
+export type BackendOp = 'register' | 'deregister' | 'list'
+
+export class BackendError extends EnlistError {
+  constructor(
+    readonly backend: string,
+    readonly op: BackendOp,
+    message: string,
+    /** False for errors a retry cannot fix (a 400, a missing Secret): said loudly. */
+    readonly retryable = true,
+    options?: ErrorOptions,
+  ) {
+    super('ENLIST_BACKEND_FAILED', `backend ${backend}: ${op} failed: ${message}`, 503, options)
+    this.name = 'BackendError'
+  }
+}

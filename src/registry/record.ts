@@ -1,0 +1,187 @@
+// The registry record (DESIGN.md) and its flat form for the pod annotation: base64 of a
+// JSON array of {"k":..,"v":..} string pairs. Pure.
+
+import type { V1Pod } from '@kubernetes/client-node'
+import {
+  ENV_DEPENDS_ON,
+  ENV_METADATA,
+  ENV_SERVICE,
+  RECORD_FIELDS,
+  REGISTERED_CONDITION,
+  REGISTRAR_CONTAINER,
+} from '../names.js'
+
+export interface RecordPort {
+  name?: string
+  port: number
+  protocol: string
+}
+
+export interface RegistryRecord {
+  uid: string
+  namespace: string
+  pod: string
+  service: string
+  ip: string
+  ips: string[]
+  hostIP: string
+  node: string
+  ports: RecordPort[]
+  metadata: Record<string, string>
+  registeredAt: string
+}
+
+/** Identifies an entry for deregistration, even once its pod is gone. */
+export interface EntryRef {
+  uid: string
+  namespace: string
+  pod: string
+}
+
+/** What admission decided for the pod, read back from the registrar's env (immutable). */
+export interface Registration {
+  service: string
+  dependsOn: string
+  metadata: Record<string, string>
+}
+
+export function registrationOf(pod: V1Pod): Registration | undefined {
+  const c = pod.spec?.initContainers?.find((x) => x.name === REGISTRAR_CONTAINER)
+  if (!c) return undefined
+  const env = new Map((c.env ?? []).map((e) => [e.name, e.value ?? '']))
+  let metadata: Record<string, string> = {}
+  const raw = env.get(ENV_METADATA)
+  if (raw) {
+    try {
+      metadata = JSON.parse(raw) as Record<string, string>
+    } catch {
+      metadata = {}
+    }
+  }
+  return { service: env.get(ENV_SERVICE) ?? pod.metadata?.name ?? '', dependsOn: env.get(ENV_DEPENDS_ON) ?? '', metadata }
+}
+
+export function buildRecord(pod: V1Pod, reg: Registration, registeredAt: string): RegistryRecord {
+  const ports: RecordPort[] = []
+  for (const c of pod.spec?.containers ?? []) {
+    for (const p of c.ports ?? []) {
+      const port: RecordPort = { port: p.containerPort, protocol: p.protocol ?? 'TCP' }
+      if (p.name) port.name = p.name
+      ports.push(port)
+    }
+  }
+  const ip = pod.status?.podIP ?? ''
+  const ips = (pod.status?.podIPs ?? []).map((x) => x.ip).filter((x): x is string => !!x)
+  return {
+    uid: pod.metadata?.uid ?? '',
+    namespace: pod.metadata?.namespace ?? '',
+    pod: pod.metadata?.name ?? '',
+    service: reg.service,
+    ip,
+    ips: ips.length > 0 ? ips : ip ? [ip] : [],
+    hostIP: pod.status?.hostIP ?? '',
+    node: pod.spec?.nodeName ?? '',
+    ports,
+    metadata: reg.metadata,
+    registeredAt,
+  }
+}
+
+export function refOf(r: { uid: string; namespace: string; pod: string }): EntryRef {
+  return { uid: r.uid, namespace: r.namespace, pod: r.pod }
+}
+
+export type ConditionState = { status: 'True' | 'False' | 'Unknown'; lastTransitionTime?: string; reason?: string }
+
+export function registeredCondition(pod: V1Pod): ConditionState | undefined {
+  const c = pod.status?.conditions?.find((x) => x.type === REGISTERED_CONDITION)
+  if (!c) return undefined
+  const t = c.lastTransitionTime as unknown
+  return {
+    status: c.status as ConditionState['status'],
+    lastTransitionTime: typeof t === 'string' ? t : t instanceof Date ? t.toISOString() : undefined,
+    reason: c.reason,
+  }
+}
+
+// --- the flat k/v form ------------------------------------------------------
+
+export interface Pair {
+  k: string
+  v: string
+}
+
+const RESERVED = new Set<string>(RECORD_FIELDS)
+
+export function toPairs(r: RegistryRecord): Pair[] {
+  const pairs: Pair[] = [
+    { k: 'uid', v: r.uid },
+    { k: 'namespace', v: r.namespace },
+    { k: 'pod', v: r.pod },
+    { k: 'service', v: r.service },
+    { k: 'ip', v: r.ip },
+    { k: 'ips', v: r.ips.join(',') },
+    { k: 'hostIP', v: r.hostIP },
+    { k: 'node', v: r.node },
+    { k: 'ports', v: JSON.stringify(r.ports) },
+    { k: 'registeredAt', v: r.registeredAt },
+  ]
+  // Metadata keys go flat, as RPC registries read them; they cannot shadow record fields.
+  for (const [k, v] of Object.entries(r.metadata)) if (!RESERVED.has(k)) pairs.push({ k, v })
+  return pairs
+}
+
+export function fromPairs(pairs: readonly Pair[]): RegistryRecord {
+  const f = new Map<string, string>()
+  const metadata: Record<string, string> = Object.create(null) as Record<string, string>
+  for (const { k, v } of pairs) {
+    if (RESERVED.has(k)) f.set(k, v)
+    else metadata[k] = v
+  }
+  let ports: RecordPort[] = []
+  try {
+    ports = JSON.parse(f.get('ports') ?? '[]') as RecordPort[]
+  } catch {
+    ports = []
+  }
+  const ips = f.get('ips')
+  return {
+    uid: f.get('uid') ?? '',
+    namespace: f.get('namespace') ?? '',
+    pod: f.get('pod') ?? '',
+    service: f.get('service') ?? '',
+    ip: f.get('ip') ?? '',
+    ips: ips ? ips.split(',') : [],
+    hostIP: f.get('hostIP') ?? '',
+    node: f.get('node') ?? '',
+    ports,
+    metadata: { ...metadata },
+    registeredAt: f.get('registeredAt') ?? '',
+  }
+}
+
+export function encodeRecord(r: RegistryRecord): string {
+  return Buffer.from(JSON.stringify(toPairs(r))).toString('base64')
+}
+
+export class RecordDecodeError extends Error {
+  readonly code = 'ENLIST_RECORD_INVALID'
+}
+
+export function decodeRecord(value: string): RegistryRecord {
+  let parsed: unknown
+  try {
+    parsed = JSON.parse(Buffer.from(value, 'base64').toString('utf8'))
+  } catch (err) {
+    throw new RecordDecodeError(`not base64 of JSON: ${(err as Error).message}`)
+  }
+  if (!Array.isArray(parsed)) throw new RecordDecodeError('not a JSON array of {"k","v"} pairs')
+  const pairs: Pair[] = []
+  for (const p of parsed) {
+    if (p === null || typeof p !== 'object' || typeof (p as Pair).k !== 'string' || typeof (p as Pair).v !== 'string') {
+      throw new RecordDecodeError('every element must be {"k": string, "v": string}')
+    }
+    pairs.push(p as Pair)
+  }
+  return fromPairs(pairs)
+}

@@ -1,0 +1,71 @@
+// POST /v1/registrations (register the calling pod; ?wait=30s long-polls for its
+// dependencies) and DELETE /v1/registrations (deregister it now).
+
+import type { FastifyPluginAsync, FastifyReply } from 'fastify'
+import { EnlistError } from '../../lib/errors.js'
+import { parseDuration } from '../../lib/units.js'
+import type { Metrics } from '../../metrics.js'
+import { DependenciesNotReady, type RegistrationService } from '../../registration/service.js'
+
+export interface RegistrationsOptions {
+  service: RegistrationService
+  metrics: Metrics
+  maxWaitMs?: number
+}
+
+const RETRY_AFTER_SECONDS = '2'
+
+export const registrationRoutes: FastifyPluginAsync<RegistrationsOptions> = async (app, { service, metrics, maxWaitMs = 60_000 }) => {
+  const fail = (reply: FastifyReply, op: string, err: unknown, end: (l: { result: string }) => void): FastifyReply => {
+    const result = err instanceof EnlistError ? err.code.replace(/^ENLIST_/, '').toLowerCase() : 'internal'
+    metrics.registrations.inc({ op, result })
+    end({ result })
+    if (err instanceof DependenciesNotReady) {
+      return reply.code(503).header('Retry-After', RETRY_AFTER_SECONDS).send({ code: err.code, message: err.message, missing: err.missing })
+    }
+    if (err instanceof EnlistError) {
+      if (err.statusCode === 401) reply.header('WWW-Authenticate', 'Bearer realm="enlist"')
+      if (err.statusCode === 503) reply.header('Retry-After', RETRY_AFTER_SECONDS)
+      return reply.code(err.statusCode).send({ code: err.code, message: err.message })
+    }
+    throw err
+  }
+
+  app.post<{ Querystring: { wait?: string } }>('/v1/registrations', async (req, reply) => {
+    const end = metrics.registrationDuration.startTimer({ op: 'register' })
+    let waitMs = 0
+    if (req.query.wait !== undefined) {
+      const ms = parseDuration(req.query.wait)
+      if (ms === undefined) throw new EnlistError('ENLIST_BAD_REQUEST', `wait=${JSON.stringify(req.query.wait)} is invalid; accepted: a duration such as 30s`, 400)
+      waitMs = Math.min(ms, maxWaitMs)
+    }
+    // The caller hung up: stop waiting for it.
+    const abort = new AbortController()
+    reply.raw.once('close', () => {
+      if (!reply.raw.writableFinished) abort.abort()
+    })
+    metrics.registrationsInFlight.inc()
+    try {
+      const record = await service.register(req.headers.authorization, { waitMs, signal: abort.signal })
+      metrics.registrations.inc({ op: 'register', result: 'registered' })
+      end({ result: 'registered' })
+      return { registered: true, record }
+    } catch (err) {
+      return fail(reply, 'register', err, end)
+    } finally {
+      metrics.registrationsInFlight.dec()
+    }
+  })
+
+  app.delete('/v1/registrations', async (req, reply) => {
+    const end = metrics.registrationDuration.startTimer({ op: 'deregister' })
+    try {
+      await service.deregister(req.headers.authorization)
+      metrics.registrations.inc({ op: 'deregister', result: 'deregistered' })
+      end({ result: 'deregistered' })
+      return { deregistered: true }
+    } catch (err) {
+      return fail(reply, 'deregister', err, end)
+    }
+  })
+}

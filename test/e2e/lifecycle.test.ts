@@ -1,0 +1,115 @@
+// Deregistration: on deletion, on a force delete while enlist was down (the sweep at start),
+// and with a backend that is down and comes back. Nothing stale may survive.
+import t from 'tap'
+import type { V1Pod } from '@kubernetes/client-node'
+import { startCmdb } from '../harness/cmdb.js'
+import { startControlPlane } from '../harness/control-plane.js'
+import { startEnlist } from '../harness/enlist.js'
+import { createDeployment, deployment } from '../harness/k8s.js'
+import { runRegistrar, startPod } from '../harness/kubelet.js'
+import { waitFor } from '../harness/processes.js'
+
+const cp = await startControlPlane()
+t.teardown(() => cp.stop())
+const cmdb = await startCmdb()
+t.teardown(() => cmdb.close())
+const enlist = await startEnlist(cp, {
+  args: ['--backend-budget=1s'],
+  policy: (p) => {
+    p.registry = {
+      backends: [
+        { name: 'kubernetes', type: 'kubernetes' },
+        { name: 'cmdb', type: 'http', url: cmdb.url, timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } },
+      ],
+      reconcileIntervalSeconds: 5,
+    }
+  },
+})
+t.teardown(() => enlist.stop())
+await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
+
+const path = (p: V1Pod) => `/api/v1/namespaces/${p.metadata!.namespace}/pods/${p.metadata!.name}`
+const condition = (p: V1Pod) => p.status?.conditions?.find((c) => c.type === 'enlist.io/registered')
+
+async function registeredPod(name: string): Promise<V1Pod> {
+  const [created] = await createDeployment(cp, 'shop', deployment(name))
+  const pod = await startPod(cp, created!)
+  const run = await runRegistrar(cp, pod)
+  if (run.code !== 0) throw new Error(`registrar exited ${run.code}: ${run.stdout}`)
+  return cp.client.get<V1Pod>(path(pod))
+}
+
+t.test('deleting a pod deregisters it everywhere and sets the condition False', async (t) => {
+  const pod = await registeredPod('web')
+  t.ok(cmdb.records.has(pod.metadata!.uid!))
+  // No kubelet confirms the deletion, so the pod stays Terminating: enlist must act on the timestamp.
+  await cp.client.delete(path(pod))
+  await waitFor('the CMDB entry gone', async () => !cmdb.records.has(pod.metadata!.uid!))
+  const terminating = await waitFor('condition False', async () => {
+    const p = await cp.client.get<V1Pod>(path(pod))
+    return condition(p)?.status === 'False' ? p : undefined
+  })
+  t.ok(terminating.metadata?.deletionTimestamp, 'still terminating')
+  t.match(condition(terminating), { status: 'False', reason: 'Deregistered', message: 'the pod is terminating' })
+  t.equal(terminating.metadata?.annotations?.['app.io/annotation'], undefined, 'the discovery annotation is removed')
+  const events = await cp.kubectl(['get', 'events', '-n', 'shop', '--field-selector', `involvedObject.name=${pod.metadata!.name}`, '-o', 'jsonpath={.items[*].reason}'])
+  t.match(events.stdout, /Deregistered/)
+  await cp.kubectl(['delete', 'pod', '-n', 'shop', pod.metadata!.name!, '--grace-period=0', '--force'])
+})
+
+t.test('a finished pod (a Job done) is deregistered', async (t) => {
+  const pod = await registeredPod('batch')
+  await cp.client.patch(`${path(pod)}/status`, { status: { phase: 'Succeeded' } }, 'application/merge-patch+json')
+  await waitFor('deregistered', async () => !cmdb.records.has(pod.metadata!.uid!))
+  await waitFor('condition False', async () => condition(await cp.client.get<V1Pod>(path(pod)))?.status === 'False')
+  t.pass('deregistered when it finished')
+})
+
+t.test('a force delete while enlist is down is cleaned up by the sweep when it starts', async (t) => {
+  const pod = await registeredPod('lost')
+  t.equal(await enlist.stop(), 0)
+  await cp.kubectl(['delete', 'pod', '-n', 'shop', pod.metadata!.name!, '--grace-period=0', '--force'])
+  t.ok(cmdb.records.has(pod.metadata!.uid!), 'the entry is stale while enlist is down')
+  // A stray from before enlist was installed here, too: an entry for a pod that never existed.
+  cmdb.records.set('00000000-0000-0000-0000-000000000000', { uid: '00000000-0000-0000-0000-000000000000', namespace: 'shop', pod: 'ghost' })
+  // And an entry of another system with no pod identity, which is not ours to remove.
+  cmdb.records.set('foreign', { uid: 'foreign', owner: 'someone else' })
+  await enlist.restart()
+  await waitFor('strays removed', async () => !cmdb.records.has(pod.metadata!.uid!) && !cmdb.records.has('00000000-0000-0000-0000-000000000000'), 20_000)
+  t.ok(cmdb.records.has('foreign'), 'entries without a pod identity are left alone')
+  t.match(await enlist.metrics(), /enlist_registry_strays_removed_total\{backend="cmdb"\} 2/)
+})
+
+t.test('a backend that lost a registered pod gets it back from the sweep', async (t) => {
+  const pod = await registeredPod('amnesia')
+  cmdb.records.delete(pod.metadata!.uid!)
+  await waitFor('repaired', async () => cmdb.records.has(pod.metadata!.uid!), 20_000)
+  t.equal(cmdb.records.get(pod.metadata!.uid!)?.ip, pod.status?.podIP)
+  t.match(await enlist.metrics(), /enlist_registry_repaired_total\{backend="cmdb"\} 1/)
+})
+
+t.test('backend down, then up: registration and deregistration both complete', async (t) => {
+  const [created] = await createDeployment(cp, 'shop', deployment('patient'))
+  const pod = await startPod(cp, created!)
+  cmdb.down = true
+  const registering = runRegistrar(cp, pod)
+  await waitFor('failed attempts', async () => cmdb.requests.filter((r) => r.method === 'PUT' && r.path.endsWith(pod.metadata!.uid!)).length >= 3, 20_000)
+  // down for longer than the server's 1 s budget, so the registrar sees a 503 and retries too
+  await new Promise((r) => setTimeout(r, 2500))
+  t.equal(condition(await cp.client.get<V1Pod>(path(pod))), undefined, 'not registered while the CMDB is down')
+  cmdb.down = false
+  const run = await registering
+  t.equal(run.code, 0, 'the registrar retried until the backend came back')
+  t.ok(cmdb.records.has(pod.metadata!.uid!))
+  t.match(run.stdout, /"msg":"attempt failed".*"status":503.*backend cmdb: register failed: HTTP 503/, 'the server retried for its budget, then the registrar retried')
+  t.ok(enlist.logs().some((l) => l.msg === 'backend call failed; retrying' && l.backend === 'cmdb'))
+
+  cmdb.down = true
+  await cp.client.delete(path(pod))
+  await waitFor('deregistration retried', async () => cmdb.requests.filter((r) => r.method === 'DELETE' && r.path.endsWith(pod.metadata!.uid!)).length >= 2, 20_000)
+  t.ok(cmdb.records.has(pod.metadata!.uid!), 'still there while the CMDB is down')
+  t.match(await enlist.metrics(), /enlist_controller_retries_total [1-9]/)
+  cmdb.down = false
+  await waitFor('deregistered once the CMDB is back', async () => !cmdb.records.has(pod.metadata!.uid!), 30_000)
+  t.pass('never forgotten')
+})

@@ -1,0 +1,243 @@
+// Registration on a real control plane: the registrar as a process with the env and bound
+// token a kubelet would give it, both backends (the http one a real server), the
+// condition, the readiness gate holding the pod out of endpoints, and identity checks.
+import t from 'tap'
+import type { V1Endpoints, V1Pod } from '@kubernetes/client-node'
+import { decodeRecord } from '../../src/registry/record.js'
+import { watchPeers, type PeerEvent } from '../../src/discovery/index.js'
+import { startCmdb } from '../harness/cmdb.js'
+import { startControlPlane } from '../harness/control-plane.js'
+import { startEnlist } from '../harness/enlist.js'
+import { createDeployment, deployment } from '../harness/k8s.js'
+import { boundToken, runRegistrar, startPod, syncReady } from '../harness/kubelet.js'
+import { waitFor } from '../harness/processes.js'
+import { request } from '../helpers/https.js'
+
+const cp = await startControlPlane()
+t.teardown(() => cp.stop())
+const cmdb = await startCmdb()
+t.teardown(() => cmdb.close())
+cmdb.requireAuthorization = 'Bearer cmdb-secret-token'
+await cp.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'enlist-system' } })
+await cp.client.create('/api/v1/namespaces/enlist-system/secrets', {
+  apiVersion: 'v1',
+  kind: 'Secret',
+  metadata: { name: 'enlist-registry-credentials' },
+  stringData: { Authorization: 'Bearer cmdb-secret-token' },
+})
+const enlist = await startEnlist(cp, {
+  policy: (p) => {
+    p.registry = {
+      backends: [
+        { name: 'kubernetes', type: 'kubernetes' },
+        { name: 'cmdb', type: 'http', url: cmdb.url, headersFromSecret: 'enlist-registry-credentials', retry: { initialDelayMs: 100, maxDelayMs: 1000 } },
+      ],
+      reconcileIntervalSeconds: 5,
+    }
+  },
+})
+t.teardown(() => enlist.stop())
+await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
+
+const get = (p: V1Pod) => cp.client.get<V1Pod>(`/api/v1/namespaces/${p.metadata!.namespace}/pods/${p.metadata!.name}`)
+const condition = (p: V1Pod) => p.status?.conditions?.find((c) => c.type === 'enlist.io/registered')
+const registrationUrl = `${enlist.url}/v1/registrations`
+const api = (method: string, token: string | undefined, query = '') =>
+  request(`${registrationUrl}${query}`, { method, ca: enlist.pki.ca.cert, headers: token ? { authorization: `Bearer ${token}` } : {} })
+
+t.test('a pod registers before its app starts, into both backends, and becomes Ready', async (t) => {
+  // A Service selecting it, to watch the readiness gate keep it out of endpoints.
+  await cp.client.create('/api/v1/namespaces/shop/services', {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'orders' },
+    spec: { selector: { app: 'orders' }, ports: [{ name: 'http', port: 80, targetPort: 8080 }] },
+  })
+  const [created] = await createDeployment(
+    cp,
+    'shop',
+    deployment('orders', {
+      annotations: { 'enlist.io/metadata': '{"interface":"com.acme.Orders","group":"g1"}' },
+      containers: [{ name: 'app', image: 'orders:1', ports: [{ name: 'http', containerPort: 8080 }, { name: 'admin', containerPort: 9090, protocol: 'TCP' }] }],
+    }),
+  )
+  const pod = await startPod(cp, created!)
+  await syncReady(cp, pod)
+  const endpointsBefore = await waitFor('endpoints with the pod not ready', async () => {
+    const ep = await cp.client.get<V1Endpoints>('/api/v1/namespaces/shop/endpoints/orders')
+    return ep.subsets?.[0]?.notReadyAddresses?.length ? ep : undefined
+  })
+  t.equal(endpointsBefore.subsets?.[0]?.addresses, undefined, 'held out of the Service until registered')
+  t.equal((await get(pod)).status?.conditions?.find((c) => c.type === 'Ready')?.status, 'False')
+
+  const run = await runRegistrar(cp, pod)
+  t.equal(run.code, 0, run.stdout + run.stderr)
+  const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.match(lines.at(-1), { level: 'info', msg: 'registered', attempt: 1, service: 'orders', component: 'enlist-registrar', pod: `shop/${pod.metadata!.name}` })
+
+  const after = await get(pod)
+  t.match(condition(after), { status: 'True', reason: 'Registered' })
+  const record = decodeRecord(after.metadata!.annotations!['app.io/annotation']!)
+  t.same(record, {
+    uid: pod.metadata!.uid,
+    namespace: 'shop',
+    pod: pod.metadata!.name,
+    service: 'orders',
+    ip: pod.status!.podIP,
+    ips: [pod.status!.podIP],
+    hostIP: '127.0.0.1',
+    node: 'node-1',
+    ports: [
+      { name: 'http', port: 8080, protocol: 'TCP' },
+      { name: 'admin', port: 9090, protocol: 'TCP' },
+    ],
+    metadata: { interface: 'com.acme.Orders', group: 'g1' },
+    registeredAt: record.registeredAt,
+  })
+  t.equal(after.metadata!.labels!['app.io/label'], 'app.io-value')
+  t.same(cmdb.records.get(pod.metadata!.uid!), record, 'the CMDB holds the same record')
+  t.ok(cmdb.requests.every((r) => r.authorization === 'Bearer cmdb-secret-token'), 'headers from the Secret')
+
+  await syncReady(cp, pod)
+  t.equal((await get(pod)).status?.conditions?.find((c) => c.type === 'Ready')?.status, 'True')
+  await waitFor('the pod in Service endpoints', async () => {
+    const ep = await cp.client.get<V1Endpoints>('/api/v1/namespaces/shop/endpoints/orders')
+    return ep.subsets?.[0]?.addresses?.some((a) => a.ip === pod.status!.podIP)
+  })
+
+  const events = await cp.kubectl(['get', 'events', '-n', 'shop', '--field-selector', `involvedObject.name=${pod.metadata!.name}`, '-o', 'jsonpath={.items[*].reason}'])
+  t.match(events.stdout, /Registered/)
+
+  // registering again: a no-op success that keeps the first time
+  const again = await runRegistrar(cp, pod)
+  t.equal(again.code, 0)
+  t.equal(decodeRecord((await get(pod)).metadata!.annotations!['app.io/annotation']!).registeredAt, record.registeredAt)
+  t.match(await enlist.metrics(), /enlist_registrations_total\{op="register",result="registered"\} 2/)
+})
+
+t.test('a pod may register only itself', async (t) => {
+  const pods = await createDeployment(cp, 'shop', deployment('twins', { replicas: 2 }))
+  const [a, b] = [await startPod(cp, pods[0]!), await startPod(cp, pods[1]!)]
+  // B's token, whatever the request says, registers B and nothing else
+  const tokenB = await boundToken(cp, b)
+  const res = await api('POST', tokenB)
+  t.equal(res.status, 200)
+  t.equal(res.json<{ record: { pod: string; uid: string } }>().record.uid, b.metadata!.uid)
+  t.equal(condition(await get(a)), undefined, 'A is untouched')
+  const viaRegistrar = await runRegistrar(cp, a, { token: tokenB })
+  t.equal(viaRegistrar.code, 0)
+  t.equal(condition(await get(a)), undefined, "A's registrar with B's token registered B, not A")
+
+  const noToken = await api('POST', undefined)
+  t.equal(noToken.status, 401)
+  t.match(noToken.json(), { code: 'ENLIST_UNAUTHENTICATED', message: /missing bearer token/ })
+  t.equal(noToken.headers['www-authenticate'], 'Bearer realm="enlist"')
+  t.equal((await api('POST', 'not-a-token')).status, 401)
+
+  const wrongAudience = await boundToken(cp, a, 'https://kubernetes.default.svc')
+  t.match((await api('POST', wrongAudience)).json(), { code: 'ENLIST_UNAUTHENTICATED' })
+
+  // a pod enlist did not inject (opted out) cannot register
+  const plain = (await cp.kubectl(['create', '-n', 'shop', '-o', 'json', '-f', '-'], {
+    input: JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'outsider', annotations: { 'enlist.io/inject': 'false' } }, spec: { containers: [{ name: 'a', image: 'b' }] } }),
+  })).stdout
+  const outsider = JSON.parse(plain) as V1Pod
+  const forbidden = await api('POST', await boundToken(cp, outsider))
+  t.equal(forbidden.status, 403)
+  t.match(forbidden.json(), { message: /not managed by enlist/ })
+
+  const registrar = await runRegistrar(cp, a, { token: await boundToken(cp, outsider), timeoutMs: 20_000 })
+  t.equal(registrar.code, 2, 'a rejection exits 2 at once')
+})
+
+t.test('dependencies hold registration until the Service has ready endpoints', async (t) => {
+  await cp.client.create('/api/v1/namespaces/shop/services', {
+    apiVersion: 'v1',
+    kind: 'Service',
+    metadata: { name: 'db' },
+    spec: { ports: [{ name: 'pg', port: 5432 }] }, // no selector: endpoints are ours to write
+  })
+  const [created] = await createDeployment(cp, 'shop', deployment('api', { annotations: { 'enlist.io/depends-on': 'db:5432, payments/ledger' } }))
+  const pod = await startPod(cp, created!)
+
+  const first = await api('POST', await boundToken(cp, pod))
+  t.equal(first.status, 503)
+  t.equal(first.headers['retry-after'], '2')
+  t.same(first.json(), {
+    code: 'ENLIST_DEPENDENCIES_NOT_READY',
+    message: 'waiting for shop/db:5432 (no ready endpoints on port 5432), payments/ledger (Service not found)',
+    missing: [
+      { dependency: 'shop/db:5432', reason: 'no ready endpoints on port 5432' },
+      { dependency: 'payments/ledger', reason: 'Service not found' },
+    ],
+  })
+
+  const registrar = runRegistrar(cp, pod)
+  await enlist.waitForLog('a long-poll', () => true, 1000).catch(() => undefined)
+  await new Promise((r) => setTimeout(r, 1500))
+  t.equal(condition(await get(pod)), undefined, 'still waiting')
+
+  await cp.namespace('payments')
+  await cp.client.create('/api/v1/namespaces/payments/services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'ledger' }, spec: { ports: [{ port: 443 }] } })
+  await cp.client.create('/api/v1/namespaces/payments/endpoints', { apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'ledger' }, subsets: [{ addresses: [{ ip: '10.0.9.1' }], ports: [{ port: 443 }] }] })
+  // a ready endpoint on another port does not count
+  await cp.client.create('/api/v1/namespaces/shop/endpoints', { apiVersion: 'v1', kind: 'Endpoints', metadata: { name: 'db' }, subsets: [{ addresses: [{ ip: '10.0.9.2' }], ports: [{ name: 'other', port: 1 }] }] })
+  await new Promise((r) => setTimeout(r, 1000))
+  t.equal(condition(await get(pod)), undefined, 'the wrong port does not release it')
+
+  await cp.client.replace('/api/v1/namespaces/shop/endpoints/db', {
+    apiVersion: 'v1',
+    kind: 'Endpoints',
+    metadata: { name: 'db' },
+    subsets: [{ addresses: [{ ip: '10.0.9.2' }], ports: [{ name: 'pg', port: 5432 }] }],
+  })
+  const run = await registrar
+  t.equal(run.code, 0, run.stdout)
+  // The first attempt long-polled and was answered as soon as the endpoint was ready.
+  t.match(run.stdout, /"msg":"registered","attempt":1,/)
+  t.match(condition(await get(pod)), { status: 'True' })
+})
+
+t.test('the registrar gives up at its timeout with a clear message and exit 1', async (t) => {
+  const [created] = await createDeployment(cp, 'shop', deployment('stuck', { annotations: { 'enlist.io/depends-on': 'never-there' } }))
+  const pod = await startPod(cp, created!)
+  const started = Date.now()
+  const run = await runRegistrar(cp, pod, { env: { ENLIST_TIMEOUT_SECONDS: '3' } })
+  t.equal(run.code, 1)
+  t.ok(Date.now() - started < 10_000)
+  const lines = run.stdout.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>)
+  t.match(lines.at(-1), { level: 'error', msg: 'gave up after 3s: dependencies not ready: shop/never-there (Service not found)' })
+  t.ok(lines.length <= 6, `${lines.length} attempts in 3 s: the server's long-poll and the backoff pace them`)
+})
+
+t.test('DELETE /v1/registrations deregisters the caller at once', async (t) => {
+  const [created] = await createDeployment(cp, 'shop', deployment('leaver'))
+  const pod = await startPod(cp, created!)
+  t.equal((await runRegistrar(cp, pod)).code, 0)
+  t.ok(cmdb.records.has(pod.metadata!.uid!))
+  const res = await api('DELETE', await boundToken(cp, pod))
+  t.equal(res.status, 200)
+  t.same(res.json(), { deregistered: true })
+  t.notOk(cmdb.records.has(pod.metadata!.uid!))
+  const after = await get(pod)
+  t.match(condition(after), { status: 'False', reason: 'Deregistered' })
+  t.equal(after.metadata?.annotations?.['app.io/annotation'], undefined)
+  t.equal((await api('DELETE', await boundToken(cp, pod))).status, 200, 'deregistering twice succeeds')
+})
+
+t.test('peers discover each other with enlist/discovery as pods register and go', async (t) => {
+  const events: PeerEvent[] = []
+  const it = watchPeers({ namespaces: ['shop'], kubeconfig: cp.kubeconfig })
+  const reading = (async () => {
+    for await (const ev of it) events.push(ev)
+  })()
+  const [created] = await createDeployment(cp, 'shop', deployment('peer'))
+  const pod = await startPod(cp, created!)
+  t.equal((await runRegistrar(cp, pod)).code, 0)
+  await waitFor('added', async () => events.some((e) => e.type === 'added' && e.peer.uid === pod.metadata!.uid))
+  t.match(events.find((e) => e.peer.uid === pod.metadata!.uid), { type: 'added', peer: { service: 'peer', ip: pod.status!.podIP } })
+  await cp.client.delete(`/api/v1/namespaces/shop/pods/${pod.metadata!.name}`)
+  await waitFor('removed', async () => events.some((e) => e.type === 'removed' && e.peer.uid === pod.metadata!.uid))
+  await it.return!()
+  await reading
+})
