@@ -2,18 +2,16 @@
 // kube-controller-manager in a temp dir, with an admin kubeconfig. Used by the
 // end-to-end tests and by `make demo`.
 
-import { execFile } from 'node:child_process'
+import { execFile, spawn } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { promisify } from 'node:util'
 import { KubeConfig } from '@kubernetes/client-node'
 import { createCA, issueServing, type IssuedCertificate } from '../../src/certs/x509.js'
 import { KubeClient } from '../../src/kube/client.js'
 import { freePort, supervise, type Supervised, waitFor } from './processes.js'
 
-const execFileP = promisify(execFile)
 const REPO = new URL('../../', import.meta.url).pathname
 
 export interface ControlPlane {
@@ -43,8 +41,23 @@ export async function controlPlaneAssets(log?: (line: string) => void): Promise<
   const known = process.env.ENLIST_ASSETS || process.env.KUBEBUILDER_ASSETS
   if (known) return known
   log?.('locating the control plane binaries (the first run builds them: several minutes)')
-  const { stdout } = await execFileP(join(REPO, 'hack/control-plane-assets.sh'), { maxBuffer: 64 * 1024 * 1024 })
-  return stdout.trim().split('\n').pop()!
+  // Progress arrives on stderr while it builds; pass it on as it comes.
+  return new Promise((resolve, reject) => {
+    const child = spawn(join(REPO, 'hack/control-plane-assets.sh'), { stdio: ['ignore', 'pipe', 'pipe'] })
+    let out = ''
+    let err = ''
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()))
+    child.stderr.on('data', (d: Buffer) => {
+      err += d.toString()
+      let nl: number
+      while ((nl = err.indexOf('\n')) !== -1) {
+        log?.(err.slice(0, nl))
+        err = err.slice(nl + 1)
+      }
+    })
+    child.on('error', reject)
+    child.on('close', (code) => (code === 0 ? resolve(out.trim().split('\n').pop()!) : reject(new Error(`hack/control-plane-assets.sh exited ${code}`))))
+  })
 }
 
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
