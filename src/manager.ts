@@ -32,7 +32,12 @@ export class Manager {
 
   async start(): Promise<void> {
     for (const r of this.runnables) {
+      if (this.stopping) return // a signal arrived while an earlier runnable was starting
       await r.start()
+      if (this.stopping) {
+        await r.stop()
+        return
+      }
       this.started.push(r)
       this.log.debug({ runnable: r.name }, 'started')
     }

@@ -9,7 +9,7 @@ const ADMISSION_BUCKETS = [0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0
 export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry()
   // Read at scrape time, so the gauge counts down between certificate changes.
-  const tls = { notAfter: undefined as Date | undefined }
+  const tls = { notAfter: undefined as Date | undefined, caNotAfter: undefined as Date | undefined }
   const probes = { namespaces: (): number | undefined => undefined }
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry })
   const m = {
@@ -62,6 +62,14 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       collect() {
         const n = probes.namespaces()
         if (n !== undefined) this.set(n)
+      },
+    }),
+    caExpiry: new Gauge({
+      name: 'enlist_ca_certificate_expiry_seconds',
+      help: 'Seconds until the self-managed CA that signs serving certificates expires.',
+      registers: [registry],
+      collect() {
+        if (tls.caNotAfter) this.set((tls.caNotAfter.getTime() - Date.now()) / 1000)
       },
     }),
     tlsReloads: new Counter({

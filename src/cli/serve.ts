@@ -1,32 +1,33 @@
-// `enlist serve`: the composition root. It validates every option, builds the caches,
-// the policy source and the server, hands them to the manager, and maps SIGTERM to a
-// draining stop.
+// `enlist serve`: the composition root. It validates every option, builds the caches, the
+// policy source, the registration service, the controller and the server, hands them to
+// the manager, and maps SIGTERM to a draining stop.
 
+import { randomBytes } from 'node:crypto'
+import { hostname } from 'node:os'
 import { type KubeVersion, parseKubeVersion } from '../admission/settings.js'
+import { CertificateAuthority, SecretCertificates } from '../certs/self-managed.js'
+import { LeaderElector } from '../controller/leader.js'
+import { RegistryController } from '../controller/registry-controller.js'
 import { KubeClient, loadKubeConfig } from '../kube/client.js'
+import { EventRecorder } from '../kube/events.js'
 import { NamespaceCache } from '../kube/namespaces.js'
+import { ManagedPods } from '../kube/pods.js'
 import { Backoff, sleep } from '../lib/backoff.js'
 import { errorMessage, OptionError } from '../lib/errors.js'
 import { isDns1123Label, isDns1123Subdomain } from '../lib/validation.js'
 import { createLogger, type Logger } from '../log.js'
 import { Manager, type Runnable } from '../manager.js'
 import { createMetrics } from '../metrics.js'
-import { INSTALL_NAMESPACE, LEASE_NAME, POLICY_CONFIGMAP } from '../names.js'
-import { ConfigMapPolicySource, FilePolicySource, PolicyStore, type PolicySource } from '../policy/source.js'
-import { randomBytes } from 'node:crypto'
-import { hostname } from 'node:os'
-import { LeaderElector } from '../controller/leader.js'
-import { RegistryController } from '../controller/registry-controller.js'
-import { EventRecorder } from '../kube/events.js'
-import { ManagedPods } from '../kube/pods.js'
+import { INSTALL_NAMESPACE, LEASE_NAME, POLICY_CONFIGMAP, WEBHOOK_CONFIGURATION } from '../names.js'
+import { ConfigMapPolicySource, FilePolicySource, type PolicySource, PolicyStore } from '../policy/source.js'
 import { TokenAuthenticator } from '../registration/auth.js'
 import { DependencyCache } from '../registration/dependencies.js'
 import { RegistrationService } from '../registration/service.js'
 import { Registry } from '../registry/registry.js'
-import { buildServer } from '../server/app.js'
-import { registrationRoutes } from '../server/routes/registrations.js'
+import { buildServer, type EnlistServer } from '../server/app.js'
 import { Readiness } from '../server/readiness.js'
-import { CertificateFiles } from '../server/tls.js'
+import { registrationRoutes } from '../server/routes/registrations.js'
+import { CertificateFiles, type CertificateProvider } from '../server/tls.js'
 import { type FlagSpecs, helpText, type Parsed, parseFlags } from './flags.js'
 
 export const serveFlags = {
@@ -35,6 +36,15 @@ export const serveFlags = {
   'tls-cert': { kind: 'string', env: 'ENLIST_TLS_CERT', default: '/etc/enlist/tls/tls.crt', help: 'serving certificate (PEM), re-read when it changes' },
   'tls-key': { kind: 'string', env: 'ENLIST_TLS_KEY', default: '/etc/enlist/tls/tls.key', help: 'serving key (PEM), re-read when it changes' },
   'tls-ca': { kind: 'string', env: 'ENLIST_TLS_CA', help: 'CA bundle the registrar trusts (default: ca.crt beside --tls-cert)' },
+  'self-signed': { kind: 'bool', env: 'ENLIST_SELF_SIGNED', default: 'false', help: 'make, store, publish and rotate its own CA and certificate (no --tls-* files)' },
+  'tls-secret': { kind: 'string', env: 'ENLIST_TLS_SECRET', default: 'enlist-tls', help: 'self-signed: the Secret holding CA and certificate' },
+  'webhook-configuration': { kind: 'string', env: 'ENLIST_WEBHOOK_CONFIGURATION', default: WEBHOOK_CONFIGURATION, help: 'self-signed: the MutatingWebhookConfiguration whose caBundle is kept current' },
+  'cert-dns-names': { kind: 'list', env: 'ENLIST_CERT_DNS_NAMES', help: 'self-signed: DNS names (default: the enlist Service\'s names in the install namespace)' },
+  'cert-ip-addresses': { kind: 'list', env: 'ENLIST_CERT_IP_ADDRESSES', default: '', help: 'self-signed: IP addresses in the certificate' },
+  'cert-validity': { kind: 'duration', env: 'ENLIST_CERT_VALIDITY', default: '2160h', min: 3000, help: 'self-signed: serving certificate lifetime; renewed with a third left' },
+  'ca-validity': { kind: 'duration', env: 'ENLIST_CA_VALIDITY', default: '87600h', min: 6000, help: 'self-signed: CA lifetime; renewed with a third left' },
+  'ca-overlap': { kind: 'duration', env: 'ENLIST_CA_OVERLAP', default: '24h', min: 1000, help: 'self-signed: a new CA is trusted this long before it signs' },
+  'cert-check-interval': { kind: 'duration', env: 'ENLIST_CERT_CHECK_INTERVAL', default: '1m', min: 500, help: 'self-signed: how often the leader checks the certificates' },
   policy: { kind: 'string', env: 'ENLIST_POLICY', help: 'policy file, watched; instead of the ConfigMap' },
   'policy-configmap': {
     kind: 'string',
@@ -48,7 +58,7 @@ export const serveFlags = {
   'shutdown-delay': { kind: 'duration', env: 'ENLIST_SHUTDOWN_DELAY', default: '0s', help: 'on SIGTERM, keep serving this long while not ready' },
   'namespace-wait': { kind: 'duration', env: 'ENLIST_NAMESPACE_WAIT', default: '1s', max: 10_000, help: 'wait this long for a namespace the cache has not seen' },
   'leader-elect': { kind: 'bool', env: 'ENLIST_LEADER_ELECT', default: 'true', help: 'run the controller only on the replica holding the lease' },
-  'leader-election-namespace': { kind: 'string', env: 'ENLIST_POD_NAMESPACE', default: INSTALL_NAMESPACE, help: 'namespace of the lease and of backend Secrets' },
+  'leader-election-namespace': { kind: 'string', env: 'ENLIST_POD_NAMESPACE', default: INSTALL_NAMESPACE, help: 'namespace of the lease, the TLS Secret and backend Secrets' },
   identity: { kind: 'string', env: 'ENLIST_POD_NAME', help: 'this replica in the lease (default: hostname and a random suffix)' },
   'lease-duration': { kind: 'duration', env: 'ENLIST_LEASE_DURATION', default: '15s', min: 1000, help: 'how long followers wait on a silent leader' },
   'renew-deadline': { kind: 'duration', env: 'ENLIST_RENEW_DEADLINE', default: '10s', min: 500, help: 'a leader that cannot renew for this long steps down' },
@@ -71,6 +81,7 @@ export function validateServeOptions(o: ServeOptions): void {
   if (o['kube-version'] !== undefined) parseKubeVersion(o['kube-version'])
   if (o['renew-deadline'] >= o['lease-duration']) throw new OptionError('--renew-deadline must be shorter than --lease-duration')
   if (o['retry-period'] >= o['renew-deadline']) throw new OptionError('--retry-period must be shorter than --renew-deadline')
+  if (o['self-signed'] && o['ca-overlap'] >= o['ca-validity'] / 3) throw new OptionError('--ca-overlap must be shorter than a third of --ca-validity')
 }
 
 /** Asks the apiserver its version once at start (retrying until it answers). */
@@ -123,10 +134,45 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const log = createLogger(o['log-level'])
   const metrics = createMetrics()
   const readiness = new Readiness()
-  const certificate = new CertificateFiles({ certFile: o['tls-cert'], keyFile: o['tls-key'], caFile: o['tls-ca'], log, metrics })
   const client = new KubeClient(loadKubeConfig(o.kubeconfig))
-  const version = new ServerVersion(client, log, o['kube-version'] ? parseKubeVersion(o['kube-version']) : undefined)
+  const installNamespace = o['leader-election-namespace']
+  const identity = o.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`
+  const manager = new Manager(log, readiness, o['shutdown-delay']).add({ name: 'kube-client', start: () => undefined, stop: async () => client.close() })
 
+  // --- the serving certificate: files, or the self-managed Secret --------------
+  let certificate: CertificateProvider
+  let certificateReady: () => Promise<void>
+  let authority: CertificateAuthority | undefined
+  if (o['self-signed']) {
+    const secret = new SecretCertificates(client, installNamespace, o['tls-secret'], log, metrics)
+    const svc = 'enlist'
+    authority = new CertificateAuthority({
+      client,
+      namespace: installNamespace,
+      secretName: o['tls-secret'],
+      webhookConfiguration: o['webhook-configuration'],
+      policy: {
+        caValidityMs: o['ca-validity'],
+        servingValidityMs: o['cert-validity'],
+        caOverlapMs: o['ca-overlap'],
+        dnsNames: o['cert-dns-names'] ?? [`${svc}.${installNamespace}.svc`, `${svc}.${installNamespace}.svc.cluster.local`, `${svc}.${installNamespace}`, svc],
+        ipAddresses: o['cert-ip-addresses'],
+      },
+      intervalMs: o['cert-check-interval'],
+      log,
+      metrics,
+    })
+    certificate = secret
+    certificateReady = () => secret.waitUntilReady()
+    readiness.add('certificate', () => (secret.ready ? undefined : `waiting for a certificate in Secret ${installNamespace}/${o['tls-secret']}`))
+  } else {
+    certificate = new CertificateFiles({ certFile: o['tls-cert'], keyFile: o['tls-key'], caFile: o['tls-ca'], log, metrics })
+    certificateReady = async () => undefined
+  }
+  manager.add({ name: 'certificate', start: () => certificate.start(), stop: () => certificate.stop() })
+
+  // --- admission: namespaces and the policy -----------------------------------
+  const version = new ServerVersion(client, log, o['kube-version'] ? parseKubeVersion(o['kube-version']) : undefined)
   const namespaces = new NamespaceCache(client, log)
   metrics.probes.namespaces = () => namespaces.size
   const policy = new PolicyStore(log, metrics)
@@ -137,9 +183,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
     source = new ConfigMapPolicySource(client, ns, name, policy, log)
   }
 
-  // Registration: caches on every replica, the API on every replica, the controller on the leader.
-  const installNamespace = o['leader-election-namespace']
-  const identity = o.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`
+  // --- registration: caches and the API on every replica -----------------------
   const pods = new ManagedPods(client, log)
   const dependencies = new DependencyCache(client, log)
   const registry = new Registry(client, pods, installNamespace, metrics, log)
@@ -155,6 +199,8 @@ export async function serve(argv: readonly string[]): Promise<void> {
     log,
     backendBudgetMs: o['backend-budget'],
   })
+
+  // --- the leader's work: the controller, and self-managed certificates -------------
   const controller = new RegistryController({
     client,
     pods,
@@ -164,6 +210,13 @@ export async function serve(argv: readonly string[]): Promise<void> {
     log,
     sweepIntervalMs: () => (policy.current?.spec.registry.reconcileIntervalSeconds ?? 60) * 1000,
   })
+  const lead = async (): Promise<void> => {
+    authority?.start()
+    await controller.start()
+  }
+  const unlead = async (): Promise<void> => {
+    await Promise.all([controller.stop(), authority?.stop()])
+  }
   const leader: Pick<Runnable, 'start' | 'stop'> = o['leader-elect']
     ? new LeaderElector({
         client,
@@ -175,58 +228,59 @@ export async function serve(argv: readonly string[]): Promise<void> {
         retryPeriodMs: o['retry-period'],
         log,
         metrics,
-        onStartedLeading: () => controller.start(),
-        onStoppedLeading: () => controller.stop(),
+        onStartedLeading: lead,
+        onStoppedLeading: unlead,
       })
-    : { start: () => controller.start(), stop: () => controller.stop() }
+    : { start: lead, stop: unlead }
 
-  readiness.add('certificate', () => undefined)
   readiness.add('policy', () => (policy.current ? undefined : `no valid policy loaded${policy.lastError ? `: ${policy.lastError}` : ' yet'}`))
   readiness.add('namespace-cache', () => (namespaces.synced ? undefined : `namespace cache not synced${namespaces.reflector.error ? `: ${namespaces.reflector.error}` : ''}`))
   readiness.add('server-version', () => (version.value ? undefined : 'apiserver version not known yet'))
   readiness.add('pod-cache', () => (pods.synced ? undefined : `managed pod cache not synced${pods.reflector.error ? `: ${pods.reflector.error}` : ''}`))
   readiness.add('dependency-cache', () => (dependencies.synced ? undefined : 'service and endpoints caches not synced'))
 
-  const app = await buildServer({
-    host: o['bind-address'],
-    port: o.port,
-    bodyLimit: o['body-limit'],
-    certificate,
-    log,
-    metrics,
-    readiness,
-    admission: {
-      policy,
-      namespaces,
-      serverVersion: () => version.value,
-      caBundle: () => certificate.current.ca,
-      namespaceWaitMs: o['namespace-wait'],
-    },
-    plugins: [
-      async (app) => {
-        await app.register(registrationRoutes, { service: registration, metrics })
-      },
-    ],
-  })
-
-  const manager = new Manager(log, readiness, o['shutdown-delay'])
-    .add({ name: 'kube-client', start: () => undefined, stop: async () => client.close() })
-    .add({ name: 'certificate', start: () => certificate.start(), stop: () => certificate.stop() })
+  let app: EnlistServer | undefined
+  manager
     .add(version)
     .add({ name: 'namespace-cache', start: () => namespaces.start(), stop: () => namespaces.stop() })
     .add({ name: 'policy-source', start: () => source.start(), stop: () => source.stop() })
     .add({ name: 'pod-cache', start: () => pods.start(), stop: () => pods.stop() })
     .add({ name: 'dependency-cache', start: () => dependencies.start(), stop: () => dependencies.stop() })
+    // before the server: in self-managed mode the leader makes the certificate it serves
+    .add({ name: 'leader-election', start: () => leader.start(), stop: () => leader.stop() })
     .add({
       name: 'server',
       start: async () => {
+        await certificateReady()
+        if (readiness.shuttingDown) return
+        app = await buildServer({
+          host: o['bind-address'],
+          port: o.port,
+          bodyLimit: o['body-limit'],
+          certificate,
+          log,
+          metrics,
+          readiness,
+          admission: {
+            policy,
+            namespaces,
+            serverVersion: () => version.value,
+            caBundle: () => certificate.current.ca,
+            namespaceWaitMs: o['namespace-wait'],
+          },
+          plugins: [
+            async (a) => {
+              await a.register(registrationRoutes, { service: registration, metrics })
+            },
+          ],
+        })
         await app.listen({ host: o['bind-address'], port: o.port })
-        log.info({ address: `https://${o['bind-address']}:${o.port}`, policy: o.policy ?? o['policy-configmap'] }, 'enlist serving')
+        log.info({ address: `https://${o['bind-address']}:${o.port}`, policy: o.policy ?? o['policy-configmap'], identity, selfSigned: o['self-signed'] }, 'enlist serving')
       },
-      stop: () => app.close(),
+      stop: async () => {
+        await app?.close()
+      },
     })
-    // last to start, first to stop: the controller stops and the lease is released first
-    .add({ name: 'leader-election', start: () => leader.start(), stop: () => leader.stop() })
 
   runUntilSignal(manager, log)
   await manager.start()

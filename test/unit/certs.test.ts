@@ -1,0 +1,113 @@
+// Certificates: what x509.ts makes, and every step of the self-managed rotation plan.
+import t from 'tap'
+import { X509Certificate } from 'node:crypto'
+import tls from 'node:tls'
+import { type CertPolicy, type CertState, planCertificates, renewAt, splitPem } from '../../src/certs/plan.js'
+import { stateOf } from '../../src/certs/self-managed.js'
+import { createCA, issueServing } from '../../src/certs/x509.js'
+
+const HOUR = 3600_000
+const policy: CertPolicy = {
+  caValidityMs: 300 * HOUR,
+  servingValidityMs: 30 * HOUR,
+  caOverlapMs: 2 * HOUR,
+  dnsNames: ['enlist.enlist-system.svc', 'enlist'],
+  ipAddresses: ['127.0.0.1'],
+}
+
+t.test('x509: a CA and a serving certificate Go and Node both accept', async (t) => {
+  const ca = await createCA({ commonName: 'enlist-ca', validityMs: HOUR })
+  const s = await issueServing({ ca, commonName: 'enlist', dnsNames: ['enlist.enlist-system.svc'], ipAddresses: ['127.0.0.1', '::1'], validityMs: HOUR })
+  const cx = new X509Certificate(ca.cert)
+  const sx = new X509Certificate(s.cert)
+  t.ok(cx.ca, 'CA flag')
+  t.notOk(sx.ca)
+  t.ok(sx.checkIssued(cx) && sx.verify(cx.publicKey), 'signed by the CA')
+  t.equal(sx.subjectAltName, 'DNS:enlist.enlist-system.svc, IP Address:127.0.0.1, IP Address:0:0:0:0:0:0:0:1')
+  t.same(sx.keyUsage, ['1.3.6.1.5.5.7.3.1'], 'serverAuth')
+  t.equal(cx.publicKey.asymmetricKeyDetails?.namedCurve, 'prime256v1', 'ECDSA P-256')
+  t.ok(new Date(sx.validFrom).getTime() < Date.now() - 60_000, 'backdated against clock skew')
+  t.doesNotThrow(() => tls.createSecureContext({ cert: s.cert, key: s.key }))
+  t.not(sx.serialNumber, new X509Certificate((await issueServing({ ca, commonName: 'x', dnsNames: ['x'], validityMs: HOUR })).cert).serialNumber, 'random serials')
+})
+
+t.test('the plan: from nothing to a CA and a certificate, then quiet', async (t) => {
+  let s: CertState = { bundle: [] }
+  const now = Date.now()
+  t.match(planCertificates(s, now, policy), { kind: 'create-ca', reason: 'no CA yet' })
+  const ca = await createCA({ commonName: 'ca1', validityMs: policy.caValidityMs })
+  s = { ...s, signing: ca, bundle: [ca.cert] }
+  t.match(planCertificates(s, now, policy), { kind: 'issue-serving', reason: 'no serving certificate yet' })
+  const sv = await issueServing({ ca, commonName: 'enlist', dnsNames: policy.dnsNames, ipAddresses: policy.ipAddresses, validityMs: policy.servingValidityMs })
+  s = { ...s, serving: sv }
+  t.equal(planCertificates(s, now, policy), undefined, 'nothing to do')
+
+  t.match(planCertificates(s, renewAt(sv.cert, policy.servingValidityMs) + 1, policy), { kind: 'issue-serving', reason: 'the serving certificate is due for renewal' })
+  t.equal(planCertificates(s, renewAt(sv.cert, policy.servingValidityMs) - 60_000, policy), undefined, 'not before a third is left')
+  t.match(planCertificates(s, now, { ...policy, dnsNames: [...policy.dnsNames, 'new.name'] }), { kind: 'issue-serving', reason: 'the serving certificate lacks DNS name new.name' })
+  t.match(planCertificates(s, now, { ...policy, ipAddresses: ['10.0.0.1'] }), { kind: 'issue-serving', reason: 'the serving certificate lacks IP 10.0.0.1' })
+  t.match(planCertificates({ ...s, serving: { cert: 'junk', key: 'junk' } }, now, policy), { kind: 'issue-serving', reason: 'the serving certificate does not parse' })
+})
+
+t.test('the plan: a CA rotation never serves a certificate its clients cannot verify', async (t) => {
+  // A CA due within hours, serving certificates that are not: each step shows alone.
+  const p: CertPolicy = { ...policy, caValidityMs: 3 * HOUR, servingValidityMs: 1000 * HOUR, caOverlapMs: 20 * 60_000 }
+  const old = await createCA({ commonName: 'ca-old', validityMs: 3 * HOUR })
+  const issue = (ca: { cert: string; key: string }) => issueServing({ ca, commonName: 'enlist', dnsNames: p.dnsNames, ipAddresses: p.ipAddresses, validityMs: p.servingValidityMs })
+  let s: CertState = { signing: old, bundle: [old.cert], serving: await issue(old) }
+  t.equal(planCertificates(s, Date.now(), p), undefined)
+  const due = renewAt(old.cert, p.caValidityMs) + 1
+
+  // 1. publish the new CA beside the old one; nothing signs with it yet
+  t.match(planCertificates(s, due, p), { kind: 'publish-next-ca', reason: 'the CA is due for renewal' })
+  const next = await createCA({ commonName: 'ca-new', validityMs: 300 * HOUR })
+  s = { ...s, next: { ...next, publishedAt: due }, bundle: [next.cert, old.cert] }
+  t.equal(planCertificates(s, due + 60_000, p), undefined, 'during the overlap the old CA keeps signing')
+  t.equal(planCertificates(s, due + p.caOverlapMs - 1, p), undefined, 'until the overlap is over')
+
+  // 2. after the overlap: promote, then issue from the new CA
+  const later = due + p.caOverlapMs
+  t.match(planCertificates(s, later, p), { kind: 'promote-next-ca' })
+  s = { ...s, signing: { cert: next.cert, key: next.key }, next: undefined }
+  t.match(planCertificates(s, later, p), { kind: 'issue-serving', reason: 'the serving certificate is not signed by the current CA' })
+  s = { ...s, serving: await issue(next) }
+  t.equal(planCertificates(s, later, p), undefined, 'both CAs stay trusted while the old one is valid')
+  t.same(s.bundle, [next.cert, old.cert])
+
+  // 3. once the old CA has expired, it leaves the bundle
+  const expired = new Date(new X509Certificate(old.cert).validTo).getTime() + 1
+  t.match(planCertificates(s, expired, p), { kind: 'prune-bundle', keep: [next.cert] })
+})
+
+t.test('the plan: an expired CA starts over; a missing signer is put back in the bundle', async (t) => {
+  const ca = await createCA({ commonName: 'short', validityMs: HOUR })
+  const after = new Date(new X509Certificate(ca.cert).validTo).getTime() + 1
+  t.match(planCertificates({ signing: ca, bundle: [ca.cert] }, after, policy), { kind: 'create-ca', reason: 'the CA has expired' })
+  const good = await createCA({ commonName: 'good', validityMs: policy.caValidityMs })
+  const sv = await issueServing({ ca: good, commonName: 'e', dnsNames: policy.dnsNames, ipAddresses: policy.ipAddresses, validityMs: policy.servingValidityMs })
+  t.match(planCertificates({ signing: good, bundle: [], serving: sv }, Date.now(), policy), { kind: 'prune-bundle', keep: [good.cert] })
+})
+
+t.test('the plan: a CA that expired with a successor published promotes it', async (t) => {
+  const old = await createCA({ commonName: 'old', validityMs: HOUR })
+  const next = await createCA({ commonName: 'next', validityMs: 100 * HOUR })
+  const after = new Date(new X509Certificate(old.cert).validTo).getTime() + 1
+  t.match(planCertificates({ signing: old, next: { ...next, publishedAt: after - 60_000 }, bundle: [next.cert, old.cert] }, after, policy), {
+    kind: 'promote-next-ca',
+    reason: 'the CA has expired; promoting the published one',
+  })
+})
+
+t.test('the Secret layout round-trips', async (t) => {
+  const ca = await createCA({ commonName: 'c', validityMs: HOUR })
+  const b64 = (s: string) => Buffer.from(s).toString('base64')
+  const s = stateOf({
+    metadata: { annotations: { 'enlist.io/ca-next-published-at': '2026-01-01T00:00:00.000Z' } },
+    data: { 'ca.crt': b64(ca.cert + ca.cert), 'ca-signing.crt': b64(ca.cert), 'ca-signing.key': b64(ca.key), 'ca-next.crt': b64(ca.cert), 'ca-next.key': b64(ca.key), 'tls.crt': b64('c'), 'tls.key': b64('k') },
+  })
+  t.equal(s.bundle.length, 2)
+  t.equal(s.next?.publishedAt, Date.parse('2026-01-01T00:00:00.000Z'))
+  t.same(s.serving, { cert: 'c', key: 'k' })
+  t.same(stateOf(undefined), { signing: undefined, next: undefined, bundle: [], serving: undefined })
+  t.same(splitPem('junk'), [])
+})

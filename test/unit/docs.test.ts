@@ -1,0 +1,38 @@
+// docs/policy.md documents every field of the schema, and its defaults match.
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { parse } from 'yaml'
+import { defaultPolicy } from '../../src/policy/load.js'
+import { policySchema } from '../../src/policy/schema.js'
+
+const doc = readFileSync(new URL('../../docs/policy.md', import.meta.url), 'utf8')
+
+function paths(schema: unknown, prefix = ''): string[] {
+  const s = schema as { properties?: Record<string, unknown>; items?: unknown; then?: unknown }
+  const out: string[] = []
+  for (const [k, v] of Object.entries(s.properties ?? {})) {
+    const p = prefix ? `${prefix}.${k}` : k
+    const child = v as { properties?: unknown; items?: { then?: unknown } }
+    if (k === 'resources') out.push(p) // a ResourceRequirements map, documented as one field
+    else if (child.properties) out.push(...paths(child, p))
+    else if (child.items && (child.items as { then?: unknown }).then) out.push(p, ...paths((child.items as { then: unknown }).then, `${p}[]`))
+    else out.push(p)
+  }
+  return out
+}
+
+t.test('every policy field is documented', async (t) => {
+  const fields = paths(policySchema).filter((p) => p !== 'apiVersion' && p !== 'kind')
+  t.ok(fields.length > 30, `${fields.length} fields`)
+  for (const f of fields) t.ok(doc.includes(`\`${f}\``), f)
+})
+
+t.test('documented scalar defaults are the real ones', async (t) => {
+  const spec = defaultPolicy().spec as unknown as Record<string, Record<string, unknown>>
+  const rows = [...doc.matchAll(/^\| `([a-zA-Z]+\.[a-zA-Z.]+)` \| `([^`]*)` \|/gm)]
+  t.ok(rows.length > 10)
+  for (const [, path, value] of rows) {
+    const actual = path!.split('.').reduce<unknown>((o, k) => (o as Record<string, unknown>)?.[k], spec)
+    t.same(parse(value!), actual, `${path} = ${value}`)
+  }
+})
