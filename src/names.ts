@@ -27,6 +27,8 @@ export const POLICY_CONFIGMAP = 'enlist-policy'
 export const POLICY_KEY = 'policy.yaml'
 export const WEBHOOK_CONFIGURATION = 'enlist'
 export const LEASE_NAME = 'enlist-controller'
+/** The entries of MutatingWebhookConfiguration/enlist, in manifest order. */
+export const WEBHOOK_NAMES = ['namespace.inject.enlist.io', 'object.inject.enlist.io', 'annotation.inject.enlist.io'] as const
 
 // The registrar reads these; the registration API reads the ENLIST_* ones back from the
 // pod spec, which is immutable after admission, so they carry what admission decided.

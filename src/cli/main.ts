@@ -11,6 +11,7 @@ commands:
   render -f FILE        print a manifest with enlist injected (offline preview)
   policy validate FILE  check a policy file or policy ConfigMap manifest
   policy schema         print the policy's JSON Schema
+  certs                 make a CA and serving certificate (make certs)
   version               print the version
 
 Run "enlist COMMAND --help" for a command's flags.`
@@ -27,6 +28,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./render.js')).renderCommand(rest)
     case 'policy':
       return (await import('./policy.js')).policyCommand(rest)
+    case 'certs':
+      return (await import('./certs.js')).certsCommand(rest)
     case 'version':
     case '--version': {
       const { VERSION } = await import('../version.js')

@@ -79,6 +79,8 @@ export interface EnlistServer {
   url: string
   port: number
   pki: TestPki
+  /** The CA that verifies this server now (the self-managed one reads its Secret). */
+  ca(): Promise<string>
   process: Supervised
   kubeconfig: string
   /** Parsed JSON log lines so far. */
@@ -101,12 +103,16 @@ export interface StartEnlistOptions {
   install?: boolean
   /** Edits the installed policy (a parsed policy.yaml). */
   policy?: (p: Record<string, unknown>) => void
+  /** Manifests to install (default manifests/base). */
+  manifests?: string
+  /** Run with --self-signed: the server's CA is in the Secret enlist-system/enlist-tls. */
+  selfSigned?: boolean
 }
 
 export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {}): Promise<EnlistServer> {
   const port = opts.port ?? (await freePort())
   const pki = opts.pki ?? (await makePki())
-  if (opts.install !== false) await installManifests(cp, port, pki.ca.cert, { policy: opts.policy })
+  if (opts.install !== false) await installManifests(cp, port, pki.ca.cert, { policy: opts.policy, dir: opts.manifests })
   const dir = mkdtempSync(join(tmpdir(), 'enlist-srv-'))
   const kubeconfig = opts.kubeconfig ?? (await serviceAccountKubeconfig(cp, 'enlist-system', 'enlist', dir))
   const args = [
@@ -121,10 +127,16 @@ export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {
     ...(opts.args ?? []),
   ]
   let proc!: Supervised
+  const ca = async (): Promise<string> => {
+    if (!opts.selfSigned) return pki.ca.cert
+    const secret = await cp.client.get<{ data?: Record<string, string> }>('/api/v1/namespaces/enlist-system/secrets/enlist-tls')
+    return Buffer.from(secret.data?.['ca.crt'] ?? '', 'base64').toString()
+  }
   const server: EnlistServer = {
     url: `https://127.0.0.1:${port}`,
     port,
     pki,
+    ca,
     get process() {
       return proc
     },
@@ -140,7 +152,7 @@ export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {
       }
       return out
     },
-    metrics: async () => (await request(`${server.url}/metrics`, { ca: pki.ca.cert })).body,
+    metrics: async () => (await request(`${server.url}/metrics`, { ca: await ca() })).body,
     waitForLog: (what, pred, timeoutMs = 15_000) => waitFor(what, async () => server.logs().find(pred), timeoutMs, 50),
     stop: () => proc.stop('SIGTERM', 15_000),
     restart: async (o = {}) => {
@@ -154,7 +166,7 @@ export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {
       'enlist /readyz',
       async () => {
         if (proc.child.exitCode !== null) throw new Error(`enlist exited ${proc.child.exitCode}: ${proc.lines.slice(-5).join('\n')}`)
-        return (await request(`${server.url}/readyz`, { ca: pki.ca.cert, timeoutMs: 1000 })).status === 200
+        return (await request(`${server.url}/readyz`, { ca: await ca(), timeoutMs: 1000 })).status === 200
       },
       30_000,
       100,
