@@ -47,11 +47,13 @@ bench: build ## measure admission throughput and latency against the baseline
 certs: build ## make a CA and serving certificate for the Service (manifests/overlays/certs)
 	node dist/cli/main.js certs
 
-image: ## build the container image (IMAGE=enlist:VERSION)
+image: ## build the container image (IMAGE=enlist:VERSION); needs a container engine
 	docker build -t $(IMAGE) .
 
-deploy: ## install into the current kubectl context (kubectl apply -k manifests/base)
-	kubectl apply -k manifests/base
+OVERLAY ?= self-managed
+
+deploy: ## install into the current kubectl context (OVERLAY=self-managed, cert-manager or certs)
+	kubectl apply -k manifests/overlays/$(OVERLAY)
 
 clean: ## remove build output and test results
 	rm -rf dist .tap coverage bench/results

@@ -1,0 +1,26 @@
+# syntax=docker/dockerfile:1
+# One image serves the webhook (`serve`) and runs the registrar (`register`).
+# Runs as a numeric non-root user with a read-only root filesystem: it writes nothing.
+
+ARG NODE_VERSION=20
+
+FROM node:${NODE_VERSION}-bookworm-slim AS build
+WORKDIR /src
+COPY package.json package-lock.json ./
+RUN npm ci --no-audit --no-fund
+COPY tsconfig.json tsconfig.build.json ./
+COPY src ./src
+RUN npx tsc -p tsconfig.build.json \
+ && npm prune --omit=dev --no-audit --no-fund
+
+# distroless: Node 20 and nothing else (no shell, no package manager)
+FROM gcr.io/distroless/nodejs${NODE_VERSION}-debian12:nonroot
+WORKDIR /app
+COPY --from=build /src/package.json ./package.json
+COPY --from=build /src/node_modules ./node_modules
+COPY --from=build /src/dist ./dist
+ENV NODE_ENV=production
+USER 65532:65532
+EXPOSE 8443
+ENTRYPOINT ["/nodejs/bin/node", "/app/dist/cli/main.js"]
+CMD ["serve"]
