@@ -1,8 +1,13 @@
 // Builds the JSON patch for one pod as a list of `add` operations. It never diffs whole
 // objects and never overwrites what the user wrote: each item is added only where the
-// user has none, and what was kept is reported. Cost is linear in the size of the pod.
+// user has none, and what was kept is reported.
+//
+// Speed by design: everything that depends only on the policy (the Downward-API env
+// entries, the token volume, the preStop hook, the registrar container but for its
+// pod-specific env) is serialized once per policy into JSON fragments, so building a
+// patch is mostly string concatenation, and its cost is linear in the size of the pod.
 
-import type { V1Container, V1EnvVar, V1Lifecycle, V1LifecycleHandler, V1Pod, V1Volume } from '@kubernetes/client-node'
+import type { V1Container, V1EnvVar, V1LifecycleHandler, V1Pod, V1Volume } from '@kubernetes/client-node'
 import { pointer } from '../lib/json-pointer.js'
 import {
   ENV_CA_BUNDLE,
@@ -25,10 +30,10 @@ import { DOWNWARD_API_VARIABLES } from '../policy/schema.js'
 import { formatDependency } from './annotations.js'
 import type { Settings } from './settings.js'
 
+/** An `add` operation whose value is already JSON. */
 export interface AddOperation {
-  op: 'add'
   path: string
-  value: unknown
+  json: string
 }
 
 /** Recorded in `enlist.io/status`: what was injected, under which policy. */
@@ -47,9 +52,18 @@ export interface InjectionStatus {
 }
 
 export interface Injection {
-  ops: AddOperation[]
+  /** The JSON Patch document: a JSON array of add operations. */
+  patch: string
   warnings: string[]
   status: InjectionStatus
+}
+
+export interface InjectInput {
+  pod: V1Pod
+  policy: CompiledPolicy
+  settings: Settings
+  /** CA the registrar trusts when the policy gives none (the server's own). */
+  caBundle: string
 }
 
 const FIELD_PATHS: Readonly<Record<DownwardApiVariable, string>> = {
@@ -63,38 +77,117 @@ const FIELD_PATHS: Readonly<Record<DownwardApiVariable, string>> = {
   POD_SERVICE_ACCOUNT: 'spec.serviceAccountName',
 }
 
-// Env entries are shared, frozen objects: they are only ever serialised, never mutated.
-const ENV_ENTRIES: Readonly<Record<DownwardApiVariable, V1EnvVar>> = Object.freeze(
-  Object.fromEntries(
-    DOWNWARD_API_VARIABLES.map((name) => [
-      name,
-      Object.freeze({ name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: FIELD_PATHS[name] } } }),
-    ]),
-  ) as Record<DownwardApiVariable, V1EnvVar>,
-)
+const envEntry = (name: DownwardApiVariable): V1EnvVar => ({ name, valueFrom: { fieldRef: { apiVersion: 'v1', fieldPath: FIELD_PATHS[name] } } })
+const ENV_JSON: Readonly<Record<DownwardApiVariable, string>> = Object.fromEntries(
+  DOWNWARD_API_VARIABLES.map((v) => [v, JSON.stringify(envEntry(v))]),
+) as Record<DownwardApiVariable, string>
+const GATE_JSON = JSON.stringify({ conditionType: REGISTERED_CONDITION })
 
-const REGISTRAR_SECURITY_CONTEXT = (uid: number) => ({
-  runAsNonRoot: true,
-  runAsUser: uid,
-  runAsGroup: uid,
-  privileged: false,
-  allowPrivilegeEscalation: false,
-  readOnlyRootFilesystem: true,
-  capabilities: { drop: ['ALL'] },
-  seccompProfile: { type: 'RuntimeDefault' },
-})
+// --- what a policy makes constant, serialized once ----------------------------------
 
-export interface InjectInput {
-  pod: V1Pod
-  policy: CompiledPolicy
-  settings: Settings
-  /** CA the registrar trusts when the policy gives none (the server's own). */
-  caBundle: string
+interface Fragments {
+  /** The env array for a container that has none. */
+  envWhole: string
+  volume: string
+  preStop: Map<string, string>
+  /** The registrar's JSON around its pod-specific env: prefix + env + suffix. */
+  registrar: Map<string, { prefix: string; suffix: string }>
 }
+
+const cache = new WeakMap<CompiledPolicy, Fragments>()
+
+function fragments(policy: CompiledPolicy): Fragments {
+  let f = cache.get(policy)
+  if (!f) {
+    const volume: V1Volume = {
+      name: TOKEN_VOLUME,
+      projected: {
+        defaultMode: 0o444,
+        sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: policy.spec.registrar.tokenExpirationSeconds, path: 'token' } }],
+      },
+    }
+    f = {
+      envWhole: `[${policy.spec.downwardAPI.variables.map((v) => ENV_JSON[v]).join(',')}]`,
+      volume: JSON.stringify(volume),
+      preStop: new Map(),
+      registrar: new Map(),
+    }
+    cache.set(policy, f)
+  }
+  return f
+}
+
+function preStopJson(f: Fragments, settings: Settings, policy: CompiledPolicy): string {
+  const key = `${settings.preStop}:${settings.drainSeconds}`
+  let json = f.preStop.get(key)
+  if (json === undefined) {
+    const custom = policy.spec.preStop.exec.command
+    const handler: V1LifecycleHandler =
+      settings.preStop === 'sleep'
+        ? { sleep: { seconds: settings.drainSeconds } }
+        : { exec: { command: custom.length > 0 ? custom : ['/bin/sh', '-c', `sleep ${settings.drainSeconds}`] } }
+    json = JSON.stringify(handler)
+    f.preStop.set(key, json)
+  }
+  return json
+}
+
+const ENV_MARK = '"__enlist_env__"'
+
+/** The registrar container's JSON, with the env that differs per pod spliced in. */
+function registrarJson(f: Fragments, policy: CompiledPolicy, settings: Settings, caBundle: string): string {
+  const r = policy.spec.registrar
+  const ca = r.caBundle || caBundle
+  let t = f.registrar.get(ca)
+  if (!t) {
+    const fixedEnv = [
+      ...DOWNWARD_API_VARIABLES.map((v) => ENV_JSON[v]),
+      JSON.stringify({ name: ENV_REGISTRATION_URL, value: r.registrationURL }),
+      JSON.stringify({ name: ENV_TOKEN_FILE, value: `${TOKEN_MOUNT_PATH}/token` }),
+      ...(ca ? [JSON.stringify({ name: ENV_CA_BUNDLE, value: ca })] : []),
+    ].join(',')
+    const c: Omit<V1Container, 'env'> & { env: string } = {
+      name: REGISTRAR_CONTAINER,
+      image: r.image,
+      imagePullPolicy: r.imagePullPolicy,
+      ...(r.command.length > 0 ? { command: r.command } : {}),
+      args: r.args,
+      env: '__enlist_env__',
+      resources: r.resources,
+      securityContext: {
+        runAsNonRoot: true,
+        runAsUser: r.runAsUser,
+        runAsGroup: r.runAsUser,
+        privileged: false,
+        allowPrivilegeEscalation: false,
+        readOnlyRootFilesystem: true,
+        capabilities: { drop: ['ALL'] },
+        seccompProfile: { type: 'RuntimeDefault' },
+      },
+      volumeMounts: [{ name: TOKEN_VOLUME, mountPath: TOKEN_MOUNT_PATH, readOnly: true }],
+      terminationMessagePolicy: 'FallbackToLogsOnError',
+    }
+    const [before, after] = JSON.stringify(c).split(ENV_MARK) as [string, string]
+    t = { prefix: `${before}[${fixedEnv}`, suffix: `]${after}` }
+    // one template per CA bundle in use; a rotation adds one, old ones are dropped
+    if (f.registrar.size >= 4) f.registrar.clear()
+    f.registrar.set(ca, t)
+  }
+  let env = `,${JSON.stringify({ name: ENV_TIMEOUT_SECONDS, value: String(settings.registrarTimeoutSeconds) })},${JSON.stringify({ name: ENV_SERVICE, value: settings.service })}`
+  if (settings.dependsOn.length > 0) {
+    // fully qualified, so the server reads back exactly what admission decided
+    env += `,${JSON.stringify({ name: ENV_DEPENDS_ON, value: settings.dependsOn.map((d) => formatDependency(d)).join(',') })}`
+  }
+  if (settings.metadata) env += `,${JSON.stringify({ name: ENV_METADATA, value: JSON.stringify(settings.metadata) })}`
+  return t.prefix + env + t.suffix
+}
+
+// --- the patch ---------------------------------------------------------------------
 
 export function buildInjection(input: InjectInput): Injection {
   const { pod, policy, settings } = input
   const spec = policy.spec
+  const f = fragments(policy)
   const ops: AddOperation[] = []
   const warnings: string[] = []
   const status: InjectionStatus = {
@@ -113,13 +206,13 @@ export function buildInjection(input: InjectInput): Injection {
   ]
   const labels = pod.metadata?.labels
   if (!labels) {
-    ops.push({ op: 'add', path: '/metadata/labels', value: Object.fromEntries(wantLabels) })
+    ops.push({ path: '/metadata/labels', json: JSON.stringify(Object.fromEntries(wantLabels)) })
     for (const [k] of wantLabels) status.injected.labels.push(k)
   } else {
     for (const [k, v] of wantLabels) {
       const have = labels[k]
       if (have === undefined) {
-        ops.push({ op: 'add', path: pointer('metadata', 'labels', k), value: v })
+        ops.push({ path: pointer('metadata', 'labels', k), json: JSON.stringify(v) })
         status.injected.labels.push(k)
       } else if (have !== v) {
         kept.push(`label ${k}`)
@@ -134,13 +227,9 @@ export function buildInjection(input: InjectInput): Injection {
     kept.push(`initContainer ${REGISTRAR_CONTAINER}`)
     warnings.push(`enlist: kept your init container ${REGISTRAR_CONTAINER}; enlist's registrar was not added`)
   } else {
-    const registrar = registrarContainer(input)
-    if (!initContainers || initContainers.length === 0) {
-      ops.push({ op: 'add', path: '/spec/initContainers', value: [registrar] })
-    } else {
-      const at = spec.registrar.position === 'first' ? '0' : '-'
-      ops.push({ op: 'add', path: `/spec/initContainers/${at}`, value: registrar })
-    }
+    const registrar = registrarJson(f, policy, settings, input.caBundle)
+    if (!initContainers || initContainers.length === 0) ops.push({ path: '/spec/initContainers', json: `[${registrar}]` })
+    else ops.push({ path: `/spec/initContainers/${spec.registrar.position === 'first' ? '0' : '-'}`, json: registrar })
     status.injected.initContainers.push(REGISTRAR_CONTAINER)
   }
 
@@ -149,29 +238,26 @@ export function buildInjection(input: InjectInput): Injection {
     kept.push(`volume ${TOKEN_VOLUME}`)
     warnings.push(`enlist: kept your volume ${TOKEN_VOLUME}; the registrar mounts it as its token`)
   } else {
-    const volume = tokenVolume(spec.registrar.tokenExpirationSeconds)
-    if (!volumes) ops.push({ op: 'add', path: '/spec/volumes', value: [volume] })
-    else ops.push({ op: 'add', path: '/spec/volumes/-', value: volume })
+    if (!volumes) ops.push({ path: '/spec/volumes', json: `[${f.volume}]` })
+    else ops.push({ path: '/spec/volumes/-', json: f.volume })
     status.injected.volumes.push(TOKEN_VOLUME)
   }
 
   // --- app containers: Downward-API env and preStop ------------------------
   const variables = spec.downwardAPI.variables
-  const preStopHandler = settings.preStop === 'none' ? undefined : preStop(settings, policy)
+  const preStop = settings.preStop === 'none' ? undefined : preStopJson(f, settings, policy)
   const preStopKept: string[] = []
   const containers = podSpec?.containers ?? []
   for (let i = 0; i < containers.length; i++) {
     const c = containers[i]!
-    if (variables.length > 0 && settings.envContainers(c.name)) {
-      addEnv(ops, status, warnings, c, i, variables)
-    }
-    if (preStopHandler && policy.preStopContainers(c.name)) {
+    if (variables.length > 0 && settings.envContainers(c.name)) addEnv(ops, status, warnings, f, c, i, variables)
+    if (preStop && policy.preStopContainers(c.name)) {
       const lifecycle = c.lifecycle
       if (!lifecycle) {
-        ops.push({ op: 'add', path: `/spec/containers/${i}/lifecycle`, value: { preStop: preStopHandler } satisfies V1Lifecycle })
+        ops.push({ path: `/spec/containers/${i}/lifecycle`, json: `{"preStop":${preStop}}` })
         status.injected.preStop.push(c.name)
       } else if (!lifecycle.preStop) {
-        ops.push({ op: 'add', path: `/spec/containers/${i}/lifecycle/preStop`, value: preStopHandler })
+        ops.push({ path: `/spec/containers/${i}/lifecycle/preStop`, json: preStop })
         status.injected.preStop.push(c.name)
       } else {
         preStopKept.push(c.name)
@@ -182,7 +268,7 @@ export function buildInjection(input: InjectInput): Injection {
   if (preStopKept.length > 0) {
     warnings.push(`enlist: kept your preStop hook in container${preStopKept.length > 1 ? 's' : ''} ${preStopKept.join(', ')}; enlist's ${settings.drainSeconds}s drain was not added`)
   }
-  if (preStopHandler && status.injected.preStop.length > 0) {
+  if (preStop && status.injected.preStop.length > 0) {
     const grace = podSpec?.terminationGracePeriodSeconds ?? 30
     if (settings.drainSeconds >= grace) {
       warnings.push(`enlist: the ${settings.drainSeconds}s preStop drain is not shorter than terminationGracePeriodSeconds (${grace}); the app gets no time to stop cleanly`)
@@ -192,37 +278,42 @@ export function buildInjection(input: InjectInput): Injection {
   // --- readiness gate ------------------------------------------------------
   if (settings.readinessGate) {
     const gates = podSpec?.readinessGates
-    const gate = { conditionType: REGISTERED_CONDITION }
     if (!gates) {
-      ops.push({ op: 'add', path: '/spec/readinessGates', value: [gate] })
+      ops.push({ path: '/spec/readinessGates', json: `[${GATE_JSON}]` })
       status.injected.readinessGates.push(REGISTERED_CONDITION)
     } else if (!gates.some((g) => g.conditionType === REGISTERED_CONDITION)) {
-      ops.push({ op: 'add', path: '/spec/readinessGates/-', value: gate })
+      ops.push({ path: '/spec/readinessGates/-', json: GATE_JSON })
       status.injected.readinessGates.push(REGISTERED_CONDITION)
     }
   }
 
   // --- the injection record, last: it describes every operation above -----
-  const statusJson = JSON.stringify(status)
-  if (!pod.metadata?.annotations) {
-    ops.push({ op: 'add', path: '/metadata/annotations', value: { [STATUS_ANNOTATION]: statusJson } })
-  } else {
-    ops.push({ op: 'add', path: pointer('metadata', 'annotations', STATUS_ANNOTATION), value: statusJson })
+  const statusJson = JSON.stringify(JSON.stringify(status))
+  if (!pod.metadata?.annotations) ops.push({ path: '/metadata/annotations', json: `{${JSON.stringify(STATUS_ANNOTATION)}:${statusJson}}` })
+  else ops.push({ path: pointer('metadata', 'annotations', STATUS_ANNOTATION), json: statusJson })
+
+  // Paths are made of validated label keys (RFC 6901-escaped) and digits: no character
+  // in them needs JSON escaping.
+  let patch = '['
+  for (let i = 0; i < ops.length; i++) {
+    const op = ops[i]!
+    patch += `${i === 0 ? '' : ','}{"op":"add","path":"${op.path}","value":${op.json}}`
   }
-  return { ops, warnings, status }
+  return { patch: patch + ']', warnings, status }
 }
 
 function addEnv(
   ops: AddOperation[],
   status: InjectionStatus,
   warnings: string[],
+  f: Fragments,
   c: V1Container,
   index: number,
   variables: readonly DownwardApiVariable[],
 ): void {
   const env = c.env
   if (!env || env.length === 0) {
-    ops.push({ op: 'add', path: `/spec/containers/${index}/env`, value: variables.map((v) => ENV_ENTRIES[v]) })
+    ops.push({ path: `/spec/containers/${index}/env`, json: f.envWhole })
     status.injected.env[c.name] = [...variables]
     return
   }
@@ -237,7 +328,7 @@ function addEnv(
       keptHere.push(v)
       continue
     }
-    ops.push({ op: 'add', path: `/spec/containers/${index}/env/${at++}`, value: ENV_ENTRIES[v] })
+    ops.push({ path: `/spec/containers/${index}/env/${at++}`, json: ENV_JSON[v] })
     added.push(v)
   }
   if (added.length > 0) status.injected.env[c.name] = added
@@ -245,55 +336,4 @@ function addEnv(
     for (const v of keptHere) status.kept.push(`env ${c.name}/${v}`)
     warnings.push(`enlist: kept your env ${keptHere.join(', ')} in container ${c.name}`)
   }
-}
-
-function preStop(settings: Settings, policy: CompiledPolicy): V1LifecycleHandler {
-  if (settings.preStop === 'sleep') {
-    return { sleep: { seconds: settings.drainSeconds } }
-  }
-  const custom = policy.spec.preStop.exec.command
-  return { exec: { command: custom.length > 0 ? custom : ['/bin/sh', '-c', `sleep ${settings.drainSeconds}`] } }
-}
-
-function tokenVolume(expirationSeconds: number): V1Volume {
-  return {
-    name: TOKEN_VOLUME,
-    projected: {
-      defaultMode: 0o444,
-      sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds, path: 'token' } }],
-    },
-  }
-}
-
-function registrarContainer(input: InjectInput): V1Container {
-  const { policy, settings } = input
-  const r = policy.spec.registrar
-  const env: V1EnvVar[] = DOWNWARD_API_VARIABLES.map((v) => ENV_ENTRIES[v])
-  env.push(
-    { name: ENV_REGISTRATION_URL, value: r.registrationURL },
-    { name: ENV_TOKEN_FILE, value: `${TOKEN_MOUNT_PATH}/token` },
-    { name: ENV_TIMEOUT_SECONDS, value: String(settings.registrarTimeoutSeconds) },
-    { name: ENV_SERVICE, value: settings.service },
-  )
-  const ca = r.caBundle || input.caBundle
-  if (ca) env.push({ name: ENV_CA_BUNDLE, value: ca })
-  if (settings.dependsOn.length > 0) {
-    // fully qualified, so the server reads back exactly what admission decided
-    env.push({ name: ENV_DEPENDS_ON, value: settings.dependsOn.map((d) => formatDependency(d)).join(',') })
-  }
-  if (settings.metadata) env.push({ name: ENV_METADATA, value: JSON.stringify(settings.metadata) })
-
-  const c: V1Container = {
-    name: REGISTRAR_CONTAINER,
-    image: r.image,
-    imagePullPolicy: r.imagePullPolicy,
-    args: r.args,
-    env,
-    resources: r.resources,
-    securityContext: REGISTRAR_SECURITY_CONTEXT(r.runAsUser),
-    volumeMounts: [{ name: TOKEN_VOLUME, mountPath: TOKEN_MOUNT_PATH, readOnly: true }],
-    terminationMessagePolicy: 'FallbackToLogsOnError',
-  }
-  if (r.command.length > 0) c.command = r.command
-  return c
 }

@@ -6,7 +6,7 @@ import { EnlistError } from '../lib/errors.js'
 import { STATUS_ANNOTATION } from '../names.js'
 import type { CompiledPolicy } from '../policy/policy.js'
 import { decide } from './decide.js'
-import { type AddOperation, buildInjection } from './inject.js'
+import { buildInjection } from './inject.js'
 import { type KubeVersion, resolveSettings } from './settings.js'
 import { type Workload, workloadOf } from './workload.js'
 
@@ -53,7 +53,8 @@ export interface AdmissionOutcome {
   reason: string
   namespace: string
   workload: Workload | undefined
-  ops: AddOperation[] | undefined
+  /** The JSON Patch (JSON text) when injecting. */
+  patch: string | undefined
 }
 
 const SUPPORTED_VERSIONS = new Set(['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'])
@@ -78,7 +79,7 @@ export function parseReview(body: unknown): AdmissionReview {
 
 export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: AdmissionFacts): AdmissionOutcome {
   const namespace = request.namespace ?? ''
-  const base = { namespace, workload: undefined, ops: undefined }
+  const base = { namespace, workload: undefined, patch: undefined }
 
   if (
     request.operation !== 'CREATE' ||
@@ -97,7 +98,7 @@ export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: 
   const skip = (reason: string, warnings: string[]): AdmissionOutcome => ({
     namespace,
     workload,
-    ops: undefined,
+    patch: undefined,
     response: withWarnings({ uid: request.uid, allowed: true }, warnings),
     verdict: 'skipped',
     reason,
@@ -105,7 +106,7 @@ export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: 
   const deny = (message: string): AdmissionOutcome => ({
     namespace,
     workload,
-    ops: undefined,
+    patch: undefined,
     response: { uid: request.uid, allowed: false, status: { code: 400, reason: 'BadRequest', message } },
     verdict: 'denied',
     reason: 'invalid-annotation',
@@ -134,13 +135,13 @@ export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: 
   return {
     namespace,
     workload,
-    ops: injection.ops,
+    patch: injection.patch,
     response: withWarnings(
       {
         uid: request.uid,
         allowed: true,
         patchType: 'JSONPatch',
-        patch: Buffer.from(JSON.stringify(injection.ops)).toString('base64'),
+        patch: Buffer.from(injection.patch).toString('base64'),
       },
       warnings,
     ),
@@ -161,6 +162,12 @@ function withWarnings(response: AdmissionResponse, warnings: readonly string[]):
   return response
 }
 
-export function reviewResponse(review: AdmissionReview, response: AdmissionResponse): object {
-  return { apiVersion: review.apiVersion, kind: 'AdmissionReview', response }
+/** The response AdmissionReview as JSON text, written directly: the patch is base64 and
+ *  needs no escaping, so nothing large is walked by a generic serializer. */
+export function serializeReview(review: AdmissionReview, r: AdmissionResponse): string {
+  let s = `{"apiVersion":${JSON.stringify(review.apiVersion)},"kind":"AdmissionReview","response":{"uid":${JSON.stringify(r.uid)},"allowed":${r.allowed}`
+  if (r.patch !== undefined) s += `,"patchType":"JSONPatch","patch":"${r.patch}"`
+  if (r.warnings !== undefined) s += `,"warnings":${JSON.stringify(r.warnings)}`
+  if (r.status !== undefined) s += `,"status":${JSON.stringify(r.status)}`
+  return `${s}}}`
 }

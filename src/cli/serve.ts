@@ -5,10 +5,11 @@
 import { randomBytes } from 'node:crypto'
 import { hostname } from 'node:os'
 import { type KubeVersion, parseKubeVersion } from '../admission/settings.js'
-import { CertificateAuthority, SecretCertificates } from '../certs/self-managed.js'
+import type { CertificateAuthority } from '../certs/self-managed.js'
 import { LeaderElector } from '../controller/leader.js'
 import { RegistryController } from '../controller/registry-controller.js'
-import { KubeClient, loadKubeConfig } from '../kube/client.js'
+import { KubeClient } from '../kube/client.js'
+import { loadCredentials } from '../kube/credentials.js'
 import { EventRecorder } from '../kube/events.js'
 import { NamespaceCache } from '../kube/namespaces.js'
 import { ManagedPods } from '../kube/pods.js'
@@ -134,7 +135,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const log = createLogger(o['log-level'])
   const metrics = createMetrics()
   const readiness = new Readiness()
-  const client = new KubeClient(loadKubeConfig(o.kubeconfig))
+  const client = new KubeClient(await loadCredentials(o.kubeconfig))
   const installNamespace = o['leader-election-namespace']
   const identity = o.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`
   const manager = new Manager(log, readiness, o['shutdown-delay']).add({ name: 'kube-client', start: () => undefined, stop: async () => client.close() })
@@ -144,6 +145,8 @@ export async function serve(argv: readonly string[]): Promise<void> {
   let certificateReady: () => Promise<void>
   let authority: CertificateAuthority | undefined
   if (o['self-signed']) {
+    // pkijs and the CA code load only in this mode
+    const { CertificateAuthority, SecretCertificates } = await import('../certs/self-managed.js')
     const secret = new SecretCertificates(client, installNamespace, o['tls-secret'], log, metrics)
     const svc = 'enlist'
     authority = new CertificateAuthority({
@@ -310,4 +313,9 @@ export function runUntilSignal(manager: Manager, log: Logger): void {
   }
   process.on('SIGTERM', onSignal)
   process.on('SIGINT', onSignal)
+  // A crash still writes its last lines (the logger batches).
+  process.on('uncaughtException', (err) => {
+    log.fatal({ err: errorMessage(err), stack: err.stack }, 'uncaught exception: exiting')
+    log.flush(() => process.exit(1))
+  })
 }

@@ -9,7 +9,8 @@
 // the pod goes.
 
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node'
-import { KubeClient, loadKubeConfig } from '../kube/client.js'
+import { KubeClient } from '../kube/client.js'
+import { type Credentials, fromKubeConfig, loadCredentials } from '../kube/credentials.js'
 import { Reflector } from '../kube/reflector.js'
 import { silentLogger, type Logger } from '../log.js'
 import { decodeRecord, type RegistryRecord } from '../registry/record.js'
@@ -26,7 +27,7 @@ export interface PeerEvent {
 
 export interface WatchPeersOptions {
   namespaces: readonly string[]
-  /** A KubeConfig, a kubeconfig path, or nothing for $KUBECONFIG / in-cluster. */
+  /** A client-node KubeConfig, a kubeconfig path, or nothing for $KUBECONFIG / in-cluster. */
   kubeconfig?: KubeConfig | string
   /** The policy's discovery label and annotation (defaults: enlist's defaults). */
   label?: { key: string; value: string }
@@ -49,20 +50,22 @@ export function peerOf(pod: V1Pod, annotation = DEFAULT_ANNOTATION): RegistryRec
 type Listener = (ev: PeerEvent) => void
 
 export class PeerWatcher {
-  private readonly reflectors: Array<Reflector<V1Pod>>
+  private reflectors: Array<Reflector<V1Pod>> = []
   private readonly current = new Map<string, RegistryRecord>()
   private readonly listeners = new Set<Listener>()
-  private readonly client: KubeClient
+  private client: KubeClient | undefined
 
-  constructor(opts: WatchPeersOptions) {
-    const kc = typeof opts.kubeconfig === 'object' ? opts.kubeconfig : loadKubeConfig(opts.kubeconfig)
-    this.client = new KubeClient(kc)
+  constructor(private readonly opts: WatchPeersOptions) {}
+
+  private setup(credentials: Credentials): void {
+    const opts = this.opts
+    this.client = new KubeClient(credentials)
     const label = opts.label ?? DEFAULT_LABEL
     const annotation = opts.annotation ?? DEFAULT_ANNOTATION
     const log = opts.log ?? silentLogger()
     this.reflectors = opts.namespaces.map((ns) => {
       const r = new Reflector<V1Pod>({
-        client: this.client,
+        client: this.client!,
         log,
         name: `peers in ${ns}`,
         path: `/api/v1/namespaces/${encodeURIComponent(ns)}/pods`,
@@ -81,13 +84,17 @@ export class PeerWatcher {
 
   /** Starts watching; resolves once every namespace has been listed. */
   async start(): Promise<void> {
+    if (!this.client) {
+      const k = this.opts.kubeconfig
+      this.setup(typeof k === 'object' ? fromKubeConfig(k) : await loadCredentials(k))
+    }
     for (const r of this.reflectors) r.start()
     await Promise.all(this.reflectors.map((r) => r.waitForSync()))
   }
 
   async stop(): Promise<void> {
     await Promise.all(this.reflectors.map((r) => r.stop()))
-    this.client.close()
+    this.client?.close()
   }
 
   /** The peers known now. */

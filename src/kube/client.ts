@@ -1,11 +1,11 @@
-// A thin JSON client over client-node's KubeConfig (which owns credentials: kubeconfig,
-// in-cluster, exec plugins). Requests are raw so that watches stream into our own
-// reflector, patch types are explicit, and every call shares one keep-alive agent.
+// A thin JSON client: requests are raw so that watches stream into our own reflector,
+// patch types are explicit, and every call shares one keep-alive agent. Credentials come
+// from credentials.ts (in-cluster, kubeconfig, or client-node for exec plugins).
 
 import http from 'node:http'
 import https from 'node:https'
-import { KubeConfig } from '@kubernetes/client-node'
 import { EnlistError } from '../lib/errors.js'
+import type { Credentials } from './credentials.js'
 
 export class KubeApiError extends EnlistError {
   constructor(
@@ -52,24 +52,14 @@ export interface KubeVersionInfo {
   gitVersion: string
 }
 
-export function loadKubeConfig(kubeconfigPath?: string): KubeConfig {
-  const kc = new KubeConfig()
-  if (kubeconfigPath) kc.loadFromFile(kubeconfigPath)
-  else kc.loadFromDefault()
-  if (!kc.getCurrentCluster()) {
-    throw new EnlistError('ENLIST_OPTION_INVALID', 'no Kubernetes cluster configured: set KUBECONFIG, or run in a pod', 400)
-  }
-  return kc
-}
-
 export class KubeClient {
   readonly server: URL
-  private agent: https.Agent | undefined
+  private readonly agent: https.Agent
 
-  constructor(readonly kc: KubeConfig) {
-    const cluster = kc.getCurrentCluster()
-    if (!cluster) throw new EnlistError('ENLIST_OPTION_INVALID', 'kubeconfig has no current cluster', 400)
-    this.server = new URL(cluster.server)
+  constructor(readonly credentials: Credentials) {
+    this.server = credentials.server
+    const t = credentials.tls
+    this.agent = new https.Agent({ keepAlive: true, maxSockets: 32, ca: t.ca, cert: t.cert, key: t.key, rejectUnauthorized: t.rejectUnauthorized, servername: t.servername })
   }
 
   async get<T>(path: string, query?: Query): Promise<T> {
@@ -146,15 +136,15 @@ export class KubeClient {
   private async send(method: string, path: string, opts: RequestOptions): Promise<http.IncomingMessage> {
     const url = new URL(this.server.pathname.replace(/\/$/, '') + path, this.server)
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v))
-    const reqOpts: https.RequestOptions = { method, headers: { Accept: 'application/json' } }
-    await this.kc.applyToHTTPSOptions(reqOpts)
-    reqOpts.agent = this.sharedAgent(reqOpts)
+    const headers: Record<string, string | number> = { Accept: 'application/json', 'User-Agent': 'enlist' }
+    const auth = await this.credentials.authorization()
+    if (auth) headers.Authorization = auth
     const body = opts.body === undefined ? undefined : Buffer.from(JSON.stringify(opts.body))
     if (body) {
-      const headers = reqOpts.headers as Record<string, string | number>
       headers['Content-Type'] = opts.contentType ?? 'application/json'
       headers['Content-Length'] = body.length
     }
+    const reqOpts: https.RequestOptions = { method, headers, agent: url.protocol === 'http:' ? undefined : this.agent }
     const mod = url.protocol === 'http:' ? http : https
     return new Promise((resolve, reject) => {
       const req = mod.request(url, { ...reqOpts, signal: opts.signal }, resolve)
@@ -166,28 +156,8 @@ export class KubeClient {
     })
   }
 
-  // client-node makes a fresh Agent per call; we keep one so connections are reused.
-  private sharedAgent(applied: https.RequestOptions): https.Agent {
-    if (!this.agent) {
-      const a = applied.agent as (https.Agent & { options?: https.AgentOptions }) | undefined
-      const o = a?.options ?? {}
-      this.agent = new https.Agent({
-        keepAlive: true,
-        maxSockets: 32,
-        ca: o.ca,
-        cert: o.cert,
-        key: o.key,
-        pfx: o.pfx,
-        passphrase: o.passphrase,
-        servername: o.servername,
-        rejectUnauthorized: o.rejectUnauthorized,
-      })
-    }
-    return this.agent
-  }
-
   close(): void {
-    this.agent?.destroy()
+    this.agent.destroy()
   }
 }
 

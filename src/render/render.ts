@@ -102,9 +102,9 @@ function visit(doc: unknown, index: number, opts: RenderOptions, out: RenderDiag
     warnings: outcome.response.warnings ?? [],
   }
   if (outcome.response.status?.message) diag.message = outcome.response.status.message
-  if (outcome.ops) {
+  if (outcome.patch) {
     holder.metadata ??= {}
-    fjp.applyPatch(holder, outcome.ops as fjp.Operation[], true, true)
+    fjp.applyPatch(holder, JSON.parse(outcome.patch) as fjp.Operation[], true, true)
   }
   out.push(diag)
 }

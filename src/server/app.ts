@@ -32,8 +32,9 @@ export async function buildServer(opts: ServerOptions) {
   const { certificate, log, metrics } = opts
   const app = Fastify({
     https: { cert: certificate.current.cert, key: certificate.current.key, minVersion: 'TLSv1.2' },
-    loggerInstance: log,
-    disableRequestLogging: true,
+    // No loggerInstance: fastify would make a child logger per request. enlist logs what
+    // it decides itself, and the error handler below logs failures.
+    logger: false,
     bodyLimit: opts.bodyLimit,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     requestTimeout: 60_000,

@@ -7,9 +7,9 @@ import { generateKeyPairSync } from 'node:crypto'
 import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { KubeConfig } from '@kubernetes/client-node'
 import { createCA, issueServing, type IssuedCertificate } from '../../src/certs/x509.js'
 import { KubeClient } from '../../src/kube/client.js'
+import { fromKubeconfigFiles } from '../../src/kube/credentials.js'
 import { freePort, supervise, type Supervised, waitFor } from './processes.js'
 
 const REPO = new URL('../../', import.meta.url).pathname
@@ -34,6 +34,8 @@ export interface ControlPlaneOptions {
   /** Progress lines (the demo shows them). */
   log?: (line: string) => void
   keepDir?: boolean
+  /** Without kube-controller-manager: no service accounts or pods from controllers (benchmarks). */
+  controllerManager?: boolean
 }
 
 /** The assets directory: ENLIST_ASSETS or KUBEBUILDER_ASSETS, else the build/cache script. */
@@ -138,17 +140,16 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const server = `https://127.0.0.1:${apiPort}`
     const kubeconfig = join(dir, 'kubeconfig')
     writeFileSync(kubeconfig, kubeconfigYaml(server, ca.cert, adminToken), { mode: 0o600 })
-    const kc = new KubeConfig()
-    kc.loadFromFile(kubeconfig)
-    const client = new KubeClient(kc)
+    const client = new KubeClient(await fromKubeconfigFiles([kubeconfig]))
     await waitFor('kube-apiserver /readyz', async () => {
       if (apiserver.child.exitCode !== null) throw new Error(`kube-apiserver exited; see ${apiserver.logFile}`)
       return (await client.requestText('GET', '/readyz')) === 'ok'
     }, 60_000, 200)
 
     // --- kube-controller-manager -------------------------------------------------
-    log('starting kube-controller-manager')
-    const kcm = supervise('kube-controller-manager', join(assets, 'kube-controller-manager'), [
+    const withKcm = opts.controllerManager !== false
+    if (withKcm) log('starting kube-controller-manager')
+    const kcm = withKcm && supervise('kube-controller-manager', join(assets, 'kube-controller-manager'), [
       `--kubeconfig=${kubeconfig}`,
       `--service-account-private-key-file=${saKey}`,
       `--root-ca-file=${caFile}`,
@@ -158,7 +159,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       '--port=0',
       '--v=1',
     ], { logFile: join(dir, 'kube-controller-manager.log') })
-    processes.push(kcm)
+    if (kcm) processes.push(kcm)
 
     const cp: ControlPlane = {
       dir,
@@ -181,7 +182,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
         await client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels } }).catch((err: { conflict?: boolean }) => {
           if (!err.conflict) throw err
         })
-        await waitForServiceAccount(client, name, 'default')
+        if (withKcm) await waitForServiceAccount(client, name, 'default')
       },
       stop: async () => {
         client.close()
@@ -189,7 +190,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       },
     }
     // The default namespace needs its service account too, and a Node lets DaemonSets make pods.
-    await waitForServiceAccount(client, 'default', 'default')
+    if (withKcm) await waitForServiceAccount(client, 'default', 'default')
     await client.create('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1', labels: { 'kubernetes.io/hostname': 'node-1', 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' } } })
     // What a kubelet would report, so that DaemonSet pods fit on the node.
     const resources = { cpu: '16', memory: '64Gi', pods: '250', 'ephemeral-storage': '100Gi' }

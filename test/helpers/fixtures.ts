@@ -2,7 +2,6 @@
 
 import type { V1Pod } from '@kubernetes/client-node'
 import fjp from 'fast-json-patch'
-import type { AddOperation } from '../../src/admission/inject.js'
 import type { AdmissionFacts, AdmissionRequest } from '../../src/admission/review.js'
 import { compilePolicy } from '../../src/policy/load.js'
 import type { CompiledPolicy } from '../../src/policy/policy.js'
@@ -44,12 +43,19 @@ export function facts(labels: Record<string, string> | undefined, over: Partial<
   return { ...FACTS_ENABLED, namespaceLabels: labels, ...over }
 }
 
-/** Applies ops to a copy, the way the apiserver does; throws if any op does not apply. */
-export function applyOps<T>(doc: T, ops: readonly AddOperation[]): T {
-  return fjp.applyPatch(structuredClone(doc), ops as fjp.Operation[], true, false).newDocument
+/** A decoded JSON Patch operation (enlist only ever adds). */
+export interface PatchOp {
+  op: 'add'
+  path: string
+  value: unknown
 }
 
-export function decodePatch(b64: string | undefined): AddOperation[] {
+/** Applies ops to a copy, the way the apiserver does; throws if any op does not apply. */
+export function applyOps<T>(doc: T, ops: readonly PatchOp[]): T {
+  return fjp.applyPatch(structuredClone(doc), ops as unknown as fjp.Operation[], true, false).newDocument
+}
+
+export function decodePatch(b64: string | undefined): PatchOp[] {
   if (b64 === undefined) throw new Error('no patch')
-  return JSON.parse(Buffer.from(b64, 'base64').toString('utf8')) as AddOperation[]
+  return JSON.parse(Buffer.from(b64, 'base64').toString('utf8')) as PatchOp[]
 }

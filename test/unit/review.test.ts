@@ -1,6 +1,6 @@
 // The AdmissionReview layer: shape checks, non-pod requests, denials and warnings.
 import t from 'tap'
-import { admit, parseReview, reviewResponse } from '../../src/admission/review.js'
+import { admit, parseReview, serializeReview } from '../../src/admission/review.js'
 import { EnlistError } from '../../src/lib/errors.js'
 import { decodePatch, facts, FACTS_ENABLED, makePod, makePolicy, makeRequest } from '../helpers/fixtures.js'
 
@@ -10,7 +10,7 @@ t.test('parseReview accepts v1 and v1beta1 reviews', async (t) => {
   for (const apiVersion of ['admission.k8s.io/v1', 'admission.k8s.io/v1beta1']) {
     const r = parseReview({ apiVersion, kind: 'AdmissionReview', request: { uid: 'x' } })
     t.equal(r.apiVersion, apiVersion)
-    t.same(reviewResponse(r, { uid: 'x', allowed: true }), { apiVersion, kind: 'AdmissionReview', response: { uid: 'x', allowed: true } })
+    t.same(JSON.parse(serializeReview(r, { uid: 'x', allowed: true })), { apiVersion, kind: 'AdmissionReview', response: { uid: 'x', allowed: true } })
   }
 })
 
@@ -32,6 +32,21 @@ t.test('parseReview rejects what is not a review, saying why', async (t) => {
     t.throws(() => parseReview(body), { message, code: 'ENLIST_BAD_REQUEST', statusCode: 400 }, JSON.stringify(body))
   }
   t.throws(() => parseReview(null), EnlistError)
+})
+
+t.test('the response is written as JSON text equal to its object form', async (t) => {
+  const review = parseReview({ apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', request: { uid: 'u"1\\' } })
+  const responses = [
+    { uid: 'u"1\\', allowed: true },
+    { uid: 'u', allowed: true, patchType: 'JSONPatch' as const, patch: Buffer.from('[{"op":"add"}]').toString('base64'), warnings: ['enlist: kept "x"\ttab'] },
+    { uid: 'u', allowed: false, status: { code: 400, reason: 'BadRequest', message: 'annotation "a\n" is invalid' } },
+  ]
+  for (const r of responses) {
+    const text = serializeReview(review, r)
+    t.same(JSON.parse(text), { apiVersion: 'admission.k8s.io/v1', kind: 'AdmissionReview', response: r })
+  }
+  const injected = admit(makeRequest(makePod()), policy, FACTS_ENABLED)
+  t.same(JSON.parse(serializeReview(review, injected.response)).response, injected.response)
 })
 
 t.test('anything but a pod CREATE is allowed untouched', async (t) => {
@@ -128,7 +143,7 @@ t.test('the patch is base64 JSON of add operations', async (t) => {
   const out = admit(makeRequest(makePod()), policy, FACTS_ENABLED)
   t.equal(out.response.patchType, 'JSONPatch')
   const ops = decodePatch(out.response.patch)
-  t.same(ops, out.ops)
+  t.same(ops, JSON.parse(out.patch!), 'the base64 patch is the JSON patch')
   t.ok(ops.every((o) => o.op === 'add'))
 })
 

@@ -1,9 +1,9 @@
 // POST /mutate: the shell around admit(). It parses, looks up the namespace in the cache,
 // calls the pure core, and logs and counts the outcome. No other I/O.
 
-import type { FastifyPluginAsync } from 'fastify'
+import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
-import { admit, type AdmissionOutcome, parseReview, reviewResponse } from '../../admission/review.js'
+import { admit, type AdmissionOutcome, type AdmissionReview, parseReview, serializeReview } from '../../admission/review.js'
 import type { KubeVersion } from '../../admission/settings.js'
 import type { NamespaceLookup } from '../../kube/namespaces.js'
 import { errorMessage } from '../../lib/errors.js'
@@ -24,45 +24,58 @@ export interface MutateOptions {
 export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts) => {
   const { metrics, log } = opts
 
-  app.post('/mutate', async (req, reply) => {
-    const started = process.hrtime.bigint()
-    const review = parseReview(req.body)
+  // prom-client hashes a label object on every call; bind each combination once.
+  const counted = new Map<string, { inc(): void }>()
+  const timed = new Map<string, { observe(v: number): void }>()
+  const count = (verdict: string, reason: string, seconds?: number): void => {
+    const key = `${verdict}/${reason}`
+    let c = counted.get(key)
+    if (!c) counted.set(key, (c = metrics.admissions.labels({ verdict, reason })))
+    c.inc()
+    if (seconds === undefined) return
+    let h = timed.get(verdict)
+    if (!h) timed.set(verdict, (h = metrics.admissionDuration.labels({ verdict })))
+    h.observe(seconds)
+  }
+
+  // Plain JSON.parse for AdmissionReviews: the default parser also scans every body for
+  // prototype-poisoning keys, which costs a tenth of a request here, and nothing on this
+  // path merges request objects into others. Encapsulated: other routes keep the default.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (_req, body, done) => {
+    try {
+      done(null, JSON.parse(body as string))
+    } catch (err) {
+      done(Object.assign(new Error(`body is not JSON: ${(err as Error).message}`), { statusCode: 400, code: 'ENLIST_BAD_REQUEST' }), undefined)
+    }
+  })
+
+  const respond = (reply: FastifyReply, review: AdmissionReview, started: bigint, labels: Readonly<Record<string, string>> | undefined): FastifyReply => {
     const request = review.request
     const policy = opts.policy.current
     if (!policy) {
       // Not ready: /readyz says so too. The apiserver applies the failure policy.
-      metrics.admissions.inc({ verdict: 'error', reason: 'no-policy' })
+      count('error', 'no-policy')
       return reply.code(503).send({ code: 'ENLIST_UNAVAILABLE', message: 'no valid policy loaded yet' })
     }
-
-    const ns = request.namespace ?? ''
-    let labels = ns ? opts.namespaces.labels(ns) : undefined
-    if (labels === undefined && ns) labels = await opts.namespaces.waitFor(ns, opts.namespaceWaitMs)
-
     let outcome: AdmissionOutcome
     try {
       outcome = admit(request, policy, { namespaceLabels: labels, serverVersion: opts.serverVersion(), caBundle: opts.caBundle() })
     } catch (err) {
       // A bug of ours must not become an HTTP 500 the apiserver reads as an outage; deny
       // this pod, with the reason, and let the error be seen.
-      log.error({ uid: request.uid, namespace: ns, err: errorMessage(err), stack: (err as Error).stack }, 'admission failed')
-      metrics.admissions.inc({ verdict: 'error', reason: 'internal-error' })
-      return reviewResponse(review, {
-        uid: request.uid,
-        allowed: false,
-        status: { code: 500, reason: 'InternalError', message: `enlist internal error: ${errorMessage(err)}` },
-      })
+      log.error({ uid: request.uid, namespace: request.namespace, err: errorMessage(err), stack: (err as Error).stack }, 'admission failed')
+      count('error', 'internal-error')
+      return send(reply, serializeReview(review, { uid: request.uid, allowed: false, status: { code: 500, reason: 'InternalError', message: `enlist internal error: ${errorMessage(err)}` } }))
     }
 
     const seconds = Number(process.hrtime.bigint() - started) / 1e9
-    metrics.admissions.inc({ verdict: outcome.verdict, reason: outcome.reason })
-    metrics.admissionDuration.observe({ verdict: outcome.verdict }, seconds)
+    count(outcome.verdict, outcome.reason, seconds)
     if (outcome.verdict !== 'ignored') {
       const meta = (request.object as { metadata?: { name?: string; generateName?: string } } | undefined)?.metadata
       log.info(
         {
           uid: request.uid,
-          namespace: ns,
+          namespace: outcome.namespace,
           workload: outcome.workload ? `${outcome.workload.kind}/${outcome.workload.name}` : undefined,
           pod: meta?.name ?? (meta?.generateName ? `${meta.generateName}*` : undefined),
           decision: outcome.verdict,
@@ -74,6 +87,21 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
         'admission',
       )
     }
-    return reviewResponse(review, outcome.response)
+    return send(reply, serializeReview(review, outcome.response))
+  }
+
+  // Synchronous whenever the namespace is cached, which is always but for a namespace
+  // created a moment ago: no promise on the hot path.
+  app.post('/mutate', (req, reply) => {
+    const started = process.hrtime.bigint()
+    const review = parseReview(req.body)
+    const ns = review.request.namespace ?? ''
+    const labels = ns ? opts.namespaces.labels(ns) : undefined
+    if (labels !== undefined || !ns || !opts.policy.current) return respond(reply, review, started, labels)
+    return opts.namespaces.waitFor(ns, opts.namespaceWaitMs).then((l) => respond(reply, review, started, l))
   })
+}
+
+function send(reply: FastifyReply, json: string): FastifyReply {
+  return reply.header('content-type', 'application/json; charset=utf-8').send(json)
 }
