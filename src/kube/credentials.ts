@@ -10,7 +10,7 @@ import { homedir } from 'node:os'
 import { delimiter, dirname, isAbsolute, join } from 'node:path'
 import type { KubeConfig } from '@kubernetes/client-node'
 import { parse } from 'yaml'
-import { EnlistError } from '../lib/errors.js'
+import { OptionError } from '../lib/errors.js'
 
 export interface TlsOptions {
   ca?: string
@@ -34,7 +34,7 @@ const SA_DIR = '/var/run/secrets/kubernetes.io/serviceaccount'
 const TOKEN_REREAD_MS = 60_000
 
 function fail(message: string): never {
-  throw new EnlistError('ENLIST_OPTION_INVALID', message, 400)
+  throw new OptionError(message)
 }
 
 /** A token file, re-read at most once a minute. */

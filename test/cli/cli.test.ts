@@ -107,5 +107,7 @@ t.test('serve validates its options before starting', async (t) => {
   t.match(await enlist(['serve', '--policy-configmap', 'just-a-name']), { code: 2, stderr: /--policy-configmap: "just-a-name" is invalid; accepted: namespace\/name/ })
   t.match(await enlist(['serve'], { env: { ENLIST_BODY_LIMIT: 'lots' } }), { code: 2, stderr: /ENLIST_BODY_LIMIT \(environment\): "lots" is invalid/ })
   t.match(await enlist(['serve', '--shutdown-delay', 'soon']), { code: 2, stderr: /--shutdown-delay: "soon" is invalid; accepted: a duration/ })
-  t.match(await enlist(['serve', '--tls-cert', '/nonexistent/tls.crt']), { code: 1, stderr: /cannot read the TLS certificate \/nonexistent\/tls\.crt/ })
+  const kc = write('kubeconfig', 'current-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\nclusters: [{name: k, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\n')
+  t.match(await enlist(['serve', '--tls-cert', '/nonexistent/tls.crt', '--kubeconfig', kc]), { code: 1, stderr: /cannot read the TLS certificate \/nonexistent\/tls\.crt/ })
+  t.match(await enlist(['serve'], { env: { KUBECONFIG: '', HOME: dir, KUBERNETES_SERVICE_HOST: '' } }), { code: 2, stderr: /no Kubernetes cluster configured: set KUBECONFIG or --kubeconfig, or run in a pod/ })
 })
