@@ -82,6 +82,7 @@ t.test('opt out with "false" in a labelled namespace: not injected, the user is 
 t.test('disabled namespaces, enlist-system and kube-system: nothing injected', async (t) => {
   const [closed] = await createDeployment(cp, 'closed', deployment('quiet', { annotations: { 'enlist.io/inject': 'true' } }))
   t.notOk(injected(closed!))
+  await new Promise((r) => setTimeout(r, 600)) // past the log flush, so an absent line is absent
   // The webhook configuration keeps enlist out of the call entirely.
   t.notOk(enlist.logs().some((l) => l.msg === 'admission' && l.namespace === 'closed'), 'enlist is not even called')
 
@@ -97,6 +98,7 @@ t.test('disabled namespaces, enlist-system and kube-system: nothing injected', a
     t.match(await admissionLog((l) => l.namespace === 'kube-system'), { decision: 'skipped', reason: 'excluded-namespace' })
     t.match(await enlist.metrics(), /enlist_admission_requests_total\{verdict="skipped",reason="excluded-namespace"\} [1-9]/)
   }
+  await new Promise((r) => setTimeout(r, 600))
   t.notOk(enlist.logs().some((l) => l.msg === 'admission' && l.namespace === 'enlist-system'), 'enlist-system never reaches enlist')
 })
 

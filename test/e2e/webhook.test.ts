@@ -77,6 +77,9 @@ t.test('reinvocation next to a webhook that changes the pod after enlist: nothin
       const names = (c.env ?? []).map((e) => e.name)
       t.equal(new Set(names).size, names.length, `${name}: no duplicate env in ${c.name}`)
     }
+    // log lines are batched (flushed within 250 ms): wait for them, then for any stragglers
+    await enlist.waitForLog('the admission line', (l) => l.msg === 'admission' && l.pod === podName)
+    await new Promise((r) => setTimeout(r, 600))
     const lines = enlist.logs().filter((l) => l.msg === 'admission' && l.pod === podName)
     if (name === 'zz-mesh') {
       // enlist first, the mesh after it: enlist is called again and adds nothing
