@@ -10,7 +10,8 @@ COPY package.json package-lock.json ./
 RUN npm ci --no-audit --no-fund
 COPY tsconfig.json tsconfig.build.json ./
 COPY src ./src
-RUN npx tsc -p tsconfig.build.json \
+COPY scripts/compile-policy-validator.mjs ./scripts/
+RUN npm run build \
  && npm prune --omit=dev --no-audit --no-fund
 
 # distroless: Node 20 and nothing else (no shell, no package manager)

@@ -9,8 +9,8 @@ node_modules/.installed: package.json package-lock.json
 	npm ci --no-audit --no-fund
 	@touch $@
 
-dist/.built: node_modules/.installed tsconfig.build.json $(shell find src -type f 2>/dev/null)
-	npx --no-install tsc -p tsconfig.build.json
+dist/.built: node_modules/.installed tsconfig.build.json scripts/compile-policy-validator.mjs $(shell find src -type f 2>/dev/null)
+	npm run --silent build
 	@chmod +x dist/cli/main.js
 	@touch $@
 

@@ -1,7 +1,8 @@
 // Text -> validated, defaulted, compiled policy. Pure: the watchers in source.ts feed it.
 
 import { createHash, X509Certificate } from 'node:crypto'
-import { Ajv, type ErrorObject } from 'ajv'
+import { createRequire } from 'node:module'
+import type { ErrorObject } from 'ajv'
 import { parseDocument } from 'yaml'
 import { type FieldError, PolicyError } from '../lib/errors.js'
 import { compileAny, type LabelSelector } from '../lib/selector.js'
@@ -14,8 +15,21 @@ import {
 } from './policy.js'
 import { policySchema } from './schema.js'
 
-const ajv = new Ajv({ allErrors: true, useDefaults: true, strict: true, allowUnionTypes: true })
-const validateSchema = ajv.compile(policySchema)
+interface Validator {
+  (data: unknown): boolean
+  errors?: ErrorObject[] | null
+}
+
+// The build compiles the schema into standalone code (scripts/compile-policy-validator.mjs);
+// running from sources, ajv compiles it here, with the same options.
+const validateSchema: Validator = await (async () => {
+  try {
+    return createRequire(import.meta.url)('./policy-validator.generated.cjs') as Validator
+  } catch {
+    const [{ Ajv }, { AJV_OPTIONS }] = await Promise.all([import('ajv'), import('./ajv-options.js')])
+    return new Ajv(AJV_OPTIONS).compile(policySchema) as Validator
+  }
+})()
 
 const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$/
 
