@@ -18,6 +18,8 @@ export interface ReflectorOptions<T extends KubernetesObject> {
   fieldSelector?: string
   /** Slims objects before they are stored (memory, and copies on the hot path). */
   transform?: (obj: T) => T
+  /** Objects per list page (default 500, as client-go). */
+  pageSize?: number
 }
 
 export interface ReflectorHandlers<T> {
@@ -30,6 +32,8 @@ interface WatchEvent<T> {
   type: 'ADDED' | 'MODIFIED' | 'DELETED' | 'BOOKMARK' | 'ERROR'
   object: T & { code?: number; message?: string; reason?: string }
 }
+
+const PAGE_SIZE = 500
 
 export function objectKey(obj: KubernetesObject): string {
   const m = obj.metadata
@@ -85,6 +89,8 @@ export class Reflector<T extends KubernetesObject> {
   /** Resolves once the first list has been stored (or the reflector stops). */
   waitForSync(signal?: AbortSignal): Promise<boolean> {
     if (this.syncedFlag) return Promise.resolve(true)
+    // an abort that already happened fires no listener
+    if (this.abort.signal.aborted || signal?.aborted) return Promise.resolve(false)
     return new Promise((resolve) => {
       const done = (): void => resolve(this.syncedFlag)
       this.syncWaiters.push(done)
@@ -122,21 +128,34 @@ export class Reflector<T extends KubernetesObject> {
 
   private async relist(): Promise<void> {
     const { client, path, labelSelector, fieldSelector, transform } = this.opts
-    const list = await client.get<{ metadata?: { resourceVersion?: string }; items?: T[] }>(path, { labelSelector, fieldSelector })
+    // In pages, as client-go does: a list of thousands of objects never sits in memory whole.
+    // The pages of one list share one consistent snapshot, and its resourceVersion.
     const seen = new Set<string>()
-    for (const raw of list.items ?? []) {
-      const obj = transform ? transform(raw) : raw
-      const key = objectKey(obj)
-      seen.add(key)
-      this.upsert(key, obj)
-    }
+    let cont: string | undefined
+    let rv = ''
+    do {
+      const page = await client.get<{ metadata?: { resourceVersion?: string; continue?: string }; items?: T[] }>(path, {
+        labelSelector,
+        fieldSelector,
+        limit: this.opts.pageSize ?? PAGE_SIZE,
+        continue: cont,
+      })
+      for (const raw of page.items ?? []) {
+        const obj = transform ? transform(raw) : raw
+        const key = objectKey(obj)
+        seen.add(key)
+        this.upsert(key, obj)
+      }
+      rv = page.metadata?.resourceVersion ?? rv
+      cont = page.metadata?.continue || undefined
+    } while (cont)
     for (const [key, old] of this.store) {
       if (!seen.has(key)) {
         this.store.delete(key)
         this.emit('delete', old)
       }
     }
-    this.resourceVersion = list.metadata?.resourceVersion ?? ''
+    this.resourceVersion = rv
     this.lastError = undefined
     if (!this.syncedFlag) {
       this.syncedFlag = true

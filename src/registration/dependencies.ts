@@ -120,6 +120,7 @@ export class DependencyCache implements ServiceFacts {
 
   /** Resolves when one of `deps` changes, or after `ms`. */
   waitForChange(deps: readonly Dependency[], ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return Promise.resolve()
     return new Promise((resolve) => {
       const waiter: Waiter = {
         keys: new Set(deps.map((d) => `${d.namespace}/${d.service}`)),
