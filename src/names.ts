@@ -1,7 +1,5 @@
 // The fixed names of DESIGN.md. Users, manifests and tests depend on every one of them.
 
-export const PREFIX = 'enlist.io'
-
 export const INJECT_KEY = 'enlist.io/inject'
 export const DEPENDS_ON_ANNOTATION = 'enlist.io/depends-on'
 export const METADATA_ANNOTATION = 'enlist.io/metadata'

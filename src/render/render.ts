@@ -41,8 +41,6 @@ const TEMPLATE_PATHS: Readonly<Record<string, readonly string[]>> = {
   CronJob: ['jobTemplate', 'spec', 'template'],
 }
 
-export const RENDERED_KINDS = ['Pod', ...Object.keys(TEMPLATE_PATHS)]
-
 /** Injects into every pod (template) of `docs`, in place; returns what happened to each. */
 export function renderDocuments(docs: unknown[], opts: RenderOptions): RenderDiagnostic[] {
   const out: RenderDiagnostic[] = []
