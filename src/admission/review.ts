@@ -72,8 +72,11 @@ export function parseReview(body: unknown): AdmissionReview {
   }
   const req = r.request
   if (req === null || typeof req !== 'object' || Array.isArray(req)) bad('request must be an object')
-  const uid = (req as Record<string, unknown>).uid
-  if (typeof uid !== 'string' || uid === '') bad('request.uid must be a non-empty string')
+  const r2 = req as Record<string, unknown>
+  if (typeof r2.uid !== 'string' || r2.uid === '') bad('request.uid must be a non-empty string')
+  for (const field of ['namespace', 'operation', 'name'] as const) {
+    if (r2[field] !== undefined && r2[field] !== null && typeof r2[field] !== 'string') bad(`request.${field} must be a string`)
+  }
   return body as AdmissionReview
 }
 

@@ -27,6 +27,8 @@ t.test('parseReview rejects what is not a review, saying why', async (t) => {
     [{ kind: 'AdmissionReview', apiVersion: 'admission.k8s.io/v1', request: [] }, 'not an AdmissionReview: request must be an object'],
     [{ kind: 'AdmissionReview', apiVersion: 'admission.k8s.io/v1', request: {} }, 'not an AdmissionReview: request.uid must be a non-empty string'],
     [{ kind: 'AdmissionReview', apiVersion: 'admission.k8s.io/v1', request: { uid: 5 } }, 'not an AdmissionReview: request.uid must be a non-empty string'],
+    [{ kind: 'AdmissionReview', apiVersion: 'admission.k8s.io/v1', request: { uid: 'u', namespace: { a: 1 } } }, 'not an AdmissionReview: request.namespace must be a string'],
+    [{ kind: 'AdmissionReview', apiVersion: 'admission.k8s.io/v1', request: { uid: 'u', operation: 7 } }, 'not an AdmissionReview: request.operation must be a string'],
   ]
   for (const [body, message] of cases) {
     t.throws(() => parseReview(body), { message, code: 'ENLIST_BAD_REQUEST', statusCode: 400 }, JSON.stringify(body))
