@@ -44,7 +44,7 @@ demo: build ## start a local control plane with enlist, and show it inject and r
 bench: build ## measure admission throughput and latency against the baseline
 	node bench/run.mjs
 
-certs: build ## make a CA and serving certificate for the Service (manifests/overlays/certs)
+certs: build ## make a CA and serving certificate in certs/, and the Secret and caBundle for manifests/overlays/certs
 	node dist/cli/main.js certs
 
 image: ## build the container image (IMAGE=enlist:VERSION); needs a container engine

@@ -1,6 +1,6 @@
 // `enlist certs` (what `make certs` runs): a CA and an ECDSA P-256 serving certificate for
-// the enlist Service, written as the Secret and caBundle patch of manifests/overlays/certs.
-// An existing CA in the output directory is reused, so re-running renews only the
+// the enlist Service, kept in certs/, and written as the Secret and caBundle patch of
+// manifests/overlays/certs. An existing CA in certs/ is reused, so re-running renews only the
 // serving certificate and the webhook's trust does not change.
 
 import { X509Certificate } from 'node:crypto'
@@ -14,7 +14,8 @@ import { INSTALL_NAMESPACE, WEBHOOK_NAMES } from '../names.js'
 import { type FlagSpecs, helpText, parseFlags } from './flags.js'
 
 const certsFlags = {
-  'out-dir': { kind: 'string', default: 'manifests/overlays/certs/generated', help: 'where to write ca.crt, ca.key, tls.crt, tls.key, secret.yaml, cabundle.yaml' },
+  'out-dir': { kind: 'string', default: 'certs', help: 'where the CA and certificate live: ca.crt, ca.key, tls.crt, tls.key' },
+  overlay: { kind: 'string', default: 'manifests/overlays/certs', help: 'the overlay that gets generated/secret.yaml and generated/cabundle.yaml' },
   namespace: { kind: 'string', default: INSTALL_NAMESPACE, help: 'namespace of the enlist Service' },
   service: { kind: 'string', default: 'enlist', help: 'name of the enlist Service' },
   'ip-addresses': { kind: 'list', default: '127.0.0.1', help: 'IP addresses in the certificate (127.0.0.1 for local use)' },
@@ -34,7 +35,9 @@ export async function certsCommand(argv: readonly string[]): Promise<number> {
     if (!isDns1123Label(v)) throw new OptionError(`${flag}: ${JSON.stringify(v)} is not a DNS-1123 label`)
   }
   const dir = o['out-dir']
+  const generated = join(o.overlay, 'generated')
   mkdirSync(dir, { recursive: true, mode: 0o700 })
+  mkdirSync(generated, { recursive: true, mode: 0o700 })
   const caCrt = join(dir, 'ca.crt')
   const caKey = join(dir, 'ca.key')
 
@@ -56,7 +59,7 @@ export async function certsCommand(argv: readonly string[]): Promise<number> {
 
   const b64 = (s: string) => Buffer.from(s).toString('base64')
   writeFileSync(
-    join(dir, 'secret.yaml'),
+    join(generated, 'secret.yaml'),
     `# made by enlist certs; holds a private key: keep it out of version control\n` +
       stringify({
         apiVersion: 'v1',
@@ -71,9 +74,9 @@ export async function certsCommand(argv: readonly string[]): Promise<number> {
     { op: 'test', path: `/webhooks/${i}/name`, value: name },
     { op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: b64(ca.cert) },
   ])
-  writeFileSync(join(dir, 'cabundle.yaml'), `# made by enlist certs: the webhook trusts this CA\n${stringify(ops)}`)
+  writeFileSync(join(generated, 'cabundle.yaml'), `# made by enlist certs: the webhook trusts this CA\n${stringify(ops)}`)
   console.error(`serving certificate for ${dnsNames.join(', ')}, ${o['ip-addresses'].join(', ')}; valid until ${serving.notAfter.toISOString()}`)
-  console.error(`wrote ${dir}/{tls.crt,tls.key,ca.crt,ca.key,secret.yaml,cabundle.yaml}`)
+  console.error(`wrote ${dir}/{ca.crt,ca.key,tls.crt,tls.key} and ${generated}/{secret.yaml,cabundle.yaml}`)
   console.error('next: kubectl apply -k manifests/overlays/certs')
   return 0
 }

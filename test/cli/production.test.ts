@@ -29,7 +29,7 @@ t.test('every command runs from the production install', async (t) => {
   t.match(run(['policy', 'validate', '-'], 'apiVersion: enlist.io/v1alpha1\nkind: Policy\n'), { status: 0, stdout: /valid/ })
   t.match(run(['render', '-f', '-', '--namespace-labels', 'enlist.io/inject=enabled'], 'apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: a, image: b}]}\n'), { status: 0, stdout: /enlist-registrar/ })
   const dir = mkdtempSync(join(tmpdir(), 'enlist-img-certs-'))
-  t.match(run(['certs', '--out-dir', dir]), { status: 0 })
+  t.match(run(['certs', '--out-dir', dir, '--overlay', dir]), { status: 0 })
   t.match(run(['register'], ''), { status: 3, stdout: /no registration URL/ }, 'register without its env: misconfigured')
   writeFileSync(join(dir, 'check.mjs'), `import('${join(app, 'dist/discovery/index.js')}').then((m) => console.log(typeof m.watchPeers))`)
   t.match(spawnSync(process.execPath, [join(dir, 'check.mjs')], { encoding: 'utf8', env: cleanEnv() }), { status: 0, stdout: 'function\n' }, 'enlist/discovery loads')

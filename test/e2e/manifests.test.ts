@@ -1,7 +1,7 @@
 // Every manifest a user applies, applied to a real apiserver (server-side dry-run): the
 // base and each certificate overlay. And `make certs` output, as the certs overlay uses it.
 import t from 'tap'
-import { cpSync, mkdtempSync } from 'node:fs'
+import { cpSync, existsSync, mkdtempSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { parseAllDocuments, stringify } from 'yaml'
@@ -92,10 +92,12 @@ t.test('manifests/overlays/cert-manager', async (t) => {
 })
 
 t.test('make certs, then manifests/overlays/certs', async (t) => {
-  const out = join(copy, 'manifests/overlays/certs/generated')
-  const made = await enlist(['certs', '--out-dir', out])
+  const out = join(copy, 'certs')
+  const overlay = join(copy, 'manifests/overlays/certs')
+  const made = await enlist(['certs', '--out-dir', out, '--overlay', overlay])
   t.equal(made.code, 0, made.stderr)
-  const again = await enlist(['certs', '--out-dir', out])
+  t.ok(existsSync(join(out, 'ca.key')) && existsSync(join(overlay, 'generated/secret.yaml')), 'keys in certs/, manifests in the overlay')
+  const again = await enlist(['certs', '--out-dir', out, '--overlay', overlay])
   t.match(again.stderr, /reusing the CA/, 're-running keeps the CA')
   const objects = await render('overlays/certs')
   const r = await dryRun(objects)
