@@ -2,7 +2,11 @@
 # Yields a directory holding etcd, kube-apiserver, kube-controller-manager and kubectl,
 # and prints its path as the last line of stdout. Progress goes to stderr.
 #
-#   KUBEBUILDER_ASSETS set  -> that directory is used as it is (setup-envtest layout).
+#   KUBEBUILDER_ASSETS set  -> its etcd and kube-apiserver (setup-envtest layout). setup-envtest
+#                              ships no kube-controller-manager: unless the directory has one,
+#                              it comes from the v1.20.2 build below, beside them in a directory
+#                              of links (an older controller manager than the apiserver: outside
+#                              the supported version skew, enough for the controllers tests use).
 #   otherwise               -> Kubernetes v1.20.2 is built once from Debian's source package
 #                              and cached per machine in $ENLIST_ASSETS_CACHE
 #                              (default ~/.cache/enlist/control-plane/v1.20.2).
@@ -15,20 +19,32 @@ K8S_VERSION=1.20.2
 say() { printf '[control-plane] %s\n' "$*" >&2; }
 die() { say "error: $*"; exit 1; }
 
-if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
-  for b in etcd kube-apiserver; do
-    [[ -x "$KUBEBUILDER_ASSETS/$b" ]] || die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no executable '$b'"
-  done
-  say "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
-  echo "$KUBEBUILDER_ASSETS"
-  exit 0
-fi
-
 CACHE_ROOT=${ENLIST_ASSETS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/enlist/control-plane}
 DEST="$CACHE_ROOT/v$K8S_VERSION"
 BINS=(etcd kube-apiserver kube-controller-manager kubectl)
 
 complete() { local b; for b in "${BINS[@]}"; do [[ -x "$DEST/$b" ]] || return 1; done; }
+
+if [[ -n "${KUBEBUILDER_ASSETS:-}" ]]; then
+  for b in etcd kube-apiserver; do
+    [[ -x "$KUBEBUILDER_ASSETS/$b" ]] || die "KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS has no executable '$b'"
+  done
+  say "using KUBEBUILDER_ASSETS=$KUBEBUILDER_ASSETS"
+  if [[ -x "$KUBEBUILDER_ASSETS/kube-controller-manager" && -x "$KUBEBUILDER_ASSETS/kubectl" ]]; then
+    echo "$KUBEBUILDER_ASSETS"
+    exit 0
+  fi
+  # the v1.20.2 build provides what the assets lack
+  built=$(ENLIST_ASSETS_CACHE="$CACHE_ROOT" KUBEBUILDER_ASSETS= "$0")
+  merged="$CACHE_ROOT/merged-$(printf %s "$KUBEBUILDER_ASSETS" | sha256sum | cut -c1-12)"
+  mkdir -p "$merged"
+  for b in "${BINS[@]}"; do
+    if [[ -x "$KUBEBUILDER_ASSETS/$b" ]]; then src="$KUBEBUILDER_ASSETS/$b"; else src="$built/$b"; say "$b from the v$K8S_VERSION build"; fi
+    ln -sfn "$src" "$merged/$b"
+  done
+  echo "$merged"
+  exit 0
+fi
 
 if complete; then echo "$DEST"; exit 0; fi
 

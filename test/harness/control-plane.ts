@@ -38,9 +38,10 @@ export interface ControlPlaneOptions {
   controllerManager?: boolean
 }
 
-/** The assets directory: ENLIST_ASSETS or KUBEBUILDER_ASSETS, else the build/cache script. */
+/** The assets directory: ENLIST_ASSETS (the script's answer, passed on), else the script,
+ *  which honours KUBEBUILDER_ASSETS and completes what setup-envtest lacks. */
 export async function controlPlaneAssets(log?: (line: string) => void): Promise<string> {
-  const known = process.env.ENLIST_ASSETS || process.env.KUBEBUILDER_ASSETS
+  const known = process.env.ENLIST_ASSETS
   if (known) return known
   log?.('locating the control plane binaries (the first run builds them: several minutes)')
   // Progress arrives on stderr while it builds; pass it on as it comes.
