@@ -36,3 +36,8 @@ t.test('documented scalar defaults are the real ones', async (t) => {
     t.same(parse(value!), actual, `${path} = ${value}`)
   }
 })
+
+t.test('docs/policy.schema.json is the schema enlist uses', async (t) => {
+  const shipped = JSON.parse(readFileSync(new URL('../../docs/policy.schema.json', import.meta.url), 'utf8')) as unknown
+  t.same(shipped, JSON.parse(JSON.stringify(policySchema)), 'regenerate with: node dist/cli/main.js policy schema > docs/policy.schema.json')
+})
