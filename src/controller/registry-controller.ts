@@ -75,10 +75,12 @@ export class RegistryController {
     const queue = new WorkQueue()
     this.queue = queue
     await this.o.pods.reflector.waitForSync()
+    if (this.queue !== queue) return // stopped while waiting
     for (const p of this.o.pods.pods()) this.enqueue(p)
     for (const uid of this.gone.keys()) queue.add(uid)
     this.workers = Array.from({ length: this.o.workers ?? 4 }, () => this.work(queue))
     const schedule = (): void => {
+      if (this.queue !== queue) return
       this.sweepTimer = setTimeout(() => {
         this.sweeping = this.sweep().finally(schedule)
       }, this.o.sweepIntervalMs())
@@ -96,7 +98,6 @@ export class RegistryController {
     queue.shutdown()
     await Promise.all(this.workers)
     await this.sweeping
-    clearTimeout(this.sweepTimer)
     this.o.log.info('controller stopped')
   }
 
