@@ -11,7 +11,14 @@ export interface PodRef {
   uid: string
 }
 
+// Retries repeat failures every few seconds: one event per pod and reason in this window
+// is enough for `kubectl describe`, and keeps an outage from flooding etcd with Events.
+const REPEAT_WINDOW_MS = 5 * 60_000
+const MAX_REMEMBERED = 10_000
+
 export class EventRecorder {
+  private readonly recent = new Map<string, number>()
+
   constructor(
     private readonly client: KubeClient,
     private readonly log: Logger,
@@ -20,6 +27,14 @@ export class EventRecorder {
 
   /** Fire and forget: an event that cannot be written is logged, never fatal. */
   record(pod: PodRef, type: 'Normal' | 'Warning', reason: string, message: string): void {
+    const key = `${pod.uid}/${reason}`
+    const last = this.recent.get(key)
+    if (last !== undefined && Date.now() - last < REPEAT_WINDOW_MS) return
+    if (this.recent.size >= MAX_REMEMBERED) {
+      for (const [k, at] of this.recent) if (Date.now() - at >= REPEAT_WINDOW_MS || this.recent.size >= MAX_REMEMBERED) this.recent.delete(k)
+    }
+    this.recent.delete(key) // re-insert: the map stays ordered by time
+    this.recent.set(key, Date.now())
     const now = new Date().toISOString()
     const event = {
       apiVersion: 'v1',
