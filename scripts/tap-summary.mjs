@@ -1,14 +1,16 @@
 #!/usr/bin/env node
 // Counts tests from the TAP that tap saved per file (.tap/test-results): a test is a
 // leaf subtest (a t.test with no nested t.test) or an assertion made outside any
-// subtest. A file that failed without a failing test (a crash) counts as one failure.
-// Ends with the line "tests: N passed, M failed".
+// subtest. A file that failed without a failing test, or left no TAP at all (it crashed
+// while loading), counts as one failure; so does tap failing (its exit status, the second
+// argument) when nothing else was counted. Ends with the line "tests: N passed, M failed".
 
 import { readdirSync, readFileSync, statSync } from 'node:fs'
 import { join, relative } from 'node:path'
 import { Parser } from 'tap-parser'
 
 const root = process.argv[2] ?? '.tap/test-results'
+const tapStatus = Number(process.argv[3] ?? 0)
 
 function files(dir) {
   let out = []
@@ -57,17 +59,23 @@ for (const file of files(root)) {
       } else if (depth === 0) count(res, path)
     })
   }
+  const text = readFileSync(file, 'utf8')
   const parser = new Parser()
   attach(parser, [], 0)
   let final = null
   parser.on('complete', (r) => (final = r))
-  parser.end(readFileSync(file, 'utf8'))
-  if (final && !final.ok && fileFailed === 0) {
+  parser.end(text)
+  const crashed = text.trim() === '' || !final || final.plan?.end === undefined || final.plan.end === null
+  if (fileFailed === 0 && (crashed || !final.ok)) {
     failed++
-    failures.push(`${name}: failed outside any test${final.bailout ? ` (bail out: ${final.bailout})` : ''}`)
+    failures.push(`${name}: ${crashed ? 'produced no complete TAP (it crashed, see above)' : 'failed outside any test'}${final?.bailout ? ` (bail out: ${final.bailout})` : ''}`)
   }
 }
 
+if (tapStatus !== 0 && failed === 0) {
+  failed++
+  failures.push(`tap exited ${tapStatus} without a failing test counted: see its output above`)
+}
 if (failures.length > 0) {
   console.log('\nfailed:')
   for (const f of failures) console.log(`  ${f}`)

@@ -15,8 +15,8 @@ if [ -z "${ENLIST_NO_CONTROL_PLANE:-}" ]; then
 fi
 
 rm -rf .tap/test-results
-if [ $# -eq 0 ]; then set -- test; fi
+# With no arguments tap runs what .taprc includes: every test/**/*.test.ts.
 npx --no-install tap "$@"
 status=$?
-node scripts/tap-summary.mjs .tap/test-results
+node scripts/tap-summary.mjs .tap/test-results "$status"
 exit $status

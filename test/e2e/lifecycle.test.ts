@@ -103,6 +103,8 @@ t.test('backend down, then up: registration and deregistration both complete', a
   t.ok(cmdb.records.has(pod.metadata!.uid!))
   t.match(run.stdout, /"msg":"attempt failed".*"status":503.*backend cmdb: register failed: HTTP 503/, 'the server retried for its budget, then the registrar retried')
   t.ok(enlist.logs().some((l) => l.msg === 'backend call failed; retrying' && l.backend === 'cmdb'))
+  const failedEvents = await cp.kubectl(['get', 'events', '-n', 'shop', '--field-selector', `involvedObject.name=${pod.metadata!.name},reason=RegistrationFailed`, '-o', 'name'])
+  t.equal(failedEvents.stdout.trim().split('\n').filter(Boolean).length, 1, 'one RegistrationFailed event, however many retries')
 
   cmdb.down = true
   await cp.client.delete(path(pod))

@@ -1,11 +1,15 @@
 // The shared corpus of real-world workloads, and the checks every injected pod must pass.
 
-import { readdirSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { V1PodTemplateSpec } from '@kubernetes/client-node'
 import { parse } from 'yaml'
 
-export const CORPUS_DIR = new URL('../../../shared/corpus/kubernetes-examples/', import.meta.url).pathname
+const SHARED = new URL('../../../shared/corpus/kubernetes-examples/', import.meta.url).pathname
+export const VENDORED = new URL('../fixtures/kubernetes-examples/', import.meta.url).pathname
+/** ENLIST_CORPUS, else the shared corpus beside the repository, else the copy in test/fixtures. */
+export const CORPUS_DIR = process.env.ENLIST_CORPUS || (existsSync(SHARED) ? SHARED : VENDORED)
+export const SHARED_CORPUS = existsSync(SHARED) ? SHARED : undefined
 
 export interface CorpusEntry {
   file: string

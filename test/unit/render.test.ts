@@ -3,7 +3,9 @@
 import t from 'tap'
 import { parseAllDocuments } from 'yaml'
 import { renderDocuments, type RenderOptions } from '../../src/render/render.js'
-import { corpus, lostValues, missingItems, templateOf } from '../helpers/corpus.js'
+import { readdirSync, readFileSync } from 'node:fs'
+import { join } from 'node:path'
+import { corpus, lostValues, missingItems, SHARED_CORPUS, templateOf, VENDORED } from '../helpers/corpus.js'
 import { makePolicy } from '../helpers/fixtures.js'
 
 const enabled: RenderOptions = {
@@ -15,6 +17,12 @@ const enabled: RenderOptions = {
 
 const entries = corpus()
 t.ok(entries.length >= 100, `${entries.length} corpus files`)
+
+t.test('the vendored corpus is the shared one', { skip: SHARED_CORPUS ? false : 'no shared corpus beside the repository' }, async (t) => {
+  const list = (d: string) => readdirSync(d).filter((f) => /\.ya?ml$/.test(f)).sort()
+  t.same(list(VENDORED), list(SHARED_CORPUS!))
+  for (const f of list(SHARED_CORPUS!)) t.equal(readFileSync(join(VENDORED, f), 'utf8'), readFileSync(join(SHARED_CORPUS!, f), 'utf8'), f)
+})
 
 for (const e of entries) {
   t.test(`corpus ${e.file} (${e.object.kind})`, async (t) => {
