@@ -42,7 +42,7 @@ demo: build ## start a local control plane with enlist, and show it inject and r
 	scripts/demo.sh
 
 bench: build ## measure admission throughput and latency against the baseline
-	node bench/run.mjs
+	npx --no-install tsx bench/run.ts
 
 certs: build ## make a CA and serving certificate in certs/, and the Secret and caBundle for manifests/overlays/certs
 	node dist/cli/main.js certs
