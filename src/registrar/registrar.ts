@@ -7,7 +7,7 @@
 
 import { readFile } from 'node:fs/promises'
 import https from 'node:https'
-import { Backoff, sleep } from '../lib/backoff.js'
+import { Backoff, type BackoffOptions, sleep } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
 
 export const EXIT_REGISTERED = 0
@@ -24,7 +24,7 @@ export interface RegistrarOptions {
   /** Longest a single request waits server-side for dependencies. */
   pollMs?: number
   log: (fields: Record<string, unknown>) => void
-  backoff?: { initialMs: number; maxMs: number }
+  backoff?: BackoffOptions
 }
 
 interface Answer {

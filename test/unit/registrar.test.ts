@@ -79,11 +79,13 @@ t.test('gives up at the timeout, saying why', async (t) => {
   t.teardown(s.close)
   const logs: Array<Record<string, unknown>> = []
   const started = Date.now()
-  const code = await register({ url: s.url, ca: s.ca, tokenFile: s.tokenFile, timeoutMs: 1500, log: (l) => logs.push(l), backoff: { initialMs: 50, maxMs: 200 } })
+  // without jitter, so the pacing is exact: 50, 100, then 200 ms between attempts
+  const code = await register({ url: s.url, ca: s.ca, tokenFile: s.tokenFile, timeoutMs: 1500, log: (l) => logs.push(l), backoff: { initialMs: 50, maxMs: 200, jitter: false } })
   t.equal(code, EXIT_TIMED_OUT)
   t.ok(Date.now() - started < 4000)
   t.match(logs.at(-1), { level: 'error', msg: /^gave up after \ds: dependencies not ready: shop\/db \(Service not found\)$/ })
-  t.ok(s.seen.length < 20, `${s.seen.length} requests: paced, not a busy loop`)
+  t.same(logs.slice(0, 4).map((l) => l.retryInMs), [50, 100, 200, 200], 'capped exponential backoff')
+  t.ok(s.seen.length >= 5 && s.seen.length <= 10, `${s.seen.length} requests in 1.5 s: paced, not a busy loop`)
 })
 
 t.test('an unreachable server and an unverifiable certificate are retried until the deadline', async (t) => {
