@@ -1,6 +1,10 @@
-// One pino logger per process. Writes are asynchronous and batched (a syscall per 4 KiB,
-// not per line) to keep logging off the admission hot path; a timer flushes quiet
-// periods within 250 ms, and flush() runs before exit so no line is lost.
+// One pino logger per process. Lines are batched (a syscall per 4 KiB, not per line) to
+// keep logging off the admission hot path; a timer flushes quiet periods within 250 ms,
+// and flush() runs before exit so no line is lost.
+//
+// The batches are written synchronously, as klog does: an asynchronous write goes through
+// libuv's thread pool, and on one core the hand-offs cost about 20 µs per admission with
+// stdout a pipe (bench/, docs/benchmarks.md), more than enlist's own work on the fast path.
 
 import pino, { type Logger } from 'pino'
 
@@ -11,13 +15,26 @@ export function createLogger(level = process.env.ENLIST_LOG_LEVEL ?? 'info', des
     {
       level,
       base: { pid: process.pid },
-      timestamp: pino.stdTimeFunctions.isoTime,
+      timestamp: isoTime,
       formatters: { level: (label) => ({ level: label }) },
     },
-    pino.destination({ dest, sync: false, minLength: 4096 }),
+    pino.destination({ dest, sync: true, minLength: 4096 }),
   )
   setInterval(() => logger.flush(), 250).unref()
   return logger
+}
+
+// pino's isoTime formats a new Date for every line; under load several lines share each
+// millisecond, and the formatting was a visible share of a logged admission.
+let lastMs = -1
+let lastTime = ''
+export function isoTime(): string {
+  const now = Date.now()
+  if (now !== lastMs) {
+    lastMs = now
+    lastTime = `,"time":"${new Date(now).toISOString()}"`
+  }
+  return lastTime
 }
 
 export function silentLogger(): Logger {
