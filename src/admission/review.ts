@@ -2,6 +2,7 @@
 // function of (request, policy, facts). The server is a thin shell around it.
 
 import type { V1Pod } from '@kubernetes/client-node'
+import { utf8ToBase64 } from '../lib/base64.js'
 import { EnlistError } from '../lib/errors.js'
 import { STATUS_ANNOTATION } from '../names.js'
 import type { CompiledPolicy } from '../policy/policy.js'
@@ -144,7 +145,7 @@ export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: 
         uid: request.uid,
         allowed: true,
         patchType: 'JSONPatch',
-        patch: Buffer.from(injection.patch).toString('base64'),
+        patch: utf8ToBase64(injection.patch),
       },
       warnings,
     ),
