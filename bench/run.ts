@@ -1,12 +1,14 @@
 // make bench: enlist's admission throughput and latency against the physical limit for
 // this stack (bench/baseline.mjs), per fixture, on a real control plane with 5000
-// namespaces in enlist's cache; then 500 pods through the apiserver, read from the
-// apiserver's own webhook latency metric. Prints tables, writes bench/results/*.json.
+// namespaces in enlist's cache, beside the baseline's work inside fastify
+// (bench/fastify-floor.mjs), which tells the framework's cost from enlist's own; then 500
+// pods through the apiserver, read from the apiserver's own webhook latency metric.
+// Prints tables, writes bench/results/*.json.
 //
 // Each server is pinned to core 0 and every load generator to core 1 (taskset).
-// Closed-loop maximum: wrk, 16 keep-alive connections, no pipelining; both servers are
+// Closed-loop maximum: wrk, 16 keep-alive connections, no pipelining; every server is
 // warmed up (the JIT needs seconds), then measured in alternating rounds and the median
-// taken, so that drift in the machine's speed hits both alike.
+// taken, so that drift in the machine's speed hits all of them alike.
 // Latency: bench/open-loop.mjs at half of enlist's maximum, 16 connections, timed from
 // each request's scheduled send.
 //   npx tsx bench/run.ts [--quick] [--fixtures=typical,not-opted-in] [--log-level=warn] [--no-e2e]
@@ -145,6 +147,8 @@ interface Row {
   bytes: number
   enlist: Measured
   baseline: Measured
+  /** bench/fastify-floor.mjs: the baseline's work inside fastify (throughput and CPU only). */
+  fastify: Pick<Measured, 'rps' | 'cpuUs'>
   /** enlist's throughput as a share of the baseline's. */
   ratio: number
   /** the baseline's CPU per request as a share of enlist's: the same, without the VM's noise. */
@@ -194,13 +198,26 @@ async function main(): Promise<void> {
     baseline.stderr!.resume()
     await new Promise<void>((r) => baseline.stdout!.once('data', () => r()))
     const baseUrl = `https://127.0.0.1:${basePort}`
+    const floorPort = await freePort()
+    const floor = pinned(0, process.execPath, [join(BENCH, 'fastify-floor.mjs'), pki.certFile, pki.keyFile, String(floorPort)])
+    children.push(floor)
+    floor.stderr!.resume()
+    await new Promise<void>((r) => floor.stdout!.once('data', () => r()))
+    const floorUrl = `https://127.0.0.1:${floorPort}`
 
     // Idle means settled: startup garbage (the namespace list pages) goes with the first
     // major collection, 10-20 s after start. Both figures are reported.
     const atStart = rssMb(nodePid(enlist))
-    await new Promise((r) => setTimeout(r, quick ? 5000 : 30_000))
-    const idleRss = { enlist: rssMb(nodePid(enlist)), enlistAtStart: atStart, baseline: rssMb(nodePid(baseline)) }
-    log(`RSS: enlist ${idleRss.enlist.toFixed(1)} MB idle (${atStart.toFixed(1)} MB just after start) with ${NAMESPACES} namespaces cached; baseline ${idleRss.baseline.toFixed(1)} MB`)
+    const baselineIdle = rssMb(nodePid(baseline)) // before its warm-up below
+    // Meanwhile the JIT warms the two reference servers on every fixture (enlist, left
+    // idle, is warmed before each fixture instead).
+    const settleUntil = Date.now() + (quick ? 5000 : 30_000)
+    for (const fixture of FIXTURES) {
+      for (const url of [baseUrl, floorUrl]) await wrk(`${url}/mutate`, join(BENCH, 'fixtures', `${fixture}.json`), Math.min(WARMUP_S, 3))
+    }
+    await new Promise((r) => setTimeout(r, Math.max(0, settleUntil - Date.now())))
+    const idleRss = { enlist: rssMb(nodePid(enlist)), enlistAtStart: atStart, baseline: baselineIdle }
+    log(`RSS: enlist ${idleRss.enlist.toFixed(1)} MB idle (${atStart.toFixed(1)} MB just after start) with ${NAMESPACES} namespaces cached; baseline ${idleRss.baseline.toFixed(1)} MB at start`)
 
     // --- per fixture -------------------------------------------------------------------
     const rows: Row[] = []
@@ -211,11 +228,11 @@ async function main(): Promise<void> {
       const bytes = Buffer.byteLength(JSON.stringify(JSON.parse(readFileSync(file, 'utf8'))))
       log(`${fixture} (${(bytes / 1024).toFixed(1)} KiB)`)
       const result: Partial<Row> = { fixture, bytes }
-      const servers = [['enlist', enlistUrl], ['baseline', baseUrl]] as const
-      for (const [, url] of servers) await wrk(`${url}/mutate`, file, WARMUP_S)
-      const samples: Record<string, number[]> = { enlist: [], baseline: [] }
-      const cpu: Record<string, number[]> = { enlist: [], baseline: [] }
-      const pids: Record<string, number> = { enlist: nodePid(enlist), baseline: nodePid(baseline) }
+      const servers = [['enlist', enlistUrl], ['baseline', baseUrl], ['fastify', floorUrl]] as const
+      for (const [name, url] of servers) await wrk(`${url}/mutate`, file, name === 'enlist' ? WARMUP_S : 1)
+      const samples: Record<string, number[]> = { enlist: [], baseline: [], fastify: [] }
+      const cpu: Record<string, number[]> = { enlist: [], baseline: [], fastify: [] }
+      const pids: Record<string, number> = { enlist: nodePid(enlist), baseline: nodePid(baseline), fastify: nodePid(floor) }
       for (let round = 0; round < ROUNDS; round++) {
         for (const [name, url] of servers) {
           const before = cpuSeconds(pids[name]!)
@@ -226,8 +243,10 @@ async function main(): Promise<void> {
       }
       const median = (xs: number[]) => [...xs].sort((a, b) => a - b)[Math.floor(xs.length / 2)]!
       for (const [name] of servers) {
-        result[name] = { rps: median(samples[name]!), cpuUs: median(cpu[name]!), p50: NaN, p99: NaN, p999: NaN }
-        log(`  ${name.padEnd(8)} max ${result[name]!.rps.toFixed(0)} req/s, ${result[name]!.cpuUs.toFixed(0)} µs CPU/request (rounds: ${samples[name]!.map((x) => x.toFixed(0)).join(', ')})`)
+        const m = { rps: median(samples[name]!), cpuUs: median(cpu[name]!) }
+        if (name === 'fastify') result.fastify = m
+        else result[name] = { ...m, p50: NaN, p99: NaN, p999: NaN }
+        log(`  ${name.padEnd(8)} max ${m.rps.toFixed(0)} req/s, ${m.cpuUs.toFixed(0)} µs CPU/request (rounds: ${samples[name]!.map((x) => x.toFixed(0)).join(', ')})`)
       }
       const rate = result.enlist!.rps / 2
       for (const [name, url] of [['enlist', enlistUrl], ['baseline', baseUrl]] as const) {
@@ -347,6 +366,15 @@ function printReport(r: { machine: { cpus: number; model?: string }; rss: { idle
   for (const x of r.fixtures) {
     out.push(
       `| ${x.fixture} | ${(x.bytes / 1024).toFixed(1)} KiB | ${f(x.enlist.rps, 0)} | ${f(x.baseline.rps, 0)} | ${f(x.ratio * 100, 0)}% | ${f(x.enlist.cpuUs, 0)} / ${f(x.baseline.cpuUs, 0)} | ${f(x.cpuRatio * 100, 0)}% | ${f(x.rate, 0)} | ${f(x.enlist.p50)} / ${f(x.enlist.p99)} / ${f(x.enlist.p999)} | ${f(x.baseline.p50)} / ${f(x.baseline.p99)} / ${f(x.baseline.p999)} |`,
+    )
+  }
+  // Where the distance to the baseline goes: the framework (the fastify floor over the
+  // baseline) and enlist's own work (enlist over the floor), in CPU per request.
+  out.push("\n| fixture | baseline CPU µs/req | fastify floor CPU µs/req (share of baseline) | enlist CPU µs/req | framework's cost µs | enlist's own work µs |")
+  out.push('| --- | ---: | ---: | ---: | ---: | ---: |')
+  for (const x of r.fixtures) {
+    out.push(
+      `| ${x.fixture} | ${f(x.baseline.cpuUs, 0)} | ${f(x.fastify.cpuUs, 0)} (${f((x.baseline.cpuUs / x.fastify.cpuUs) * 100, 0)}%) | ${f(x.enlist.cpuUs, 0)} | ${f(x.fastify.cpuUs - x.baseline.cpuUs, 0)} | ${f(x.enlist.cpuUs - x.fastify.cpuUs, 0)} |`,
     )
   }
   out.push(`\nRSS with the namespaces cached: ${f(r.rss.idleMb, 1)} MB idle (${f(r.rss.atStartMb, 1)} MB just after start), ${f(r.rss.underLoadMb, 1)} MB max under load`)
