@@ -192,18 +192,17 @@ async function main(): Promise<void> {
     await waitFor('enlist ready', async () => (await request(`${enlistUrl}/readyz`, { ca: pki.ca.cert })).status === 200, 60_000, 200)
     // every namespace in the cache (the system ones, enlist-system, shop and plain besides)
     await waitFor('the namespace cache to hold every namespace', async () => new RegExp(`enlist_namespace_cache_namespaces ${NAMESPACES + 7}\\b`).test((await request(`${enlistUrl}/metrics`, { ca: pki.ca.cert })).body), 30_000, 200)
-    const basePort = await freePort()
-    const baseline = pinned(0, process.execPath, [join(BENCH, 'baseline.mjs'), pki.certFile, pki.keyFile, String(basePort)])
-    children.push(baseline)
-    baseline.stderr!.resume()
-    await new Promise<void>((r) => baseline.stdout!.once('data', () => r()))
-    const baseUrl = `https://127.0.0.1:${basePort}`
-    const floorPort = await freePort()
-    const floor = pinned(0, process.execPath, [join(BENCH, 'fastify-floor.mjs'), pki.certFile, pki.keyFile, String(floorPort)])
-    children.push(floor)
-    floor.stderr!.resume()
-    await new Promise<void>((r) => floor.stdout!.once('data', () => r()))
-    const floorUrl = `https://127.0.0.1:${floorPort}`
+    // the two reference servers: started alike, pinned with enlist, ready when they say so
+    const startReference = async (script: string) => {
+      const port = await freePort()
+      const child = pinned(0, process.execPath, [join(BENCH, script), pki.certFile, pki.keyFile, String(port)])
+      children.push(child)
+      child.stderr!.resume()
+      await new Promise<void>((r) => child.stdout!.once('data', () => r()))
+      return { child, port, url: `https://127.0.0.1:${port}` }
+    }
+    const { child: baseline, port: basePort, url: baseUrl } = await startReference('baseline.mjs')
+    const { child: floor, url: floorUrl } = await startReference('fastify-floor.mjs')
 
     // Idle means settled: startup garbage (the namespace list pages) goes with the first
     // major collection, 10-20 s after start. Both figures are reported.
