@@ -28,19 +28,24 @@ export interface ServerOptions {
 // an idle connection and never finds one reset under it.
 export const KEEP_ALIVE_TIMEOUT_MS = 120_000
 
-export async function buildServer(opts: ServerOptions) {
-  const { certificate, log, metrics } = opts
-  const app = Fastify({
-    https: { cert: certificate.current.cert, key: certificate.current.key, minVersion: 'TLSv1.2' },
+/** fastify's options for enlist's server (bench/fastify-floor.mjs measures with them too). */
+export function fastifyOptions(tls: { cert: string; key: string }, bodyLimit: number) {
+  return {
+    https: { cert: tls.cert, key: tls.key, minVersion: 'TLSv1.2' as const },
     // No loggerInstance: fastify would make a child logger per request. enlist logs what
-    // it decides itself, and the error handler below logs failures.
+    // it decides itself, and buildServer's error handler logs failures.
     logger: false,
-    bodyLimit: opts.bodyLimit,
+    bodyLimit,
     keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS,
     requestTimeout: 60_000,
-    forceCloseConnections: 'idle',
+    forceCloseConnections: 'idle' as const,
     return503OnClosing: true,
-  })
+  }
+}
+
+export async function buildServer(opts: ServerOptions) {
+  const { certificate, log, metrics } = opts
+  const app = Fastify(fastifyOptions(certificate.current, opts.bodyLimit))
 
   certificate.onChange((c) => {
     ;(app.server as unknown as HttpsServer).setSecureContext({ cert: c.cert, key: c.key, minVersion: 'TLSv1.2' })
