@@ -100,12 +100,21 @@ export async function issueServing(o: ServingOptions): Promise<IssuedCertificate
   return finish(cert, keys.privateKey)
 }
 
+/**
+ * 126 random bits as the content of a DER INTEGER: positive (high bit clear) and minimal
+ * (first byte not zero). A zero first byte before one below 0x80 is padding that DER
+ * forbids, and OpenSSL rejects such a certificate ("illegal padding"): one in 256 would be.
+ */
+export function randomSerial(): Buffer {
+  const serial = randomBytes(16)
+  serial[0] = 0x40 | (serial[0]! & 0x3f)
+  return serial
+}
+
 async function base(subject: string, issuer: string, validityMs: number, backdateMs = 5 * 60_000, publicKey: webcrypto.CryptoKey): Promise<pkijs.Certificate> {
   const cert = new pkijs.Certificate()
   cert.version = 2
-  const serial = randomBytes(16)
-  serial[0]! &= 0x7f // positive
-  cert.serialNumber = new asn1js.Integer({ valueHex: serial })
+  cert.serialNumber = new asn1js.Integer({ valueHex: randomSerial() })
   cert.subject.typesAndValues.push(new pkijs.AttributeTypeAndValue({ type: OID.commonName, value: new asn1js.Utf8String({ value: subject }) }))
   cert.issuer.typesAndValues.push(new pkijs.AttributeTypeAndValue({ type: OID.commonName, value: new asn1js.Utf8String({ value: issuer }) }))
   const now = Date.now()

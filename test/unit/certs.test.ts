@@ -4,7 +4,7 @@ import { X509Certificate } from 'node:crypto'
 import tls from 'node:tls'
 import { type CertPolicy, type CertState, planCertificates, renewAt, splitPem } from '../../src/certs/plan.js'
 import { stateOf } from '../../src/certs/self-managed.js'
-import { createCA, issueServing } from '../../src/certs/x509.js'
+import { createCA, issueServing, randomSerial } from '../../src/certs/x509.js'
 
 const HOUR = 3600_000
 const policy: CertPolicy = {
@@ -14,6 +14,22 @@ const policy: CertPolicy = {
   dnsNames: ['enlist.enlist-system.svc', 'enlist'],
   ipAddresses: ['127.0.0.1'],
 }
+
+t.test('x509: serials are positive, minimal DER integers, every time', async (t) => {
+  // a zero first byte followed by one below 0x80 is padding DER forbids: OpenSSL then
+  // refuses the whole certificate, so no draw may produce it
+  let bad = 0
+  const firsts = new Set<number>()
+  for (let i = 0; i < 20_000; i++) {
+    const s = randomSerial()
+    if (s.length !== 16 || s[0]! === 0 || s[0]! >= 0x80) bad++
+    firsts.add(s[0]!)
+  }
+  t.equal(bad, 0, 'no zero or negative first byte in 20000 draws')
+  t.ok(firsts.size > 32, 'and still random in the first byte')
+  const ca = await createCA({ commonName: 'serial-ca', validityMs: HOUR })
+  t.match(new X509Certificate(ca.cert).serialNumber, /^[4-7][0-9A-F]{31}$/, 'a certificate carries all 16 bytes')
+})
 
 t.test('x509: a CA and a serving certificate Go and Node both accept', async (t) => {
   const ca = await createCA({ commonName: 'enlist-ca', validityMs: HOUR })
