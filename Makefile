@@ -2,6 +2,14 @@
 SHELL := /usr/bin/env bash
 .DEFAULT_GOAL := help
 
+# Node.js 24 LTS first on PATH for every recipe (hack/node.sh installs it when the machine's
+# node is older), so npm, tsc, tap and enlist itself all run on it.
+NODE_BIN := $(shell hack/node.sh)
+ifeq ($(NODE_BIN),)
+$(error hack/node.sh found or installed no Node.js 24; see its messages above)
+endif
+export PATH := $(NODE_BIN):$(PATH)
+
 VERSION := $(shell node -p "require('./package.json').version" 2>/dev/null || echo 0.0.0)
 IMAGE   ?= enlist:$(VERSION)
 

@@ -21,7 +21,7 @@ die() { say "error: $*"; exit 1; }
 
 CACHE_ROOT=${ENLIST_ASSETS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/enlist/control-plane}
 DEST="$CACHE_ROOT/v$K8S_VERSION"
-BINS=(etcd kube-apiserver kube-controller-manager kubectl)
+BINS=(etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet)
 
 complete() { local b; for b in "${BINS[@]}"; do [[ -x "$DEST/$b" ]] || return 1; done; }
 
@@ -110,13 +110,13 @@ mkdir -p home
   cd src
   export HOME="$WORK/home" CGO_ENABLED=0 KUBE_GIT_VERSION="v$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
   # make prints one line per package group; keep it visible as progress
-  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl" 2>&1 | sed 's/^/[control-plane]   /' >&2
+  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl cmd/kube-scheduler cmd/kubelet" 2>&1 | sed 's/^/[control-plane]   /' >&2
   exit "${PIPESTATUS[0]}"
 )
 
 stage="$WORK/out"
 mkdir -p "$stage"
-for b in kube-apiserver kube-controller-manager kubectl; do
+for b in kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet; do
   cp "src/_output/bin/$b" "$stage/$b" 2>/dev/null || cp "src/_output/local/go/bin/$b" "$stage/$b" || die "build produced no $b"
 done
 cp /usr/bin/etcd "$stage/etcd"
