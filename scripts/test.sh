@@ -4,8 +4,14 @@
 set -uo pipefail
 cd "$(dirname "$0")/.."
 
-# The control plane for end-to-end tests: KUBEBUILDER_ASSETS if set, else built once per machine.
+# The Debian packages the end-to-end tests run (brokers, registries, the node's runtime), and
+# the control plane: KUBEBUILDER_ASSETS if set, else built once per machine.
 if [ -z "${ENLIST_NO_CONTROL_PLANE:-}" ]; then
+  if ! hack/test-packages.sh; then
+    echo "could not install the packages the tests need; see the messages above" >&2
+    echo "tests: 0 passed, 1 failed"
+    exit 1
+  fi
   if ! ENLIST_ASSETS=$(hack/control-plane-assets.sh); then
     echo "could not get a control plane; see the messages above" >&2
     echo "tests: 0 passed, 1 failed"

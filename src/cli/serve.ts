@@ -13,6 +13,7 @@ import { loadCredentials } from '../kube/credentials.js'
 import { EventRecorder } from '../kube/events.js'
 import { NamespaceCache } from '../kube/namespaces.js'
 import { ManagedPods } from '../kube/pods.js'
+import { SecretReader } from '../kube/secrets.js'
 import { Backoff, sleep } from '../lib/backoff.js'
 import { errorMessage, OptionError } from '../lib/errors.js'
 import { isDns1123Label, isDns1123Subdomain } from '../lib/validation.js'
@@ -189,8 +190,10 @@ export async function serve(argv: readonly string[]): Promise<void> {
   // --- registration: caches and the API on every replica -----------------------
   const pods = new ManagedPods(client, log)
   const dependencies = new DependencyCache(client, log)
-  const registry = new Registry(client, pods, installNamespace, metrics, log)
-  policy.onChange((p) => registry.configure(p.spec))
+  const registry = new Registry(client, pods, new SecretReader(client, installNamespace), metrics, log)
+  policy.onChange((p) => void registry.configure(p.spec))
+  manager.add({ name: 'registry', start: () => undefined, stop: () => registry.close() })
+  readiness.addReport(() => registry.health().map((h) => ({ check: `backend ${h.backend}`, reason: h.reason })))
   const events = new EventRecorder(client, log, identity)
   const registration = new RegistrationService({
     client,

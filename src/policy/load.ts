@@ -1,18 +1,20 @@
 // Text -> validated, defaulted, compiled policy. Pure: the watchers in source.ts feed it.
 
-import { createHash, X509Certificate } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { ErrorObject } from 'ajv'
 import { parseDocument } from 'yaml'
 import { type FieldError, PolicyError } from '../lib/errors.js'
 import { compileAny, type LabelSelector } from '../lib/selector.js'
-import { isDns1123Label, isDns1123Subdomain, isLabelValue, isQualifiedName } from '../lib/validation.js'
+import { isDns1123Label, isLabelValue, isQualifiedName } from '../lib/validation.js'
 import {
   BUILTIN_EXCLUDED_NAMESPACES,
   type CompiledPolicy,
   type ContainerFilter,
   type PolicySpec,
 } from './policy.js'
+import { backendErrors } from './backends/index.js'
+import { pemError, urlError } from './backends/checks.js'
 import { policySchema } from './schema.js'
 
 interface Validator {
@@ -198,16 +200,8 @@ function semanticErrors(p: PolicySpec): FieldError[] {
     if (!isDns1123Label(b.name)) add(`${at}/name`, `"${b.name}" must be a DNS-1123 label (lowercase letters, digits, '-')`)
     if (names.has(b.name)) add(`${at}/name`, `duplicate backend name "${b.name}"`)
     names.add(b.name)
-    if (b.type === 'kubernetes') {
-      if (++kubernetesBackends > 1) add(`${at}/type`, 'at most one backend of type kubernetes')
-      return
-    }
-    urlError(b.url, ['https:', 'http:'], `${at}/url`, add)
-    pemError(b.caBundle, `${at}/caBundle`, add)
-    if (b.headersFromSecret !== '' && !isDns1123Subdomain(b.headersFromSecret)) {
-      add(`${at}/headersFromSecret`, `"${b.headersFromSecret}" is not a valid Secret name`)
-    }
-    if (b.retry.maxDelayMs < b.retry.initialDelayMs) add(`${at}/retry/maxDelayMs`, 'must be >= initialDelayMs')
+    if (b.type === 'kubernetes' && ++kubernetesBackends > 1) add(`${at}/type`, 'at most one backend of type kubernetes')
+    backendErrors(b, at, add)
   })
   return errs
 }
@@ -232,32 +226,4 @@ function containerNameErrors(list: string[], at: string, add: (p: string, m: str
   list.forEach((c, i) => {
     if (c !== '*' && !isDns1123Label(c)) add(`${at}/${i}`, `"${c}" is neither "*" nor a container name`)
   })
-}
-
-function urlError(value: string, protocols: string[], at: string, add: (p: string, m: string) => void): void {
-  let u: URL
-  try {
-    u = new URL(value)
-  } catch {
-    add(at, `"${value}" is not a URL`)
-    return
-  }
-  if (!protocols.includes(u.protocol)) add(at, `"${value}" must use ${protocols.map((p) => p.slice(0, -1)).join(' or ')}`)
-}
-
-function pemError(pem: string, at: string, add: (p: string, m: string) => void): void {
-  if (pem === '') return
-  const blocks = pem.match(/-----BEGIN CERTIFICATE-----[\s\S]+?-----END CERTIFICATE-----/g)
-  if (!blocks) {
-    add(at, 'must be PEM certificates (-----BEGIN CERTIFICATE-----)')
-    return
-  }
-  for (const b of blocks) {
-    try {
-      new X509Certificate(b)
-    } catch {
-      add(at, 'holds a PEM block that is not a valid X.509 certificate')
-      return
-    }
-  }
 }

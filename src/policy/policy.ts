@@ -3,28 +3,14 @@
 
 import type { V1ResourceRequirements } from '@kubernetes/client-node'
 import type { LabelMatcher, LabelSelector } from '../lib/selector.js'
+import type { BackendSpec } from './backends/index.js'
 import type { DOWNWARD_API_VARIABLES, TENANT_OVERRIDES } from './schema.js'
 
 export type DownwardApiVariable = (typeof DOWNWARD_API_VARIABLES)[number]
 export type TenantOverride = (typeof TENANT_OVERRIDES)[number]
 export type PreStopMode = 'auto' | 'sleep' | 'exec' | 'none'
 
-export interface KubernetesBackendSpec {
-  name: string
-  type: 'kubernetes'
-}
-
-export interface HttpBackendSpec {
-  name: string
-  type: 'http'
-  url: string
-  timeoutSeconds: number
-  caBundle: string
-  headersFromSecret: string
-  retry: { initialDelayMs: number; maxDelayMs: number }
-}
-
-export type BackendSpec = KubernetesBackendSpec | HttpBackendSpec
+export type { BackendSpec, HttpBackendSpec, KubernetesBackendSpec } from './backends/index.js'
 
 export interface PolicySpec {
   apiVersion: 'enlist.io/v1alpha1'

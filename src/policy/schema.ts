@@ -1,6 +1,9 @@
 // The policy's JSON Schema. It is the single source of defaults: ajv fills them in
 // (useDefaults), so a policy of two lines is complete once validated.
-// `enlist policy schema` prints it; docs/policy.md describes every field.
+// `enlist policy schema` prints it; docs/policy.md describes every field. Each registry
+// backend type brings its own part (src/policy/backends/).
+
+import { backendItemSchema } from './backends/index.js'
 
 export const DOWNWARD_API_VARIABLES = [
   'POD_NAME',
@@ -57,39 +60,6 @@ const containerNames = {
   type: 'array',
   items: { type: 'string', minLength: 1 },
   uniqueItems: true,
-} as const
-
-const kubernetesBackend = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['name', 'type'],
-  properties: {
-    name: { type: 'string', minLength: 1, maxLength: 63 },
-    type: { const: 'kubernetes' },
-  },
-} as const
-
-const httpBackend = {
-  type: 'object',
-  additionalProperties: false,
-  required: ['name', 'type', 'url'],
-  properties: {
-    name: { type: 'string', minLength: 1, maxLength: 63 },
-    type: { const: 'http' },
-    url: { type: 'string', minLength: 1 },
-    timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 60, default: 5 },
-    caBundle: { type: 'string', default: '' },
-    headersFromSecret: { type: 'string', default: '' },
-    retry: {
-      type: 'object',
-      additionalProperties: false,
-      default: {},
-      properties: {
-        initialDelayMs: { type: 'integer', minimum: 10, maximum: 60000, default: 200 },
-        maxDelayMs: { type: 'integer', minimum: 100, maximum: 600000, default: 30000 },
-      },
-    },
-  },
 } as const
 
 export const policySchema = {
@@ -201,15 +171,7 @@ export const policySchema = {
         backends: {
           type: 'array',
           minItems: 1,
-          items: {
-            type: 'object',
-            required: ['type'],
-            properties: { type: { enum: ['kubernetes', 'http'] } },
-            // nested so that an unknown type reports only the enum error above
-            if: { properties: { type: { const: 'http' } } },
-            then: httpBackend,
-            else: { if: { properties: { type: { const: 'kubernetes' } } }, then: kubernetesBackend },
-          },
+          items: backendItemSchema(),
           default: [{ name: 'kubernetes', type: 'kubernetes' }],
         },
         reconcileIntervalSeconds: { type: 'integer', minimum: 5, maximum: 86400, default: 60 },

@@ -6,11 +6,16 @@ import type { EntryRef, RegistryRecord } from './record.js'
 
 export interface Backend {
   readonly name: string
-  readonly type: 'kubernetes' | 'http'
+  readonly type: string
   register(record: RegistryRecord): Promise<void>
   deregister(ref: EntryRef): Promise<void>
   /** Every entry this backend holds for this cluster (the reconciler removes strays). */
   list(): Promise<EntryRef[]>
+  /** Why the backend cannot serve now (unreachable, misconfigured), or undefined. Reported
+   *  in /readyz?verbose and metrics; it never gates admission. */
+  health?(): string | undefined
+  /** Releases connections; called when the policy replaces the backend, and at exit. */
+  close?(): Promise<void> | void
 }
 
 export type BackendOp = 'register' | 'deregister' | 'list'

@@ -3,32 +3,19 @@
 
 import http from 'node:http'
 import https from 'node:https'
-import type { V1Secret } from '@kubernetes/client-node'
-import { type KubeClient, KubeApiError } from '../kube/client.js'
+import { SecretError, type SecretReader } from '../kube/secrets.js'
 import type { HttpBackendSpec } from '../policy/policy.js'
 import { type Backend, BackendError, type BackendOp } from './backend.js'
 import type { EntryRef, RegistryRecord } from './record.js'
 
 export type HeaderSource = () => Promise<Record<string, string>>
 
-/** Headers from a Secret in enlist's namespace: each key a header name. Cached briefly. */
-export function secretHeaders(client: KubeClient, namespace: string, name: string, ttlMs = 30_000): HeaderSource {
-  let cached: { at: number; headers: Record<string, string> } | undefined
+/** Headers from a Secret in enlist's namespace: each key a header name. */
+export function secretHeaders(secrets: SecretReader, name: string): HeaderSource {
+  if (name === '') return async () => ({})
   return async () => {
-    if (cached && Date.now() - cached.at < ttlMs) return cached.headers
-    let secret: V1Secret
-    try {
-      secret = await client.get<V1Secret>(`/api/v1/namespaces/${namespace}/secrets/${encodeURIComponent(name)}`)
-    } catch (err) {
-      if (err instanceof KubeApiError && (err.notFound || err.status === 403)) {
-        throw new Error(`cannot read Secret ${namespace}/${name} for backend headers (${err.status === 403 ? 'forbidden: add it to the Role' : 'not found'})`)
-      }
-      throw err
-    }
     const headers: Record<string, string> = {}
-    for (const [k, v] of Object.entries(secret.data ?? {})) headers[k] = Buffer.from(v, 'base64').toString('utf8').trim()
-    for (const [k, v] of Object.entries(secret.stringData ?? {})) headers[k] = v.trim()
-    cached = { at: Date.now(), headers }
+    for (const [k, v] of Object.entries(await secrets.read(name))) headers[k] = v.trim()
     return headers
   }
 }
@@ -90,9 +77,9 @@ export class HttpBackend implements Backend {
   private async send(op: BackendOp, method: string, path: string, body?: string): Promise<{ status: number; body: string }> {
     let extra: Record<string, string>
     try {
-      extra = this.spec.headersFromSecret ? await this.headers() : {}
+      extra = await this.headers()
     } catch (err) {
-      throw new BackendError(this.name, op, (err as Error).message, true, { cause: err })
+      throw new BackendError(this.name, op, (err as Error).message, !(err instanceof SecretError) || err.retryable, { cause: err })
     }
     const url = new URL(path, this.base)
     if (path === '') url.pathname = this.base.pathname.replace(/\/$/, '') || '/'

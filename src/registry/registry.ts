@@ -3,14 +3,15 @@
 
 import type { Logger } from 'pino'
 import type { KubeClient } from '../kube/client.js'
+import type { SecretReader } from '../kube/secrets.js'
 import { Backoff, sleep } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
 import { canonicalJson } from '../policy/load.js'
 import type { PolicySpec } from '../policy/policy.js'
 import { type Backend, BackendError, type BackendOp } from './backend.js'
-import { HttpBackend, secretHeaders } from './http.js'
-import { KubernetesBackend, type PodLookup } from './kubernetes.js'
+import { createBackend } from './catalogue.js'
+import type { PodLookup } from './kubernetes.js'
 import type { EntryRef, RegistryRecord } from './record.js'
 
 export class RegistryError extends BackendError {
@@ -32,28 +33,62 @@ export class Registry {
   private current: Backend[] = []
   private spec = ''
   private readonly retry = new Map<string, { initialMs: number; maxMs: number }>()
+  private configuring: Promise<void> = Promise.resolve()
 
   constructor(
     private readonly client: KubeClient,
     private readonly pods: PodLookup,
-    private readonly namespace: string,
+    private readonly secrets: SecretReader,
     private readonly metrics: Metrics,
     private readonly log: Logger,
   ) {}
 
-  /** Rebuilds the backends when the policy's registry or discovery settings change. */
-  configure(policy: PolicySpec): void {
+  /** Rebuilds the backends when the policy's registry or discovery settings change.
+   *  Calls are serialised; the old backends are closed once the new ones are in place. */
+  configure(policy: PolicySpec): Promise<void> {
+    this.configuring = this.configuring.then(() => this.apply(policy))
+    return this.configuring
+  }
+
+  private async apply(policy: PolicySpec): Promise<void> {
     const spec = canonicalJson({ registry: policy.registry.backends, discovery: policy.discovery })
     if (spec === this.spec) return
-    for (const b of this.current) if (b instanceof HttpBackend) b.close()
+    const ctx = { client: this.client, secrets: this.secrets, pods: this.pods, discovery: policy.discovery, metrics: this.metrics, log: this.log }
+    let next: Backend[]
+    try {
+      next = await Promise.all(policy.registry.backends.map((b) => createBackend(b, ctx)))
+    } catch (err) {
+      // The policy validated, so this is a load failure of ours: keep the backends we have.
+      this.log.error({ err: errorMessage(err) }, 'cannot set up the registry backends; keeping the previous ones')
+      return
+    }
+    const old = this.current
     this.spec = spec
     this.retry.clear()
-    this.current = policy.registry.backends.map((b) => {
-      if (b.type === 'kubernetes') return new KubernetesBackend(b.name, this.client, policy.discovery, this.pods)
-      this.retry.set(b.name, { initialMs: b.retry.initialDelayMs, maxMs: b.retry.maxDelayMs })
-      return new HttpBackend(b, secretHeaders(this.client, this.namespace, b.headersFromSecret))
-    })
-    this.log.info({ backends: this.current.map((b) => `${b.name} (${b.type})`) }, 'registry backends configured')
+    for (const b of policy.registry.backends) {
+      if ('retry' in b) this.retry.set(b.name, { initialMs: b.retry.initialDelayMs, maxMs: b.retry.maxDelayMs })
+    }
+    this.current = next
+    this.log.info({ backends: next.map((b) => `${b.name} (${b.type})`) }, 'registry backends configured')
+    await Promise.allSettled(old.map((b) => b.close?.()))
+  }
+
+  /** Closes every backend (at exit). */
+  async close(): Promise<void> {
+    await this.configuring
+    const old = this.current
+    this.current = []
+    await Promise.allSettled(old.map((b) => b.close?.()))
+  }
+
+  /** Backends that report a problem, by name. */
+  health(): Array<{ backend: string; reason: string }> {
+    const out: Array<{ backend: string; reason: string }> = []
+    for (const b of this.current) {
+      const reason = b.health?.()
+      if (reason !== undefined) out.push({ backend: b.name, reason })
+    }
+    return out
   }
 
   get backends(): readonly Backend[] {
@@ -84,6 +119,9 @@ export class Registry {
   }
 
   private async all(op: BackendOp, fn: (b: Backend) => Promise<void>, budget: RetryBudget): Promise<void> {
+    await this.configuring
+    // Before the first policy there is nowhere to write: never report that as success.
+    if (this.spec === '') throw new RegistryError([new BackendError('registry', op, 'no backends configured yet (waiting for a valid policy)')], op)
     const results = await Promise.allSettled(this.current.map((b) => this.withRetry(b, op, () => fn(b), budget)))
     const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as BackendError] : []))
     if (failures.length > 0) throw new RegistryError(failures, op)

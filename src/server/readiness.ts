@@ -3,12 +3,27 @@
 
 export type Check = () => string | undefined
 
+/** A check that reports without gating: what /readyz?verbose shows beside the gates. */
+export type Report = () => Array<{ check: string; reason: string }>
+
 export class Readiness {
   private readonly checks = new Map<string, Check>()
+  private readonly reports: Report[] = []
   private draining = false
 
   add(name: string, check: Check): void {
     this.checks.set(name, check)
+  }
+
+  /** Problems worth seeing that must not take the webhook out of service (a backend down:
+   *  admission never depends on backends). */
+  addReport(report: Report): void {
+    this.reports.push(report)
+  }
+
+  /** The non-gating problems now. */
+  warnings(): Array<{ check: string; reason: string }> {
+    return this.reports.flatMap((r) => r())
   }
 
   /** Once shutting down, never ready again: endpoints drop us before we stop serving. */

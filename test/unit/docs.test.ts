@@ -7,18 +7,30 @@ import { policySchema } from '../../src/policy/schema.js'
 
 const doc = readFileSync(new URL('../../docs/policy.md', import.meta.url), 'utf8')
 
+interface Conditional {
+  then?: unknown
+  else?: Conditional
+}
+
+/** The branches of an if/then/else chain (one per registry backend type). */
+function branches(c: Conditional | undefined): unknown[] {
+  return c?.then ? [c.then, ...branches(c.else)] : []
+}
+
 function paths(schema: unknown, prefix = ''): string[] {
-  const s = schema as { properties?: Record<string, unknown>; items?: unknown; then?: unknown }
-  const out: string[] = []
+  const s = schema as { properties?: Record<string, unknown> }
+  const out = new Set<string>()
   for (const [k, v] of Object.entries(s.properties ?? {})) {
     const p = prefix ? `${prefix}.${k}` : k
-    const child = v as { properties?: unknown; items?: { then?: unknown } }
-    if (k === 'resources') out.push(p) // a ResourceRequirements map, documented as one field
-    else if (child.properties) out.push(...paths(child, p))
-    else if (child.items && (child.items as { then?: unknown }).then) out.push(p, ...paths((child.items as { then: unknown }).then, `${p}[]`))
-    else out.push(p)
+    const child = v as { properties?: unknown; items?: Conditional }
+    if (k === 'resources') out.add(p) // a ResourceRequirements map, documented as one field
+    else if (child.properties) for (const x of paths(child, p)) out.add(x)
+    else if (child.items?.then) {
+      out.add(p)
+      for (const b of branches(child.items)) for (const x of paths(b, `${p}[]`)) out.add(x)
+    } else out.add(p)
   }
-  return out
+  return [...out]
 }
 
 t.test('every policy field is documented', async (t) => {

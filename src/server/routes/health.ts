@@ -7,8 +7,12 @@ export interface HealthOptions {
 
 export const healthRoutes: FastifyPluginAsync<HealthOptions> = async (app, { readiness }) => {
   app.get('/healthz', async (_req, reply) => reply.type('text/plain').send('ok'))
-  app.get('/readyz', async (_req, reply) => {
+  // ?verbose also lists what does not gate readiness (backends), as kube-apiserver lists its checks.
+  app.get<{ Querystring: { verbose?: string } }>('/readyz', async (req, reply) => {
     const s = readiness.status()
+    if (req.query.verbose !== undefined) {
+      return reply.code(s.ready ? 200 : 503).send({ ready: s.ready, failing: s.failing, warnings: readiness.warnings() })
+    }
     if (s.ready) return reply.type('text/plain').send('ok')
     return reply.code(503).send({ ready: false, failing: s.failing })
   })

@@ -1,0 +1,41 @@
+// Which implementation serves each backend type. Implementations load on first use, so a
+// cluster that uses only the kubernetes backend never loads a broker or registry client.
+
+import type { Logger } from 'pino'
+import type { KubeClient } from '../kube/client.js'
+import type { SecretReader } from '../kube/secrets.js'
+import type { Metrics } from '../metrics.js'
+import type { BackendSpec, BackendType } from '../policy/backends/index.js'
+import type { PolicySpec } from '../policy/policy.js'
+import type { Backend } from './backend.js'
+import type { PodLookup } from './kubernetes.js'
+
+/** What a backend may use besides its own spec. */
+export interface BackendContext {
+  client: KubeClient
+  /** Secrets in enlist's namespace (credentials, CA bundles). */
+  secrets: SecretReader
+  /** Managed pods from the cache. */
+  pods: PodLookup
+  discovery: PolicySpec['discovery']
+  metrics: Metrics
+  log: Logger
+}
+
+type Factory<S extends BackendSpec> = (spec: S, ctx: BackendContext) => Promise<Backend>
+type Factories = { [T in BackendType]: Factory<Extract<BackendSpec, { type: T }>> }
+
+const FACTORIES: Factories = {
+  kubernetes: async (spec, ctx) => {
+    const { KubernetesBackend } = await import('./kubernetes.js')
+    return new KubernetesBackend(spec.name, ctx.client, ctx.discovery, ctx.pods)
+  },
+  http: async (spec, ctx) => {
+    const { HttpBackend, secretHeaders } = await import('./http.js')
+    return new HttpBackend(spec, secretHeaders(ctx.secrets, spec.headersFromSecret))
+  },
+}
+
+export function createBackend(spec: BackendSpec, ctx: BackendContext): Promise<Backend> {
+  return (FACTORIES[spec.type] as Factory<BackendSpec>)(spec, ctx)
+}
