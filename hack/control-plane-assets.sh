@@ -66,9 +66,9 @@ apt_install() {
   for p in "$@"; do dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q 'ok installed' || missing+=("$p"); done
   ((${#missing[@]})) || return 0
   say "apt-get install ${missing[*]}"
-  "${SUDO[@]}" apt-get install -y -q "${missing[@]}" >&2 || {
-    "${SUDO[@]}" apt-get update -q >&2
-    "${SUDO[@]}" apt-get install -y -q "${missing[@]}" >&2
+  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}" >&2 || {
+    "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+    "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q "${missing[@]}" >&2
   }
 }
 
@@ -80,7 +80,7 @@ ensure_deb_src() {
   [[ -f $main ]] || die "no $main to derive a deb-src entry from; add deb-src for bookworm main yourself"
   say "adding deb-src entries ($src)"
   sed -e 's/^Types: deb$/Types: deb-src/' "$main" | "${SUDO[@]}" tee "$src" >/dev/null
-  "${SUDO[@]}" apt-get update -q >&2
+  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q >&2
 }
 
 apt_install etcd-server

@@ -38,7 +38,7 @@ if [[ ! -e $policy ]]; then
   trap '"${SUDO[@]}" rm -f "$policy"' EXIT
 fi
 say "apt-get install ${missing[*]}"
-"${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2 || {
-  "${SUDO[@]}" apt-get update -q >&2
-  "${SUDO[@]}" apt-get install -y -q --no-install-recommends "${missing[@]}" >&2
+"${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >&2 || {
+  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+  "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 install -y -q --no-install-recommends "${missing[@]}" >&2
 }
