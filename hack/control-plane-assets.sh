@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Yields a directory holding etcd, kube-apiserver, kube-controller-manager and kubectl,
+# Yields a directory holding etcd, kube-apiserver, kube-controller-manager, kubectl, and for
+# the real node kube-scheduler, kubelet and kube-proxy,
 # and prints its path as the last line of stdout. Progress goes to stderr.
 #
 #   KUBEBUILDER_ASSETS set  -> its etcd and kube-apiserver (setup-envtest layout). setup-envtest
@@ -21,7 +22,7 @@ die() { say "error: $*"; exit 1; }
 
 CACHE_ROOT=${ENLIST_ASSETS_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/enlist/control-plane}
 DEST="$CACHE_ROOT/v$K8S_VERSION"
-BINS=(etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet)
+BINS=(etcd kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy)
 
 complete() { local b; for b in "${BINS[@]}"; do [[ -x "$DEST/$b" ]] || return 1; done; }
 
@@ -104,19 +105,19 @@ rm -rf src/vendor/github.com/modern-go/reflect2
 cp -r /usr/share/gocode/src/github.com/modern-go/reflect2 src/vendor/github.com/modern-go/reflect2
 rm -f src/vendor/github.com/modern-go/reflect2/go.mod
 
-say "building kube-apiserver, kube-controller-manager, kubectl (several minutes on 2 cores)"
+say "building kube-apiserver, kube-controller-manager, kubectl, kube-scheduler, kubelet, kube-proxy (about ten minutes on 2 cores)"
 mkdir -p home
 (
   cd src
   export HOME="$WORK/home" CGO_ENABLED=0 KUBE_GIT_VERSION="v$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
   # make prints one line per package group; keep it visible as progress
-  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl cmd/kube-scheduler cmd/kubelet" 2>&1 | sed 's/^/[control-plane]   /' >&2
+  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl cmd/kube-scheduler cmd/kubelet cmd/kube-proxy" 2>&1 | sed 's/^/[control-plane]   /' >&2
   exit "${PIPESTATUS[0]}"
 )
 
 stage="$WORK/out"
 mkdir -p "$stage"
-for b in kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet; do
+for b in kube-apiserver kube-controller-manager kubectl kube-scheduler kubelet kube-proxy; do
   cp "src/_output/bin/$b" "$stage/$b" 2>/dev/null || cp "src/_output/local/go/bin/$b" "$stage/$b" || die "build produced no $b"
 done
 cp /usr/bin/etcd "$stage/etcd"
