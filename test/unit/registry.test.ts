@@ -5,7 +5,7 @@ import type { V1Endpoints, V1Pod, V1Service } from '@kubernetes/client-node'
 import { WorkQueue } from '../../src/controller/queue.js'
 import { Backoff } from '../../src/lib/backoff.js'
 import { identityOf, tokenExpiry } from '../../src/registration/auth.js'
-import { missingDependencies, parseDependencies } from '../../src/registration/dependencies.js'
+import { endpointsReady, missingDependencies, parseDependencies } from '../../src/registration/dependencies.js'
 import { buildRecord, decodeRecord, encodeRecord, fromPairs, registrationOf, toPairs, type RegistryRecord } from '../../src/registry/record.js'
 
 const record: RegistryRecord = {
@@ -95,7 +95,7 @@ t.test('dependency readiness', async (t) => {
     ['shop/cache', { subsets: [{ addresses: [{ ip: '1.1.1.3' }], ports: [{ port: 6379 }] }] }],
     ['pay/ledger', { subsets: [{ notReadyAddresses: [{ ip: '1.1.1.4' }], ports: [{ name: 'grpc', port: 443 }] }] }],
   ])
-  const facts = { service: (ns: string, n: string) => services.get(`${ns}/${n}`), endpoints: (ns: string, n: string) => endpoints.get(`${ns}/${n}`) }
+  const facts = { service: (ns: string, n: string) => services.get(`${ns}/${n}`), readyEndpoints: (ns: string, n: string, port?: string) => endpointsReady(endpoints.get(`${ns}/${n}`), port) }
   const check = (v: string) => missingDependencies(parseDependencies(v), facts)
   t.same(check(''), [])
   t.same(check('shop/db'), [], 'any ready endpoint')
