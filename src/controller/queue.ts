@@ -7,7 +7,7 @@ export class WorkQueue {
   private readonly dirty = new Set<string>()
   private readonly processing = new Set<string>()
   private readonly failures = new Map<string, number>()
-  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly timers = new Map<NodeJS.Timeout, string>()
   private waiters: Array<(k: string | undefined) => void> = []
   private shut = false
 
@@ -38,7 +38,22 @@ export class WorkQueue {
       this.timers.delete(t)
       this.add(key)
     }, ms)
-    this.timers.add(t)
+    this.timers.set(t, key)
+  }
+
+  /** Every key waiting out a delay is queued now (what it waited for is back); each
+   *  keeps its failure count, so a key that fails again backs off from where it was. */
+  retryNow(): void {
+    for (const [t, key] of this.timers) {
+      clearTimeout(t)
+      this.timers.delete(t)
+      this.add(key)
+    }
+  }
+
+  /** Keys waiting out a delay. */
+  get waiting(): number {
+    return this.timers.size
   }
 
   /** Re-adds after the key's next backoff delay; returns that delay. */
@@ -80,7 +95,7 @@ export class WorkQueue {
 
   shutdown(): void {
     this.shut = true
-    for (const t of this.timers) clearTimeout(t)
+    for (const t of this.timers.keys()) clearTimeout(t)
     this.timers.clear()
     for (const w of this.waiters) w(undefined)
     this.waiters = []

@@ -4,7 +4,7 @@
 import type { V1Pod } from '@kubernetes/client-node'
 import { type KubeClient, KubeApiError, PatchType } from '../kube/client.js'
 import type { PolicySpec } from '../policy/policy.js'
-import { type Backend, BackendError } from './backend.js'
+import { type Backend, type BackendCallOptions, BackendError } from './backend.js'
 import { decodeRecord, encodeRecord, type EntryRef, type RegistryRecord } from './record.js'
 
 export interface PodLookup {
@@ -22,7 +22,7 @@ export class KubernetesBackend implements Backend {
     private readonly cache: PodLookup,
   ) {}
 
-  async register(record: RegistryRecord): Promise<void> {
+  async register(record: RegistryRecord, opts: BackendCallOptions = {}): Promise<void> {
     const patch = {
       metadata: {
         // the uid precondition: never write onto a namesake that replaced the pod
@@ -32,15 +32,15 @@ export class KubernetesBackend implements Backend {
       },
     }
     try {
-      await this.client.patch(podPath(record), patch, PatchType.merge)
+      await this.client.patch(podPath(record), patch, PatchType.merge, undefined, { signal: opts.signal })
     } catch (err) {
       throw this.error('register', err)
     }
   }
 
-  async deregister(ref: EntryRef): Promise<void> {
+  async deregister(ref: EntryRef, opts: BackendCallOptions = {}): Promise<void> {
     try {
-      await this.client.patch(podPath(ref), { metadata: { uid: ref.uid, annotations: { [this.discovery.annotation]: null } } }, PatchType.merge)
+      await this.client.patch(podPath(ref), { metadata: { uid: ref.uid, annotations: { [this.discovery.annotation]: null } } }, PatchType.merge, undefined, { signal: opts.signal })
     } catch (err) {
       // gone, or a namesake with another uid: either way this entry no longer exists
       if (err instanceof KubeApiError && (err.notFound || err.conflict)) return
