@@ -101,6 +101,8 @@ const MAX_WARNINGS_REMEMBERED = 1000
 /** Why an exchange was cut, once we cut it: that, not the socket error it causes, is reported. */
 interface Exchange {
   cause?: Error
+  /** Stops listening to the caller's signal, once the exchange is over. */
+  release?: () => void
 }
 
 interface Answer {
@@ -118,6 +120,8 @@ export class KubeClient {
   private readonly maxRetries: number
   private readonly agent: http.Agent
   private readonly warned = new Set<string>()
+  /** Open watch streams: when did each last receive anything, and how to end it. */
+  private readonly streams = new Set<{ lastData: number; end: () => void }>()
 
   constructor(
     readonly credentials: Credentials,
@@ -194,10 +198,11 @@ export class KubeClient {
     }
   }
 
-  /** Streams a watch: calls onEvent per JSON line until the server ends it or signal aborts.
+  /** Streams a watch: calls onEvent per JSON line until the server ends it or signal aborts;
+   *  onOpen once the server has accepted it.
    *  The response must start within the request timeout, and the stream ends at the latest
    *  WATCH_GRACE_MS after the timeoutSeconds asked for. An event that throws ends it. */
-  async watch(path: string, query: Query, onEvent: (event: unknown) => void, signal: AbortSignal): Promise<void> {
+  async watch(path: string, query: Query, onEvent: (event: unknown) => void, signal: AbortSignal, onOpen?: () => void): Promise<void> {
     const streamMs = Number(query.timeoutSeconds ?? 600) * 1000 + WATCH_GRACE_MS
     const { resource } = requestInfo('GET', path)
     const state: Exchange = {}
@@ -206,7 +211,10 @@ export class KubeClient {
       state.cause ??= cause
       req.destroy(state.cause)
     }
-    let timer = setTimeout(() => cut(timeoutError('GET', path, this.requestTimeoutMs)), this.requestTimeoutMs)
+    let timer = setTimeout(() => {
+      cut(timeoutError('GET', path, this.requestTimeoutMs))
+      this.recycleSilentStreams()
+    }, this.requestTimeoutMs)
     let res: http.IncomingMessage
     try {
       res = await this.response(req, 'GET', path, 'WATCH', resource, state)
@@ -215,9 +223,13 @@ export class KubeClient {
         const body = await this.readBody(req, res, 'GET', path, state)
         throw apiError('GET', path, status, body, retryAfterMs(status, res.headers))
       }
+    } catch (err) {
+      state.release?.()
+      throw err
     } finally {
       clearTimeout(timer)
     }
+    onOpen?.()
     await new Promise<void>((resolve, reject) => {
       let buf = ''
       let settled = false
@@ -225,16 +237,24 @@ export class KubeClient {
         if (settled) return
         settled = true
         clearTimeout(timer)
+        state.release?.()
+        this.streams.delete(stream)
         if (err === undefined || signal.aborted) resolve()
         else reject(err instanceof Error ? err : new Error(String(err)))
       }
+      const stream = {
+        lastData: Date.now(),
+        end: () => {
+          res.destroy()
+          finish()
+        },
+      }
+      this.streams.add(stream)
       // the server should have ended it by now: a normal end, the reflector rewatches
-      timer = setTimeout(() => {
-        res.destroy()
-        finish()
-      }, streamMs)
+      timer = setTimeout(stream.end, streamMs)
       res.setEncoding('utf8')
       res.on('data', (chunk: string) => {
+        stream.lastData = Date.now()
         buf += chunk
         let nl: number
         while ((nl = buf.indexOf('\n')) !== -1) {
@@ -269,6 +289,7 @@ export class KubeClient {
     const timer = setTimeout(() => {
       state.cause ??= timeoutError(method, path, timeoutMs)
       req.destroy(state.cause)
+      this.recycleSilentStreams()
     }, Math.max(1, deadline - Date.now()))
     try {
       const res = await this.response(req, method, path, verb, resource, state)
@@ -276,6 +297,7 @@ export class KubeClient {
       return { status: res.statusCode ?? 0, headers: res.headers, body }
     } finally {
       clearTimeout(timer)
+      state.release?.()
     }
   }
 
@@ -303,12 +325,16 @@ export class KubeClient {
     const req = mod.request(url, { method, headers, agent })
     const signal = opts.signal
     if (signal) {
+      // until the caller is done with the answer (a watch: its whole stream), not merely
+      // until the request is sent
       const onAbort = (): void => {
         state.cause ??= new AbortedError(`${method} ${path}`)
         req.destroy(state.cause)
       }
       signal.addEventListener('abort', onAbort, { once: true })
-      req.once('close', () => signal.removeEventListener('abort', onAbort))
+      state.release = () => signal.removeEventListener('abort', onAbort)
+      // aborted while the credentials were fetched: no event will come
+      if (signal.aborted) onAbort()
     }
     req.end(body)
     return req
@@ -354,6 +380,24 @@ export class KubeClient {
       res.on('close', () => fail(new KubeApiError(0, 'ConnectionReset', 'the connection closed before the answer was complete', method, path)))
       req.on('error', (err) => fail(transportError(err, method, path)))
     })
+  }
+
+  /**
+   * A request got no answer in time: the apiserver, or the way to it, may be gone without a
+   * word (a partition sends no FIN), and a watch on it would wait out its whole timeout,
+   * minutes, delivering nothing. Watches silent for as long are ended, so their reflectors
+   * watch again (from where they were) on fresh connections. client-go gets the same from
+   * HTTP/2 health-check pings.
+   */
+  private recycleSilentStreams(): void {
+    const now = Date.now()
+    let ended = 0
+    for (const s of [...this.streams]) {
+      if (now - s.lastData < this.requestTimeoutMs) continue
+      s.end()
+      ended++
+    }
+    if (ended > 0) this.log?.info({ watches: ended }, 'a request to the apiserver timed out: ending watches silent as long, to reconnect them')
   }
 
   private observe(verb: string, resource: string, code: string, headers?: http.IncomingHttpHeaders, path?: string): void {

@@ -24,7 +24,7 @@ import { type CallOptions, type KubeMetrics, KubeApiError, type Query } from './
 /** What a reflector needs of a client (KubeClient; fakes in tests). */
 export interface ListWatchClient {
   get<T>(path: string, query?: Query, opts?: CallOptions): Promise<T>
-  watch(path: string, query: Query, onEvent: (event: unknown) => void, signal: AbortSignal): Promise<void>
+  watch(path: string, query: Query, onEvent: (event: unknown) => void, signal: AbortSignal, onOpen?: () => void): Promise<void>
   readonly metrics?: KubeMetrics
 }
 
@@ -308,6 +308,8 @@ export class Reflector<T extends KubernetesObject> {
         }
       },
       this.abort.signal,
+      // accepted: whatever it waited out before, this reflector is not backing off now
+      () => this.metrics?.reflectorBackoff.set({ reflector: this.opts.name }, 0),
     )
   }
 

@@ -134,6 +134,54 @@ t.test('watches: headers within the request timeout, events streamed, errors wit
   t.ok((await count({ verb: 'WATCH', resource: 'pods', code: '200' })) >= 1)
 })
 
+t.test('a watch whose caller stops ends at once, however long its stream would last', async (t) => {
+  handler = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.flushHeaders()
+  }
+  const abort = new AbortController()
+  setTimeout(() => abort.abort(), 200)
+  const started = Date.now()
+  await client.watch('/api/v1/pods', { timeoutSeconds: 300 }, () => undefined, abort.signal)
+  t.ok(Date.now() - started < 1000, `ended ${Date.now() - started} ms after it began`)
+})
+
+t.test('a stop that comes while the credentials are fetched still stops the watch', async (t) => {
+  handler = (_req, res) => {
+    res.writeHead(200, { 'content-type': 'application/json' })
+    res.flushHeaders()
+  }
+  const slowCreds = new KubeClient({ server: new URL(`http://127.0.0.1:${port}`), tls: { rejectUnauthorized: true }, authorization: () => new Promise((r) => setTimeout(() => r('Bearer t'), 100)), source: 'test' })
+  t.teardown(() => slowCreds.close())
+  const abort = new AbortController()
+  setTimeout(() => abort.abort(), 10)
+  const started = Date.now()
+  await slowCreds.watch('/api/v1/pods', { timeoutSeconds: 300 }, () => undefined, abort.signal).catch(() => undefined)
+  t.ok(Date.now() - started < 1000, `ended ${Date.now() - started} ms after it began`)
+})
+
+t.test('a timed-out request ends watches that have been silent as long (a partition sends no FIN)', async (t) => {
+  let silent = true
+  handler = (req, res) => {
+    if (req.url?.includes('watch=true')) {
+      res.writeHead(200, { 'content-type': 'application/json' })
+      res.flushHeaders()
+      return
+    }
+    if (silent) return // this one never answers
+    res.end('{}')
+  }
+  const abort = new AbortController()
+  t.teardown(() => abort.abort())
+  const started = Date.now()
+  const watching = client.watch('/api/v1/pods', { timeoutSeconds: 300 }, () => undefined, abort.signal)
+  await new Promise((r) => setTimeout(r, 1100)) // silent longer than the request timeout
+  await t.rejects(client.get('/api/v1/namespaces/a/pods/b'), { reason: 'Timeout', message: /within/ })
+  await watching
+  t.ok(Date.now() - started < 3500, `the silent watch ended ${Date.now() - started} ms after it began, with the timed-out request`)
+  silent = false
+})
+
 t.test('verbs and resources for metrics', async (t) => {
   t.same(requestInfo('GET', '/api/v1/pods'), { verb: 'LIST', resource: 'pods' })
   t.same(requestInfo('GET', '/api/v1/namespaces'), { verb: 'LIST', resource: 'namespaces' })
