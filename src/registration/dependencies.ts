@@ -7,8 +7,8 @@
 import type { V1EndpointSlice, V1Endpoints, V1Service } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import { type Dependency, formatDependency, parseDependsOn } from '../admission/annotations.js'
-import { type KubeClient, KubeApiError } from '../kube/client.js'
-import { objectKey, Reflector } from '../kube/reflector.js'
+import { KubeApiError } from '../kube/client.js'
+import { type ListWatchClient, objectKey, Reflector } from '../kube/reflector.js'
 import { Backoff, sleep } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
 
@@ -94,7 +94,7 @@ export class DependencyCache implements ServiceFacts {
   private chosen: EndpointsSource | undefined
 
   constructor(
-    private readonly client: KubeClient,
+    private readonly client: ListWatchClient,
     private readonly log: Logger,
   ) {
     this.services = new Reflector<V1Service>({

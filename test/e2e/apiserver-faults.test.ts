@@ -47,6 +47,13 @@ for (const fault of ['watch-end', 'watch-gone', 'continue-gone', 'throttle'] as 
   })
 }
 
+t.test('dependency readiness reads EndpointSlices from the real apiserver', async (t) => {
+  const line = enlist.logs().find((l) => l.msg === 'dependency readiness reads endpoints from this API')
+  t.match(line?.source, /^discovery\.k8s\.io\/v1(beta1)?$/, `${String(line?.source)} (v1beta1 on 1.20, v1 from 1.21)`)
+  t.ok(proxy.requests.some((r) => r.resource === 'endpointslices' && r.verb === 'WATCH'), 'and watches them')
+  t.notOk(proxy.requests.some((r) => r.resource === 'endpoints'), 'never the deprecated Endpoints API')
+})
+
 t.test('the metrics say what happened', async (t) => {
   const m = await enlist.metrics()
   t.match(m, /enlist_apiserver_requests_total\{verb="WATCH",resource="pods",code="200"\} \d+/)
