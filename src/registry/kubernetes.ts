@@ -48,6 +48,11 @@ export class KubernetesBackend implements Backend {
     }
   }
 
+  drifted(pod: V1Pod, record: RegistryRecord): boolean {
+    const m = pod.metadata
+    return m?.annotations?.[this.discovery.annotation] !== encodeRecord(record) || m?.labels?.[this.discovery.label.key] !== this.discovery.label.value
+  }
+
   async list(): Promise<EntryRef[]> {
     const out: EntryRef[] = []
     for (const pod of this.cache.pods()) {
