@@ -14,9 +14,10 @@ import {
 } from '../names.js'
 import { OptionError } from '../lib/errors.js'
 import { containerFilter } from '../policy/load.js'
+import { dubboMetadataError } from '../registry/dubbo.js'
 import type { CompiledPolicy, ContainerFilter, PreStopMode, TenantOverride } from '../policy/policy.js'
 import {
-  type AnnotationError,
+  AnnotationError,
   type Dependency,
   parseContainerList,
   parseDependsOn,
@@ -149,6 +150,8 @@ export function resolveSettings(
     }
   }
   if (error) return { ok: false, error }
+  const dubbo = dubboError(pod, ann[METADATA_ANNOTATION], s.metadata, policy)
+  if (dubbo) return { ok: false, error: dubbo }
 
   if (mode === 'auto') s.preStop = supportsSleepAction(serverVersion) ? 'sleep' : 'exec'
   else if (mode === 'sleep' && serverVersion && !supportsSleepAction(serverVersion)) {
@@ -164,4 +167,21 @@ export function resolveSettings(
     if (missing.length > 0) warnings.push(`enlist: ${ENV_CONTAINERS_ANNOTATION} names containers the pod does not have: ${missing.join(', ')}`)
   }
   return { ok: true, settings: s, warnings }
+}
+
+/** A backend in a Dubbo layout registers every pod as a Dubbo provider: refuse a pod that
+ *  cannot be one now, rather than let its registrar fail at start. */
+function dubboError(pod: V1Pod, raw: string | undefined, metadata: Record<string, string> | undefined, policy: CompiledPolicy): AnnotationError | undefined {
+  if (policy.dubboBackends.length === 0) return undefined
+  const ports = (pod.spec?.containers ?? []).flatMap((c) => (c.ports ?? []).map((p) => ({ name: p.name, port: p.containerPort, protocol: p.protocol ?? 'TCP' })))
+  const problem = dubboMetadataError(metadata, ports)
+  if (problem === undefined) return undefined
+  const names = policy.dubboBackends.join(', ')
+  const which = policy.dubboBackends.length === 1 ? `the registry backend ${names} registers` : `the registry backends ${names} register`
+  return new AnnotationError(
+    METADATA_ANNOTATION,
+    raw ?? '',
+    `${which} every pod as a Dubbo provider: ${problem.startsWith('has no') ? `the metadata ${problem}` : problem}`,
+    'a JSON object with the Dubbo "interface" (and optionally "version", "group", "methods", "application", "protocol", "port"), e.g. {"interface":"com.acme.Orders","version":"1.0.0"}',
+  )
 }

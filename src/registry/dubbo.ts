@@ -14,7 +14,7 @@
 //   `interface`, `category` (default `providers`), `enabled` (default true), `group`,
 //   `version` and `classifier`: those are what consumers need.
 
-import type { RecordPort } from './record.js'
+import type { RecordPort, RegistryRecord } from './record.js'
 
 export const DUBBO_PROTOCOL_VERSION = '2.0.2'
 export const DUBBO_DEFAULT_ROOT = '/dubbo'
@@ -62,6 +62,7 @@ export class DubboFormatError extends Error {
 // time by dubbo-go, `#` starts a fragment for Go, whitespace is trimmed by Java.
 const VALUE_FORBIDDEN = /[&%+#\s\p{Cc}]/u
 const KEY_FORBIDDEN = /[&=%+#?/\s\p{Cc}]/u
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 const TOKEN = /^[A-Za-z][A-Za-z0-9+.-]*$/
 const INTERFACE = /^[A-Za-z_$*][A-Za-z0-9_$.*/-]*$/
 
@@ -82,8 +83,8 @@ function dubboParamsError(md: Readonly<Record<string, string>>): string | undefi
   const protocol = md.protocol ?? 'dubbo'
   if (!TOKEN.test(protocol)) return `"protocol" ${JSON.stringify(protocol)} is not a URL scheme (a letter, then letters, digits, "+", "." or "-")`
   for (const [k, v] of Object.entries(md)) {
-    if (KEY_FORBIDDEN.test(k) || !k.isWellFormed()) return `key ${JSON.stringify(k)} cannot be a Dubbo URL parameter (no "&", "=", "%", "+", "#", "?", "/" or whitespace)`
-    if (VALUE_FORBIDDEN.test(v) || !v.isWellFormed()) return `the value of "${k}" cannot be a Dubbo URL parameter value (no "&", "%", "+", "#" or whitespace)`
+    if (KEY_FORBIDDEN.test(k) || LONE_SURROGATE.test(k)) return `key ${JSON.stringify(k)} cannot be a Dubbo URL parameter (no "&", "=", "%", "+", "#", "?", "/" or whitespace)`
+    if (VALUE_FORBIDDEN.test(v) || LONE_SURROGATE.test(v)) return `the value of "${k}" cannot be a Dubbo URL parameter value (no "&", "%", "+", "#" or whitespace)`
     if (FIXED_PARAMS.has(k) && k !== 'interface') return `key "${k}" is a parameter enlist sets itself`
   }
   return undefined
@@ -106,6 +107,13 @@ export function selectDubboPort(metadata: Readonly<Record<string, string>>, port
   const tcp = ports.filter((p) => p.protocol === 'TCP')
   if (tcp.length === 1) return tcp[0]!
   return `cannot tell which port serves ${protocol}: name the container port "${protocol}" or set "port" in the metadata (declared: ${declared})`
+}
+
+/** The provider a registered pod is: its Dubbo port, at the address the record gives. */
+export function dubboProviderOf(r: RegistryRecord): DubboProvider {
+  const port = selectDubboPort(r.metadata, r.ports)
+  if (typeof port === 'string') throw new DubboFormatError(`pod ${r.namespace}/${r.pod}: metadata: ${port}`)
+  return dubboProvider({ ...r, host: r.ip, port: port.port })
 }
 
 /** The provider a pod is, from what was registered and where it is reachable. */

@@ -41,7 +41,9 @@ export class Registry {
     private readonly secrets: SecretReader,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-  ) {}
+  ) {
+    metrics.probes.backends = () => this.current.map((b) => ({ backend: b.name, healthy: b.health?.() === undefined }))
+  }
 
   /** Rebuilds the backends when the policy's registry or discovery settings change.
    *  Calls are serialised; the old backends are closed once the new ones are in place. */
