@@ -182,6 +182,27 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['backend'] as const,
       registers: [registry],
     }),
+    decisionKeys: new Gauge({
+      name: 'enlist_decision_keys',
+      help: 'Keys in the decision key ring this replica holds (sealing and verifying enlist.io/status).',
+      registers: [registry],
+    }),
+    decisionKeyErrors: new Counter({
+      name: 'enlist_decision_key_errors_total',
+      help: 'Decision key Secret contents rejected as unreadable; the last good key ring was kept.',
+      registers: [registry],
+    }),
+    decisionKeyRotations: new Counter({
+      name: 'enlist_decision_key_rotations_total',
+      help: 'Writes of the decision key ring by the leader (a key added or retired).',
+      registers: [registry],
+    }),
+    trustRejections: new Counter({
+      name: 'enlist_trust_rejections_total',
+      help: 'Requests or objects refused because they claimed to be enlist\'s and were not, by where and reason.',
+      labelNames: ['where', 'reason'] as const,
+      registers: [registry],
+    }),
     registrationsInFlight: new Gauge({
       name: 'enlist_registrations_in_flight',
       help: 'Registration requests being served, long-polls for dependencies included.',

@@ -7,6 +7,8 @@ import { hostname } from 'node:os'
 import { type KubeVersion, parseKubeVersion } from '../admission/settings.js'
 import type { CertificateAuthority } from '../certs/self-managed.js'
 import { LeaderElector } from '../controller/leader.js'
+import { KeyRotator, KeyStore } from '../decision/keys.js'
+import { sealKeyOf } from '../decision/status.js'
 import { RegistryController } from '../controller/registry-controller.js'
 import { KubeClient } from '../kube/client.js'
 import { loadCredentials } from '../kube/credentials.js'
@@ -20,7 +22,7 @@ import { isDns1123Label, isDns1123Subdomain } from '../lib/validation.js'
 import { createLogger, type Logger } from '../log.js'
 import { Manager, type Runnable } from '../manager.js'
 import { createMetrics } from '../metrics.js'
-import { INSTALL_NAMESPACE, LEASE_NAME, POLICY_CONFIGMAP, WEBHOOK_CONFIGURATION } from '../names.js'
+import { DECISION_KEYS_SECRET, INSTALL_NAMESPACE, LEASE_NAME, POLICY_CONFIGMAP, WEBHOOK_CONFIGURATION } from '../names.js'
 import { ConfigMapPolicySource, FilePolicySource, type PolicySource, PolicyStore } from '../policy/source.js'
 import { TokenAuthenticator } from '../registration/auth.js'
 import { DependencyCache } from '../registration/dependencies.js'
@@ -65,6 +67,20 @@ export const serveFlags = {
   'lease-duration': { kind: 'duration', env: 'ENLIST_LEASE_DURATION', default: '15s', min: 1000, help: 'how long followers wait on a silent leader' },
   'renew-deadline': { kind: 'duration', env: 'ENLIST_RENEW_DEADLINE', default: '10s', min: 500, help: 'a leader that cannot renew for this long steps down' },
   'retry-period': { kind: 'duration', env: 'ENLIST_RETRY_PERIOD', default: '2s', min: 100, help: 'how often the lease is renewed or tried' },
+  'decision-key-rotation': {
+    kind: 'duration',
+    env: 'ENLIST_DECISION_KEY_ROTATION',
+    default: '720h',
+    min: 60_000,
+    help: 'the leader adds a new key sealing enlist.io/status decisions this often; old keys stay while live pods name them',
+  },
+  'decision-key-propagation': {
+    kind: 'duration',
+    env: 'ENLIST_DECISION_KEY_PROPAGATION',
+    default: '2m',
+    min: 1000,
+    help: 'a new decision key is used only this long after it is written, once every replica holds it',
+  },
   'backend-budget': { kind: 'duration', env: 'ENLIST_BACKEND_BUDGET', default: '10s', min: 100, help: 'a registration retries backend writes this long before answering 503' },
   'log-level': { kind: 'string', env: 'ENLIST_LOG_LEVEL', default: 'info', help: 'trace, debug, info, warn, error or fatal' },
   help: { kind: 'bool', short: 'h', help: 'show this help' },
@@ -187,6 +203,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
     source = new ConfigMapPolicySource(client, ns, name, policy, log)
   }
 
+  // --- the keys that seal admission's decisions: every replica reads, the leader rotates --
+  const keys = new KeyStore(client, installNamespace, DECISION_KEYS_SECRET, log, metrics)
+
   // --- registration: caches and the API on every replica -----------------------
   const pods = new ManagedPods(client, log)
   const dependencies = new DependencyCache(client, log)
@@ -202,6 +221,8 @@ export async function serve(argv: readonly string[]): Promise<void> {
     dependencies,
     registry,
     events,
+    keys,
+    metrics,
     log,
     backendBudgetMs: o['backend-budget'],
   })
@@ -214,14 +235,33 @@ export async function serve(argv: readonly string[]): Promise<void> {
     events,
     metrics,
     log,
+    keys,
     sweepIntervalMs: () => (policy.current?.spec.registry.reconcileIntervalSeconds ?? 60) * 1000,
+  })
+  const rotator = new KeyRotator({
+    client,
+    store: keys,
+    policy: { rotateAfterMs: o['decision-key-rotation'], propagationMs: o['decision-key-propagation'], retainMs: 24 * 3600_000 },
+    referenced: () => {
+      if (!pods.synced) return undefined
+      const ids = new Set<string>()
+      for (const p of pods.pods()) {
+        const k = sealKeyOf(p)
+        if (k) ids.add(k)
+      }
+      return ids
+    },
+    intervalMs: 60_000,
+    log,
+    metrics,
   })
   const lead = async (): Promise<void> => {
     authority?.start()
+    rotator.start()
     await controller.start()
   }
   const unlead = async (): Promise<void> => {
-    await Promise.all([controller.stop(), authority?.stop()])
+    await Promise.all([controller.stop(), authority?.stop(), rotator.stop()])
   }
   const leader: Pick<Runnable, 'start' | 'stop'> = o['leader-elect']
     ? new LeaderElector({
@@ -242,6 +282,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
   readiness.add('policy', () => (policy.current ? undefined : `no valid policy loaded${policy.lastError ? `: ${policy.lastError}` : ' yet'}`))
   readiness.add('namespace-cache', () => (namespaces.synced ? undefined : `namespace cache not synced${namespaces.reflector.error ? `: ${namespaces.reflector.error}` : ''}`))
   readiness.add('server-version', () => (version.value ? undefined : 'apiserver version not known yet'))
+  readiness.add('decision-keys', () =>
+    keys.ready ? undefined : `no decision key yet in Secret ${installNamespace}/${DECISION_KEYS_SECRET}${keys.problem ? `: ${keys.problem}` : keys.reflector.error ? `: ${keys.reflector.error}` : ' (the leader creates it)'}`,
+  )
   readiness.add('pod-cache', () => (pods.synced ? undefined : `managed pod cache not synced${pods.reflector.error ? `: ${pods.reflector.error}` : ''}`))
   readiness.add('dependency-cache', () => (dependencies.synced ? undefined : 'service and endpoints caches not synced'))
 
@@ -250,6 +293,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
     .add(version)
     .add({ name: 'namespace-cache', start: () => namespaces.start(), stop: () => namespaces.stop() })
     .add({ name: 'policy-source', start: () => source.start(), stop: () => source.stop() })
+    .add({ name: 'decision-keys', start: () => keys.start(), stop: () => keys.stop() })
     .add({ name: 'pod-cache', start: () => pods.start(), stop: () => pods.stop() })
     .add({ name: 'dependency-cache', start: () => dependencies.start(), stop: () => dependencies.stop() })
     // before the server: in self-managed mode the leader makes the certificate it serves
@@ -272,6 +316,10 @@ export async function serve(argv: readonly string[]): Promise<void> {
             namespaces,
             serverVersion: () => version.value,
             caBundle: () => certificate.current.ca,
+            keys: () => {
+              const signing = keys.signingKey()
+              return keys.ring && signing ? { ring: keys.ring, signing } : undefined
+            },
             namespaceWaitMs: o['namespace-wait'],
           },
           plugins: [

@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { ErrorObject } from 'ajv'
 import { parseDocument } from 'yaml'
+import { canonicalJson } from '../lib/canonical-json.js'
 import { type FieldError, PolicyError } from '../lib/errors.js'
 import { compileAny, type LabelSelector } from '../lib/selector.js'
 import { isDns1123Label, isLabelValue, isQualifiedName } from '../lib/validation.js'
@@ -82,17 +83,6 @@ export function containerFilter(names: readonly string[]): ContainerFilter {
   if (names.length === 0) return () => false
   const set = new Set(names)
   return (name) => set.has(name)
-}
-
-/** JSON with sorted keys, so equal policies hash equally whatever their key order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return '[' + value.map(canonicalJson).join(',') + ']'
-  if (value !== null && typeof value === 'object') {
-    const obj = value as Record<string, unknown>
-    const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort()
-    return '{' + keys.map((k) => JSON.stringify(k) + ':' + canonicalJson(obj[k])).join(',') + '}'
-  }
-  return JSON.stringify(value)
 }
 
 function yamlPosition(pos: { line: number; col: number } | undefined): string {

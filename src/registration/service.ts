@@ -8,8 +8,11 @@ import { type KubeClient, KubeApiError } from '../kube/client.js'
 import type { EventRecorder } from '../kube/events.js'
 import type { ManagedPods } from '../kube/pods.js'
 import { EnlistError, errorMessage } from '../lib/errors.js'
-import { MANAGED_LABEL } from '../names.js'
-import { buildRecord, refOf, registeredCondition, registrationOf, type RegistryRecord } from '../registry/record.js'
+import { MANAGED_LABEL, STATUS_ANNOTATION } from '../names.js'
+import type { KeyStore } from '../decision/keys.js'
+import { type Decision, openPodStatus } from '../decision/status.js'
+import type { Metrics } from '../metrics.js'
+import { buildRecord, refOf, registeredCondition, type RegistryRecord } from '../registry/record.js'
 import { type Registry, RegistryError } from '../registry/registry.js'
 import type { PodIdentity, TokenAuthenticator } from './auth.js'
 import { nowSeconds, setRegisteredCondition } from './condition.js'
@@ -29,6 +32,9 @@ export interface RegistrationDeps {
   dependencies: DependencyCache
   registry: Registry
   events: EventRecorder
+  /** The keys that verify what admission decided (enlist.io/status). */
+  keys: KeyStore
+  metrics: Metrics
   log: Logger
   /** How long backend writes may retry within one request. */
   backendBudgetMs?: number
@@ -41,10 +47,9 @@ export class RegistrationService {
     const id = await this.d.auth.authenticate(authorization)
     let pod = await this.livePod(id)
     if (pod.metadata?.deletionTimestamp) throw new EnlistError('ENLIST_CONFLICT', `pod ${id.namespace}/${id.pod} is being deleted`, 409)
-    const reg = registrationOf(pod)
-    if (!reg) throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} has no enlist-registrar: it was not injected by enlist`, 403)
+    const reg = await this.decisionOf(pod, id)
 
-    const deps = parseDependencies(reg.dependsOn)
+    const deps = parseDependencies(reg.dependsOn.join(','))
     let missing = missingDependencies(deps, this.d.dependencies)
     const deadline = Date.now() + opts.waitMs
     while (missing.length > 0 && Date.now() < deadline && !opts.signal?.aborted) {
@@ -105,6 +110,37 @@ export class RegistrationService {
       this.d.events.record(podRef(id), 'Normal', 'Deregistered', 'deregistered at the pod\'s request')
       this.d.log.info({ pod: `${id.namespace}/${id.pod}`, uid: id.uid }, 'deregistered on request')
     }
+  }
+
+  /**
+   * What admission decided for the pod, from its sealed status and nothing else: a pod
+   * enlist did not inject, or whose status a tenant wrote or altered, cannot register.
+   */
+  private async decisionOf(pod: V1Pod, id: PodIdentity): Promise<Decision> {
+    let opened = openPodStatus(pod, this.d.keys.ring)
+    // A key newer than this replica's watch has shown: read the Secret once more.
+    if (!opened.ok && opened.reason === 'unknown-key' && opened.key && (await this.d.keys.ensure(opened.key))) {
+      opened = openPodStatus(pod, this.d.keys.ring)
+    }
+    const refuse = (reason: string, message: string): never => {
+      this.d.metrics.trustRejections.inc({ where: 'registration', reason })
+      this.d.log.warn({ pod: `${id.namespace}/${id.pod}`, uid: id.uid, reason, problem: message }, 'registration refused: no decision of enlist\'s')
+      throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} cannot register: ${message}`, 403)
+    }
+    if (!opened.ok) {
+      const hint =
+        opened.reason === 'unknown-key'
+          ? '; the key was retired or revoked: recreate the pod'
+          : opened.reason === 'unsealed'
+            ? ''
+            : '; only enlist writes this annotation'
+      return refuse(opened.reason, `its ${STATUS_ANNOTATION} ${opened.message}${hint}`)
+    }
+    const d = opened.status.decision
+    if (d.serviceAccount !== id.serviceAccount) {
+      return refuse('wrong-service-account', `enlist decided its registration for service account ${d.serviceAccount}, but the token is for ${id.serviceAccount}`)
+    }
+    return d
   }
 
   /** The caller's pod: managed by enlist and the very pod its token is bound to. */

@@ -37,7 +37,7 @@ export class KubernetesBackend implements Backend {
   async register(record: RegistryRecord): Promise<void> {
     let value: string
     try {
-      value = this.spec.layout === 'dubbo' ? encodeDubboGoAnnotation(dubboGoPairs(dubboProviderOf(record))) : encodeRecord(record)
+      value = this.encode(record)
     } catch (err) {
       throw new BackendError(this.name, 'register', (err as Error).message, false, { cause: err })
     }
@@ -68,6 +68,22 @@ export class KubernetesBackend implements Backend {
       if (err instanceof KubeApiError && (err.notFound || err.conflict)) return
       throw this.error('deregister', err)
     }
+  }
+
+  drifted(pod: V1Pod, record: RegistryRecord): boolean {
+    const m = pod.metadata
+    let want: string
+    try {
+      want = this.encode(record)
+    } catch {
+      return false // nothing enlist could write either
+    }
+    return m?.annotations?.[this.annotation] !== want || m?.labels?.[this.label.key] !== this.label.value
+  }
+
+  /** The annotation's value for this layout; throws DubboFormatError for unusable metadata. */
+  private encode(record: RegistryRecord): string {
+    return this.spec.layout === 'dubbo' ? encodeDubboGoAnnotation(dubboGoPairs(dubboProviderOf(record))) : encodeRecord(record)
   }
 
   async list(): Promise<EntryRef[]> {

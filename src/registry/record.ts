@@ -2,14 +2,8 @@
 // JSON array of {"k":..,"v":..} string pairs. Pure.
 
 import type { V1Pod } from '@kubernetes/client-node'
-import {
-  ENV_DEPENDS_ON,
-  ENV_METADATA,
-  ENV_SERVICE,
-  RECORD_FIELDS,
-  REGISTERED_CONDITION,
-  REGISTRAR_CONTAINER,
-} from '../names.js'
+import type { Decision } from '../decision/status.js'
+import { RECORD_FIELDS, REGISTERED_CONDITION } from '../names.js'
 
 export interface RecordPort {
   name?: string
@@ -38,30 +32,10 @@ export interface EntryRef {
   pod: string
 }
 
-/** What admission decided for the pod, read back from the registrar's env (immutable). */
-export interface Registration {
-  service: string
-  dependsOn: string
-  metadata: Record<string, string>
-}
+/** What the record takes from admission's sealed decision (src/decision/status.ts). */
+export type RecordDecision = Pick<Decision, 'service' | 'metadata'>
 
-export function registrationOf(pod: V1Pod): Registration | undefined {
-  const c = pod.spec?.initContainers?.find((x) => x.name === REGISTRAR_CONTAINER)
-  if (!c) return undefined
-  const env = new Map((c.env ?? []).map((e) => [e.name, e.value ?? '']))
-  let metadata: Record<string, string> = {}
-  const raw = env.get(ENV_METADATA)
-  if (raw) {
-    try {
-      metadata = JSON.parse(raw) as Record<string, string>
-    } catch {
-      metadata = {}
-    }
-  }
-  return { service: env.get(ENV_SERVICE) ?? pod.metadata?.name ?? '', dependsOn: env.get(ENV_DEPENDS_ON) ?? '', metadata }
-}
-
-export function buildRecord(pod: V1Pod, reg: Registration, registeredAt: string): RegistryRecord {
+export function buildRecord(pod: V1Pod, reg: RecordDecision, registeredAt: string): RegistryRecord {
   const ports: RecordPort[] = []
   for (const c of pod.spec?.containers ?? []) {
     for (const p of c.ports ?? []) {
@@ -82,7 +56,7 @@ export function buildRecord(pod: V1Pod, reg: Registration, registeredAt: string)
     hostIP: pod.status?.hostIP ?? '',
     node: pod.spec?.nodeName ?? '',
     ports,
-    metadata: reg.metadata,
+    metadata: { ...reg.metadata },
     registeredAt,
   }
 }

@@ -6,7 +6,7 @@ import { WorkQueue } from '../../src/controller/queue.js'
 import { Backoff } from '../../src/lib/backoff.js'
 import { identityOf, tokenExpiry } from '../../src/registration/auth.js'
 import { missingDependencies, parseDependencies } from '../../src/registration/dependencies.js'
-import { buildRecord, decodeRecord, encodeRecord, fromPairs, registrationOf, toPairs, type RegistryRecord } from '../../src/registry/record.js'
+import { buildRecord, decodeRecord, encodeRecord, fromPairs, toPairs, type RegistryRecord } from '../../src/registry/record.js'
 
 const record: RegistryRecord = {
   uid: 'u-1',
@@ -47,16 +47,6 @@ t.test('the record from a pod and what admission decided', async (t) => {
     metadata: { name: 'orders-1', namespace: 'shop', uid: 'u-1' },
     spec: {
       nodeName: 'n1',
-      initContainers: [
-        {
-          name: 'enlist-registrar',
-          env: [
-            { name: 'ENLIST_SERVICE', value: 'orders' },
-            { name: 'ENLIST_DEPENDS_ON', value: 'shop/db:5432' },
-            { name: 'ENLIST_METADATA', value: '{"group":"g1"}' },
-          ],
-        },
-      ],
       containers: [
         { name: 'a', ports: [{ name: 'http', containerPort: 8080 }] },
         { name: 'b', ports: [{ containerPort: 53, protocol: 'UDP' }] },
@@ -65,9 +55,9 @@ t.test('the record from a pod and what admission decided', async (t) => {
     },
     status: { podIP: '10.0.0.5', hostIP: '192.168.1.2' },
   }
-  const reg = registrationOf(pod)!
-  t.same(reg, { service: 'orders', dependsOn: 'shop/db:5432', metadata: { group: 'g1' } })
-  t.same(buildRecord(pod, reg, 'T'), {
+  const decision = { service: 'orders', metadata: { group: 'g1' } }
+  const record = buildRecord(pod, decision, 'T')
+  t.same(record, {
     uid: 'u-1',
     namespace: 'shop',
     pod: 'orders-1',
@@ -80,7 +70,7 @@ t.test('the record from a pod and what admission decided', async (t) => {
     metadata: { group: 'g1' },
     registeredAt: 'T',
   })
-  t.equal(registrationOf({ spec: { containers: [] } }), undefined, 'no registrar: not an enlist pod')
+  t.not(record.metadata, decision.metadata, 'the record has its own copy of the metadata')
 })
 
 t.test('dependency readiness', async (t) => {

@@ -3,7 +3,7 @@
 
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
-import { admit, type AdmissionOutcome, type AdmissionReview, parseReview, serializeReview } from '../../admission/review.js'
+import { admit, type AdmissionFacts, type AdmissionOutcome, type AdmissionReview, parseReview, serializeReview } from '../../admission/review.js'
 import type { KubeVersion } from '../../admission/settings.js'
 import type { NamespaceLookup } from '../../kube/namespaces.js'
 import { errorMessage } from '../../lib/errors.js'
@@ -15,6 +15,8 @@ export interface MutateOptions {
   namespaces: NamespaceLookup
   serverVersion: () => KubeVersion | undefined
   caBundle: () => string
+  /** The decision keys; undefined until loaded (then every answer is 503, as without a policy). */
+  keys: () => AdmissionFacts['keys']
   metrics: Metrics
   log: Logger
   /** How long to wait for a namespace the cache has not seen yet. */
@@ -49,9 +51,14 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
       count('error', 'no-policy')
       return reply.code(503).send({ code: 'ENLIST_UNAVAILABLE', message: 'no valid policy loaded yet' })
     }
+    const keys = opts.keys()
+    if (!keys) {
+      count('error', 'no-decision-key')
+      return reply.code(503).send({ code: 'ENLIST_UNAVAILABLE', message: 'no decision key loaded yet' })
+    }
     let outcome: AdmissionOutcome
     try {
-      outcome = admit(request, policy, { namespaceLabels: labels, serverVersion: opts.serverVersion(), caBundle: opts.caBundle() })
+      outcome = admit(request, policy, { namespaceLabels: labels, serverVersion: opts.serverVersion(), caBundle: opts.caBundle(), keys })
     } catch (err) {
       // A bug of ours must not become an HTTP 500 the apiserver reads as an outage; deny
       // this pod, with the reason, and let the error be seen.
