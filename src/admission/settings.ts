@@ -3,6 +3,7 @@
 
 import type { V1Pod } from '@kubernetes/client-node'
 import {
+  ADVERTISE_ANNOTATION,
   DEPENDS_ON_ANNOTATION,
   DRAIN_SECONDS_ANNOTATION,
   ENV_CONTAINERS_ANNOTATION,
@@ -15,10 +16,12 @@ import {
 import { OptionError } from '../lib/errors.js'
 import { containerFilter } from '../policy/load.js'
 import { dubboMetadataError } from '../registry/dubbo.js'
+import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import type { CompiledPolicy, ContainerFilter, PreStopMode, TenantOverride } from '../policy/policy.js'
 import {
   AnnotationError,
   type Dependency,
+  parseAdvertise,
   parseContainerList,
   parseDependsOn,
   parseDrainSeconds,
@@ -58,6 +61,8 @@ export interface Settings {
   registrarTimeoutSeconds: number
   envContainers: ContainerFilter
   envContainerNames: readonly string[] | undefined
+  /** Advertise modes the tenant chose, by backend name; undefined: the policy's. */
+  advertise: Record<string, AdvertiseMode> | undefined
 }
 
 export type SettingsResult = { ok: true; settings: Settings; warnings: string[] } | { ok: false; error: AnnotationError }
@@ -71,6 +76,7 @@ const OVERRIDE_ANNOTATIONS: ReadonlyArray<[string, TenantOverride]> = [
   [READINESS_GATE_ANNOTATION, 'readinessGate'],
   [REGISTRAR_TIMEOUT_ANNOTATION, 'registrarTimeout'],
   [ENV_CONTAINERS_ANNOTATION, 'envContainers'],
+  [ADVERTISE_ANNOTATION, 'advertise'],
 ]
 
 export function resolveSettings(
@@ -109,6 +115,7 @@ export function resolveSettings(
     registrarTimeoutSeconds: spec.registrar.timeoutSeconds,
     envContainers: policy.envContainers,
     envContainerNames: undefined,
+    advertise: undefined,
   }
   let mode: PreStopMode = spec.preStop.mode
 
@@ -145,6 +152,9 @@ export function resolveSettings(
         }
         break
       }
+      case 'advertise':
+        s.advertise = take(parseAdvertise(v, spec.registry.backends.map((b) => b.name)), undefined)
+        break
       case 'podOptIn':
         break
     }

@@ -109,11 +109,17 @@ export function selectDubboPort(metadata: Readonly<Record<string, string>>, port
   return `cannot tell which port serves ${protocol}: name the container port "${protocol}" or set "port" in the metadata (declared: ${declared})`
 }
 
-/** The provider a registered pod is: its Dubbo port, at the address the record gives. */
+/** The provider a registered pod is: its Dubbo port, at the address and port the record
+ *  advertises for it (podIP, hostIP with its hostPort, or a node with a nodePort). */
 export function dubboProviderOf(r: RegistryRecord): DubboProvider {
   const port = selectDubboPort(r.metadata, r.ports)
   if (typeof port === 'string') throw new DubboFormatError(`pod ${r.namespace}/${r.pod}: metadata: ${port}`)
-  return dubboProvider({ ...r, host: r.ip, port: port.port })
+  const adv = r.advertised
+  const mapped = adv.ports.find((p) => p.containerPort === port.port && p.protocol === port.protocol)
+  if (!mapped) {
+    throw new DubboFormatError(`pod ${r.namespace}/${r.pod}: its Dubbo port ${port.port} has no ${adv.mode} mapping (${adv.mode === 'hostIP' ? 'no hostPort' : 'no Service nodePort targets it'})`)
+  }
+  return dubboProvider({ ...r, host: adv.address, port: mapped.port })
 }
 
 /** The provider a pod is, from what was registered and where it is reachable. */

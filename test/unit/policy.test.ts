@@ -42,7 +42,7 @@ t.test('the header alone is a complete policy with documented defaults', async (
     preStop: { mode: 'auto', drainSeconds: 5, containers: ['*'], exec: { command: [] } },
     readinessGate: { enabled: true },
     discovery: { label: { key: 'app.io/label', value: 'app.io-value' }, annotation: 'app.io/annotation' },
-    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes', layout: 'enlist', dubboLabelValue: 'dubbo.io.provider' }], reconcileIntervalSeconds: 60 },
+    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes', layout: 'enlist', dubboLabelValue: 'dubbo.io.provider', advertise: { mode: 'podIP', nodeAddressTypes: ['ExternalIP', 'InternalIP'] } }], reconcileIntervalSeconds: 60 },
     tenantOverrides: { allowed: ['podOptIn', 'dependsOn', 'metadata', 'service', 'drainSeconds'] },
   })
   t.same([...p.excludedNamespaces], ['kube-system', 'kube-public', 'kube-node-lease', 'enlist-system'])
@@ -110,6 +110,7 @@ tenantOverrides:
     timeoutSeconds: 3,
     caBundle: '',
     retry: { initialDelayMs: 200, maxDelayMs: 30000 },
+    advertise: { mode: 'podIP', nodeAddressTypes: ['ExternalIP', 'InternalIP'] },
   })
   t.notOk(p.overrides.has('podOptIn'))
 })

@@ -2,11 +2,13 @@
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
 import { pemError, urlError } from './checks.js'
+import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
 import type { BackendSchema } from './types.js'
 
 export interface EtcdBackendSpec {
   name: string
   type: 'etcd'
+  advertise: AdvertiseSpec
   endpoints: string[]
   prefix: string
   caBundle: string
@@ -28,6 +30,7 @@ export const etcdBackend: BackendSchema<EtcdBackendSpec> = {
       prefix: { type: 'string', minLength: 1, default: '/enlist/' },
       caBundle: { type: 'string', default: '' },
       credentialsFromSecret: { type: 'string', default: '' },
+      advertise: advertiseSchema,
       timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 60, default: 5 },
       retry: {
         type: 'object',

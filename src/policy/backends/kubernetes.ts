@@ -1,11 +1,13 @@
 // registry.backends[] of type kubernetes: the embedded backend (the pod's own annotation),
 // in enlist's layout (the discovery label and annotation) or dubbo-go's (src/registry/dubbo-go.ts).
 
+import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
 import type { BackendSchema } from './types.js'
 
 export interface KubernetesBackendSpec {
   name: string
   type: 'kubernetes'
+  advertise: AdvertiseSpec
   layout: 'enlist' | 'dubbo'
   dubboLabelValue: 'dubbo.io.provider' | 'dubbo.io-value'
 }
@@ -21,6 +23,7 @@ export const kubernetesBackend: BackendSchema<KubernetesBackendSpec> = {
       type: { const: 'kubernetes' },
       layout: { enum: ['enlist', 'dubbo'], default: 'enlist' },
       dubboLabelValue: { enum: ['dubbo.io.provider', 'dubbo.io-value'], default: 'dubbo.io.provider' },
+      advertise: advertiseSchema,
     },
   },
   check: () => undefined,

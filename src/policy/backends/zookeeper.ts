@@ -1,11 +1,13 @@
 // registry.backends[] of type zookeeper: persistent nodes in Dubbo's layout or enlist's.
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
+import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
 import type { BackendSchema } from './types.js'
 
 export interface ZookeeperBackendSpec {
   name: string
   type: 'zookeeper'
+  advertise: AdvertiseSpec
   connect: string
   /** Empty: /dubbo for layout dubbo (Dubbo's default root), /enlist for layout enlist. */
   root: string
@@ -39,6 +41,7 @@ export const zookeeperBackend: BackendSchema<ZookeeperBackendSpec> = {
       sessionTimeoutSeconds: { type: 'integer', minimum: 4, maximum: 600, default: 30 },
       timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 60, default: 5 },
       credentialsFromSecret: { type: 'string', default: '' },
+      advertise: advertiseSchema,
       retry: {
         type: 'object',
         additionalProperties: false,
