@@ -140,7 +140,7 @@ t.test('schema errors, each with its path', async (t) => {
     [HEADER + 'registry: {backends: [{type: consul, name: c}]}\n', ['/registry/backends/0/type: must be one of "kubernetes", "http", "etcd", "zookeeper"; got "consul"']],
     [HEADER + 'registry: {backends: [{type: http, name: c}]}\n', ['/registry/backends/0/url: is required']],
     [HEADER + 'registry: {backends: [{type: kubernetes, name: k, url: "https://x"}]}\n', ['/registry/backends/0/url: unknown field "url"']],
-    [HEADER + 'tenantOverrides: {allowed: [image]}\n', ['/tenantOverrides/allowed/0: must be one of "podOptIn", "dependsOn", "metadata", "service", "drainSeconds", "preStopMode", "readinessGate", "registrarTimeout", "envContainers"; got "image"']],
+    [HEADER + 'tenantOverrides: {allowed: [image]}\n', ['/tenantOverrides/allowed/0: must be one of "podOptIn", "dependsOn", "metadata", "service", "drainSeconds", "preStopMode", "readinessGate", "registrarTimeout", "envContainers", "advertise"; got "image"']],
     [HEADER + 'injection: {neverInjectSelector: [{matchExpressions: [{key: a, operator: Has}]}]}\n', ['/injection/neverInjectSelector/0/matchExpressions/0/operator: must be one of "In", "NotIn", "Exists", "DoesNotExist"; got "Has"']],
   ]
   for (const [text, want] of cases) t.same(errorsOf(text), want, JSON.stringify(text))
