@@ -12,7 +12,7 @@ import type { EventRecorder } from '../kube/events.js'
 import type { ManagedPods } from '../kube/pods.js'
 import { errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
-import { setRegisteredCondition } from '../registration/condition.js'
+import { DEREGISTERED_REASON, setRegisteredCondition } from '../registration/condition.js'
 import type { KeyRing } from '../decision/keyring.js'
 import { openPodStatus } from '../decision/status.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
@@ -31,6 +31,12 @@ export interface ControllerOptions {
   keys: { readonly ring: KeyRing | undefined }
   sweepIntervalMs: () => number
   workers?: number
+}
+
+/** A live pod that asked to be deregistered (DELETE /v1/registrations) wants no entry. */
+function deregisteredOnRequest(pod: V1Pod): boolean {
+  const c = registeredCondition(pod)
+  return c?.status === 'False' && c.reason === DEREGISTERED_REASON
 }
 
 export function isGoing(pod: V1Pod): false | string {
@@ -266,7 +272,7 @@ export class RegistryController {
   /** A live pod owns this entry. When the cache does not know the uid, ask the apiserver. */
   private async isLive(e: EntryRef): Promise<boolean> {
     const cached = this.o.pods.byUid(e.uid)
-    if (cached) return !isGoing(cached)
+    if (cached) return !isGoing(cached) && !deregisteredOnRequest(cached)
     if (!e.namespace || !e.pod) return false
     try {
       const pod = await this.o.client.get<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(e.namespace)}/pods/${encodeURIComponent(e.pod)}`)

@@ -15,7 +15,7 @@ import type { Metrics } from '../metrics.js'
 import { buildRecord, refOf, registeredCondition, type RegistryRecord } from '../registry/record.js'
 import { type Registry, RegistryError } from '../registry/registry.js'
 import type { PodIdentity, TokenAuthenticator } from './auth.js'
-import { nowSeconds, setRegisteredCondition } from './condition.js'
+import { DEREGISTERED_REASON, nowSeconds, setRegisteredCondition } from './condition.js'
 import { type DependencyCache, type Missing, missingDependencies, parseDependencies } from './dependencies.js'
 
 export class DependenciesNotReady extends EnlistError {
@@ -98,15 +98,21 @@ export class RegistrationService {
   async deregister(authorization: string | undefined): Promise<void> {
     const id = await this.d.auth.authenticate(authorization)
     const pod = await this.livePod(id)
+    // The condition first: from then on the controller and the sweep see a pod that wants
+    // no entry (and remove any a failed call below leaves), never a registered pod whose
+    // record went missing (which they would write again).
+    const first = registeredCondition(pod)?.status !== 'False' || registeredCondition(pod)?.reason !== DEREGISTERED_REASON
+    if (first) {
+      await setRegisteredCondition(this.d.client, podRef(id), 'False', DEREGISTERED_REASON, 'deregistered at the pod\'s request').catch((err: unknown) => {
+        if (!(err instanceof KubeApiError && err.notFound)) throw err
+      })
+    }
     try {
       await this.d.registry.deregisterAll({ uid: id.uid, namespace: id.namespace, pod: id.pod }, { deadline: Date.now() + (this.d.backendBudgetMs ?? 10_000) })
     } catch (err) {
       throw new EnlistError('ENLIST_BACKEND_FAILED', errorMessage(err), 503, { cause: err })
     }
-    if (registeredCondition(pod)?.status !== 'False') {
-      await setRegisteredCondition(this.d.client, podRef(id), 'False', 'Deregistered', 'deregistered at the pod\'s request').catch((err: unknown) => {
-        if (!(err instanceof KubeApiError && err.notFound)) throw err
-      })
+    if (first) {
       this.d.events.record(podRef(id), 'Normal', 'Deregistered', 'deregistered at the pod\'s request')
       this.d.log.info({ pod: `${id.namespace}/${id.pod}`, uid: id.uid }, 'deregistered on request')
     }
