@@ -12,7 +12,7 @@ import { waitFor } from '../harness/processes.js'
 import { startZookeeper } from '../harness/zookeeper.js'
 import { dubboProviders } from '../helpers/dubbo-reader.js'
 
-const cp = await startControlPlane({ keepDir: true })
+const cp = await startControlPlane()
 t.teardown(() => cp.stop())
 const zk = await startZookeeper()
 t.teardown(() => zk.close())
