@@ -162,7 +162,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     tokenReviews: new Counter({
       name: 'enlist_token_reviews_total',
-      help: 'Token checks by result (authenticated, rejected, cached, error).',
+      help: 'Token checks by result: authenticated, rejected, cached, error (apiserver unreachable), prechecked (refused without a TokenReview: not a JWT for audience enlist, or expired), throttled (rate limits).',
       labelNames: ['result'] as const,
       registers: [registry],
     }),

@@ -24,7 +24,7 @@ import { Manager, type Runnable } from '../manager.js'
 import { createMetrics } from '../metrics.js'
 import { DECISION_KEYS_SECRET, INSTALL_NAMESPACE, LEASE_NAME, POLICY_CONFIGMAP, WEBHOOK_CONFIGURATION } from '../names.js'
 import { ConfigMapPolicySource, FilePolicySource, type PolicySource, PolicyStore } from '../policy/source.js'
-import { TokenAuthenticator } from '../registration/auth.js'
+import { DEFAULT_AUTH_LIMITS, TokenAuthenticator } from '../registration/auth.js'
 import { DependencyCache } from '../registration/dependencies.js'
 import { RegistrationService } from '../registration/service.js'
 import { Registry } from '../registry/registry.js'
@@ -58,7 +58,34 @@ export const serveFlags = {
   },
   kubeconfig: { kind: 'string', help: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)' },
   'kube-version': { kind: 'string', env: 'ENLIST_KUBE_VERSION', help: 'target Kubernetes version, e.g. 1.30 (default: ask the apiserver)' },
-  'body-limit': { kind: 'bytes', env: 'ENLIST_BODY_LIMIT', default: '8Mi', min: 1024, help: 'largest request body accepted; larger ones get 413' },
+  'body-limit': {
+    kind: 'bytes',
+    env: 'ENLIST_BODY_LIMIT',
+    default: '3Mi',
+    min: 1024,
+    help: 'largest AdmissionReview accepted; larger ones get 413 (the apiserver sends at most 3 MiB)',
+  },
+  'max-long-polls': {
+    kind: 'int',
+    env: 'ENLIST_MAX_LONG_POLLS',
+    default: '2000',
+    min: 1,
+    help: 'registrations held waiting for dependencies at once; more get 429 and Retry-After',
+  },
+  'max-long-polls-per-pod': {
+    kind: 'int',
+    env: 'ENLIST_MAX_LONG_POLLS_PER_POD',
+    default: '2',
+    min: 1,
+    help: 'registrations one pod may have waiting at once',
+  },
+  'token-reviews-per-second': {
+    kind: 'int',
+    env: 'ENLIST_TOKEN_REVIEWS_PER_SECOND',
+    default: '50',
+    min: 1,
+    help: 'TokenReviews of tokens not in the cache per second (burst 4x); more get 429',
+  },
   'shutdown-delay': { kind: 'duration', env: 'ENLIST_SHUTDOWN_DELAY', default: '0s', help: 'on SIGTERM, keep serving this long while not ready' },
   'namespace-wait': { kind: 'duration', env: 'ENLIST_NAMESPACE_WAIT', default: '1s', max: 10_000, help: 'wait this long for a namespace the cache has not seen' },
   'leader-elect': { kind: 'bool', env: 'ENLIST_LEADER_ELECT', default: 'true', help: 'run the controller only on the replica holding the lease' },
@@ -216,7 +243,11 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const events = new EventRecorder(client, log, identity)
   const registration = new RegistrationService({
     client,
-    auth: new TokenAuthenticator(client, metrics),
+    auth: new TokenAuthenticator(client, metrics, {
+      ...DEFAULT_AUTH_LIMITS,
+      reviewsPerSecond: o['token-reviews-per-second'],
+      reviewBurst: 4 * o['token-reviews-per-second'],
+    }),
     pods,
     dependencies,
     registry,
@@ -225,7 +256,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
     metrics,
     log,
     backendBudgetMs: o['backend-budget'],
+    longPolls: { total: o['max-long-polls'], perPod: o['max-long-polls-per-pod'] },
   })
+  readiness.onDrain(() => registration.drain())
 
   // --- the leader's work: the controller, and self-managed certificates -------------
   const controller = new RegistryController({
@@ -324,7 +357,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
           },
           plugins: [
             async (a) => {
-              await a.register(registrationRoutes, { service: registration, metrics })
+              await a.register(registrationRoutes, { service: registration, metrics, log })
             },
           ],
         })

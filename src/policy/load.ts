@@ -34,6 +34,14 @@ const validateSchema: Validator = await (async () => {
   }
 })()
 
+// The distribution reference grammar (github.com/distribution/reference), lowercase name
+// components, an optional tag and an optional sha256 digest (pinning the registrar).
+const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
+const IMAGE_REFERENCE = new RegExp(
+  `^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?` +
+    `${PATH_COMPONENT}(?:/${PATH_COMPONENT})*(?::[\\w][\\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`,
+)
+
 const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$/
 
 /** Parses and validates policy YAML; throws PolicyError listing every problem. */
@@ -164,7 +172,9 @@ function semanticErrors(p: PolicySpec): FieldError[] {
   selectorErrors(p.injection.alwaysInjectSelector, '/injection/alwaysInjectSelector', add)
 
   const r = p.registrar
-  if (/\s/.test(r.image)) add('/registrar/image', `"${r.image}" is not an image reference (it contains whitespace)`)
+  if (!IMAGE_REFERENCE.test(r.image)) {
+    add('/registrar/image', `"${r.image}" is not an image reference; accepted: [registry[:port]/]name[:tag][@sha256:<64 hex>], e.g. registry.example.com/enlist@sha256:...`)
+  }
   urlError(r.registrationURL, ['https:'], '/registrar/registrationURL', add)
   pemError(r.caBundle, '/registrar/caBundle', add)
   for (const kind of ['requests', 'limits'] as const) {

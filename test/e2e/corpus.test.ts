@@ -4,7 +4,7 @@
 // apiserver and the controllers made of the same object without enlist.
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
-import { corpus, expectedSkip, lostValues, missingItems, templateOf } from '../helpers/corpus.js'
+import { corpus, lostValues, missingItems, templateOf } from '../helpers/corpus.js'
 import { startControlPlane, waitForServiceAccount } from '../harness/control-plane.js'
 import { startEnlist } from '../harness/enlist.js'
 import { listPods } from '../harness/k8s.js'
@@ -69,11 +69,6 @@ t.test('every pod carries every item and loses nothing the apiserver would have 
 
   for (const [i, { on, off }] of [...pods].sort((a, b) => a[0] - b[0])) {
     const file = entries[i]!.file
-    const skip = expectedSkip(templateOf(entries[i]!.object))
-    if (skip) {
-      t.equal(on.metadata?.annotations?.['enlist.io/status'], undefined, `${file}: left alone (${skip})`)
-      continue
-    }
     t.same(missingItems(on), [], `${file}: every item`)
     t.equal(off.metadata?.annotations?.['enlist.io/status'], undefined, `${file}: the disabled twin is not injected`)
     t.same(lostValues(normalise(off), normalise(on)), [], `${file}: nothing lost`)
