@@ -28,7 +28,7 @@ import { DEFAULT_AUTH_LIMITS, TokenAuthenticator } from '../registration/auth.js
 import { DependencyCache } from '../registration/dependencies.js'
 import { RegistrationService } from '../registration/service.js'
 import { Registry } from '../registry/registry.js'
-import { buildServer, type EnlistServer } from '../server/app.js'
+import { buildServer, closeGracefully, type EnlistServer } from '../server/app.js'
 import { Readiness } from '../server/readiness.js'
 import { registrationRoutes } from '../server/routes/registrations.js'
 import { CertificateFiles, type CertificateProvider } from '../server/tls.js'
@@ -365,7 +365,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
         log.info({ address: `https://${o['bind-address']}:${o.port}`, policy: o.policy ?? o['policy-configmap'], identity, selfSigned: o['self-signed'] }, 'enlist serving')
       },
       stop: async () => {
-        await app?.close()
+        if (app) await closeGracefully(app)
       },
     })
 

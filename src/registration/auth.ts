@@ -73,26 +73,23 @@ export class TokenAuthenticator {
     if (!m) throw new EnlistError('ENLIST_UNAUTHENTICATED', 'missing bearer token: send the projected service-account token (audience enlist) as "Authorization: Bearer <token>"', 401)
     const token = m[1]!
     const now = Date.now()
-    // A client that keeps failing waits before anything else is done for it.
-    if (!this.failures.has(client)) {
-      this.metrics.tokenReviews.inc({ result: 'throttled' })
-      throw new TooManyRequests('too many rejected tokens from this address; slow down', 5)
-    }
     const pre = precheck(token, now)
     if (pre) {
       this.metrics.tokenReviews.inc({ result: 'prechecked' })
-      this.failures.take(client)
       throw new EnlistError('ENLIST_UNAUTHENTICATED', pre, 401)
     }
     const key = createHash('sha256').update(token).digest('base64')
     const hit = this.cache.get(key)
     if (hit && hit.expires > now) {
       this.metrics.tokenReviews.inc({ result: 'cached' })
-      if (hit.error) {
-        this.failures.take(client)
-        throw hit.error
-      }
+      if (hit.error) throw hit.error
       return hit.identity!
+    }
+    // What follows costs the apiserver a TokenReview: an address whose tokens keep being
+    // rejected waits, and so does everyone once enlist reviews too many new tokens at once.
+    if (!this.failures.has(client)) {
+      this.metrics.tokenReviews.inc({ result: 'throttled' })
+      throw new TooManyRequests('too many rejected tokens from this address; slow down', 5)
     }
     if (!this.reviews.take()) {
       this.metrics.tokenReviews.inc({ result: 'throttled' })

@@ -9,7 +9,7 @@ import type { KubernetesBackendSpec, PolicySpec } from '../policy/policy.js'
 import { type Backend, BackendError } from './backend.js'
 import { dubboProviderOf } from './dubbo.js'
 import { DUBBO_GO_ANNOTATION, DUBBO_GO_LABEL, dubboGoPairs, encodeDubboGoAnnotation } from './dubbo-go.js'
-import { decodeRecord, encodeRecord, type EntryRef, type RegistryRecord } from './record.js'
+import { encodeRecord, type EntryRef, type RegistryRecord } from './record.js'
 
 export interface PodLookup {
   /** Managed pods from the cache. */
@@ -89,17 +89,10 @@ export class KubernetesBackend implements Backend {
   async list(): Promise<EntryRef[]> {
     const out: EntryRef[] = []
     for (const pod of this.cache.pods()) {
-      const value = pod.metadata?.annotations?.[this.annotation]
-      if (value === undefined) continue
-      let uid = pod.metadata?.uid ?? ''
-      if (this.spec.layout === 'enlist') {
-        try {
-          uid = decodeRecord(value).uid || uid
-        } catch {
-          // an unreadable record is still an entry to clean up
-        }
-      }
-      out.push({ uid, namespace: pod.metadata?.namespace ?? '', pod: pod.metadata?.name ?? '' })
+      // The entry is the annotation on this pod: it is this pod's whatever the record says
+      // (a record a tenant wrote may name any uid).
+      if (pod.metadata?.annotations?.[this.annotation] === undefined) continue
+      out.push({ uid: pod.metadata?.uid ?? '', namespace: pod.metadata?.namespace ?? '', pod: pod.metadata?.name ?? '' })
     }
     return out
   }

@@ -221,6 +221,13 @@ t.test('bad tokens: refused without a TokenReview, and a sender of many is slowe
   t.ok(reviewed >= 1 && reviewed <= 10, `${reviewed} of 17 bad tokens reached the apiserver (the rest were refused before a TokenReview)`)
   t.match(await enlist.metrics(), /enlist_token_reviews_total\{result="prechecked"\} [1-9]/)
   t.match(await enlist.metrics(), /enlist_token_reviews_total\{result="throttled"\} [1-9]/)
+  // The address recovers by itself (one rejected token a second), and a good token is served again.
+  const good = await boundToken(cp, await get({ metadata: { namespace: 'plain', name: 'lone' } } as V1Pod))
+  const back = await waitFor('the address served again', async () => {
+    const r = await api('POST', good)
+    return r.status !== 429 ? r : undefined
+  }, 30_000, 500)
+  t.equal(back.status, 403, 'a valid token is reviewed again (and this pod, never injected, refused)')
 })
 
 t.test('hostile bodies are refused fast while real reviews are answered', async (t) => {
@@ -261,16 +268,23 @@ t.test('SIGTERM answers held long-polls at once and shuts down inside the grace 
   const tok = await boundToken(cp, pod)
   const began = Date.now()
   const held = api('POST', tok, '?wait=30s')
-  await waitFor('the request held', async () => /enlist_registrations_in_flight 1/.test(await enlist.metrics()))
+  let early: Response | undefined
+  void held.then((r) => (early = r))
+  await waitFor('the request held', async () => {
+    if (early) throw new Error(`answered at once: ${early.status} ${early.body}`)
+    return /enlist_registrations_in_flight 1/.test(await enlist.metrics())
+  })
   const exited = enlist.stop()
   const answer = await held
   const answeredMs = Date.now() - began
   t.equal(answer.status, 503)
   t.equal(answer.headers['retry-after'], '1')
   t.match(answer.json(), { code: 'ENLIST_SHUTTING_DOWN' })
-  t.equal(await exited, 0, 'a clean exit')
+  const code = await exited
   const tookMs = Date.now() - began
   t.comment(`held request answered after ${answeredMs} ms, process gone after ${tookMs} ms (wait was 30 s)`)
+  if (code !== 0 || tookMs >= 15_000) t.comment(enlist.logs().slice(-25).map((l) => JSON.stringify(l)).join('\n'))
+  t.equal(code, 0, 'a clean exit')
   t.ok(tookMs < 15_000, 'well inside a 30 s grace period')
   await nothingWritten(t, pod)
 })
