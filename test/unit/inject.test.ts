@@ -66,7 +66,7 @@ t.test('a bare pod gets exactly every item', async (t) => {
             { name: 'ENLIST_TOKEN_FILE', value: '/var/run/secrets/enlist.io/token/token' },
             { name: 'ENLIST_TIMEOUT_SECONDS', value: '300' },
           ],
-          resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+          resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
           securityContext: {
             runAsNonRoot: true,
             runAsUser: 65532,

@@ -33,7 +33,7 @@ t.test('the header alone is a complete policy with documented defaults', async (
       caBundle: '',
       runAsUser: 65532,
       tokenExpirationSeconds: 3600,
-      resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+      resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
     },
     downwardAPI: {
       variables: ['POD_NAME', 'POD_NAMESPACE', 'POD_UID', 'POD_IP', 'POD_IPS', 'HOST_IP', 'NODE_NAME', 'POD_SERVICE_ACCOUNT'],
@@ -162,7 +162,7 @@ t.test('semantic errors', async (t) => {
     [HEADER + 'injection: {neverInjectSelector: [{matchLabels: {"bad key!": x}}]}\n', ['/injection/neverInjectSelector/0/matchLabels: "bad key!" is not a valid label key']],
     [HEADER + 'injection: {alwaysInjectSelector: [{matchExpressions: [{key: a, operator: In}]}]}\n', ['/injection/alwaysInjectSelector/0/matchExpressions/0/values: operator In needs at least one value']],
     [HEADER + 'injection: {alwaysInjectSelector: [{matchExpressions: [{key: a, operator: Exists, values: [x]}]}]}\n', ['/injection/alwaysInjectSelector/0/matchExpressions/0/values: operator Exists takes no values']],
-    [HEADER + 'registrar: {image: "a b"}\n', ['/registrar/image: "a b" is not an image reference (it contains whitespace)']],
+    [HEADER + 'registrar: {image: "a b"}\n', ['/registrar/image: "a b" is not an image reference; accepted: [registry[:port]/]name[:tag][@sha256:<64 hex>], e.g. registry.example.com/enlist@sha256:...']],
     [HEADER + 'registrar: {registrationURL: "http://enlist/v1/registrations"}\n', ['/registrar/registrationURL: "http://enlist/v1/registrations" must use https']],
     [HEADER + 'registrar: {registrationURL: "not a url"}\n', ['/registrar/registrationURL: "not a url" is not a URL']],
     [HEADER + 'registrar: {caBundle: "hello"}\n', ['/registrar/caBundle: must be PEM certificates (-----BEGIN CERTIFICATE-----)']],
@@ -219,4 +219,15 @@ t.test('compilePolicy rejects non-objects', async (t) => {
 t.test('the schema documents itself', async (t) => {
   t.equal(policySchema.$schema, 'http://json-schema.org/draft-07/schema#')
   t.same(policySchema.required, ['apiVersion', 'kind'])
+})
+
+t.test('the registrar image: a distribution reference, which may be pinned by digest', async (t) => {
+  const image = (ref: string) => () => compilePolicy({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy', registrar: { image: ref } })
+  const digest = 'sha256:' + 'ab'.repeat(32)
+  for (const ok of ['enlist:0.2.0', 'registry.example.com:5000/platform/enlist:0.2.0', `ghcr.io/acme/enlist@${digest}`, `enlist:0.2.0@${digest}`, 'localhost/enlist']) {
+    t.doesNotThrow(image(ok), ok)
+  }
+  for (const bad of ['Enlist:1', 'enlist:1 ', 'enlist@sha256:abc', 'enlist:', '/enlist']) {
+    t.throws(image(bad), { errors: [{ path: '/registrar/image', message: /is not an image reference; accepted: \[registry\[:port\]\/\]name\[:tag\]\[@sha256:<64 hex>\]/ }] }, bad)
+  }
 })
