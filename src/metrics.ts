@@ -10,7 +10,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry()
   // Read at scrape time, so the gauge counts down between certificate changes.
   const tls = { notAfter: undefined as Date | undefined, caNotAfter: undefined as Date | undefined }
-  const probes = { namespaces: (): number | undefined => undefined }
+  const probes = {
+    namespaces: (): number | undefined => undefined,
+    /** Each registry backend and whether it can serve now (its health()). */
+    backends: (): Array<{ backend: string; healthy: boolean }> => [],
+  }
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry })
   const m = {
     registry,
@@ -160,6 +164,22 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       name: 'enlist_token_reviews_total',
       help: 'Token checks by result: authenticated, rejected, cached, error (apiserver unreachable), prechecked (refused without a TokenReview: not a JWT for audience enlist, or expired), throttled (rate limits).',
       labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    backendHealthy: new Gauge({
+      name: 'enlist_backend_healthy',
+      help: 'Registry backends: 1 while the backend can serve, 0 while it reports a problem (see /readyz?verbose).',
+      labelNames: ['backend'] as const,
+      registers: [registry],
+      collect() {
+        this.reset()
+        for (const b of probes.backends()) this.set({ backend: b.backend }, b.healthy ? 1 : 0)
+      },
+    }),
+    zookeeperSessionExpirations: new Counter({
+      name: 'enlist_zookeeper_session_expirations_total',
+      help: "ZooKeeper sessions of a backend that expired and were replaced (enlist's nodes are persistent: nothing is lost).",
+      labelNames: ['backend'] as const,
       registers: [registry],
     }),
     decisionKeys: new Gauge({

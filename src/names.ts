@@ -13,6 +13,7 @@ export const PRESTOP_ANNOTATION = 'enlist.io/prestop'
 export const READINESS_GATE_ANNOTATION = 'enlist.io/readiness-gate'
 export const REGISTRAR_TIMEOUT_ANNOTATION = 'enlist.io/registrar-timeout'
 export const ENV_CONTAINERS_ANNOTATION = 'enlist.io/env-containers'
+export const ADVERTISE_ANNOTATION = 'enlist.io/advertise'
 
 export const REGISTRAR_CONTAINER = 'enlist-registrar'
 export const TOKEN_VOLUME = 'enlist-token'
@@ -53,4 +54,5 @@ export const RECORD_FIELDS = [
   'ports',
   'metadata',
   'registeredAt',
+  'advertised',
 ] as const

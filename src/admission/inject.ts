@@ -187,6 +187,7 @@ export function buildInjection(input: InjectInput): Injection {
       metadata: settings.metadata ?? {},
       // fully qualified, so registration reads back exactly what was decided here
       dependsOn: settings.dependsOn.map((d) => formatDependency(d)),
+      ...(settings.advertise ? { advertise: settings.advertise } : {}),
     },
     injected: { initContainers: [], volumes: [], env: {}, preStop: [], readinessGates: [], labels: [] },
     kept: [],

@@ -15,6 +15,7 @@ import type { Metrics } from '../metrics.js'
 import { DEREGISTERED_REASON, setRegisteredCondition } from '../registration/condition.js'
 import type { KeyRing } from '../decision/keyring.js'
 import { openPodStatus } from '../decision/status.js'
+import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import { buildRecord, type EntryRef, registeredCondition, type RegistryRecord } from '../registry/record.js'
 import type { Registry } from '../registry/registry.js'
 import { WorkQueue } from './queue.js'
@@ -146,7 +147,19 @@ export class RegistryController {
     if (backends.length === 0) return []
     const record = this.expectedRecord(p)
     if (!record) return []
-    return backends.filter((b) => b.drifted!(p, record)).map((b) => b.name)
+    const advertise = this.chosenAdvertise(p)
+    return backends
+      .filter((b) => {
+        const expected = this.o.registry.expectedFor(b, record, advertise)
+        return expected !== undefined && b.drifted!(p, expected)
+      })
+      .map((b) => b.name)
+  }
+
+  /** The advertise modes the pod's sealed decision chose, if any. */
+  private chosenAdvertise(p: V1Pod): Record<string, AdvertiseMode> | undefined {
+    const opened = openPodStatus(p, this.o.keys.ring)
+    return opened.ok ? opened.status.decision.advertise : undefined
   }
 
   private async work(queue: WorkQueue): Promise<void> {
@@ -209,9 +222,11 @@ export class RegistryController {
   private async repair(pod: V1Pod): Promise<void> {
     const record = this.expectedRecord(pod)
     if (!record) return
+    const advertise = this.chosenAdvertise(pod)
     for (const b of this.o.registry.backends) {
-      if (!b.drifted?.(pod, record)) continue
-      await this.o.registry.call(b, 'register', () => b.register(record))
+      const expected = b.drifted && this.o.registry.expectedFor(b, record, advertise)
+      if (!expected || !b.drifted!(pod, expected)) continue
+      await this.o.registry.call(b, 'register', async () => b.register(await this.o.registry.recordFor(b, record, { pod, advertise })))
       this.o.metrics.repaired.inc({ backend: b.name })
       const ref = podRef(pod)
       this.o.metrics.trustRejections.inc({ where: 'record', reason: 'edited' })
@@ -241,7 +256,7 @@ export class RegistryController {
           if (!uid || have.has(uid) || isGoing(pod) || cond?.status !== 'True') continue
           const record = this.expectedRecord(pod)
           if (!record) continue // no decision of enlist's: it was never registered by enlist
-          await registry.call(b, 'register', () => b.register(record))
+          await registry.call(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) })))
           metrics.repaired.inc({ backend: b.name })
           log.warn({ backend: b.name, pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, uid }, 'backend had lost a registered pod; wrote it again')
         }

@@ -11,6 +11,7 @@
 import { createHmac, timingSafeEqual } from 'node:crypto'
 import { canonicalJson } from '../lib/canonical-json.js'
 import { STATUS_ANNOTATION } from '../names.js'
+import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import { type KeyRing, keyById, type DecisionKey } from './keyring.js'
 
 export const STATUS_VERSION = 2
@@ -23,6 +24,9 @@ export interface Decision {
   metadata: Record<string, string>
   /** Fully qualified: "namespace/service[:port]". */
   dependsOn: string[]
+  /** Advertise modes the tenant chose, by backend name (enlist.io/advertise); the rest use
+   *  their backend's policy setting. Absent when the tenant chose none. */
+  advertise?: Record<string, AdvertiseMode>
 }
 
 export interface InjectionStatus {

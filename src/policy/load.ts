@@ -14,7 +14,7 @@ import {
   type ContainerFilter,
   type PolicySpec,
 } from './policy.js'
-import { backendErrors } from './backends/index.js'
+import { backendErrors, usesDubboLayout } from './backends/index.js'
 import { pemError, urlError } from './backends/checks.js'
 import { policySchema } from './schema.js'
 
@@ -77,6 +77,7 @@ export function compilePolicy(input: unknown, source = 'policy'): CompiledPolicy
     envContainers: containerFilter(spec.downwardAPI.containers),
     preStopContainers: containerFilter(spec.preStop.containers),
     overrides: new Set(spec.tenantOverrides.allowed),
+    dubboBackends: spec.registry.backends.filter(usesDubboLayout).map((b) => b.name),
   })
 }
 
@@ -194,13 +195,18 @@ function semanticErrors(p: PolicySpec): FieldError[] {
   if (!isQualifiedName(d.annotation)) add('/discovery/annotation', `"${d.annotation}" is not a valid annotation key ([prefix/]name)`)
 
   const names = new Set<string>()
-  let kubernetesBackends = 0
+  const kubernetesLayouts = new Set<string>()
   p.registry.backends.forEach((b, i) => {
     const at = `/registry/backends/${i}`
     if (!isDns1123Label(b.name)) add(`${at}/name`, `"${b.name}" must be a DNS-1123 label (lowercase letters, digits, '-')`)
     if (names.has(b.name)) add(`${at}/name`, `duplicate backend name "${b.name}"`)
     names.add(b.name)
-    if (b.type === 'kubernetes' && ++kubernetesBackends > 1) add(`${at}/type`, 'at most one backend of type kubernetes')
+    // Two kubernetes backends of one layout would write the same pod annotation.
+    if (b.type === 'kubernetes' && kubernetesLayouts.has(b.layout)) add(`${at}/type`, `at most one backend of type kubernetes with layout ${b.layout}`)
+    if (b.type === 'kubernetes') kubernetesLayouts.add(b.layout)
+    if (usesDubboLayout(b) && !p.tenantOverrides.allowed.includes('metadata')) {
+      add(`${at}/layout`, 'layout dubbo needs each pod\'s Dubbo interface from enlist.io/metadata: add metadata to tenantOverrides.allowed')
+    }
     backendErrors(b, at, add)
   })
   return errs

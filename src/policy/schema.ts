@@ -26,6 +26,7 @@ export const TENANT_OVERRIDES = [
   'readinessGate',
   'registrarTimeout',
   'envContainers',
+  'advertise',
 ] as const
 
 const labelSelector = {

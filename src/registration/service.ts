@@ -107,7 +107,7 @@ export class RegistrationService {
     const registeredAt = already && cond.lastTransitionTime ? cond.lastTransitionTime : nowSeconds()
     const record = buildRecord(pod, reg, registeredAt)
     try {
-      await this.d.registry.registerAll(record, { deadline: Date.now() + (this.d.backendBudgetMs ?? 10_000) })
+      await this.d.registry.registerAll(record, { deadline: Date.now() + (this.d.backendBudgetMs ?? 10_000) }, { pod, advertise: reg.advertise })
     } catch (err) {
       if (!(err instanceof RegistryError)) throw err
       // Backend URLs, credentials and answers stay in enlist's log; the tenant gets a reference.

@@ -148,7 +148,7 @@ t.test('a status copied into an opted-in namespace is replaced: the pod register
 t.test('a forged discovery record is removed at admission, ignored by discovery, and restored when edited', async (t) => {
   const fake = encodeRecord({
     uid: 'x', namespace: 'shop', pod: 'fake', service: 'payments', ip: '203.0.113.7', ips: ['203.0.113.7'], hostIP: '', node: '',
-    ports: [], metadata: {}, registeredAt: '2026-01-01T00:00:00Z',
+    ports: [], metadata: {}, registeredAt: '2026-01-01T00:00:00Z', advertised: { mode: 'podIP', address: '203.0.113.7', ports: [] },
   })
   const created = await createPod('shop', {
     metadata: { name: 'fakepeer', labels: { 'app.io/label': 'app.io-value' }, annotations: { 'app.io/annotation': fake } },

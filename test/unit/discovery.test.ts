@@ -16,6 +16,7 @@ const record: RegistryRecord = {
   ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
   metadata: { interface: 'com.acme.Orders' },
   registeredAt: '2026-11-23T12:00:00Z',
+  advertised: { mode: 'podIP' as const, address: '10.244.0.7', ports: [{ name: 'http', port: 8080, containerPort: 8080, protocol: 'TCP' }] },
 }
 
 function pod(over: { record?: Partial<RegistryRecord> | string; labels?: Record<string, string>; registered?: string; podIP?: string; deleting?: boolean; phase?: string } = {}): V1Pod {

@@ -20,12 +20,13 @@ const record: RegistryRecord = {
   ports: [{ name: 'http', port: 8080, protocol: 'TCP' }, { port: 9090, protocol: 'UDP' }],
   metadata: { interface: 'com.acme.Orders', group: 'g1', 版本: 'v1' },
   registeredAt: '2026-11-22T03:00:00Z',
+  advertised: { mode: 'nodePort', address: '203.0.113.7', ports: [{ name: 'http', port: 30080, containerPort: 8080, protocol: 'TCP' }] },
 }
 
 t.test('the k/v form: flat pairs, metadata keys at the top level', async (t) => {
   const pairs = toPairs(record)
-  t.same(pairs.slice(0, 10).map((p) => p.k), ['uid', 'namespace', 'pod', 'service', 'ip', 'ips', 'hostIP', 'node', 'ports', 'registeredAt'])
-  t.same(pairs.slice(10), [{ k: 'interface', v: 'com.acme.Orders' }, { k: 'group', v: 'g1' }, { k: '版本', v: 'v1' }])
+  t.same(pairs.slice(0, 11).map((p) => p.k), ['uid', 'namespace', 'pod', 'service', 'ip', 'ips', 'hostIP', 'node', 'ports', 'registeredAt', 'advertised'])
+  t.same(pairs.slice(11), [{ k: 'interface', v: 'com.acme.Orders' }, { k: 'group', v: 'g1' }, { k: '版本', v: 'v1' }])
   t.ok(pairs.every((p) => typeof p.v === 'string'), 'every value a string')
   t.same(fromPairs(pairs), record)
   const encoded = encodeRecord(record)
@@ -69,6 +70,7 @@ t.test('the record from a pod and what admission decided', async (t) => {
     ports: [{ name: 'http', port: 8080, protocol: 'TCP' }, { port: 53, protocol: 'UDP' }],
     metadata: { group: 'g1' },
     registeredAt: 'T',
+    advertised: { mode: 'podIP', address: '10.0.0.5', ports: [{ name: 'http', port: 8080, containerPort: 8080, protocol: 'TCP' }, { port: 53, containerPort: 53, protocol: 'UDP' }] },
   })
   t.not(record.metadata, decision.metadata, 'the record has its own copy of the metadata')
 })
