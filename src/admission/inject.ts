@@ -10,7 +10,7 @@
 import type { V1Container, V1EnvVar, V1LifecycleHandler, V1Pod, V1Volume } from '@kubernetes/client-node'
 import { pointer } from '../lib/json-pointer.js'
 import type { DecisionKey } from '../decision/keyring.js'
-import { type InjectionStatus, seal, serviceAccountOf, STATUS_VERSION } from '../decision/status.js'
+import { type InjectionStatus, serviceAccountOf, STATUS_VERSION, statusText } from '../decision/status.js'
 import {
   ENV_CA_BUNDLE,
   ENV_REGISTRATION_URL,
@@ -41,7 +41,8 @@ export interface Injection {
   /** The JSON Patch document: a JSON array of add operations. */
   patch: string
   warnings: string[]
-  status: InjectionStatus
+  /** What enlist.io/status records (the annotation adds the seal). */
+  status: Omit<InjectionStatus, 'seal'>
 }
 
 export interface InjectInput {
@@ -283,8 +284,7 @@ export function buildInjection(input: InjectInput): Injection {
   }
 
   // --- the injection record, last: it describes every operation above -----
-  const sealed: InjectionStatus = input.key ? seal(status, input.key) : status
-  const statusJson = JSON.stringify(JSON.stringify(sealed))
+  const statusJson = JSON.stringify(statusText(status, input.key))
   if (!annotations) ops.push({ path: '/metadata/annotations', json: `{${JSON.stringify(STATUS_ANNOTATION)}:${statusJson}}` })
   else {
     ops.push({ op: input.forgedStatus ? 'replace' : 'add', path: pointer('metadata', 'annotations', STATUS_ANNOTATION), json: statusJson })
@@ -298,7 +298,7 @@ export function buildInjection(input: InjectInput): Injection {
     const op = ops[i]!
     patch += `${i === 0 ? '' : ','}{"op":"${op.op ?? 'add'}","path":"${op.path}"${op.json === undefined ? '' : `,"value":${op.json}`}}`
   }
-  return { patch: patch + ']', warnings, status: sealed }
+  return { patch: patch + ']', warnings, status }
 }
 
 function addEnv(

@@ -3,13 +3,15 @@
 // the controller take a pod's registration parameters (service, metadata, dependencies)
 // from an opened seal only, never from the pod spec, which the tenant wrote.
 //
-// The seal covers the canonical JSON of everything but the seal, under a key named in it
-// (keyring.ts). It binds the namespace and service account the decision was made for:
-// a tenant may copy a sealed status only to another pod it could create with the same
-// service account in the same namespace, which gains it nothing it did not have.
+// The annotation is the status as JSON with the seal as its last member, and the seal is
+// an HMAC of the exact text before it, under a key named in it (keyring.ts). What is read
+// back is that text and nothing else (anything after the seal breaks it), so no
+// canonical form is needed on either side: admission signs what it writes, verbatim.
+// The seal binds the namespace and service account the decision was made for: a tenant
+// may copy a sealed status only to another pod it could create with the same service
+// account in the same namespace, which gains it nothing it did not have.
 
 import { createHmac, timingSafeEqual } from 'node:crypto'
-import { canonicalJson } from '../lib/canonical-json.js'
 import { STATUS_ANNOTATION } from '../names.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import { type KeyRing, keyById, type DecisionKey } from './keyring.js'
@@ -54,15 +56,19 @@ export interface Seal {
 }
 
 const DOMAIN = 'enlist.io/status v2\n'
+// The seal, last in the annotation: key ids and base64url MACs need no JSON escaping.
+const SEAL_AT_END = /,"seal":\{"key":"([a-z0-9][a-z0-9-]{0,62})","mac":"([A-Za-z0-9_-]{43})"\}\}$/
 
-function mac(key: DecisionKey, status: Omit<InjectionStatus, 'seal'>): string {
-  return createHmac('sha256', key.secret)
-    .update(DOMAIN + canonicalJson(status))
-    .digest('base64url')
+function mac(key: DecisionKey, text: string): string {
+  return createHmac('sha256', key.secret).update(DOMAIN).update(text).digest('base64url')
 }
 
-export function seal(status: Omit<InjectionStatus, 'seal'>, key: DecisionKey): InjectionStatus {
-  return { ...status, seal: { key: key.id, mac: mac(key, status) } }
+/** The annotation text: the status as JSON, sealed with `key` when there is one. */
+export function statusText(status: Omit<InjectionStatus, 'seal'>, key: DecisionKey | undefined): string {
+  const json = JSON.stringify(status)
+  if (!key) return json
+  const body = json.slice(0, -1)
+  return `${body},"seal":{"key":"${key.id}","mac":"${mac(key, body)}"}}`
 }
 
 export type OpenFailure = 'malformed' | 'unsealed' | 'unknown-key' | 'bad-seal' | 'wrong-namespace'
@@ -73,28 +79,33 @@ export type Opened =
 
 /** Verifies a status annotation found on a pod in `namespace`. */
 export function openStatus(text: string, ring: KeyRing | undefined, namespace: string): Opened {
-  let parsed: unknown
-  try {
-    parsed = JSON.parse(text)
-  } catch {
-    return { ok: false, reason: 'malformed', message: 'it is not JSON' }
-  }
-  if (parsed === null || typeof parsed !== 'object' || Array.isArray(parsed)) return { ok: false, reason: 'malformed', message: 'it is not a JSON object' }
-  const { seal: s, ...rest } = parsed as Partial<InjectionStatus> & Record<string, unknown>
-  if (rest.version !== STATUS_VERSION) {
-    return { ok: false, reason: 'unsealed', message: `version ${JSON.stringify(rest.version) ?? 'none'} carries no seal (enlist writes version ${STATUS_VERSION})` }
-  }
-  if (s === null || typeof s !== 'object' || typeof s.key !== 'string' || typeof s.mac !== 'string') {
+  const m = SEAL_AT_END.exec(text)
+  if (!m) {
+    let version: unknown
+    try {
+      version = (JSON.parse(text) as { version?: unknown } | null)?.version
+    } catch {
+      return { ok: false, reason: 'malformed', message: 'it is not JSON' }
+    }
+    if (version !== STATUS_VERSION) return { ok: false, reason: 'unsealed', message: `version ${JSON.stringify(version) ?? 'none'} carries no seal (enlist writes version ${STATUS_VERSION})` }
     return { ok: false, reason: 'unsealed', message: 'it has no seal' }
   }
-  const key = ring ? keyById(ring, s.key) : undefined
-  if (!key) return { ok: false, reason: 'unknown-key', message: `it is sealed with key ${JSON.stringify(s.key)}, which enlist does not hold`, key: s.key }
-  const want = Buffer.from(mac(key, rest as Omit<InjectionStatus, 'seal'>))
-  const got = Buffer.from(s.mac)
-  if (want.length !== got.length || !timingSafeEqual(want, got)) return { ok: false, reason: 'bad-seal', message: 'its seal does not match its content', key: s.key }
-  // Sealed by enlist, so well-formed unless enlist has a bug: check anyway, it is cheap.
-  const d = rest.decision as Partial<Decision> | undefined
+  const [, keyId, got] = m as unknown as [string, string, string]
+  const body = text.slice(0, m.index)
+  const key = ring ? keyById(ring, keyId) : undefined
+  if (!key) return { ok: false, reason: 'unknown-key', message: `it is sealed with key ${JSON.stringify(keyId)}, which enlist does not hold`, key: keyId }
+  const want = Buffer.from(mac(key, body))
+  if (!timingSafeEqual(want, Buffer.from(got))) return { ok: false, reason: 'bad-seal', message: 'its seal does not match its content', key: keyId }
+  // Exactly the sealed text is read: enlist wrote it, so it parses unless enlist has a bug.
+  let parsed: Partial<InjectionStatus>
+  try {
+    parsed = JSON.parse(body + '}') as Partial<InjectionStatus>
+  } catch {
+    return { ok: false, reason: 'malformed', message: 'its sealed content is not JSON' }
+  }
+  const d = parsed.decision
   if (
+    parsed.version !== STATUS_VERSION ||
     !d ||
     typeof d.namespace !== 'string' ||
     typeof d.serviceAccount !== 'string' ||
@@ -106,9 +117,9 @@ export function openStatus(text: string, ring: KeyRing | undefined, namespace: s
     return { ok: false, reason: 'malformed', message: 'its decision is incomplete' }
   }
   if (d.namespace !== namespace) {
-    return { ok: false, reason: 'wrong-namespace', message: `it was decided for namespace ${d.namespace}, not ${namespace}`, key: s.key }
+    return { ok: false, reason: 'wrong-namespace', message: `it was decided for namespace ${d.namespace}, not ${namespace}`, key: keyId }
   }
-  return { ok: true, status: { ...(rest as Omit<InjectionStatus, 'seal'>), seal: s } }
+  return { ok: true, status: { ...(parsed as InjectionStatus), seal: { key: keyId, mac: got } } }
 }
 
 function isStringRecord(v: unknown): v is Record<string, string> {

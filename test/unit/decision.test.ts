@@ -4,7 +4,7 @@ import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
 import { admit } from '../../src/admission/review.js'
 import { formatKeyRing, newKey, parseKeyRing, planRotation, activeKey, type KeyRing } from '../../src/decision/keyring.js'
-import { openPodStatus, openStatus, seal, sealKeyOf, STATUS_VERSION, type InjectionStatus } from '../../src/decision/status.js'
+import { openPodStatus, openStatus, sealKeyOf, STATUS_VERSION, statusText, type InjectionStatus } from '../../src/decision/status.js'
 import { applyOps, decodePatch, FACTS_ENABLED, makePod, makePolicy, makeRequest, TEST_KEYS } from '../helpers/fixtures.js'
 
 const H = 3600_000
@@ -70,34 +70,39 @@ t.test('rotation: a key ahead of use, old keys kept while pods name them', async
 
 t.test('sealing and opening', async (t) => {
   const k = TEST_KEYS.signing
-  const sealed = seal(status(), k)
-  const text = JSON.stringify(sealed)
+  const text = statusText(status(), k)
+  t.match(text, /,"seal":\{"key":"k\d{14}-[0-9a-f]{6}","mac":"[A-Za-z0-9_-]{43}"\}\}$/, 'the seal is the last member')
   const opened = openStatus(text, TEST_KEYS.ring, 'shop')
   t.ok(opened.ok)
   if (opened.ok) t.same(opened.status.decision, status().decision)
+  t.equal(statusText(status(), undefined), JSON.stringify(status()), 'offline: no seal')
 
-  // key order does not matter: the seal covers canonical JSON
-  const reordered = JSON.stringify({ seal: sealed.seal, kept: [], injected: sealed.injected, decision: sealed.decision, policy: 'p', version: 2 })
-  t.ok(openStatus(reordered, TEST_KEYS.ring, 'shop').ok)
-
+  // Any change to the sealed text breaks the seal, however small or harmless it looks.
   const edit = (f: (s: InjectionStatus) => void) => {
-    const c = structuredClone(sealed)
-    f(c)
-    return openStatus(JSON.stringify(c), TEST_KEYS.ring, 'shop')
+    const c = status()
+    f(c as InjectionStatus)
+    const seal = text.slice(text.lastIndexOf(',"seal":'))
+    return openStatus(JSON.stringify(c).slice(0, -1) + seal, TEST_KEYS.ring, 'shop')
   }
   t.match(edit((s) => (s.decision.service = 'payments')), { ok: false, reason: 'bad-seal' }, 'another service')
   t.match(edit((s) => (s.decision.metadata.interface = 'com.acme.Payments')), { ok: false, reason: 'bad-seal' }, 'other metadata')
   t.match(edit((s) => s.decision.dependsOn.pop()), { ok: false, reason: 'bad-seal' }, 'fewer dependencies')
   t.match(edit((s) => (s.injected.labels = ['x'])), { ok: false, reason: 'bad-seal' }, 'the record of what was injected is sealed too')
-  t.match(edit((s) => (s.seal!.key = 'k-other')), { ok: false, reason: 'unknown-key', key: 'k-other' })
-  t.match(edit((s) => delete s.seal), { ok: false, reason: 'unsealed' })
+  t.ok(edit(() => undefined).ok, 'the same content re-sealed by nobody: the seal still holds for the same text')
+  const { kept, ...rest } = status()
+  const reordered = JSON.stringify({ kept, ...rest }).slice(0, -1) + text.slice(text.lastIndexOf(',"seal":'))
+  t.match(openStatus(reordered, TEST_KEYS.ring, 'shop'), { ok: false, reason: 'bad-seal' }, 'the exact text is sealed, not a canonical form')
+  t.match(openStatus(text.slice(0, -1) + ',"decision":{"namespace":"shop"}}', TEST_KEYS.ring, 'shop'), { ok: false, reason: 'unsealed' }, 'nothing may follow the seal')
+  t.match(openStatus(text.replace(/"key":"[^"]+"/, '"key":"k-other"'), TEST_KEYS.ring, 'shop'), { ok: false, reason: 'unknown-key', key: 'k-other' })
+  t.match(openStatus(JSON.stringify(status()), TEST_KEYS.ring, 'shop'), { ok: false, reason: 'unsealed', message: 'it has no seal' })
   t.match(openStatus(text, TEST_KEYS.ring, 'other'), { ok: false, reason: 'wrong-namespace' }, 'bound to its namespace')
   t.match(openStatus(text, { keys: [newKey(Date.now(), Date.now())] }, 'shop'), { ok: false, reason: 'unknown-key' })
-  const forged = { ...sealed, seal: { key: k.id, mac: seal(status(), newKey(Date.now(), Date.now())).seal!.mac } }
-  t.match(openStatus(JSON.stringify(forged), TEST_KEYS.ring, 'shop'), { ok: false, reason: 'bad-seal' }, 'a seal made with another key')
+  const other = newKey(Date.now(), Date.now())
+  const forged = statusText(status(), { ...other, id: k.id })
+  t.match(openStatus(forged, TEST_KEYS.ring, 'shop'), { ok: false, reason: 'bad-seal' }, 'a seal made with another key under this key\'s name')
   t.match(openStatus('{"version":1,"policy":"p"}', TEST_KEYS.ring, 'shop'), { ok: false, reason: 'unsealed', message: /version 1 carries no seal/ })
   t.match(openStatus('nonsense', TEST_KEYS.ring, 'shop'), { ok: false, reason: 'malformed' })
-  t.match(openStatus('[]', TEST_KEYS.ring, 'shop'), { ok: false, reason: 'malformed' })
+  t.match(openStatus('[]', TEST_KEYS.ring, 'shop'), { ok: false, reason: 'unsealed' })
 
   const pod = { metadata: { namespace: 'shop', annotations: { 'enlist.io/status': text } } }
   t.ok(openPodStatus(pod, TEST_KEYS.ring).ok)
