@@ -20,10 +20,11 @@ const spec = (url: string, over: Partial<HttpBackendSpec> = {}): HttpBackendSpec
   caBundle: '',
   headersFromSecret: '',
   retry: { initialDelayMs: 10, maxDelayMs: 100 },
+  advertise: { mode: 'podIP', nodeAddressTypes: ['InternalIP'] },
   ...over,
 })
 const UID = '0f1e2d3c-4b5a-4968-8776-a5b4c3d2e1f0'
-const record = { uid: UID, namespace: 'shop', pod: 'p', service: 's', ip: '1.2.3.4', ips: ['1.2.3.4'], hostIP: 'h', node: 'n', ports: [], metadata: {}, registeredAt: 'T' }
+const record = { uid: UID, namespace: 'shop', pod: 'p', service: 's', ip: '1.2.3.4', ips: ['1.2.3.4'], hostIP: 'h', node: 'n', ports: [], metadata: {}, registeredAt: 'T', advertised: { mode: 'podIP' as const, address: '1.2.3.4', ports: [] } }
 const uid = (i: number) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`
 
 /** A logger whose lines the test can read. */

@@ -2,11 +2,13 @@
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
 import { pemError } from './checks.js'
+import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
 import type { AddError, BackendSchema } from './types.js'
 
 export interface HttpBackendSpec {
   name: string
   type: 'http'
+  advertise: AdvertiseSpec
   url: string
   /** Plain http is refused unless this is set (the record and credentials cross in clear). */
   allowInsecureHTTP: boolean
@@ -37,6 +39,7 @@ export const httpBackend: BackendSchema<HttpBackendSpec> = {
       maxListPages: { type: 'integer', minimum: 1, maximum: 100000, default: 1000 },
       caBundle: { type: 'string', default: '' },
       headersFromSecret: { type: 'string', default: '' },
+      advertise: advertiseSchema,
       retry: {
         type: 'object',
         additionalProperties: false,
