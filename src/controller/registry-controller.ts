@@ -55,6 +55,10 @@ export function isGoing(pod: V1Pod): false | string {
 // This many failures in a row end a backend's sweep: the backend or the apiserver is down,
 // and every further entry would only wait out its timeout.
 const SWEEP_FAILURES_IN_A_ROW = 10
+// While reconciles wait out their backoff (up to 5 min each), one of them is tried this often:
+// once it succeeds the backend is back, and every other goes at once (onRecovered). Recovery
+// within seconds of an outage's end, for one extra call per period while it lasts.
+const PROBE_MS = 5000
 
 function podRef(pod: V1Pod): EntryRef {
   return { uid: pod.metadata?.uid ?? '', namespace: pod.metadata?.namespace ?? '', pod: pod.metadata?.name ?? '' }
@@ -66,6 +70,7 @@ export class RegistryController {
   private sweepTimer: NodeJS.Timeout | undefined
   private sweeping: Promise<void> | undefined
   private abort: AbortController | undefined
+  private probeTimer: NodeJS.Timeout | undefined
   /** Pods seen deleted, kept until every backend has confirmed their deregistration. */
   private readonly gone = new Map<string, EntryRef>()
   /** Terminating pods already deregistered everywhere (a terminating pod cannot come back). */
@@ -120,6 +125,11 @@ export class RegistryController {
       this.sweepTimer.unref()
     }
     this.sweeping = this.sweep(abort.signal).finally(schedule)
+    this.probeTimer = setInterval(() => {
+      // only when nothing else is queued: a busy queue probes by itself
+      if (queue.length === 0 && queue.waiting > 0) queue.retryEarliest()
+    }, PROBE_MS)
+    this.probeTimer.unref()
     this.o.log.info('controller started')
   }
 
@@ -129,6 +139,7 @@ export class RegistryController {
     this.queue = undefined
     this.abort?.abort()
     clearTimeout(this.sweepTimer)
+    clearInterval(this.probeTimer)
     queue.shutdown()
     await Promise.all(this.workers)
     await this.sweeping

@@ -77,13 +77,15 @@ t.test('what a tenant sees of a failure: no URL, nothing the CMDB said', async (
   const run = await runRegistrar(cp, pod, { env: { ENLIST_TIMEOUT_SECONDS: '4' } })
   cmdb.fault = undefined
   t.equal(run.code, 1, 'gave up at its timeout')
-  t.match(run.stdout, /backend cmdb: register failed: HTTP 500/)
+  const ref = /the registry could not be written \(backend cmdb\) \(enlist log ref ([0-9a-f]+)\)/.exec(run.stdout)?.[1]
+  t.ok(ref, 'the registrar is told which backend failed, and a reference')
   const events = await cp.kubectl(['get', 'events', '-n', 'shop', '--field-selector', `involvedObject.name=${pod.metadata!.name}`, '-o', 'jsonpath={.items[*].message}'])
-  t.match(events.stdout, /backend cmdb: register failed: HTTP 500/)
+  t.match(events.stdout, /the registry could not be written \(backend cmdb\)/)
   for (const text of [run.stdout, events.stdout]) {
     t.notMatch(text, /127\.0\.0\.1|cmdb\.internal|internal error|\/api\/v1\/instances/, 'neither the URL nor the answer')
   }
-  t.ok(enlist.logs().some((l) => l.msg === 'backend answered with an error' && String(l.body).includes('cmdb.internal') && String(l.url).startsWith(cmdb.url)), "the details are in enlist's log")
+  t.ok(enlist.logs().some((l) => l.ref === ref && /backend cmdb: register failed: HTTP 500/.test(String(l.err))), "the log says what failed, under the reference, still without the URL")
+  t.ok(enlist.logs().some((l) => l.msg === 'backend answered with an error' && String(l.body).includes('cmdb.internal') && String(l.url).startsWith(cmdb.url)), "and the backend's log line has the URL and the answer")
 })
 
 t.test('the sweep: a paged list, past an entry it cannot remove, and never a path from a bad uid', async (t) => {
