@@ -11,6 +11,7 @@ import { startControlPlane } from '../harness/control-plane.js'
 import { startEnlist } from '../harness/enlist.js'
 import { type Fault, startFaultProxy } from '../harness/fault-proxy.js'
 import { cmdbPolicy, deletePod, faultPhase, registeredPod } from '../harness/faults.js'
+import { boundToken } from '../harness/kubelet.js'
 import { waitFor } from '../harness/processes.js'
 import { request } from '../helpers/https.js'
 
@@ -39,10 +40,12 @@ for (const fault of ['error', 'stall', 'drip', 'reset'] as const) {
     await enlist.stop()
     await enlist.restart()
     const pod = await registeredPod(cp, cmdb, enlist, 'shop', `p-${fault}`)
-    // a registration meanwhile: its TokenReview cannot hang, the caller gets a 503 to retry
+    // a registration meanwhile, with a token enlist has not reviewed yet: its TokenReview
+    // cannot hang, the caller gets a 503 to retry
+    const token = await boundToken(cp, pod)
     const during = async (): Promise<void> => {
       const started = Date.now()
-      const res = await request(`${enlist.url}/v1/registrations`, { method: 'POST', headers: { authorization: 'Bearer some-token' }, ca: enlist.pki.ca.cert, timeoutMs: 30_000 })
+      const res = await request(`${enlist.url}/v1/registrations`, { method: 'POST', headers: { authorization: `Bearer ${token}` }, ca: enlist.pki.ca.cert, timeoutMs: 30_000 })
       const ms = Date.now() - started
       t.comment(`${fault}: a registration's TokenReview answered ${res.status} ${res.json<{ code: string }>().code} after ${ms} ms`)
       t.equal(res.status, 503, 'the apiserver could not be asked: 503, never a hang')
