@@ -45,10 +45,6 @@ export class KubeApiError extends EnlistError {
   get connectionRefused(): boolean {
     return this.status === 0 && this.reason === 'ConnectionRefused'
   }
-  /** The apiserver was not reached or failed, as opposed to refusing this request. */
-  get unavailable(): boolean {
-    return this.status === 0 || this.status >= 500 || this.status === 429
-  }
 }
 
 export const PatchType = {
