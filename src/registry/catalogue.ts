@@ -34,6 +34,14 @@ const FACTORIES: Factories = {
     const { HttpBackend, secretHeaders } = await import('./http.js')
     return new HttpBackend(spec, secretHeaders(ctx.secrets, spec.headersFromSecret))
   },
+  nats: async (spec, ctx) => {
+    const { createNatsBackend } = await import('./nats/backend.js')
+    return createNatsBackend(spec, ctx)
+  },
+  amqp: async (spec, ctx) => {
+    const { createAmqpBackend } = await import('./amqp/backend.js')
+    return createAmqpBackend(spec, ctx)
+  },
 }
 
 export function createBackend(spec: BackendSpec, ctx: BackendContext): Promise<Backend> {

@@ -2,20 +2,26 @@
 // (its schema and checks) and one entry in BACKENDS; its implementation is registered in
 // src/registry/catalogue.ts.
 
+import { amqpBackend, type AmqpBackendSpec } from './amqp.js'
 import { httpBackend, type HttpBackendSpec } from './http.js'
 import { kubernetesBackend, type KubernetesBackendSpec } from './kubernetes.js'
+import { natsBackend, type NatsBackendSpec } from './nats.js'
 import type { AddError, BackendSchema } from './types.js'
 
 export type { HttpBackendSpec } from './http.js'
 export type { KubernetesBackendSpec } from './kubernetes.js'
+export type { AmqpBackendSpec } from './amqp.js'
+export type { NatsBackendSpec } from './nats.js'
 export type { AddError } from './types.js'
 
-export type BackendSpec = KubernetesBackendSpec | HttpBackendSpec
+export type BackendSpec = KubernetesBackendSpec | HttpBackendSpec | NatsBackendSpec | AmqpBackendSpec
 export type BackendType = BackendSpec['type']
 
 export const BACKENDS: ReadonlyArray<BackendSchema<BackendSpec>> = [
   kubernetesBackend as BackendSchema<BackendSpec>,
   httpBackend as BackendSchema<BackendSpec>,
+  natsBackend as BackendSchema<BackendSpec>,
+  amqpBackend as BackendSchema<BackendSpec>,
 ]
 
 export const BACKEND_TYPES = BACKENDS.map((b) => b.type) as readonly BackendType[]

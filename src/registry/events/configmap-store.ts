@@ -1,0 +1,170 @@
+// A durable key-value store in ConfigMaps of enlist's namespace, sharded by key hash so
+// that each object stays far below the 1 MiB object limit: the amqp backend's ledger and the
+// relay's tombstones. Writes to one shard from one process are batched (group commit: one
+// read-modify-write carries every change queued meanwhile); writes from several processes
+// (every enlist replica serves registrations) are serialised by the apiserver through the
+// object's resourceVersion: a conflict re-reads and re-applies, never loses a change.
+
+import type { V1ConfigMap } from '@kubernetes/client-node'
+import { type KubeClient, KubeApiError } from '../../kube/client.js'
+import { Backoff, sleep } from '../../lib/backoff.js'
+
+export interface ConfigMapStoreOptions {
+  client: KubeClient
+  namespace: string
+  /** Shard names are `<prefix>-00` .. `<prefix>-<shards-1>`. */
+  prefix: string
+  shards: number
+  /** Keys are stored as `<keyPrefix><key>`, so several stores can share the shards. */
+  keyPrefix: string
+  /** Labels on every shard (what the store is, for humans and RBAC audits). */
+  labels: Record<string, string>
+  /** A shard never grows past this many bytes of data (the object limit is 1 MiB). */
+  maxShardBytes?: number
+  timeoutMs?: number
+}
+
+/** A write was refused because its shard is full: a configuration problem (too many entries). */
+export class StoreFullError extends Error {
+  readonly code = 'ENLIST_LEDGER_FULL'
+}
+
+interface Pending {
+  changes: Map<string, string | undefined>
+  waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>
+}
+
+/** FNV-1a: stable across versions and processes, which the shard of a key must be. */
+export function fnv1a(s: string): number {
+  let h = 0x811c9dc5
+  for (let i = 0; i < s.length; i++) {
+    h ^= s.charCodeAt(i)
+    h = Math.imul(h, 0x01000193) >>> 0
+  }
+  return h
+}
+
+const KEY = /^[-._a-zA-Z0-9]+$/
+
+export class ConfigMapStore {
+  private readonly pending = new Map<number, Pending>()
+  private readonly writing = new Set<number>()
+  private readonly maxBytes: number
+
+  constructor(private readonly o: ConfigMapStoreOptions) {
+    this.maxBytes = o.maxShardBytes ?? 900 * 1024
+  }
+
+  shardName(i: number): string {
+    return `${this.o.prefix}-${String(i).padStart(2, '0')}`
+  }
+
+  shardOf(key: string): number {
+    return fnv1a(key) % this.o.shards
+  }
+
+  async get(key: string): Promise<string | undefined> {
+    const cm = await this.read(this.shardOf(key))
+    return cm?.data?.[this.o.keyPrefix + key]
+  }
+
+  /** Sets (or with undefined, removes) a key; resolves once the apiserver stored it. */
+  set(key: string, value: string | undefined): Promise<void> {
+    if (!KEY.test(this.o.keyPrefix + key)) return Promise.reject(new Error(`"${key}" cannot be a ConfigMap key`))
+    const shard = this.shardOf(key)
+    let p = this.pending.get(shard)
+    if (!p) {
+      p = { changes: new Map(), waiters: [] }
+      this.pending.set(shard, p)
+    }
+    p.changes.set(this.o.keyPrefix + key, value)
+    const done = new Promise<void>((resolve, reject) => p.waiters.push({ resolve, reject }))
+    if (!this.writing.has(shard)) void this.drain(shard)
+    return done
+  }
+
+  /** Every key and value of this store, reading the shards a few at a time. */
+  async entries(): Promise<Array<[string, string]>> {
+    const out: Array<[string, string]> = []
+    const next = { i: 0 }
+    const worker = async (): Promise<void> => {
+      while (next.i < this.o.shards) {
+        const cm = await this.read(next.i++)
+        for (const [k, v] of Object.entries(cm?.data ?? {})) if (k.startsWith(this.o.keyPrefix)) out.push([k.slice(this.o.keyPrefix.length), v])
+      }
+    }
+    await Promise.all(Array.from({ length: Math.min(8, this.o.shards) }, worker))
+    return out
+  }
+
+  private path(name?: string): string {
+    const base = `/api/v1/namespaces/${encodeURIComponent(this.o.namespace)}/configmaps`
+    return name ? `${base}/${encodeURIComponent(name)}` : base
+  }
+
+  private async read(shard: number): Promise<V1ConfigMap | undefined> {
+    try {
+      return await this.o.client.get<V1ConfigMap>(this.path(this.shardName(shard)))
+    } catch (err) {
+      if (err instanceof KubeApiError && err.notFound) return undefined
+      throw err
+    }
+  }
+
+  private async drain(shard: number): Promise<void> {
+    this.writing.add(shard)
+    try {
+      for (;;) {
+        const batch = this.pending.get(shard)
+        if (!batch) return
+        this.pending.delete(shard)
+        try {
+          await this.commit(shard, batch.changes)
+          for (const w of batch.waiters) w.resolve()
+        } catch (err) {
+          for (const w of batch.waiters) w.reject(err)
+        }
+      }
+    } finally {
+      this.writing.delete(shard)
+    }
+  }
+
+  private async commit(shard: number, changes: Map<string, string | undefined>): Promise<void> {
+    const backoff = new Backoff({ initialMs: 20, maxMs: 1000 })
+    const name = this.shardName(shard)
+    for (let attempt = 1; ; attempt++) {
+      const cm = await this.read(shard)
+      const data: Record<string, string> = { ...(cm?.data ?? {}) }
+      let changed = false
+      for (const [k, v] of changes) {
+        if (v === undefined) {
+          if (k in data) {
+            delete data[k]
+            changed = true
+          }
+        } else if (data[k] !== v) {
+          data[k] = v
+          changed = true
+        }
+      }
+      if (!changed) return
+      const bytes = Object.entries(data).reduce((n, [k, v]) => n + k.length + Buffer.byteLength(v), 0)
+      if (bytes > this.maxBytes && [...changes.values()].some((v) => v !== undefined)) {
+        throw new StoreFullError(`ConfigMap ${this.o.namespace}/${name} would hold ${bytes} bytes, over ${this.maxBytes}: the ledger is full (see docs/events.md, capacity)`)
+      }
+      try {
+        if (cm) {
+          await this.o.client.replace(this.path(name), { ...cm, data })
+        } else {
+          await this.o.client.create(this.path(), { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: this.o.namespace, labels: this.o.labels }, data })
+        }
+        return
+      } catch (err) {
+        // Another replica wrote first (409 on update, or on a create racing a create): re-read.
+        if (!(err instanceof KubeApiError && err.conflict) || attempt >= 20) throw err
+        await sleep(backoff.next())
+      }
+    }
+  }
+}
