@@ -97,6 +97,14 @@ export class ConfigMapStore {
     return out
   }
 
+  /** The keys and values of one shard. */
+  async shardEntries(shard: number): Promise<Array<[string, string]>> {
+    const cm = await this.read(shard)
+    return Object.entries(cm?.data ?? {})
+      .filter(([k]) => k.startsWith(this.o.keyPrefix))
+      .map(([k, v]) => [k.slice(this.o.keyPrefix.length), v])
+  }
+
   private path(name?: string): string {
     const base = `/api/v1/namespaces/${encodeURIComponent(this.o.namespace)}/configmaps`
     return name ? `${base}/${encodeURIComponent(name)}` : base

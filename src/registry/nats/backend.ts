@@ -146,7 +146,7 @@ export class KvLedger implements Ledger {
  *  `timeoutMs`. Used by the sweep and by the relay's snapshot rebuild. */
 export async function readBucket(js: JetStreamClient, bucket: string, timeoutMs: number): Promise<Array<{ uid: string; entry: LedgerEntry }>> {
   const prefix = `$KV.${bucket}.`
-  const consumer = await js.consumers.get(`KV_${bucket}`, { filter_subjects: [`${prefix}>`], deliver_policy: DeliverPolicy.LastPerSubject })
+  const consumer = await js.consumers.get(`KV_${bucket}`, { filter_subjects: `${prefix}>`, deliver_policy: DeliverPolicy.LastPerSubject })
   const info = await consumer.info(true)
   const out: Array<{ uid: string; entry: LedgerEntry }> = []
   if (info.num_pending === 0) {
