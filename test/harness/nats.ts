@@ -59,7 +59,7 @@ accounts {
   SYS { users: [ { user: sys, password: sys } ] }
 }
 system_account: SYS
-${size > 1 ? `cluster { name: enlist-test, listen: 127.0.0.1:${p.cluster}, routes: [${routes.join(', ')}] }` : ''}
+${size > 1 ? `cluster { name: enlist-test, listen: 127.0.0.1:${p.cluster}, no_advertise: true, routes: [${routes.join(", ")}] }` : ''}
 `,
     )
     const server: NatsServer = {
@@ -76,8 +76,18 @@ ${size > 1 ? `cluster { name: enlist-test, listen: 127.0.0.1:${p.cluster}, route
         }, 30_000, 50)
       },
       async stop(signal = 'SIGTERM') {
-        await server.process?.stop(signal, 10_000)
+        const proc = server.process
         server.process = undefined
+        if (!proc) return
+        if (signal === 'SIGKILL') {
+          // a crash: the whole process group at once (the watchdog would forward nothing)
+          try {
+            process.kill(-proc.child.pid!, 'SIGKILL')
+          } catch {
+            // already gone
+          }
+          await proc.exited
+        } else await proc.stop(signal, 10_000)
       },
     }
     return server

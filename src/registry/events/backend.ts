@@ -90,6 +90,9 @@ export class EventBackend implements Backend {
   readonly type: 'nats' | 'amqp'
   /** Operations on one pod run one at a time (a registration racing its deregistration). */
   private readonly locks = new Map<string, Promise<void>>()
+  /** The last publish failure, shown by health() for a minute unless a publish succeeds:
+   *  a connected broker can still refuse (permissions, no stream for the subject). */
+  private lastFailure: { at: number; message: string } | undefined
 
   constructor(private readonly o: EventBackendOptions) {
     this.name = o.name
@@ -141,7 +144,8 @@ export class EventBackend implements Backend {
   }
 
   health(): string | undefined {
-    const reason = this.o.broker.health() ?? this.o.ledger.health?.()
+    const recent = this.lastFailure && Date.now() - this.lastFailure.at < 60_000 ? `publishing failed: ${this.lastFailure.message}` : undefined
+    const reason = this.o.broker.health() ?? this.o.ledger.health?.() ?? recent
     this.o.metrics.up.set({ backend: this.name }, reason === undefined ? 1 : 0)
     return reason
   }
@@ -169,9 +173,11 @@ export class EventBackend implements Backend {
       const r = await broker.publish(e)
       end()
       metrics.acked.inc({ backend: this.name, type, duplicate: String(r.duplicate) })
+      this.lastFailure = undefined
     } catch (err) {
       const reason = err instanceof PublishError ? err.reason : 'error'
       metrics.failed.inc({ backend: this.name, type, reason })
+      this.lastFailure = { at: Date.now(), message: errorMessage(err) }
       throw new BackendError(this.name, op, `publish ${e.id}: ${errorMessage(err)}`, true, { cause: err })
     }
   }
