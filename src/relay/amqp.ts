@@ -52,6 +52,7 @@ export class AmqpSource implements EventSource {
       prefetch: 32,
       setup: async (ch, conn) => {
         const probe = await conn.createChannel()
+        probe.on('error', () => undefined) // closed by the broker when the queue is absent
         try {
           await probe.checkQueue(o.queue)
           await probe.close().catch(() => undefined)

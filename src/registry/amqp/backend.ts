@@ -4,7 +4,7 @@
 // what was published as registered lives in ConfigMaps of enlist's namespace
 // (docs/events.md weighs the alternatives).
 
-import type { ConfirmChannel, Message } from 'amqplib'
+import type { ChannelModel, ConfirmChannel, Message } from 'amqplib'
 import { CONTENT_TYPE, encodeEvent, type RegistrationEvent, routingKey } from '../../events/envelope.js'
 import { SecretError, type SecretReader } from '../../kube/secrets.js'
 import type { AmqpBackendSpec } from '../../policy/backends/index.js'
@@ -56,7 +56,6 @@ export async function createAmqpBackend(spec: AmqpBackendSpec, ctx: BackendConte
     source: spec.source,
     broker: new ConfirmBroker(link, spec.exchange, timeoutMs),
     ledger: new ConfigMapLedger(store),
-    pods: ctx.pods,
     metrics: eventMetrics(ctx.metrics.registry),
     log: ctx.log,
   })
@@ -64,8 +63,10 @@ export async function createAmqpBackend(spec: AmqpBackendSpec, ctx: BackendConte
 
 /** Declares the durable topic exchange unless it exists: an existing one is used as is
  *  (checked on a throwaway channel, since a failed check closes its channel). */
-export async function declareExchange(ch: ConfirmChannel, conn: { createChannel(): Promise<{ checkExchange(e: string): Promise<unknown>; close(): Promise<void> }> }, exchange: string): Promise<void> {
+export async function declareExchange(ch: ConfirmChannel, conn: ChannelModel, exchange: string): Promise<void> {
   const probe = await conn.createChannel()
+  // the broker closes the probe when the exchange is absent: expected, not a crash
+  probe.on('error', () => undefined)
   try {
     await probe.checkExchange(exchange)
     await probe.close().catch(() => undefined)

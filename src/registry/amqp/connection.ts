@@ -85,7 +85,7 @@ export class AmqpLink {
     const signal = this.abort.signal
     while (!signal.aborted) {
       try {
-        const closed = await this.connect()
+        const { closed } = await this.connect()
         if (signal.aborted) break
         this.usable = true
         this.problem = undefined
@@ -110,8 +110,9 @@ export class AmqpLink {
     this.problem = 'closed'
   }
 
-  /** Connects and sets up; resolves with a promise of why the link closed. */
-  private async connect(): Promise<Promise<string>> {
+  /** Connects and sets up; resolves with a promise of why the link closed (wrapped: an
+   *  async function returning a bare promise would wait for it). */
+  private async connect(): Promise<{ closed: Promise<string> }> {
     const c = await this.o.credentials()
     const u = new URL(this.o.url)
     const tls = u.protocol === 'amqps:'
@@ -153,11 +154,13 @@ export class AmqpLink {
     await this.o.setup?.(ch, conn)
     this.ch = ch
     // A dead channel is a dead link: start over on a fresh connection.
-    return Promise.race([closed, chClosed]).then(async (why) => {
-      this.usable = false
-      await conn.close().catch(() => undefined)
-      return why
-    })
+    return {
+      closed: Promise.race([closed, chClosed]).then(async (why) => {
+        this.usable = false
+        await conn.close().catch(() => undefined)
+        return why
+      }),
+    }
   }
 }
 

@@ -8,7 +8,6 @@
 // the entry, publishes, then removes it, so an interruption anywhere is finished by the next
 // call or sweep, with the same event id.
 
-import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import {
   type DeregisteredData,
@@ -20,17 +19,8 @@ import {
 } from '../../events/envelope.js'
 import { errorMessage } from '../../lib/errors.js'
 import { type Backend, BackendError, type BackendOp } from '../backend.js'
-import type { PodLookup } from '../kubernetes.js'
-import { type EntryRef, type RegistryRecord, registeredCondition, registrationOf } from '../record.js'
+import type { EntryRef, RegistryRecord } from '../record.js'
 import type { EventMetrics } from './metrics.js'
-
-/** The cache's index when it has one (ManagedPods), else a scan. */
-function podByUid(pods: PodLookup, uid: string): V1Pod | undefined {
-  const indexed = pods as PodLookup & { byUid?: (uid: string) => V1Pod | undefined }
-  if (typeof indexed.byUid === 'function') return indexed.byUid(uid)
-  for (const p of pods.pods()) if (p.metadata?.uid === uid) return p
-  return undefined
-}
 
 export interface LedgerEntry {
   /** registered: published (or about to be); deregistered: its deregistered event is being published. */
@@ -80,7 +70,6 @@ export interface EventBackendOptions {
   source: string
   broker: Broker
   ledger: Ledger
-  pods: PodLookup
   metrics: EventMetrics
   log: Logger
 }
@@ -114,15 +103,11 @@ export class EventBackend implements Backend {
 
   deregister(ref: EntryRef): Promise<void> {
     return this.locked(ref.uid, async () => {
-      let entry = await this.ledger('deregister', 'get', () => this.o.ledger.get(ref.uid))
-      if (!entry) {
-        // Not in the ledger: never published as registered, unless the ledger lost it while
-        // the pod is still known registered (then say it is gone all the same).
-        const pod = podByUid(this.o.pods, ref.uid)
-        const reg = pod && registrationOf(pod)
-        if (!pod || !reg || registeredCondition(pod)?.status !== 'True') return
-        entry = { state: 'registered', data: { uid: ref.uid, namespace: ref.namespace, pod: ref.pod, service: reg.service } }
-      }
+      // Not in the ledger: never published as registered, or its deregistration was already
+      // acked (the entry goes only after that). Publishing again from what the pod cache says
+      // would make a duplicate that differs from the original: the ledger alone decides.
+      const entry = await this.ledger('deregister', 'get', () => this.o.ledger.get(ref.uid))
+      if (!entry) return
       await this.finishDeregistration(ref.uid, entry)
     })
   }

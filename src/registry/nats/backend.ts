@@ -59,7 +59,6 @@ export async function createNatsBackend(spec: NatsBackendSpec, ctx: BackendConte
     source: spec.source,
     broker: new JetStreamBroker(spec.subjectPrefix, settings.timeoutMs, ready, link),
     ledger: new KvLedger(spec.bucket, settings.timeoutMs, ready),
-    pods: ctx.pods,
     metrics: eventMetrics(ctx.metrics.registry),
     log: ctx.log,
   })
