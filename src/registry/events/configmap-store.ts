@@ -5,6 +5,7 @@
 // (every enlist replica serves registrations) are serialised by the apiserver through the
 // object's resourceVersion: a conflict re-reads and re-applies, never loses a change.
 
+import { createHash } from 'node:crypto'
 import type { V1ConfigMap } from '@kubernetes/client-node'
 import { type KubeClient, KubeApiError } from '../../kube/client.js'
 import { Backoff, sleep } from '../../lib/backoff.js'
@@ -34,14 +35,10 @@ interface Pending {
   waiters: Array<{ resolve: () => void; reject: (err: unknown) => void }>
 }
 
-/** FNV-1a: stable across versions and processes, which the shard of a key must be. */
-export function fnv1a(s: string): number {
-  let h = 0x811c9dc5
-  for (let i = 0; i < s.length; i++) {
-    h ^= s.charCodeAt(i)
-    h = Math.imul(h, 0x01000193) >>> 0
-  }
-  return h
+/** The shard of a key: stable across versions and processes (it must be), and spread evenly
+ *  whatever the keys look like (the low bits of FNV-style hashes are not). */
+export function shardHash(key: string): number {
+  return createHash('sha256').update(key).digest().readUInt32BE(0)
 }
 
 const KEY = /^[-._a-zA-Z0-9]+$/
@@ -60,7 +57,7 @@ export class ConfigMapStore {
   }
 
   shardOf(key: string): number {
-    return fnv1a(key) % this.o.shards
+    return shardHash(key) % this.o.shards
   }
 
   async get(key: string): Promise<string | undefined> {
