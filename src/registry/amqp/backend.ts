@@ -121,7 +121,7 @@ class ConfirmBroker implements Broker {
           this.exchange,
           key,
           encodeEvent(e),
-          { persistent: true, mandatory: true, messageId: e.id, contentType: CONTENT_TYPE, type: e.type, timestamp: Math.floor(Date.parse(e.time) / 1000) || undefined, appId: 'enlist' },
+          { persistent: true, mandatory: true, messageId: e.id, contentType: CONTENT_TYPE, type: e.type, timestamp: Math.floor(Date.now() / 1000), appId: 'enlist' },
           (err: unknown) => {
             clearTimeout(timer)
             const unroutable = this.returned.delete(e.id)
