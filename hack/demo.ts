@@ -6,6 +6,7 @@
 import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { V1Endpoints, V1Pod } from '@kubernetes/client-node'
+import type { Decision } from '../src/decision/status.js'
 import { decodeRecord } from '../src/registry/record.js'
 import { startControlPlane, type ControlPlane } from '../test/harness/control-plane.js'
 import { startEnlist, type EnlistServer } from '../test/harness/enlist.js'
@@ -125,10 +126,12 @@ function showInjected(pod: V1Pod): void {
   say(`      the pod ${bold(pod.metadata!.name!)} as enlist admitted it:`)
   const reg = pod.spec!.initContainers!.find((x) => x.name === 'enlist-registrar')!
   const app = pod.spec!.containers[0]!
-  const env = Object.fromEntries((reg.env ?? []).map((e) => [e.name, e.value]))
+  const status = JSON.parse(pod.metadata!.annotations!['enlist.io/status']!) as { decision: Decision; seal: { key: string } }
+  const d = status.decision
   item('init container', `${reg.name} (${reg.image}), first; non-root, read-only root fs, no capabilities`)
-  item('  waits for', String(env.ENLIST_DEPENDS_ON))
-  item('  registers as', `${env.ENLIST_SERVICE} with ${env.ENLIST_METADATA}`)
+  item('  waits for', d.dependsOn.join(', '))
+  item('  registers as', `${d.service} with ${JSON.stringify(d.metadata)}`)
+  item('  decided', `in enlist.io/status, sealed with key ${status.seal.key}: nothing in the pod spec can change it`)
   item('token volume', 'enlist-token: projected service-account token, audience enlist, registrar only')
   item('env (app)', (app.env ?? []).map((e) => e.name).join(' '))
   item('preStop (app)', JSON.stringify(app.lifecycle?.preStop))

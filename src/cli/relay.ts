@@ -114,6 +114,8 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
       caBundle: o['cmdb-ca'] ? await readFile(o['cmdb-ca'], 'utf8') : '',
       headersFromSecret: '',
       retry: { initialDelayMs: 200, maxDelayMs: 30_000 },
+      // the relay writes the events' records as they are: their address was chosen by enlist
+      advertise: { mode: 'podIP', nodeAddressTypes: ['InternalIP'] },
     },
     async () => {
       const h: Record<string, string> = {}

@@ -155,6 +155,14 @@ function checkRecord(d: Record<string, unknown>): void {
   if (d.metadata === null || typeof d.metadata !== 'object' || Array.isArray(d.metadata) || !Object.values(d.metadata).every(isStr)) {
     throw new EventFormatError('data.metadata must be an object of strings')
   }
+  const a = d.advertised as Record<string, unknown> | null | undefined
+  if (a === null || typeof a !== 'object' || !isStr(a.mode) || !isStr(a.address) || !Array.isArray(a.ports) || !a.ports.every(isAdvertisedPort)) {
+    throw new EventFormatError('data.advertised must be {mode, address, ports: [{port, containerPort, protocol[, name]}]}')
+  }
+}
+
+function isAdvertisedPort(p: unknown): boolean {
+  return isPort(p) && Number.isInteger((p as unknown as Record<string, unknown>).containerPort)
 }
 
 function isPort(p: unknown): p is RecordPort {

@@ -39,23 +39,23 @@ await secret('enlist-amqp-credentials', RABBIT_USERS.enlist)
 await secret('enlist-registry-credentials', { username: RABBIT_USERS.enlist.username, password: 'wrong-password' })
 await secret('enlist-nats-credentials', RABBIT_USERS.limited)
 
-const backend = (credentialsSecret: string) => ({
+const backend = (credentialsFromSecret: string) => ({
   name: 'amqp',
   type: 'amqp',
   url: proxy.url('amqp'),
   source: 'https://k8s.example.com/clusters/e2e',
-  credentialsSecret,
+  credentialsFromSecret,
   timeoutSeconds: 3,
   heartbeatSeconds: 5,
   retry: { initialDelayMs: 100, maxDelayMs: 1000 },
 })
 let port = 0
-const policyWith = (credentialsSecret: string) =>
+const policyWith = (credentialsFromSecret: string) =>
   stringify({
     apiVersion: 'enlist.io/v1alpha1',
     kind: 'Policy',
     registrar: { registrationURL: `https://127.0.0.1:${port}/v1/registrations` },
-    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsSecret)], reconcileIntervalSeconds: 5 },
+    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsFromSecret)], reconcileIntervalSeconds: 5 },
   })
 const enlist = await startEnlist(cp, {
   args: ['--backend-budget=4s'],

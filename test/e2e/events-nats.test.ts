@@ -39,21 +39,21 @@ await secret('enlist-nats-credentials', { user: NATS_USERS.enlist.user, password
 await secret('enlist-registry-credentials', { user: NATS_USERS.enlist.user, password: 'wrong-password' })
 await secret('enlist-amqp-credentials', { user: NATS_USERS.limited.user, password: NATS_USERS.limited.password })
 
-const backend = (credentialsSecret: string) => ({
+const backend = (credentialsFromSecret: string) => ({
   name: 'events',
   type: 'nats',
   url: natsUrl,
   source: '/clusters/e2e',
-  credentialsSecret,
+  credentialsFromSecret,
   replicas: 3,
   timeoutSeconds: 3,
   retry: { initialDelayMs: 100, maxDelayMs: 1000 },
 })
-const policyWith = (credentialsSecret: string) => ({
+const policyWith = (credentialsFromSecret: string) => ({
   apiVersion: 'enlist.io/v1alpha1',
   kind: 'Policy',
   registrar: { registrationURL: `https://127.0.0.1:${enlistPort}/v1/registrations` },
-  registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsSecret)], reconcileIntervalSeconds: 5 },
+  registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsFromSecret)], reconcileIntervalSeconds: 5 },
 })
 let enlistPort = 0
 const enlist = await startEnlist(cp, {

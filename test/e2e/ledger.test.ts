@@ -28,6 +28,7 @@ const entry = (i: number): LedgerEntry => ({
     ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
     metadata: { interface: 'com.acme.Orders', group: 'g1' },
     registeredAt: '2026-11-23T10:00:00Z',
+    advertised: { mode: 'podIP', address: `10.${(i >> 16) & 255}.${(i >> 8) & 255}.${i & 255}`, ports: [{ name: 'http', port: 8080, containerPort: 8080, protocol: 'TCP' }] },
   },
 })
 const N = 50_000

@@ -28,6 +28,7 @@ const record: RegistryRecord = {
   ports: [{ name: 'http', port: 8080, protocol: 'TCP' }],
   metadata: { interface: 'com.acme.Orders' },
   registeredAt: '2026-11-23T10:00:00Z',
+  advertised: { mode: 'podIP', address: '10.244.0.13', ports: [{ name: 'http', port: 8080, containerPort: 8080, protocol: 'TCP' }] },
 }
 const source = 'https://k8s.example.com/clusters/prod-eu-1'
 const schema = JSON.parse(readFileSync(new URL('../../docs/events.schema.json', import.meta.url), 'utf8')) as Record<string, unknown>
@@ -84,6 +85,7 @@ t.test('the parser refuses what the schema refuses, naming the problem', async (
     ['data.uid', (e) => delete (e.data as Record<string, unknown>).uid, /data\.uid/],
     ['data.ports', (e) => ((e.data as Record<string, unknown>).ports = [{ port: 'x' }]), /data\.ports/],
     ['data.metadata', (e) => ((e.data as Record<string, unknown>).metadata = { a: 1 }), /data\.metadata/],
+    ['data.advertised', (e) => delete (e.data as Record<string, unknown>).advertised, /data\.advertised/],
   ]
   for (const [what, mutate, message] of cases) {
     const e = structuredClone(good)

@@ -10,10 +10,10 @@ import { startCmdb } from '../harness/cmdb.js'
 
 const cmdb = await startCmdb()
 t.teardown(() => cmdb.close())
-const client = new HttpBackend({ name: 'cmdb', type: 'http', url: cmdb.url, timeoutSeconds: 2, caBundle: '', headersFromSecret: '', retry: { initialDelayMs: 10, maxDelayMs: 100 } }, async () => ({}))
+const client = new HttpBackend({ name: 'cmdb', type: 'http', url: cmdb.url, timeoutSeconds: 2, caBundle: '', headersFromSecret: '', retry: { initialDelayMs: 10, maxDelayMs: 100 }, advertise: { mode: 'podIP', nodeAddressTypes: ['InternalIP'] } }, async () => ({}))
 t.teardown(() => client.close())
 
-const rec = (uid: string): RegistryRecord => ({ uid, namespace: 'shop', pod: `p-${uid}`, service: 'orders', ip: '10.0.0.1', ips: ['10.0.0.1'], hostIP: 'h', node: 'n', ports: [], metadata: {}, registeredAt: '2026-11-23T10:00:00Z' })
+const rec = (uid: string): RegistryRecord => ({ uid, namespace: 'shop', pod: `p-${uid}`, service: 'orders', ip: '10.0.0.1', ips: ['10.0.0.1'], hostIP: 'h', node: 'n', ports: [], metadata: {}, registeredAt: '2026-11-23T10:00:00Z', advertised: { mode: 'podIP', address: '10.0.0.1', ports: [] } })
 const reg = (uid: string) => registeredEvent('/c', rec(uid))
 const dereg = (uid: string) => deregisteredEvent('/c', rec(uid), '2026-11-23T11:00:00Z')
 

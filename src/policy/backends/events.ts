@@ -3,6 +3,7 @@
 // checks say what is wrong and what is accepted; credentials never go in a URL.
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
+import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
 import { pemError } from './checks.js'
 import type { AddError } from './types.js'
 
@@ -10,17 +11,18 @@ export interface EventBackendCommon {
   name: string
   url: string
   source: string
-  credentialsSecret: string
+  credentialsFromSecret: string
   caBundle: string
   timeoutSeconds: number
   retry: { initialDelayMs: number; maxDelayMs: number }
+  advertise: AdvertiseSpec
 }
 
 export const EVENT_COMMON_PROPERTIES = {
   name: { type: 'string', minLength: 1, maxLength: 63 },
   url: { type: 'string', minLength: 1 },
   source: { type: 'string', minLength: 1, maxLength: 1024 },
-  credentialsSecret: { type: 'string', default: '' },
+  credentialsFromSecret: { type: 'string', default: '' },
   caBundle: { type: 'string', default: '' },
   timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 60, default: 5 },
   retry: {
@@ -32,6 +34,7 @@ export const EVENT_COMMON_PROPERTIES = {
       maxDelayMs: { type: 'integer', minimum: 100, maximum: 600000, default: 30000 },
     },
   },
+  advertise: advertiseSchema,
 } as const
 
 /** Checks the URLs (comma-separated for a cluster), the source, the Secret name, the CA. */
@@ -47,14 +50,14 @@ export function eventCommonErrors(b: EventBackendCommon, protocols: readonly str
     }
     if (!protocols.includes(u.protocol)) add(`${at}/url`, `"${raw}" must use ${protocols.map((p) => p.slice(0, -1)).join(' or ')}`)
     // Credentials in a URL end up in logs, metrics and error messages: they belong in the Secret.
-    if (u.username !== '' || u.password !== '') add(`${at}/url`, `must not hold credentials (user:password@); put them in credentialsSecret`)
+    if (u.username !== '' || u.password !== '') add(`${at}/url`, `must not hold credentials (user:password@); put them in credentialsFromSecret`)
     if (u.hostname === '') add(`${at}/url`, `"${raw}" has no host`)
   })
   if (!/^[A-Za-z][A-Za-z0-9+.-]*:\S+$|^\/\S*$/.test(b.source)) {
     add(`${at}/source`, `"${b.source}" is not a URI reference naming the cluster; accepted e.g. "https://k8s.example.com/clusters/prod-eu-1" or "/clusters/prod-eu-1"`)
   }
-  if (b.credentialsSecret !== '' && !isDns1123Subdomain(b.credentialsSecret)) {
-    add(`${at}/credentialsSecret`, `"${b.credentialsSecret}" is not a valid Secret name`)
+  if (b.credentialsFromSecret !== '' && !isDns1123Subdomain(b.credentialsFromSecret)) {
+    add(`${at}/credentialsFromSecret`, `"${b.credentialsFromSecret}" is not a valid Secret name`)
   }
   pemError(b.caBundle, `${at}/caBundle`, add)
   if (b.retry.maxDelayMs < b.retry.initialDelayMs) add(`${at}/retry/maxDelayMs`, 'must be >= initialDelayMs')

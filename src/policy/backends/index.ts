@@ -3,23 +3,29 @@
 // src/registry/catalogue.ts.
 
 import { amqpBackend, type AmqpBackendSpec } from './amqp.js'
+import { etcdBackend, type EtcdBackendSpec } from './etcd.js'
 import { httpBackend, type HttpBackendSpec } from './http.js'
 import { kubernetesBackend, type KubernetesBackendSpec } from './kubernetes.js'
 import { natsBackend, type NatsBackendSpec } from './nats.js'
+import { zookeeperBackend, type ZookeeperBackendSpec } from './zookeeper.js'
 import type { AddError, BackendSchema } from './types.js'
 
 export type { HttpBackendSpec } from './http.js'
 export type { KubernetesBackendSpec } from './kubernetes.js'
+export type { EtcdBackendSpec } from './etcd.js'
+export type { ZookeeperBackendSpec } from './zookeeper.js'
 export type { AmqpBackendSpec } from './amqp.js'
 export type { NatsBackendSpec } from './nats.js'
 export type { AddError } from './types.js'
 
-export type BackendSpec = KubernetesBackendSpec | HttpBackendSpec | NatsBackendSpec | AmqpBackendSpec
+export type BackendSpec = KubernetesBackendSpec | HttpBackendSpec | EtcdBackendSpec | ZookeeperBackendSpec | NatsBackendSpec | AmqpBackendSpec
 export type BackendType = BackendSpec['type']
 
 export const BACKENDS: ReadonlyArray<BackendSchema<BackendSpec>> = [
   kubernetesBackend as BackendSchema<BackendSpec>,
   httpBackend as BackendSchema<BackendSpec>,
+  etcdBackend as BackendSchema<BackendSpec>,
+  zookeeperBackend as BackendSchema<BackendSpec>,
   natsBackend as BackendSchema<BackendSpec>,
   amqpBackend as BackendSchema<BackendSpec>,
 ]
@@ -39,4 +45,9 @@ export function backendItemSchema(): Record<string, unknown> {
 
 export function backendErrors(spec: BackendSpec, at: string, add: AddError): void {
   BACKENDS.find((b) => b.type === spec.type)?.check(spec, at, add)
+}
+
+/** Backends whose entries are Dubbo providers: every pod then needs a Dubbo interface. */
+export function usesDubboLayout(spec: BackendSpec): boolean {
+  return (spec.type === 'kubernetes' || spec.type === 'zookeeper') && spec.layout === 'dubbo'
 }

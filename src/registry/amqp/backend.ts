@@ -37,7 +37,7 @@ export async function createAmqpBackend(spec: AmqpBackendSpec, ctx: BackendConte
     name: `enlist/${spec.name}`,
     heartbeatSeconds: spec.heartbeatSeconds,
     timeoutMs,
-    credentials: () => secretCredentials(ctx.secrets, spec.credentialsSecret, spec.caBundle),
+    credentials: () => secretCredentials(ctx.secrets, spec.credentialsFromSecret, spec.caBundle),
     setup: async (ch, conn) => declareExchange(ch, conn, spec.exchange),
     log: ctx.log.child({ backend: spec.name }),
   }).start()

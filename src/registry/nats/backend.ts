@@ -37,7 +37,7 @@ export async function createNatsBackend(spec: NatsBackendSpec, ctx: BackendConte
     url: spec.url,
     name: `enlist/${spec.name}`,
     timeoutMs: settings.timeoutMs,
-    credentials: () => secretCredentials(ctx.secrets, spec.credentialsSecret, spec.caBundle),
+    credentials: () => secretCredentials(ctx.secrets, spec.credentialsFromSecret, spec.caBundle),
     setup: async (nc: NatsConnection) => {
       const js = jetstream(nc, { timeout: settings.timeoutMs })
       const jsm = await js.jetstreamManager()
