@@ -102,7 +102,8 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
     return 0
   }
   validateRelayOptions(o)
-  const log = createLogger(o['log-level']).child({ component: 'enlist-relay' })
+  // --rebuild prints its result on stdout: its log goes to stderr
+  const log = createLogger(o['log-level'], o.rebuild ? 2 : 1).child({ component: 'enlist-relay' })
   const { Relay, relayMetrics, relayServer } = await import('../relay/relay.js')
   const { HttpBackend } = await import('../registry/http.js')
   const cmdb = new HttpBackend(

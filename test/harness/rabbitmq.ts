@@ -7,7 +7,7 @@ import { execFile } from 'node:child_process'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
-import { freePort, supervise, type Supervised, waitFor } from './processes.js'
+import { freePort, supervise, type Supervised } from './processes.js'
 
 export const RABBIT_USERS = {
   enlist: { username: 'enlist', password: 'enlist-s3cret' },
@@ -32,7 +32,21 @@ export interface RabbitMq {
 let cleanups: Array<() => void> = []
 process.once('exit', () => cleanups.forEach((f) => f()))
 
+/** Starts a broker; ports are picked free, and picked again if another process took one
+ *  between the pick and the broker's listen (parallel tests). */
 export async function startRabbitMq(): Promise<RabbitMq> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await startOnce()
+    } catch (err) {
+      if (!(err instanceof PortTaken) || attempt >= 3) throw err
+    }
+  }
+}
+
+class PortTaken extends Error {}
+
+async function startOnce(): Promise<RabbitMq> {
   const dir = mkdtempSync(join(tmpdir(), 'enlist-rabbit-'))
   const [port, distPort, epmdPort] = [await freePort(), await freePort(), await freePort()]
   const node = `enlist${port}@localhost`
@@ -89,15 +103,24 @@ export async function startRabbitMq(): Promise<RabbitMq> {
     async start() {
       const proc = supervise('rabbitmq', join(BIN, 'rabbitmq-server'), [], { logFile: join(dir, 'rabbitmq.log'), env, keepLines: true })
       r.process = proc
-      await waitFor(
-        'rabbitmq accepting AMQP connections',
-        async () => {
-          if (proc.child.exitCode !== null) throw new Error(`rabbitmq-server exited: ${proc.lines.slice(-10).join('\n')}`)
-          return proc.lines.some((l) => /Server startup complete/.test(l)) && (await portOpen(port))
-        },
-        90_000,
-        200,
-      )
+      // polled here rather than with waitFor, so a broker that cannot start fails at once
+      const deadline = Date.now() + 90_000
+      for (;;) {
+        if (proc.lines.some((l) => /eaddrinuse/.test(l))) {
+          try {
+            process.kill(-proc.child.pid!, 'SIGKILL') // the whole group: the watchdog and the VM
+          } catch {
+            // gone
+          }
+          await proc.exited
+          r.process = undefined
+          throw new PortTaken(`a port of rabbitmq-server was taken: ${port}, ${distPort}`)
+        }
+        if (proc.child.exitCode !== null) throw new Error(`rabbitmq-server exited: ${proc.lines.slice(-10).join('\n')}`)
+        if (proc.lines.some((l) => /Server startup complete/.test(l)) && (await portOpen(port))) return
+        if (Date.now() > deadline) throw new Error(`rabbitmq-server did not start within 90 s: ${proc.lines.slice(-10).join('\n')}`)
+        await new Promise((r) => setTimeout(r, 200))
+      }
     },
     async stopBroker() {
       await r.process?.stop('SIGTERM', 30_000)
