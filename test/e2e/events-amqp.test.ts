@@ -130,6 +130,19 @@ t.test('every pod\'s events arrive through a broker restart, a partition and an 
   for (const n of ['a1', 'a2', 'a3', 'a4']) await up(n)
   await waitForCmdb(cmdb, () => liveRegistered(cp, 'shop'))
 
+  // the CMDB down: the relay holds the event (no ack), says so, and applies it once it is back
+  cmdb.down = true
+  await up('a5')
+  const held = await waitFor('the relay not ready', async () => {
+    const r = await relay.readyz()
+    return r.status === 503 && r.body.includes('cmdb: ') ? r.body : undefined
+  }, 30_000, 200)
+  t.match(held, /HTTP 503/)
+  t.notOk(cmdb.records.has(pods.get('a5')!.metadata!.uid!))
+  cmdb.down = false
+  await waitForCmdb(cmdb, () => liveRegistered(cp, 'shop'))
+  await waitFor('the relay ready again', async () => (await relay.readyz()).status === 200, 30_000, 200)
+
   // the broker restarts while a pod is deleted and another registers
   await rabbit.stopBroker()
   await deleteGracefully(cp, pods.get('a1')!)
@@ -185,9 +198,11 @@ t.test('every pod\'s events arrive through a broker restart, a partition and an 
   const m = await relay.metrics()
   t.match(m, /enlist_relay_events_total\{type="registered",result="applied"\} [1-9]/)
   t.match(m, /enlist_relay_events_total\{type="deregistered",result="applied"\} [1-9]/)
+  t.match(m, /enlist_relay_cmdb_failures_total [1-9]/)
+  t.match(m, /enlist_relay_lag_seconds_count [1-9]/)
+  t.equal(await relay.stop(), 0, 'SIGTERM: a graceful stop')
 
   // rebuild from the ledger: a CMDB restored from an old backup is made right
-  await relay.stop()
   cmdb.records.clear()
   cmdb.records.set('stale-uid', { uid: 'stale-uid', namespace: 'shop', pod: 'ghost' })
   const dir = mkdtempSync(join(tmpdir(), 'enlist-rebuild-'))

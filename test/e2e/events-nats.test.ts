@@ -183,7 +183,7 @@ t.test('every pod\'s events arrive through failover, partition, restarts and an 
   t.match(await enlist.metrics(), /enlist_events_acked_total\{backend="events",type="deregistered",duplicate="false"\} [1-9]/)
 
   // rebuild: a CMDB that lost everything (a restore gone wrong) is made right from the snapshot
-  await relay.stop()
+  t.equal(await relay.stop(), 0, 'SIGTERM: a graceful stop')
   cmdb.records.clear()
   cmdb.records.set('stale-uid', { uid: 'stale-uid', namespace: 'shop', pod: 'ghost' })
   const dir = mkdtempSync(join(tmpdir(), 'enlist-rebuild-'))
