@@ -31,6 +31,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       buckets: ADMISSION_BUCKETS,
       registers: [registry],
     }),
+    admissionsUnparsed: new Counter({
+      name: 'enlist_admission_unparsed_total',
+      help: 'Admissions decided from the raw review without parsing it (pods not for enlist, skipped for their namespace); also counted in enlist_admission_requests_total.',
+      registers: [registry],
+    }),
     badRequests: new Counter({
       name: 'enlist_http_bad_requests_total',
       help: 'Requests answered with a 4xx status, by route and status code.',

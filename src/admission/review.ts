@@ -8,7 +8,8 @@ import { utf8ToBase64 } from '../lib/base64.js'
 import { EnlistError } from '../lib/errors.js'
 import { STATUS_ANNOTATION } from '../names.js'
 import type { CompiledPolicy } from '../policy/policy.js'
-import { decide } from './decide.js'
+import { decide, decideWithoutPod, type SkipReason } from './decide.js'
+import { glimpse, podCannotMatter } from './glimpse.js'
 import { buildInjection } from './inject.js'
 import { reservedViolation, unservable } from './reserved.js'
 import { type KubeVersion, resolveSettings } from './settings.js'
@@ -85,6 +86,34 @@ export function parseReview(body: unknown): AdmissionReview {
     if (r2[field] !== undefined && r2[field] !== null && typeof r2[field] !== 'string') bad(`request.${field} must be a string`)
   }
   return body as AdmissionReview
+}
+
+/** A review answered without parsing it: a pod that cannot matter, skipped for its namespace. */
+export interface UnparsedSkip {
+  apiVersion: string
+  uid: string
+  namespace: string
+  reason: SkipReason
+}
+
+/**
+ * Decides from the raw review text where that is provably the same as admit() on the
+ * parsed review (glimpse.ts): a pod create that names nothing of enlist's, in a namespace
+ * that decides alone. Undefined: parse, and admit().
+ */
+export function skipUnparsed(
+  text: string,
+  policy: CompiledPolicy,
+  namespaceLabels: (namespace: string) => Readonly<Record<string, string>> | undefined,
+): UnparsedSkip | undefined {
+  if (!podCannotMatter(text)) return undefined
+  const g = glimpse(text)
+  if (!g || !g.podCreate || !SUPPORTED_VERSIONS.has(g.apiVersion)) return undefined
+  const labels = g.namespace ? namespaceLabels(g.namespace) : undefined
+  // a namespace not in the cache yet: admit() waits for it
+  if (labels === undefined && !policy.excludedNamespaces.has(g.namespace)) return undefined
+  const reason = decideWithoutPod(g.namespace, labels, policy)
+  return reason ? { apiVersion: g.apiVersion, uid: g.uid, namespace: g.namespace, reason } : undefined
 }
 
 export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: AdmissionFacts): AdmissionOutcome {

@@ -3,7 +3,7 @@
 
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
-import { admit, type AdmissionFacts, type AdmissionOutcome, type AdmissionReview, parseReview, serializeReview } from '../../admission/review.js'
+import { admit, type AdmissionFacts, type AdmissionOutcome, type AdmissionReview, parseReview, serializeReview, skipUnparsed, type UnparsedSkip } from '../../admission/review.js'
 import type { KubeVersion } from '../../admission/settings.js'
 import type { NamespaceLookup } from '../../kube/namespaces.js'
 import { errorMessage } from '../../lib/errors.js'
@@ -40,8 +40,29 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
     h.observe(seconds)
   }
 
-  // Encapsulated: other routes keep fastify's default parser.
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody)
+  // Encapsulated: other routes keep fastify's default parser. A review that can be decided
+  // from its raw text (a pod not for enlist, skipped for its namespace) is never parsed.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const policy = opts.policy.current
+    if (policy) {
+      const started = process.hrtime.bigint()
+      const skip = skipUnparsed(body as string, policy, (ns) => opts.namespaces.labels(ns))
+      if (skip) {
+        done(null, new Unparsed(skip, started))
+        return
+      }
+    }
+    parseJsonBody(req, body, done)
+  })
+
+  const respondUnparsed = (reply: FastifyReply, u: Unparsed): FastifyReply => {
+    const { skip } = u
+    count('skipped', skip.reason, Number(process.hrtime.bigint() - u.started) / 1e9)
+    metrics.admissionsUnparsed.inc()
+    if (debug) log.debug({ uid: skip.uid, namespace: skip.namespace, decision: 'skipped', reason: skip.reason, parsed: false }, 'admission')
+    return send(reply, serializeReview({ apiVersion: skip.apiVersion } as AdmissionReview, { uid: skip.uid, allowed: true }))
+  }
+  const debug = log.isLevelEnabled('debug')
 
   const respond = (reply: FastifyReply, review: AdmissionReview, started: bigint, labels: Readonly<Record<string, string>> | undefined): FastifyReply => {
     const request = review.request
@@ -69,9 +90,11 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
 
     const seconds = Number(process.hrtime.bigint() - started) / 1e9
     count(outcome.verdict, outcome.reason, seconds)
-    if (outcome.verdict !== 'ignored') {
+    // Injections and denials are news; a pod not for enlist is the common case, at debug.
+    const level = outcome.verdict === 'injected' || outcome.verdict === 'denied' ? 'info' : outcome.verdict === 'skipped' && debug ? 'debug' : undefined
+    if (level) {
       const meta = (request.object as { metadata?: { name?: string; generateName?: string } } | undefined)?.metadata
-      log.info(
+      log[level](
         {
           uid: request.uid,
           namespace: outcome.namespace,
@@ -92,6 +115,7 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
   // Synchronous whenever the namespace is cached, which is always but for a namespace
   // created a moment ago: no promise on the hot path.
   app.post('/mutate', (req, reply) => {
+    if (req.body instanceof Unparsed) return respondUnparsed(reply, req.body)
     const started = process.hrtime.bigint()
     const review = parseReview(req.body)
     const ns = review.request.namespace ?? ''
@@ -146,6 +170,14 @@ export function nestingExceeds(text: string, max: number): boolean {
     } else if (c === 0x5d || c === 0x7d) depth--
   }
   return false
+}
+
+/** The parser's answer for a review decided from its raw text. */
+class Unparsed {
+  constructor(
+    readonly skip: UnparsedSkip,
+    readonly started: bigint,
+  ) {}
 }
 
 function send(reply: FastifyReply, json: string): FastifyReply {
