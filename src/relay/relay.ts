@@ -143,8 +143,14 @@ export class Relay {
       try {
         const { kind, outcome } = await applyEvent(e, this.o.cmdb, this.o.source.tombstones(), this.recent)
         this.cmdbProblem = undefined
-        await d.ack()
         metrics.events.inc({ type: kind, result: outcome })
+        try {
+          await d.ack()
+        } catch (err) {
+          // The channel or connection went: the broker redelivers, and applying again is a no-op.
+          log.warn({ id: e.id, err: errorMessage(err) }, 'applied, but the ack did not reach the broker; it will be redelivered')
+          return
+        }
         if (d.storedAt) metrics.lag.observe(Math.max(0, (Date.now() - d.storedAt.getTime()) / 1000))
         log.debug({ id: e.id, outcome }, 'event applied')
         return

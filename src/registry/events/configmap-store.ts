@@ -45,6 +45,9 @@ const KEY = /^[-._a-zA-Z0-9]+$/
 
 export class ConfigMapStore {
   private readonly pending = new Map<number, Pending>()
+  /** The last version of each shard this process read or wrote: a write starts from it and
+   *  reads again only on a conflict, saving a GET of the shard per write. */
+  private readonly known = new Map<number, V1ConfigMap>()
   private readonly writing = new Set<number>()
   private readonly maxBytes: number
 
@@ -109,9 +112,14 @@ export class ConfigMapStore {
 
   private async read(shard: number): Promise<V1ConfigMap | undefined> {
     try {
-      return await this.o.client.get<V1ConfigMap>(this.path(this.shardName(shard)))
+      const cm = await this.o.client.get<V1ConfigMap>(this.path(this.shardName(shard)))
+      this.known.set(shard, cm)
+      return cm
     } catch (err) {
-      if (err instanceof KubeApiError && err.notFound) return undefined
+      if (err instanceof KubeApiError && err.notFound) {
+        this.known.delete(shard)
+        return undefined
+      }
       throw err
     }
   }
@@ -138,8 +146,9 @@ export class ConfigMapStore {
   private async commit(shard: number, changes: Map<string, string | undefined>): Promise<void> {
     const backoff = new Backoff({ initialMs: 20, maxMs: 1000 })
     const name = this.shardName(shard)
+    let fresh = !this.known.has(shard)
+    let cm = this.known.get(shard) ?? (await this.read(shard))
     for (let attempt = 1; ; attempt++) {
-      const cm = await this.read(shard)
       const data: Record<string, string> = { ...(cm?.data ?? {}) }
       let changed = false
       for (const [k, v] of changes) {
@@ -153,22 +162,31 @@ export class ConfigMapStore {
           changed = true
         }
       }
-      if (!changed) return
+      if (!changed) {
+        // Unchanged against a version held from before: it may be stale; read before concluding.
+        if (fresh) return
+        cm = await this.read(shard)
+        fresh = true
+        continue
+      }
       const bytes = Object.entries(data).reduce((n, [k, v]) => n + k.length + Buffer.byteLength(v), 0)
       if (bytes > this.maxBytes && [...changes.values()].some((v) => v !== undefined)) {
         throw new StoreFullError(`ConfigMap ${this.o.namespace}/${name} would hold ${bytes} bytes, over ${this.maxBytes}: the ledger is full (see docs/events.md, capacity)`)
       }
       try {
-        if (cm) {
-          await this.o.client.replace(this.path(name), { ...cm, data })
-        } else {
-          await this.o.client.create(this.path(), { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: this.o.namespace, labels: this.o.labels }, data })
-        }
+        const written = cm
+          ? await this.o.client.replace<V1ConfigMap>(this.path(name), { ...cm, data })
+          : await this.o.client.create<V1ConfigMap>(this.path(), { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, namespace: this.o.namespace, labels: this.o.labels }, data })
+        this.known.set(shard, written)
         return
       } catch (err) {
-        // Another replica wrote first (409 on update, or on a create racing a create): re-read.
-        if (!(err instanceof KubeApiError && err.conflict) || attempt >= 20) throw err
+        // Another replica wrote first (409 on update, or on a create racing a create), or the
+        // shard we knew is gone: read it again and re-apply.
+        const stale = err instanceof KubeApiError && (err.conflict || (err.notFound && cm !== undefined))
+        if (!stale || attempt >= 20) throw err
         await sleep(backoff.next())
+        cm = await this.read(shard)
+        fresh = true
       }
     }
   }
