@@ -108,6 +108,17 @@ t.test('policy validate: --help, a ConfigMap without policy.yaml, every error at
   t.match(both.stderr, /\/injection\/excludedNamespaces\/0: "Legacy" is not a valid namespace name/, 'semantic errors beside schema errors')
 })
 
+t.test('relay: its CMDB URL follows the http backend\'s rules', async (t) => {
+  const base = ['relay', '--source=nats', '--url=nats://127.0.0.1:1']
+  const plain = await enlist([...base, '--cmdb-url=http://cmdb.example/api'])
+  t.equal(plain.code, 2)
+  t.match(plain.stderr, /--cmdb-url uses http: .*set --cmdb-allow-insecure-http/)
+  const creds = await enlist([...base, '--cmdb-url=https://admin:s3cret@cmdb.example/api'])
+  t.equal(creds.code, 2)
+  t.match(creds.stderr, /must not hold credentials/)
+  t.notMatch(creds.stderr, /s3cret/, 'the password is not echoed')
+})
+
 t.test('a missing file is exit 2 with the same words, whichever command and flag named it', async (t) => {
   const m = '/nonexistent/x.yaml'
   const cases: Array<[string[], RegExp]> = [
