@@ -2,10 +2,25 @@
 // kills it when our process is gone, however it went (a failed test, Ctrl-C, SIGKILL).
 
 import { type ChildProcess, spawn } from 'node:child_process'
-import { createWriteStream, type WriteStream } from 'node:fs'
+import { createWriteStream, mkdtempSync, rmSync, type WriteStream } from 'node:fs'
 import { createServer } from 'node:net'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
 
 const live = new Set<ChildProcess>()
+const dirs = new Set<string>()
+
+/** A temp dir removed when this process exits, however it exits short of SIGKILL. */
+export function tempDir(prefix: string): string {
+  const dir = mkdtempSync(join(tmpdir(), prefix))
+  dirs.add(dir)
+  return dir
+}
+
+function removeDirs(): void {
+  for (const d of dirs) rmSync(d, { recursive: true, force: true })
+  dirs.clear()
+}
 
 function killAll(): void {
   for (const c of live) {
@@ -16,11 +31,28 @@ function killAll(): void {
     }
   }
 }
-process.once('exit', killAll)
+process.once('exit', () => {
+  killAll()
+  removeDirs()
+})
+const cleanups: Array<() => Promise<void>> = []
+
+/**
+ * Runs `fn` on Ctrl-C (or TERM, HUP) before the supervised processes are killed and this
+ * process exits: an orderly stop (the demo's). Bounded: after a minute, or on a second
+ * Ctrl-C, the process goes anyway (the watchdogs and a node's reaper still clean up).
+ */
+export function onInterrupt(fn: () => Promise<void>): void {
+  cleanups.push(fn)
+}
+
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.once(sig, () => {
-    killAll()
-    process.exit(130)
+    const limit = setTimeout(() => process.exit(130), 60_000)
+    void Promise.allSettled(cleanups.map((f) => f())).then(() => {
+      clearTimeout(limit)
+      process.exit(130) // the exit handler kills what is left and removes the temp dirs
+    })
   })
 }
 
