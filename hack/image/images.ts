@@ -5,7 +5,7 @@
 //                                      a distroless-like Debian 12 base, node at /nodejs/bin/node,
 //                                      /app/{package.json,node_modules,dist}, user 65532, no shell
 //   localhost/enlist-test/pause:1      the pod sandbox: busybox-static sleeping
-//   localhost/enlist-test/app:1        a test app with a shell (busybox httpd on 8080)
+//   localhost/enlist-test/app:1        a test app with a shell (busybox httpd on 8080, ends on TERM)
 //   localhost/enlist-test/app-noshell:1  a test app without one (node serving 8080)
 //
 // Every layer is cached under a key of its inputs in $ENLIST_IMAGE_CACHE
@@ -222,7 +222,8 @@ export async function buildImages(log: Log = () => undefined, nodeBin = process.
     app: {
       ref: 'localhost/enlist-test/app:1',
       layers: [busybox],
-      runtime: { User: NONROOT, Cmd: ['httpd', '-f', '-p', '8080', '-h', '/www'], Env: ['PATH=/bin'], ExposedPorts: { '8080/tcp': {} } },
+      // PID 1 ignores signals it has no handler for: the shell's trap ends it on SIGTERM
+      runtime: { User: NONROOT, Cmd: ['sh', '-c', "trap 'exit 0' TERM; httpd -f -p 8080 -h /www & wait"], Env: ['PATH=/bin'], ExposedPorts: { '8080/tcp': {} } },
     },
     appNoShell: {
       ref: 'localhost/enlist-test/app-noshell:1',

@@ -114,8 +114,15 @@ export function supervise(name: string, cmd: string, args: readonly string[], op
     lines,
     async stop(signal = 'SIGTERM', graceMs = 10_000) {
       if (child.exitCode !== null || child.signalCode !== null) return exited
-      // The watchdog forwards TERM to the real process and waits for it.
-      child.kill(signal)
+      // The watchdog forwards TERM to the real process and waits for it; KILL cannot be
+      // forwarded (it would kill the watchdog alone), so it goes to the whole group.
+      if (signal === 'SIGKILL') {
+        try {
+          process.kill(-child.pid!, 'SIGKILL')
+        } catch {
+          // gone
+        }
+      } else child.kill(signal)
       const timer = setTimeout(() => {
         try {
           process.kill(-child.pid!, 'SIGKILL')
