@@ -3,4 +3,6 @@
 # instead of keeping the cluster up (the default when not on a terminal).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-exec npx --no-install tsx hack/demo.ts "$@"
+PATH="$(hack/node.sh):$PATH"
+# node itself, not npx: Ctrl-C reaches the demo directly, which cleans up before it exits
+exec node --import tsx hack/demo.ts "$@"
