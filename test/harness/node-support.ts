@@ -46,9 +46,8 @@ export function supportLine(s: Support): string {
   return s.ok ? 'real node: containerd, runc and kubelet v1.20.2 run here' : `real node: unavailable (${s.reason}); the node tests are skipped and the demo runs on the kubelet stand-in`
 }
 
-// `tsx test/harness/node-support.ts`: prints the line; the last line of stdout is 1 or the reason.
+// `tsx test/harness/node-support.ts` (scripts/test.sh): prints 1, or why not.
 if (process.argv[1] && import.meta.url === new URL(`file://${process.argv[1]}`).href) {
   const s = probe()
-  process.stderr.write(`${supportLine(s)}\n`)
   process.stdout.write(`${s.ok ? '1' : s.reason}\n`)
 }
