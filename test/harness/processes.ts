@@ -2,25 +2,12 @@
 // kills it when our process is gone, however it went (a failed test, Ctrl-C, SIGKILL).
 
 import { type ChildProcess, spawn } from 'node:child_process'
-import { createWriteStream, mkdtempSync, rmSync, type WriteStream } from 'node:fs'
+import { createWriteStream, type WriteStream } from 'node:fs'
 import { createServer } from 'node:net'
-import { tmpdir } from 'node:os'
-import { join } from 'node:path'
+
+export { tempDir } from '../helpers/temp.js'
 
 const live = new Set<ChildProcess>()
-const dirs = new Set<string>()
-
-/** A temp dir removed when this process exits, however it exits short of SIGKILL. */
-export function tempDir(prefix: string): string {
-  const dir = mkdtempSync(join(tmpdir(), prefix))
-  dirs.add(dir)
-  return dir
-}
-
-function removeDirs(): void {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
-  dirs.clear()
-}
 
 function killAll(): void {
   for (const c of live) {
@@ -31,10 +18,7 @@ function killAll(): void {
     }
   }
 }
-process.once('exit', () => {
-  killAll()
-  removeDirs()
-})
+process.once('exit', killAll)
 const cleanups: Array<() => Promise<void>> = []
 
 /**
@@ -51,7 +35,7 @@ for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
     const limit = setTimeout(() => process.exit(130), 60_000)
     void Promise.allSettled(cleanups.map((f) => f())).then(() => {
       clearTimeout(limit)
-      process.exit(130) // the exit handler kills what is left and removes the temp dirs
+      process.exit(130) // the exit handlers kill what is left and remove the temp dirs
     })
   })
 }
