@@ -15,6 +15,7 @@ import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { V1Container, V1Endpoints, V1Pod } from '@kubernetes/client-node'
 import { parseAllDocuments, stringify } from 'yaml'
+import type { Decision } from '../src/decision/status.js'
 import { REGISTERED_CONDITION, REGISTRAR_CONTAINER } from '../src/names.js'
 import { decodeRecord } from '../src/registry/record.js'
 import { type NodeCluster, startNodeCluster } from '../test/harness/cluster.js'
@@ -94,10 +95,13 @@ function showInjected(pod: V1Pod): void {
   const reg = pod.spec!.initContainers!.find((x) => x.name === REGISTRAR_CONTAINER)!
   const app = pod.spec!.containers[0]!
   const env = Object.fromEntries((reg.env ?? []).map((e) => [e.name, e.value]))
+  const status = JSON.parse(pod.metadata!.annotations!['enlist.io/status']!) as { decision: Decision; seal: { key: string } }
+  const d = status.decision
   item('init container', `${reg.name} (${reg.image}), first; non-root, read-only root fs, no capabilities`)
   item('  calls', String(env.ENLIST_REGISTRATION_URL))
-  item('  waits for', String(env.ENLIST_DEPENDS_ON))
-  item('  registers as', `${env.ENLIST_SERVICE} with ${env.ENLIST_METADATA}`)
+  item('  waits for', d.dependsOn.join(', '))
+  item('  registers as', `${d.service} with ${JSON.stringify(d.metadata)}`)
+  item('  decided', `in enlist.io/status, sealed with key ${status.seal.key}: nothing in the pod spec can change it`)
   item('token volume', 'enlist-token: projected service-account token, audience enlist, registrar only')
   item('env (app)', (app.env ?? []).map((e) => e.name).join(' '))
   item('preStop (app)', JSON.stringify(app.lifecycle?.preStop))

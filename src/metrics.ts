@@ -10,7 +10,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
   const registry = new Registry()
   // Read at scrape time, so the gauge counts down between certificate changes.
   const tls = { notAfter: undefined as Date | undefined, caNotAfter: undefined as Date | undefined }
-  const probes = { namespaces: (): number | undefined => undefined }
+  const probes = {
+    namespaces: (): number | undefined => undefined,
+    /** Each registry backend and whether it can serve now (its health()). */
+    backends: (): Array<{ backend: string; healthy: boolean }> => [],
+  }
   if (opts.defaultMetrics !== false) collectDefaultMetrics({ register: registry })
   const m = {
     registry,
@@ -25,6 +29,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       help: 'Time from request body parsed to response ready, by verdict.',
       labelNames: ['verdict'] as const,
       buckets: ADMISSION_BUCKETS,
+      registers: [registry],
+    }),
+    admissionsUnparsed: new Counter({
+      name: 'enlist_admission_unparsed_total',
+      help: 'Admissions decided from the raw review without parsing it (pods not for enlist, skipped for their namespace); also counted in enlist_admission_requests_total.',
       registers: [registry],
     }),
     badRequests: new Counter({
@@ -158,8 +167,45 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     tokenReviews: new Counter({
       name: 'enlist_token_reviews_total',
-      help: 'Token checks by result (authenticated, rejected, cached, error).',
+      help: 'Token checks by result: authenticated, rejected, cached, error (apiserver unreachable), prechecked (refused without a TokenReview: not a JWT for audience enlist, or expired), throttled (rate limits).',
       labelNames: ['result'] as const,
+      registers: [registry],
+    }),
+    backendHealthy: new Gauge({
+      name: 'enlist_backend_healthy',
+      help: 'Registry backends: 1 while the backend can serve, 0 while it reports a problem (see /readyz?verbose).',
+      labelNames: ['backend'] as const,
+      registers: [registry],
+      collect() {
+        this.reset()
+        for (const b of probes.backends()) this.set({ backend: b.backend }, b.healthy ? 1 : 0)
+      },
+    }),
+    zookeeperSessionExpirations: new Counter({
+      name: 'enlist_zookeeper_session_expirations_total',
+      help: "ZooKeeper sessions of a backend that expired and were replaced (enlist's nodes are persistent: nothing is lost).",
+      labelNames: ['backend'] as const,
+      registers: [registry],
+    }),
+    decisionKeys: new Gauge({
+      name: 'enlist_decision_keys',
+      help: 'Keys in the decision key ring this replica holds (sealing and verifying enlist.io/status).',
+      registers: [registry],
+    }),
+    decisionKeyErrors: new Counter({
+      name: 'enlist_decision_key_errors_total',
+      help: 'Decision key Secret contents rejected as unreadable; the last good key ring was kept.',
+      registers: [registry],
+    }),
+    decisionKeyRotations: new Counter({
+      name: 'enlist_decision_key_rotations_total',
+      help: 'Writes of the decision key ring by the leader (a key added or retired).',
+      registers: [registry],
+    }),
+    trustRejections: new Counter({
+      name: 'enlist_trust_rejections_total',
+      help: 'Requests or objects refused because they claimed to be enlist\'s and were not, by where and reason.',
+      labelNames: ['where', 'reason'] as const,
       registers: [registry],
     }),
     registrationsInFlight: new Gauge({

@@ -13,6 +13,7 @@ export const PRESTOP_ANNOTATION = 'enlist.io/prestop'
 export const READINESS_GATE_ANNOTATION = 'enlist.io/readiness-gate'
 export const REGISTRAR_TIMEOUT_ANNOTATION = 'enlist.io/registrar-timeout'
 export const ENV_CONTAINERS_ANNOTATION = 'enlist.io/env-containers'
+export const ADVERTISE_ANNOTATION = 'enlist.io/advertise'
 
 export const REGISTRAR_CONTAINER = 'enlist-registrar'
 export const TOKEN_VOLUME = 'enlist-token'
@@ -25,18 +26,17 @@ export const POLICY_CONFIGMAP = 'enlist-policy'
 export const POLICY_KEY = 'policy.yaml'
 export const WEBHOOK_CONFIGURATION = 'enlist'
 export const LEASE_NAME = 'enlist-controller'
+/** The keys that seal enlist.io/status (src/decision/), in the install namespace. */
+export const DECISION_KEYS_SECRET = 'enlist-decision-keys'
 /** The entries of MutatingWebhookConfiguration/enlist, in manifest order. */
 export const WEBHOOK_NAMES = ['namespace.inject.enlist.io', 'object.inject.enlist.io', 'annotation.inject.enlist.io'] as const
 
-// The registrar reads these; the registration API reads the ENLIST_* ones back from the
-// pod spec, which is immutable after admission, so they carry what admission decided.
+// The registrar's configuration. Registration parameters are deliberately not among them:
+// the registration API takes those from the sealed enlist.io/status only (src/decision/).
 export const ENV_REGISTRATION_URL = 'ENLIST_REGISTRATION_URL'
 export const ENV_CA_BUNDLE = 'ENLIST_CA_BUNDLE'
 export const ENV_TOKEN_FILE = 'ENLIST_TOKEN_FILE'
 export const ENV_TIMEOUT_SECONDS = 'ENLIST_TIMEOUT_SECONDS'
-export const ENV_SERVICE = 'ENLIST_SERVICE'
-export const ENV_DEPENDS_ON = 'ENLIST_DEPENDS_ON'
-export const ENV_METADATA = 'ENLIST_METADATA'
 
 export const TOKEN_REVIEW_POD_NAME = 'authentication.kubernetes.io/pod-name'
 export const TOKEN_REVIEW_POD_UID = 'authentication.kubernetes.io/pod-uid'
@@ -54,4 +54,5 @@ export const RECORD_FIELDS = [
   'ports',
   'metadata',
   'registeredAt',
+  'advertised',
 ] as const

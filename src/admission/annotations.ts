@@ -2,7 +2,9 @@
 // annotation, the value and the accepted form, because that text reaches kubectl.
 
 import { isDns1035Label, isDns1123Label, isPortName } from '../lib/validation.js'
+import { ADVERTISE_MODES, type AdvertiseMode } from '../policy/backends/advertise.js'
 import {
+  ADVERTISE_ANNOTATION,
   DEPENDS_ON_ANNOTATION,
   DRAIN_SECONDS_ANNOTATION,
   ENV_CONTAINERS_ANNOTATION,
@@ -222,4 +224,28 @@ export function parseContainerList(value: string): Result<string[]> {
     }
   }
   return ok(names)
+}
+
+// --- advertised address -------------------------------------------------------
+
+const ADVERTISE_FORM = `a mode for every backend (${ADVERTISE_MODES.map((m) => `"${m}"`).join(', ')}), or backend=mode pairs separated by commas, e.g. "zookeeper=nodePort"`
+
+/** `nodePort` (every backend) or `zk=nodePort, etcd=hostIP`: modes by backend name, `*` for all. */
+export function parseAdvertise(value: string, backends: readonly string[]): Result<Record<string, AdvertiseMode>> {
+  const bad = (problem: string): Result<Record<string, AdvertiseMode>> => fail(new AnnotationError(ADVERTISE_ANNOTATION, value, problem, ADVERTISE_FORM))
+  const isMode = (m: string): m is AdvertiseMode => (ADVERTISE_MODES as readonly string[]).includes(m)
+  const v = value.trim()
+  if (isMode(v)) return ok(Object.fromEntries(backends.map((b) => [b, v])))
+  const out: Record<string, AdvertiseMode> = {}
+  for (const raw of v.split(',')) {
+    const entry = raw.trim()
+    const eq = entry.indexOf('=')
+    if (eq === -1) return bad(`"${entry}" is neither a mode nor backend=mode`)
+    const name = entry.slice(0, eq).trim()
+    const mode = entry.slice(eq + 1).trim()
+    if (!isMode(mode)) return bad(`"${mode}" is not a mode`)
+    if (!backends.includes(name)) return bad(`"${name}" is not a registry backend of this cluster (${backends.join(', ')})`)
+    out[name] = mode
+  }
+  return ok(out)
 }

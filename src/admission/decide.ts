@@ -58,3 +58,20 @@ export function decide(input: DecisionInput, policy: CompiledPolicy): Decision {
   if (policy.spec.injection.default === 'enabled') return { action: 'inject', reason: 'policy-default', warnings }
   return { action: 'skip', reason: 'not-opted-in', warnings }
 }
+
+/**
+ * The decision for a pod that cannot matter (nothing in it names enlist.io/: no opt-in or
+ * opt-out, no status), from its namespace alone; undefined where the pod could still
+ * matter (selectors read its labels) or the outcome needs more than a skip. Where it
+ * answers, decide() answers the same, for any such pod.
+ */
+export function decideWithoutPod(namespace: string, namespaceLabels: Readonly<Record<string, string>> | undefined, policy: CompiledPolicy): SkipReason | undefined {
+  if (policy.excludedNamespaces.has(namespace)) return 'excluded-namespace'
+  const ns = parseNamespaceOptIn(namespaceLabels)
+  if (ns === 'disabled') return 'namespace-opt-out'
+  // an invalid label warns; an enabled one injects
+  if (ns !== undefined) return undefined
+  const inj = policy.spec.injection
+  if (inj.neverInjectSelector.length > 0 || inj.alwaysInjectSelector.length > 0 || inj.default === 'enabled') return undefined
+  return 'not-opted-in'
+}

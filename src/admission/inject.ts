@@ -9,12 +9,11 @@
 
 import type { V1Container, V1EnvVar, V1LifecycleHandler, V1Pod, V1Volume } from '@kubernetes/client-node'
 import { pointer } from '../lib/json-pointer.js'
+import type { DecisionKey } from '../decision/keyring.js'
+import { type InjectionStatus, serviceAccountOf, STATUS_VERSION, statusText } from '../decision/status.js'
 import {
   ENV_CA_BUNDLE,
-  ENV_DEPENDS_ON,
-  ENV_METADATA,
   ENV_REGISTRATION_URL,
-  ENV_SERVICE,
   ENV_TIMEOUT_SECONDS,
   ENV_TOKEN_FILE,
   MANAGED_LABEL,
@@ -30,40 +29,34 @@ import { DOWNWARD_API_VARIABLES } from '../policy/schema.js'
 import { formatDependency } from './annotations.js'
 import type { Settings } from './settings.js'
 
-/** An `add` operation whose value is already JSON. */
+/** A patch operation whose value, if any, is already JSON. Only `add` touches what the
+ *  user wrote; `replace` and `remove` touch only enlist's own keys (reserved.ts). */
 export interface AddOperation {
+  op?: 'add' | 'replace' | 'remove'
   path: string
-  json: string
-}
-
-/** Recorded in `enlist.io/status`: what was injected, under which policy. */
-export interface InjectionStatus {
-  version: 1
-  policy: string
-  injected: {
-    initContainers: string[]
-    volumes: string[]
-    env: Record<string, string[]>
-    preStop: string[]
-    readinessGates: string[]
-    labels: string[]
-  }
-  kept: string[]
+  json?: string
 }
 
 export interface Injection {
   /** The JSON Patch document: a JSON array of add operations. */
   patch: string
   warnings: string[]
-  status: InjectionStatus
+  /** What enlist.io/status records (the annotation adds the seal). */
+  status: Omit<InjectionStatus, 'seal'>
 }
 
 export interface InjectInput {
   pod: V1Pod
+  /** The request's namespace (a pod's own may be empty at admission). */
+  namespace: string
   policy: CompiledPolicy
   settings: Settings
   /** CA the registrar trusts when the policy gives none (the server's own). */
   caBundle: string
+  /** Seals the decision; absent only offline (enlist render), where nothing registers. */
+  key?: DecisionKey
+  /** The pod carries a status enlist did not write: replaced, with a warning. */
+  forgedStatus?: boolean
 }
 
 const FIELD_PATHS: Readonly<Record<DownwardApiVariable, string>> = {
@@ -173,12 +166,7 @@ function registrarJson(f: Fragments, policy: CompiledPolicy, settings: Settings,
     if (f.registrar.size >= 4) f.registrar.clear()
     f.registrar.set(ca, t)
   }
-  let env = `,${JSON.stringify({ name: ENV_TIMEOUT_SECONDS, value: String(settings.registrarTimeoutSeconds) })},${JSON.stringify({ name: ENV_SERVICE, value: settings.service })}`
-  if (settings.dependsOn.length > 0) {
-    // fully qualified, so the server reads back exactly what admission decided
-    env += `,${JSON.stringify({ name: ENV_DEPENDS_ON, value: settings.dependsOn.map((d) => formatDependency(d)).join(',') })}`
-  }
-  if (settings.metadata) env += `,${JSON.stringify({ name: ENV_METADATA, value: JSON.stringify(settings.metadata) })}`
+  const env = `,${JSON.stringify({ name: ENV_TIMEOUT_SECONDS, value: String(settings.registrarTimeoutSeconds) })}`
   return t.prefix + env + t.suffix
 }
 
@@ -190,9 +178,18 @@ export function buildInjection(input: InjectInput): Injection {
   const f = fragments(policy)
   const ops: AddOperation[] = []
   const warnings: string[] = []
-  const status: InjectionStatus = {
-    version: 1,
+  const status: Omit<InjectionStatus, 'seal'> = {
+    version: STATUS_VERSION,
     policy: policy.hash,
+    decision: {
+      namespace: input.namespace,
+      serviceAccount: serviceAccountOf(pod.spec),
+      service: settings.service,
+      metadata: settings.metadata ?? {},
+      // fully qualified, so registration reads back exactly what was decided here
+      dependsOn: settings.dependsOn.map((d) => formatDependency(d)),
+      ...(settings.advertise ? { advertise: settings.advertise } : {}),
+    },
     injected: { initContainers: [], volumes: [], env: {}, preStop: [], readinessGates: [], labels: [] },
     kept: [],
   }
@@ -215,33 +212,32 @@ export function buildInjection(input: InjectInput): Injection {
         ops.push({ path: pointer('metadata', 'labels', k), json: JSON.stringify(v) })
         status.injected.labels.push(k)
       } else if (have !== v) {
-        kept.push(`label ${k}`)
-        warnings.push(`enlist: kept your label ${k}=${JSON.stringify(have)} (enlist would set ${JSON.stringify(v)})`)
+        // enlist's own labels: what selects managed and discoverable pods is not the tenant's to set
+        ops.push({ op: 'replace', path: pointer('metadata', 'labels', k), json: JSON.stringify(v) })
+        status.injected.labels.push(k)
+        warnings.push(`enlist: replaced your label ${k}=${JSON.stringify(have)} with ${JSON.stringify(v)}: only enlist sets it`)
       }
     }
   }
+  // The discovery record is enlist's to write once the pod is registered, never the pod's.
+  const annotations = pod.metadata?.annotations
+  if (annotations?.[spec.discovery.annotation] !== undefined) {
+    ops.push({ op: 'remove', path: pointer('metadata', 'annotations', spec.discovery.annotation) })
+    warnings.push(`enlist: removed your annotation ${spec.discovery.annotation}: enlist writes the discovery record once the pod is registered`)
+  }
 
   // --- registrar init container and its token volume ---------------------
+  // (a pod that already names either is refused before this: reserved.ts)
   const initContainers = podSpec?.initContainers
-  if (initContainers?.some((c) => c.name === REGISTRAR_CONTAINER)) {
-    kept.push(`initContainer ${REGISTRAR_CONTAINER}`)
-    warnings.push(`enlist: kept your init container ${REGISTRAR_CONTAINER}; enlist's registrar was not added`)
-  } else {
-    const registrar = registrarJson(f, policy, settings, input.caBundle)
-    if (!initContainers || initContainers.length === 0) ops.push({ path: '/spec/initContainers', json: `[${registrar}]` })
-    else ops.push({ path: `/spec/initContainers/${spec.registrar.position === 'first' ? '0' : '-'}`, json: registrar })
-    status.injected.initContainers.push(REGISTRAR_CONTAINER)
-  }
+  const registrar = registrarJson(f, policy, settings, input.caBundle)
+  if (!initContainers || initContainers.length === 0) ops.push({ path: '/spec/initContainers', json: `[${registrar}]` })
+  else ops.push({ path: `/spec/initContainers/${spec.registrar.position === 'first' ? '0' : '-'}`, json: registrar })
+  status.injected.initContainers.push(REGISTRAR_CONTAINER)
 
   const volumes = podSpec?.volumes
-  if (volumes?.some((v) => v.name === TOKEN_VOLUME)) {
-    kept.push(`volume ${TOKEN_VOLUME}`)
-    warnings.push(`enlist: kept your volume ${TOKEN_VOLUME}; the registrar mounts it as its token`)
-  } else {
-    if (!volumes) ops.push({ path: '/spec/volumes', json: `[${f.volume}]` })
-    else ops.push({ path: '/spec/volumes/-', json: f.volume })
-    status.injected.volumes.push(TOKEN_VOLUME)
-  }
+  if (!volumes) ops.push({ path: '/spec/volumes', json: `[${f.volume}]` })
+  else ops.push({ path: '/spec/volumes/-', json: f.volume })
+  status.injected.volumes.push(TOKEN_VOLUME)
 
   // --- app containers: Downward-API env and preStop ------------------------
   const variables = spec.downwardAPI.variables
@@ -288,23 +284,26 @@ export function buildInjection(input: InjectInput): Injection {
   }
 
   // --- the injection record, last: it describes every operation above -----
-  const statusJson = JSON.stringify(JSON.stringify(status))
-  if (!pod.metadata?.annotations) ops.push({ path: '/metadata/annotations', json: `{${JSON.stringify(STATUS_ANNOTATION)}:${statusJson}}` })
-  else ops.push({ path: pointer('metadata', 'annotations', STATUS_ANNOTATION), json: statusJson })
+  const statusJson = JSON.stringify(statusText(status, input.key))
+  if (!annotations) ops.push({ path: '/metadata/annotations', json: `{${JSON.stringify(STATUS_ANNOTATION)}:${statusJson}}` })
+  else {
+    ops.push({ op: input.forgedStatus ? 'replace' : 'add', path: pointer('metadata', 'annotations', STATUS_ANNOTATION), json: statusJson })
+    if (input.forgedStatus) warnings.push(`enlist: replaced your annotation ${STATUS_ANNOTATION}: it was not written by enlist (only enlist's own record is trusted)`)
+  }
 
-  // Paths are made of validated label keys (RFC 6901-escaped) and digits: no character
-  // in them needs JSON escaping.
+  // Paths are made of validated label and annotation keys (RFC 6901-escaped) and digits:
+  // no character in them needs JSON escaping.
   let patch = '['
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!
-    patch += `${i === 0 ? '' : ','}{"op":"add","path":"${op.path}","value":${op.json}}`
+    patch += `${i === 0 ? '' : ','}{"op":"${op.op ?? 'add'}","path":"${op.path}"${op.json === undefined ? '' : `,"value":${op.json}`}}`
   }
   return { patch: patch + ']', warnings, status }
 }
 
 function addEnv(
   ops: AddOperation[],
-  status: InjectionStatus,
+  status: Omit<InjectionStatus, 'seal'>,
   warnings: string[],
   f: Fragments,
   c: V1Container,

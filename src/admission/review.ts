@@ -2,12 +2,16 @@
 // function of (request, policy, facts). The server is a thin shell around it.
 
 import type { V1Pod } from '@kubernetes/client-node'
+import type { DecisionKey, KeyRing } from '../decision/keyring.js'
+import { openStatus } from '../decision/status.js'
 import { utf8ToBase64 } from '../lib/base64.js'
 import { EnlistError } from '../lib/errors.js'
 import { STATUS_ANNOTATION } from '../names.js'
 import type { CompiledPolicy } from '../policy/policy.js'
-import { decide } from './decide.js'
+import { decide, decideWithoutPod, type SkipReason } from './decide.js'
+import { glimpse, podCannotMatter } from './glimpse.js'
 import { buildInjection } from './inject.js'
+import { reservedViolation, unservable } from './reserved.js'
 import { type KubeVersion, resolveSettings } from './settings.js'
 import { type Workload, workloadOf } from './workload.js'
 
@@ -44,6 +48,9 @@ export interface AdmissionFacts {
   serverVersion: KubeVersion | undefined
   /** CA bundle the registrar trusts when the policy sets none. */
   caBundle: string
+  /** The decision keys: every key verifies, the active one seals. Absent offline (enlist
+   *  render): nothing is sealed and a status found on a pod is taken as enlist's. */
+  keys?: { ring: KeyRing; signing: DecisionKey }
 }
 
 export type Verdict = 'injected' | 'skipped' | 'denied' | 'ignored'
@@ -81,6 +88,34 @@ export function parseReview(body: unknown): AdmissionReview {
   return body as AdmissionReview
 }
 
+/** A review answered without parsing it: a pod that cannot matter, skipped for its namespace. */
+export interface UnparsedSkip {
+  apiVersion: string
+  uid: string
+  namespace: string
+  reason: SkipReason
+}
+
+/**
+ * Decides from the raw review text where that is provably the same as admit() on the
+ * parsed review (glimpse.ts): a pod create that names nothing of enlist's, in a namespace
+ * that decides alone. Undefined: parse, and admit().
+ */
+export function skipUnparsed(
+  text: string,
+  policy: CompiledPolicy,
+  namespaceLabels: (namespace: string) => Readonly<Record<string, string>> | undefined,
+): UnparsedSkip | undefined {
+  if (!podCannotMatter(text)) return undefined
+  const g = glimpse(text)
+  if (!g || !g.podCreate || !SUPPORTED_VERSIONS.has(g.apiVersion)) return undefined
+  const labels = g.namespace ? namespaceLabels(g.namespace) : undefined
+  // a namespace not in the cache yet: admit() waits for it
+  if (labels === undefined && !policy.excludedNamespaces.has(g.namespace)) return undefined
+  const reason = decideWithoutPod(g.namespace, labels, policy)
+  return reason ? { apiVersion: g.apiVersion, uid: g.uid, namespace: g.namespace, reason } : undefined
+}
+
 export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: AdmissionFacts): AdmissionOutcome {
   const namespace = request.namespace ?? ''
   const base = { namespace, workload: undefined, patch: undefined }
@@ -107,17 +142,26 @@ export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: 
     verdict: 'skipped',
     reason,
   })
-  const deny = (message: string): AdmissionOutcome => ({
+  const deny = (message: string, reason = 'invalid-annotation'): AdmissionOutcome => ({
     namespace,
     workload,
     patch: undefined,
     response: { uid: request.uid, allowed: false, status: { code: 400, reason: 'BadRequest', message } },
     verdict: 'denied',
-    reason: 'invalid-annotation',
+    reason,
   })
 
-  // Reinvocation, or a pod that went through enlist before: nothing to add.
-  if (meta?.annotations?.[STATUS_ANNOTATION] !== undefined) return skip('already-injected', [])
+  // Reinvocation, or a pod that went through enlist before (a copy of one, for instance):
+  // nothing to add, if enlist really wrote its status. A status enlist did not seal is
+  // the tenant's and counts for nothing.
+  const statusText = meta?.annotations?.[STATUS_ANNOTATION]
+  let forged: string | undefined
+  if (statusText !== undefined) {
+    if (!facts.keys) return skip('already-injected', [])
+    const opened = openStatus(statusText, facts.keys.ring, namespace)
+    if (opened.ok) return skip('already-injected', [])
+    forged = opened.message
+  }
 
   const decision = decide(
     {
@@ -129,12 +173,28 @@ export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: 
     policy,
   )
   if (decision.action === 'deny') return deny(decision.error.message)
-  if (decision.action === 'skip') return skip(decision.reason, decision.warnings)
+  if (decision.action === 'skip') {
+    if (forged) decision.warnings.push(`enlist: annotation ${STATUS_ANNOTATION} was not written by enlist (${forged}); this pod cannot register`)
+    return skip(decision.reason, decision.warnings)
+  }
+
+  const reserved = reservedViolation(pod)
+  if (reserved) return deny(reserved, 'reserved-name')
+  const cannot = unservable(pod, policy.spec.registrar.registrationURL)
+  if (cannot) return skip(cannot.reason, [...decision.warnings, cannot.warning])
 
   const resolved = resolveSettings(pod, namespace, workload, policy, facts.serverVersion)
   if (!resolved.ok) return deny(resolved.error.message)
 
-  const injection = buildInjection({ pod, policy, settings: resolved.settings, caBundle: facts.caBundle })
+  const injection = buildInjection({
+    pod,
+    namespace,
+    policy,
+    settings: resolved.settings,
+    caBundle: facts.caBundle,
+    key: facts.keys?.signing,
+    forgedStatus: forged !== undefined,
+  })
   const warnings = [...decision.warnings, ...resolved.warnings, ...injection.warnings]
   return {
     namespace,

@@ -3,6 +3,7 @@
 
 import type { V1Pod } from '@kubernetes/client-node'
 import {
+  ADVERTISE_ANNOTATION,
   DEPENDS_ON_ANNOTATION,
   DRAIN_SECONDS_ANNOTATION,
   ENV_CONTAINERS_ANNOTATION,
@@ -14,10 +15,13 @@ import {
 } from '../names.js'
 import { OptionError } from '../lib/errors.js'
 import { containerFilter } from '../policy/load.js'
+import { dubboMetadataError } from '../registry/dubbo.js'
+import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import type { CompiledPolicy, ContainerFilter, PreStopMode, TenantOverride } from '../policy/policy.js'
 import {
-  type AnnotationError,
+  AnnotationError,
   type Dependency,
+  parseAdvertise,
   parseContainerList,
   parseDependsOn,
   parseDrainSeconds,
@@ -57,6 +61,8 @@ export interface Settings {
   registrarTimeoutSeconds: number
   envContainers: ContainerFilter
   envContainerNames: readonly string[] | undefined
+  /** Advertise modes the tenant chose, by backend name; undefined: the policy's. */
+  advertise: Record<string, AdvertiseMode> | undefined
 }
 
 export type SettingsResult = { ok: true; settings: Settings; warnings: string[] } | { ok: false; error: AnnotationError }
@@ -70,6 +76,7 @@ const OVERRIDE_ANNOTATIONS: ReadonlyArray<[string, TenantOverride]> = [
   [READINESS_GATE_ANNOTATION, 'readinessGate'],
   [REGISTRAR_TIMEOUT_ANNOTATION, 'registrarTimeout'],
   [ENV_CONTAINERS_ANNOTATION, 'envContainers'],
+  [ADVERTISE_ANNOTATION, 'advertise'],
 ]
 
 export function resolveSettings(
@@ -108,6 +115,7 @@ export function resolveSettings(
     registrarTimeoutSeconds: spec.registrar.timeoutSeconds,
     envContainers: policy.envContainers,
     envContainerNames: undefined,
+    advertise: undefined,
   }
   let mode: PreStopMode = spec.preStop.mode
 
@@ -144,11 +152,16 @@ export function resolveSettings(
         }
         break
       }
+      case 'advertise':
+        s.advertise = take(parseAdvertise(v, spec.registry.backends.map((b) => b.name)), undefined)
+        break
       case 'podOptIn':
         break
     }
   }
   if (error) return { ok: false, error }
+  const dubbo = dubboError(pod, ann[METADATA_ANNOTATION], s.metadata, policy)
+  if (dubbo) return { ok: false, error: dubbo }
 
   if (mode === 'auto') s.preStop = supportsSleepAction(serverVersion) ? 'sleep' : 'exec'
   else if (mode === 'sleep' && serverVersion && !supportsSleepAction(serverVersion)) {
@@ -164,4 +177,21 @@ export function resolveSettings(
     if (missing.length > 0) warnings.push(`enlist: ${ENV_CONTAINERS_ANNOTATION} names containers the pod does not have: ${missing.join(', ')}`)
   }
   return { ok: true, settings: s, warnings }
+}
+
+/** A backend in a Dubbo layout registers every pod as a Dubbo provider: refuse a pod that
+ *  cannot be one now, rather than let its registrar fail at start. */
+function dubboError(pod: V1Pod, raw: string | undefined, metadata: Record<string, string> | undefined, policy: CompiledPolicy): AnnotationError | undefined {
+  if (policy.dubboBackends.length === 0) return undefined
+  const ports = (pod.spec?.containers ?? []).flatMap((c) => (c.ports ?? []).map((p) => ({ name: p.name, port: p.containerPort, protocol: p.protocol ?? 'TCP' })))
+  const problem = dubboMetadataError(metadata, ports)
+  if (problem === undefined) return undefined
+  const names = policy.dubboBackends.join(', ')
+  const which = policy.dubboBackends.length === 1 ? `the registry backend ${names} registers` : `the registry backends ${names} register`
+  return new AnnotationError(
+    METADATA_ANNOTATION,
+    raw ?? '',
+    `${which} every pod as a Dubbo provider: ${problem.startsWith('has no') ? `the metadata ${problem}` : problem}`,
+    'a JSON object with the Dubbo "interface" (and optionally "version", "group", "methods", "application", "protocol", "port"), e.g. {"interface":"com.acme.Orders","version":"1.0.0"}',
+  )
 }

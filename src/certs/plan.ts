@@ -3,6 +3,12 @@
 // CA likewise, but in two steps, so that no request ever fails: the new CA is first
 // published beside the old one (the webhook's caBundle and new pods' registrars trust
 // both), and only after an overlap does a serving certificate signed by it go live.
+//
+// Pods keep the CA bundle they were admitted with (in the registrar's env), and their
+// init container may run again long after a rotation. So when the new CA takes over, the
+// old one also certifies it (a cross-certificate), and the server presents that after its
+// leaf for as long as the old CA is valid: registrars that trust only the old CA still
+// verify the server.
 
 import { X509Certificate } from 'node:crypto'
 
@@ -13,6 +19,9 @@ export interface CertState {
   next?: { cert: string; key: string; publishedAt: number }
   /** The trust bundle: every CA cert clients should accept, newest first. */
   bundle: string[]
+  /** The signing CA certified by the CA it replaced, while that one is valid. */
+  cross?: string
+  /** The leaf, followed by `cross` when there is one. */
   serving?: { cert: string; key: string }
 }
 
@@ -67,6 +76,10 @@ function servingProblem(s: CertState, now: number, p: CertPolicy): string | unde
     return 'the serving certificate does not parse'
   }
   if (!x.checkIssued(new X509Certificate(s.signing!.cert))) return 'the serving certificate is not signed by the current CA'
+  const chain = splitPem(s.serving.cert)
+  const cross = s.cross && valid(s.cross, now) ? s.cross : undefined
+  if (cross && !chain.slice(1).some((c) => same(c, cross))) return 'the serving chain lacks the cross-certificate from the previous CA'
+  if (chain.slice(1).some((c) => !valid(c, now))) return 'the serving chain holds an expired cross-certificate'
   if (now >= renewAt(s.serving.cert, p.servingValidityMs)) return 'the serving certificate is due for renewal'
   const sans = x.subjectAltName ?? ''
   for (const n of p.dnsNames) if (!sans.includes(`DNS:${n}`)) return `the serving certificate lacks DNS name ${n}`

@@ -12,7 +12,7 @@ import { errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
 import { checkPair, type CertificateProvider, type ServingCertificate } from '../server/tls.js'
 import { type CertAction, type CertPolicy, type CertState, planCertificates, splitPem } from './plan.js'
-import { createCA, issueServing } from './x509.js'
+import { createCA, crossSign, issueServing } from './x509.js'
 
 const PUBLISHED_AT = 'enlist.io/ca-next-published-at'
 
@@ -32,6 +32,7 @@ export function stateOf(secret: V1Secret | undefined): CertState {
     signing: pair('ca-signing.crt', 'ca-signing.key'),
     next: next ? { ...next, publishedAt: Number.isNaN(publishedAt) ? 0 : publishedAt } : undefined,
     bundle: splitPem(d('ca.crt') ?? ''),
+    cross: d('ca-cross.crt'),
     serving: pair('tls.crt', 'tls.key'),
   }
 }
@@ -42,6 +43,7 @@ function secretData(s: CertState): Record<string, string> {
   if (s.serving) Object.assign(data, { 'tls.crt': b(s.serving.cert), 'tls.key': b(s.serving.key) })
   if (s.signing) Object.assign(data, { 'ca-signing.crt': b(s.signing.cert), 'ca-signing.key': b(s.signing.key) })
   if (s.next) Object.assign(data, { 'ca-next.crt': b(s.next.cert), 'ca-next.key': b(s.next.key) })
+  if (s.cross) data['ca-cross.crt'] = b(s.cross)
   return data
 }
 
@@ -110,18 +112,23 @@ export class CertificateAuthority {
     const newCa = () => createCA({ commonName: `enlist-ca-${new Date().toISOString().slice(0, 10)}`, validityMs: p.caValidityMs })
     switch (a.kind) {
       case 'create-ca': {
+        // Nothing valid can vouch for a CA made from scratch: no cross-certificate.
         const ca = await newCa()
-        return { ...s, signing: { cert: ca.cert, key: ca.key }, next: undefined, bundle: [ca.cert, ...s.bundle] }
+        return { ...s, signing: { cert: ca.cert, key: ca.key }, next: undefined, bundle: [ca.cert, ...s.bundle], cross: undefined }
       }
       case 'publish-next-ca': {
         const ca = await newCa()
         return { ...s, next: { cert: ca.cert, key: ca.key, publishedAt: Date.now() }, bundle: [ca.cert, ...s.bundle] }
       }
-      case 'promote-next-ca':
-        return { ...s, signing: { cert: s.next!.cert, key: s.next!.key }, next: undefined }
+      case 'promote-next-ca': {
+        const old = s.signing && new Date(new X509Certificate(s.signing.cert).validTo).getTime() > Date.now() ? s.signing : undefined
+        const cross = old ? (await crossSign({ issuer: old, subject: s.next! })).cert : undefined
+        return { ...s, signing: { cert: s.next!.cert, key: s.next!.key }, next: undefined, cross }
+      }
       case 'issue-serving': {
         const c = await issueServing({ ca: s.signing!, commonName: p.dnsNames[0] ?? 'enlist', dnsNames: p.dnsNames, ipAddresses: p.ipAddresses, validityMs: p.servingValidityMs })
-        return { ...s, serving: { cert: c.cert, key: c.key } }
+        const cross = s.cross && new Date(new X509Certificate(s.cross).validTo).getTime() > Date.now() ? s.cross : undefined
+        return { ...s, cross, serving: { cert: cross ? c.cert + cross : c.cert, key: c.key } }
       }
       case 'prune-bundle':
         return { ...s, bundle: a.keep }

@@ -66,7 +66,8 @@ export async function createCA(o: CaOptions): Promise<IssuedCertificate> {
   const cert = await base(o.commonName, o.commonName, o.validityMs, o.backdateMs, keys.publicKey)
   const ski = await keyId(cert)
   cert.extensions = [
-    ext(OID.basicConstraints, true, new pkijs.BasicConstraints({ cA: true, pathLenConstraint: 0 }).toSchema()),
+    // One CA below it: the cross-certificate that vouches for its successor (crossSign).
+    ext(OID.basicConstraints, true, new pkijs.BasicConstraints({ cA: true, pathLenConstraint: 1 }).toSchema()),
     ext(OID.keyUsage, true, keyUsage(DIGITAL_SIGNATURE | KEY_CERT_SIGN | CRL_SIGN)),
     ext(OID.subjectKeyId, false, new asn1js.OctetString({ valueHex: ski })),
   ]
@@ -98,6 +99,36 @@ export async function issueServing(o: ServingOptions): Promise<IssuedCertificate
   ]
   await cert.sign(caKey as unknown as PkiKey, 'SHA-256')
   return finish(cert, keys.privateKey)
+}
+
+/**
+ * The CA `subject` certified by the CA `issuer` (a cross-certificate): same subject name,
+ * key and key identifier as `subject`, signed by `issuer`, valid while both are. A server
+ * that presents it after its leaf is verified by clients that trust either CA: those that
+ * trust `subject` stop at it, those that still trust only `issuer` chain through it.
+ */
+export async function crossSign(o: { issuer: { cert: string; key: string }; subject: { cert: string }; backdateMs?: number }): Promise<IssuedCertificate> {
+  engine()
+  const issuer = pkijs.Certificate.fromBER(new X509Certificate(o.issuer.cert).raw)
+  const subject = pkijs.Certificate.fromBER(new X509Certificate(o.subject.cert).raw)
+  const issuerKey = await webcrypto.subtle.importKey('pkcs8', pemToDer(createPrivateKey(o.issuer.key).export({ type: 'pkcs8', format: 'pem' }).toString()), ALG, false, ['sign'])
+  const cert = new pkijs.Certificate()
+  cert.version = 2
+  cert.serialNumber = new asn1js.Integer({ valueHex: randomSerial() })
+  cert.subject = subject.subject
+  cert.issuer = issuer.subject
+  cert.subjectPublicKeyInfo = subject.subjectPublicKeyInfo
+  cert.notBefore.value = new Date(Math.floor((Date.now() - (o.backdateMs ?? 5 * 60_000)) / 1000) * 1000)
+  cert.notAfter.value = new Date(Math.min(issuer.notAfter.value.getTime(), subject.notAfter.value.getTime()))
+  cert.extensions = [
+    ext(OID.basicConstraints, true, new pkijs.BasicConstraints({ cA: true, pathLenConstraint: 0 }).toSchema()),
+    ext(OID.keyUsage, true, keyUsage(DIGITAL_SIGNATURE | KEY_CERT_SIGN | CRL_SIGN)),
+    ext(OID.subjectKeyId, false, new asn1js.OctetString({ valueHex: await keyId(subject) })),
+    ext(OID.authorityKeyId, false, new pkijs.AuthorityKeyIdentifier({ keyIdentifier: new asn1js.OctetString({ valueHex: await keyId(issuer) }) }).toSchema()),
+  ]
+  await cert.sign(issuerKey as unknown as PkiKey, 'SHA-256')
+  const der = Buffer.from(cert.toSchema(true).toBER(false))
+  return { cert: toPem('CERTIFICATE', der), key: '', notBefore: cert.notBefore.value, notAfter: cert.notAfter.value }
 }
 
 /**

@@ -7,6 +7,8 @@ import { hostname } from 'node:os'
 import { type KubeVersion, parseKubeVersion } from '../admission/settings.js'
 import type { CertificateAuthority } from '../certs/self-managed.js'
 import { LeaderElector } from '../controller/leader.js'
+import { KeyRotator, KeyStore } from '../decision/keys.js'
+import { sealKeyOf } from '../decision/status.js'
 import { RegistryController } from '../controller/registry-controller.js'
 import { KubeClient } from '../kube/client.js'
 import { loadCredentials } from '../kube/credentials.js'
@@ -20,13 +22,13 @@ import { isDns1123Label, isDns1123Subdomain } from '../lib/validation.js'
 import { createLogger, type Logger } from '../log.js'
 import { Manager, type Runnable } from '../manager.js'
 import { createMetrics } from '../metrics.js'
-import { INSTALL_NAMESPACE, LEASE_NAME, POLICY_CONFIGMAP, WEBHOOK_CONFIGURATION } from '../names.js'
+import { DECISION_KEYS_SECRET, INSTALL_NAMESPACE, LEASE_NAME, POLICY_CONFIGMAP, WEBHOOK_CONFIGURATION } from '../names.js'
 import { ConfigMapPolicySource, FilePolicySource, type PolicySource, PolicyStore } from '../policy/source.js'
-import { TokenAuthenticator } from '../registration/auth.js'
+import { DEFAULT_AUTH_LIMITS, TokenAuthenticator } from '../registration/auth.js'
 import { DependencyCache } from '../registration/dependencies.js'
 import { RegistrationService } from '../registration/service.js'
 import { Registry } from '../registry/registry.js'
-import { buildServer, type EnlistServer } from '../server/app.js'
+import { buildServer, closeGracefully, type EnlistServer } from '../server/app.js'
 import { Readiness } from '../server/readiness.js'
 import { registrationRoutes } from '../server/routes/registrations.js'
 import { CertificateFiles, type CertificateProvider } from '../server/tls.js'
@@ -56,7 +58,34 @@ export const serveFlags = {
   },
   kubeconfig: { kind: 'string', help: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)' },
   'kube-version': { kind: 'string', env: 'ENLIST_KUBE_VERSION', help: 'target Kubernetes version, e.g. 1.30 (default: ask the apiserver)' },
-  'body-limit': { kind: 'bytes', env: 'ENLIST_BODY_LIMIT', default: '8Mi', min: 1024, help: 'largest request body accepted; larger ones get 413' },
+  'body-limit': {
+    kind: 'bytes',
+    env: 'ENLIST_BODY_LIMIT',
+    default: '3Mi',
+    min: 1024,
+    help: 'largest AdmissionReview accepted; larger ones get 413 (the apiserver sends at most 3 MiB)',
+  },
+  'max-long-polls': {
+    kind: 'int',
+    env: 'ENLIST_MAX_LONG_POLLS',
+    default: '2000',
+    min: 1,
+    help: 'registrations held waiting for dependencies at once; more get 429 and Retry-After',
+  },
+  'max-long-polls-per-pod': {
+    kind: 'int',
+    env: 'ENLIST_MAX_LONG_POLLS_PER_POD',
+    default: '2',
+    min: 1,
+    help: 'registrations one pod may have waiting at once',
+  },
+  'token-reviews-per-second': {
+    kind: 'int',
+    env: 'ENLIST_TOKEN_REVIEWS_PER_SECOND',
+    default: '50',
+    min: 1,
+    help: 'TokenReviews of tokens not in the cache per second (burst 4x); more get 429',
+  },
   'shutdown-delay': { kind: 'duration', env: 'ENLIST_SHUTDOWN_DELAY', default: '0s', help: 'on SIGTERM, keep serving this long while not ready' },
   'namespace-wait': { kind: 'duration', env: 'ENLIST_NAMESPACE_WAIT', default: '1s', max: 10_000, help: 'wait this long for a namespace the cache has not seen' },
   'leader-elect': { kind: 'bool', env: 'ENLIST_LEADER_ELECT', default: 'true', help: 'run the controller only on the replica holding the lease' },
@@ -65,6 +94,20 @@ export const serveFlags = {
   'lease-duration': { kind: 'duration', env: 'ENLIST_LEASE_DURATION', default: '15s', min: 1000, help: 'how long followers wait on a silent leader' },
   'renew-deadline': { kind: 'duration', env: 'ENLIST_RENEW_DEADLINE', default: '10s', min: 500, help: 'a leader that cannot renew for this long steps down' },
   'retry-period': { kind: 'duration', env: 'ENLIST_RETRY_PERIOD', default: '2s', min: 100, help: 'how often the lease is renewed or tried' },
+  'decision-key-rotation': {
+    kind: 'duration',
+    env: 'ENLIST_DECISION_KEY_ROTATION',
+    default: '720h',
+    min: 60_000,
+    help: 'the leader adds a new key sealing enlist.io/status decisions this often; old keys stay while live pods name them',
+  },
+  'decision-key-propagation': {
+    kind: 'duration',
+    env: 'ENLIST_DECISION_KEY_PROPAGATION',
+    default: '2m',
+    min: 1000,
+    help: 'a new decision key is used only this long after it is written, once every replica holds it',
+  },
   'backend-budget': { kind: 'duration', env: 'ENLIST_BACKEND_BUDGET', default: '10s', min: 100, help: 'a registration retries backend writes this long before answering 503' },
   'log-level': { kind: 'string', env: 'ENLIST_LOG_LEVEL', default: 'info', help: 'trace, debug, info, warn, error or fatal' },
   help: { kind: 'bool', short: 'h', help: 'show this help' },
@@ -187,6 +230,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
     source = new ConfigMapPolicySource(client, ns, name, policy, log)
   }
 
+  // --- the keys that seal admission's decisions: every replica reads, the leader rotates --
+  const keys = new KeyStore(client, installNamespace, DECISION_KEYS_SECRET, log, metrics)
+
   // --- registration: caches and the API on every replica -----------------------
   const pods = new ManagedPods(client, log)
   const dependencies = new DependencyCache(client, log)
@@ -197,14 +243,22 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const events = new EventRecorder(client, log, identity)
   const registration = new RegistrationService({
     client,
-    auth: new TokenAuthenticator(client, metrics),
+    auth: new TokenAuthenticator(client, metrics, {
+      ...DEFAULT_AUTH_LIMITS,
+      reviewsPerSecond: o['token-reviews-per-second'],
+      reviewBurst: 4 * o['token-reviews-per-second'],
+    }),
     pods,
     dependencies,
     registry,
     events,
+    keys,
+    metrics,
     log,
     backendBudgetMs: o['backend-budget'],
+    longPolls: { total: o['max-long-polls'], perPod: o['max-long-polls-per-pod'] },
   })
+  readiness.onDrain(() => registration.drain())
 
   // --- the leader's work: the controller, and self-managed certificates -------------
   const controller = new RegistryController({
@@ -214,14 +268,33 @@ export async function serve(argv: readonly string[]): Promise<void> {
     events,
     metrics,
     log,
+    keys,
     sweepIntervalMs: () => (policy.current?.spec.registry.reconcileIntervalSeconds ?? 60) * 1000,
+  })
+  const rotator = new KeyRotator({
+    client,
+    store: keys,
+    policy: { rotateAfterMs: o['decision-key-rotation'], propagationMs: o['decision-key-propagation'], retainMs: 24 * 3600_000 },
+    referenced: () => {
+      if (!pods.synced) return undefined
+      const ids = new Set<string>()
+      for (const p of pods.pods()) {
+        const k = sealKeyOf(p)
+        if (k) ids.add(k)
+      }
+      return ids
+    },
+    intervalMs: 60_000,
+    log,
+    metrics,
   })
   const lead = async (): Promise<void> => {
     authority?.start()
+    rotator.start()
     await controller.start()
   }
   const unlead = async (): Promise<void> => {
-    await Promise.all([controller.stop(), authority?.stop()])
+    await Promise.all([controller.stop(), authority?.stop(), rotator.stop()])
   }
   const leader: Pick<Runnable, 'start' | 'stop'> = o['leader-elect']
     ? new LeaderElector({
@@ -242,6 +315,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
   readiness.add('policy', () => (policy.current ? undefined : `no valid policy loaded${policy.lastError ? `: ${policy.lastError}` : ' yet'}`))
   readiness.add('namespace-cache', () => (namespaces.synced ? undefined : `namespace cache not synced${namespaces.reflector.error ? `: ${namespaces.reflector.error}` : ''}`))
   readiness.add('server-version', () => (version.value ? undefined : 'apiserver version not known yet'))
+  readiness.add('decision-keys', () =>
+    keys.ready ? undefined : `no decision key yet in Secret ${installNamespace}/${DECISION_KEYS_SECRET}${keys.problem ? `: ${keys.problem}` : keys.reflector.error ? `: ${keys.reflector.error}` : ' (the leader creates it)'}`,
+  )
   readiness.add('pod-cache', () => (pods.synced ? undefined : `managed pod cache not synced${pods.reflector.error ? `: ${pods.reflector.error}` : ''}`))
   readiness.add('dependency-cache', () => (dependencies.synced ? undefined : 'service and endpoints caches not synced'))
 
@@ -250,6 +326,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
     .add(version)
     .add({ name: 'namespace-cache', start: () => namespaces.start(), stop: () => namespaces.stop() })
     .add({ name: 'policy-source', start: () => source.start(), stop: () => source.stop() })
+    .add({ name: 'decision-keys', start: () => keys.start(), stop: () => keys.stop() })
     .add({ name: 'pod-cache', start: () => pods.start(), stop: () => pods.stop() })
     .add({ name: 'dependency-cache', start: () => dependencies.start(), stop: () => dependencies.stop() })
     // before the server: in self-managed mode the leader makes the certificate it serves
@@ -272,11 +349,15 @@ export async function serve(argv: readonly string[]): Promise<void> {
             namespaces,
             serverVersion: () => version.value,
             caBundle: () => certificate.current.ca,
+            keys: () => {
+              const signing = keys.signingKey()
+              return keys.ring && signing ? { ring: keys.ring, signing } : undefined
+            },
             namespaceWaitMs: o['namespace-wait'],
           },
           plugins: [
             async (a) => {
-              await a.register(registrationRoutes, { service: registration, metrics })
+              await a.register(registrationRoutes, { service: registration, metrics, log })
             },
           ],
         })
@@ -284,7 +365,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
         log.info({ address: `https://${o['bind-address']}:${o.port}`, policy: o.policy ?? o['policy-configmap'], identity, selfSigned: o['self-signed'] }, 'enlist serving')
       },
       stop: async () => {
-        await app?.close()
+        if (app) await closeGracefully(app)
       },
     })
 

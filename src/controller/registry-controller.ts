@@ -12,8 +12,11 @@ import type { EventRecorder } from '../kube/events.js'
 import type { ManagedPods } from '../kube/pods.js'
 import { errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
-import { setRegisteredCondition } from '../registration/condition.js'
-import { buildRecord, type EntryRef, registeredCondition, registrationOf } from '../registry/record.js'
+import { DEREGISTERED_REASON, setRegisteredCondition } from '../registration/condition.js'
+import type { KeyRing } from '../decision/keyring.js'
+import { openPodStatus } from '../decision/status.js'
+import type { AdvertiseMode } from '../policy/backends/advertise.js'
+import { buildRecord, type EntryRef, registeredCondition, type RegistryRecord } from '../registry/record.js'
 import type { Registry } from '../registry/registry.js'
 import { WorkQueue } from './queue.js'
 
@@ -24,8 +27,16 @@ export interface ControllerOptions {
   events: EventRecorder
   metrics: Metrics
   log: Logger
+  /** The decision keys: a pod's registration parameters come only from its sealed status. */
+  keys: { readonly ring: KeyRing | undefined }
   sweepIntervalMs: () => number
   workers?: number
+}
+
+/** A live pod that asked to be deregistered (DELETE /v1/registrations) wants no entry. */
+function deregisteredOnRequest(pod: V1Pod): boolean {
+  const c = registeredCondition(pod)
+  return c?.status === 'False' && c.reason === DEREGISTERED_REASON
 }
 
 export function isGoing(pod: V1Pod): false | string {
@@ -57,7 +68,7 @@ export class RegistryController {
         // Followers keep nothing: the sweep a new leader runs first catches what they missed.
         const ref = podRef(p)
         if (!ref.uid || !this.queue) return
-        if (!this.done.has(ref.uid)) this.gone.set(ref.uid, ref)
+        if (!this.done.has(ref.uid) && this.mayBeRegistered(p)) this.gone.set(ref.uid, ref)
         this.done.delete(ref.uid)
         this.updatePending()
         this.queue?.add(ref.uid)
@@ -102,8 +113,53 @@ export class RegistryController {
   }
 
   private enqueue(p: V1Pod): void {
-    // Only pods on their way out need the controller; registration is the registrar's.
-    if (p.metadata?.uid && isGoing(p) && !this.done.has(p.metadata.uid)) this.queue?.add(p.metadata.uid)
+    const uid = p.metadata?.uid
+    if (!uid || !this.queue) return
+    // Pods on their way out need the controller; registration is the registrar's. A live
+    // registered pod needs it only when its own copy of the record was edited.
+    if (isGoing(p) ? !this.done.has(uid) : this.drifted(p).length > 0) this.queue.add(uid)
+  }
+
+  /**
+   * Whether a pod could have been registered, so that its going needs backend calls. A pod
+   * that merely carries the managed label (a tenant can set labels) but no seal of enlist's
+   * and no condition was never registered: deregistering it would only load the backends.
+   * Until the keys are known, assume it could.
+   */
+  private mayBeRegistered(p: V1Pod): boolean {
+    if (registeredCondition(p) !== undefined) return true
+    const ring = this.o.keys.ring
+    return !ring || openPodStatus(p, ring).ok
+  }
+
+  /** The record enlist wrote for a registered, live pod, as its sealed decision makes it. */
+  private expectedRecord(p: V1Pod): RegistryRecord | undefined {
+    const cond = registeredCondition(p)
+    if (cond?.status !== 'True' || !cond.lastTransitionTime || !p.status?.podIP) return undefined
+    const opened = openPodStatus(p, this.o.keys.ring)
+    if (!opened.ok) return undefined
+    return buildRecord(p, opened.status.decision, cond.lastTransitionTime)
+  }
+
+  /** Backends whose copy of a registered pod's record, kept on the pod, was edited. */
+  private drifted(p: V1Pod): string[] {
+    const backends = this.o.registry.backends.filter((b) => b.drifted)
+    if (backends.length === 0) return []
+    const record = this.expectedRecord(p)
+    if (!record) return []
+    const advertise = this.chosenAdvertise(p)
+    return backends
+      .filter((b) => {
+        const expected = this.o.registry.expectedFor(b, record, advertise)
+        return expected !== undefined && b.drifted!(p, expected)
+      })
+      .map((b) => b.name)
+  }
+
+  /** The advertise modes the pod's sealed decision chose, if any. */
+  private chosenAdvertise(p: V1Pod): Record<string, AdvertiseMode> | undefined {
+    const opened = openPodStatus(p, this.o.keys.ring)
+    return opened.ok ? opened.status.decision.advertise : undefined
   }
 
   private async work(queue: WorkQueue): Promise<void> {
@@ -142,8 +198,13 @@ export class RegistryController {
       return
     }
     const why = isGoing(pod)
-    if (!why || this.done.has(uid)) return
+    if (!why) return this.repair(pod)
+    if (this.done.has(uid)) return
     const ref = podRef(pod)
+    if (!this.mayBeRegistered(pod)) {
+      this.done.add(uid)
+      return
+    }
     await this.o.registry.deregisterAll(ref)
     if (registeredCondition(pod)?.status === 'True') {
       try {
@@ -155,6 +216,23 @@ export class RegistryController {
     }
     this.done.add(uid)
     this.o.log.info({ pod: `${ref.namespace}/${ref.pod}`, uid, reason: why }, 'deregistered')
+  }
+
+  /** Writes a live registered pod's record again where a tenant edited enlist's copy. */
+  private async repair(pod: V1Pod): Promise<void> {
+    const record = this.expectedRecord(pod)
+    if (!record) return
+    const advertise = this.chosenAdvertise(pod)
+    for (const b of this.o.registry.backends) {
+      const expected = b.drifted && this.o.registry.expectedFor(b, record, advertise)
+      if (!expected || !b.drifted!(pod, expected)) continue
+      await this.o.registry.call(b, 'register', async () => b.register(await this.o.registry.recordFor(b, record, { pod, advertise })))
+      this.o.metrics.repaired.inc({ backend: b.name })
+      const ref = podRef(pod)
+      this.o.metrics.trustRejections.inc({ where: 'record', reason: 'edited' })
+      this.o.events.record({ namespace: ref.namespace, name: ref.pod, uid: ref.uid }, 'Warning', 'RecordRestored', `the discovery record on this pod was edited; enlist wrote its own again (backend ${b.name})`)
+      this.o.log.warn({ backend: b.name, pod: `${ref.namespace}/${ref.pod}`, uid: ref.uid }, 'a registered pod\'s record was edited; restored it')
+    }
   }
 
   /** Lists every backend; removes entries of pods that are gone, re-writes lost ones. */
@@ -176,9 +254,9 @@ export class RegistryController {
           const uid = pod.metadata?.uid
           const cond = registeredCondition(pod)
           if (!uid || have.has(uid) || isGoing(pod) || cond?.status !== 'True') continue
-          const reg = registrationOf(pod)
-          if (!reg || !pod.status?.podIP) continue
-          await registry.call(b, 'register', () => b.register(buildRecord(pod, reg, cond.lastTransitionTime ?? new Date().toISOString())))
+          const record = this.expectedRecord(pod)
+          if (!record) continue // no decision of enlist's: it was never registered by enlist
+          await registry.call(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) })))
           metrics.repaired.inc({ backend: b.name })
           log.warn({ backend: b.name, pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, uid }, 'backend had lost a registered pod; wrote it again')
         }
@@ -194,7 +272,7 @@ export class RegistryController {
   /** A live pod owns this entry. When the cache does not know the uid, ask the apiserver. */
   private async isLive(e: EntryRef): Promise<boolean> {
     const cached = this.o.pods.byUid(e.uid)
-    if (cached) return !isGoing(cached)
+    if (cached) return !isGoing(cached) && !deregisteredOnRequest(cached)
     if (!e.namespace || !e.pod) return false
     try {
       const pod = await this.o.client.get<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(e.namespace)}/pods/${encodeURIComponent(e.pod)}`)

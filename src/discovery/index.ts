@@ -4,15 +4,21 @@
 //   import { watchPeers } from 'enlist/discovery'
 //   for await (const ev of watchPeers({ namespaces: ['shop'] })) console.log(ev.type, ev.peer.ip)
 //
-// A pod is a peer while it carries the record annotation and is not terminating or
-// finished; enlist writes the annotation once the pod is registered and removes it when
-// the pod goes.
+// A pod is a peer while it carries a record enlist wrote and is not terminating or
+// finished. A tenant can write any annotation and label on its own pods, so a record is
+// believed only when what a tenant cannot forge agrees with it: the pod carries enlist's
+// managed label and the condition enlist.io/registered=True (set through pods/status,
+// which tenants cannot write), and the record describes this very pod (uid, name, IP,
+// node). Everything else is dropped and counted. enlist itself restores a record that
+// was edited after registration (the controller), and the optional
+// ValidatingAdmissionPolicy forbids the edit on clusters that run it.
 
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node'
 import { KubeClient } from '../kube/client.js'
 import { type Credentials, fromKubeConfig, loadCredentials } from '../kube/credentials.js'
 import { Reflector } from '../kube/reflector.js'
 import { silentLogger, type Logger } from '../log.js'
+import { MANAGED_LABEL, REGISTERED_CONDITION } from '../names.js'
 import { decodeRecord, type RegistryRecord } from '../registry/record.js'
 
 export { decodeRecord, encodeRecord, RecordDecodeError, type RegistryRecord, type RecordPort } from '../registry/record.js'
@@ -33,18 +39,48 @@ export interface WatchPeersOptions {
   label?: { key: string; value: string }
   annotation?: string
   log?: Logger
+  /** Called for each pod whose record is not believed, with why. */
+  onDrop?: (pod: V1Pod, reason: DropReason) => void
 }
 
-/** The record a pod publishes, or undefined when it is not (or no longer) a peer. */
-export function peerOf(pod: V1Pod, annotation = DEFAULT_ANNOTATION): RegistryRecord | undefined {
-  const value = pod.metadata?.annotations?.[annotation]
-  if (value === undefined || pod.metadata?.deletionTimestamp) return undefined
-  if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return undefined
+/** Why a pod carrying a record is not taken as a peer. */
+export type DropReason = 'not-managed' | 'not-registered' | 'unreadable' | 'not-its-own'
+
+export type PeerCheck = { peer: RegistryRecord } | { dropped: DropReason } | { none: true }
+
+/** Whether a pod is a peer: its record, why its record is not believed, or no record. */
+export function checkPeer(pod: V1Pod, annotation = DEFAULT_ANNOTATION): PeerCheck {
+  const m = pod.metadata
+  const value = m?.annotations?.[annotation]
+  if (value === undefined || m?.deletionTimestamp) return { none: true }
+  if (pod.status?.phase === 'Succeeded' || pod.status?.phase === 'Failed') return { none: true }
+  if (m?.labels?.[MANAGED_LABEL] !== 'true') return { dropped: 'not-managed' }
+  if (!pod.status?.conditions?.some((c) => c.type === REGISTERED_CONDITION && c.status === 'True')) return { dropped: 'not-registered' }
+  let record: RegistryRecord
   try {
-    return decodeRecord(value)
+    record = decodeRecord(value)
   } catch {
-    return undefined
+    return { dropped: 'unreadable' }
   }
+  const s = pod.status
+  if (
+    record.uid !== m.uid ||
+    record.namespace !== m.namespace ||
+    record.pod !== m.name ||
+    !record.ip ||
+    record.ip !== s.podIP ||
+    record.hostIP !== (s.hostIP ?? '') ||
+    record.node !== (pod.spec?.nodeName ?? '')
+  ) {
+    return { dropped: 'not-its-own' }
+  }
+  return { peer: record }
+}
+
+/** The record a pod publishes, or undefined when it is not (or no longer) a believed peer. */
+export function peerOf(pod: V1Pod, annotation = DEFAULT_ANNOTATION): RegistryRecord | undefined {
+  const c = checkPeer(pod, annotation)
+  return 'peer' in c ? c.peer : undefined
 }
 
 type Listener = (ev: PeerEvent) => void
@@ -54,6 +90,7 @@ export class PeerWatcher {
   private readonly current = new Map<string, RegistryRecord>()
   private readonly listeners = new Set<Listener>()
   private client: KubeClient | undefined
+  private readonly drops: Record<DropReason, number> = { 'not-managed': 0, 'not-registered': 0, unreadable: 0, 'not-its-own': 0 }
 
   constructor(private readonly opts: WatchPeersOptions) {}
 
@@ -71,7 +108,14 @@ export class PeerWatcher {
         path: `/api/v1/namespaces/${encodeURIComponent(ns)}/pods`,
         labelSelector: `${label.key}=${label.value}`,
       })
-      const seen = (pod: V1Pod): void => this.update(pod.metadata?.uid ?? '', peerOf(pod, annotation))
+      const seen = (pod: V1Pod): void => {
+        const c = checkPeer(pod, annotation)
+        if ('dropped' in c) {
+          this.drops[c.dropped]++
+          opts.onDrop?.(pod, c.dropped)
+        }
+        this.update(pod.metadata?.uid ?? '', 'peer' in c ? c.peer : undefined)
+      }
       r.on({ add: seen, update: seen, delete: (pod) => this.update(pod.metadata?.uid ?? '', undefined) })
       return r
     })
@@ -95,6 +139,11 @@ export class PeerWatcher {
   async stop(): Promise<void> {
     await Promise.all(this.reflectors.map((r) => r.stop()))
     this.client?.close()
+  }
+
+  /** Records seen and not believed so far, by reason. */
+  dropped(): Readonly<Record<DropReason, number>> {
+    return { ...this.drops }
   }
 
   /** The peers known now. */

@@ -14,6 +14,8 @@ export type ErrorCode =
   | 'ENLIST_BACKEND_FAILED'
   | 'ENLIST_UNAVAILABLE'
   | 'ENLIST_BAD_REQUEST'
+  | 'ENLIST_TOO_MANY_REQUESTS'
+  | 'ENLIST_SHUTTING_DOWN'
 
 export class EnlistError extends Error {
   readonly code: ErrorCode
@@ -24,6 +26,17 @@ export class EnlistError extends Error {
     this.name = 'EnlistError'
     this.code = code
     this.statusCode = statusCode
+  }
+}
+
+/** 429: a limit protecting enlist and the apiserver; the client retries after the hint. */
+export class TooManyRequests extends EnlistError {
+  constructor(
+    message: string,
+    readonly retryAfterSeconds: number,
+  ) {
+    super('ENLIST_TOO_MANY_REQUESTS', message, 429)
+    this.name = 'TooManyRequests'
   }
 }
 

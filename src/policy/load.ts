@@ -4,6 +4,7 @@ import { createHash } from 'node:crypto'
 import { createRequire } from 'node:module'
 import type { ErrorObject } from 'ajv'
 import { parseDocument } from 'yaml'
+import { canonicalJson } from '../lib/canonical-json.js'
 import { type FieldError, PolicyError } from '../lib/errors.js'
 import { compileAny, type LabelSelector } from '../lib/selector.js'
 import { isDns1123Label, isLabelValue, isQualifiedName } from '../lib/validation.js'
@@ -13,7 +14,7 @@ import {
   type ContainerFilter,
   type PolicySpec,
 } from './policy.js'
-import { backendErrors } from './backends/index.js'
+import { backendErrors, usesDubboLayout } from './backends/index.js'
 import { pemError, urlError } from './backends/checks.js'
 import { policySchema } from './schema.js'
 
@@ -32,6 +33,14 @@ const validateSchema: Validator = await (async () => {
     return new Ajv(AJV_OPTIONS).compile(policySchema) as Validator
   }
 })()
+
+// The distribution reference grammar (github.com/distribution/reference), lowercase name
+// components, an optional tag and an optional sha256 digest (pinning the registrar).
+const PATH_COMPONENT = '[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*'
+const IMAGE_REFERENCE = new RegExp(
+  `^(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?(?:\\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*(?::[0-9]+)?/)?` +
+    `${PATH_COMPONENT}(?:/${PATH_COMPONENT})*(?::[\\w][\\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`,
+)
 
 const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$/
 
@@ -68,6 +77,7 @@ export function compilePolicy(input: unknown, source = 'policy'): CompiledPolicy
     envContainers: containerFilter(spec.downwardAPI.containers),
     preStopContainers: containerFilter(spec.preStop.containers),
     overrides: new Set(spec.tenantOverrides.allowed),
+    dubboBackends: spec.registry.backends.filter(usesDubboLayout).map((b) => b.name),
   })
 }
 
@@ -81,17 +91,6 @@ export function containerFilter(names: readonly string[]): ContainerFilter {
   if (names.length === 0) return () => false
   const set = new Set(names)
   return (name) => set.has(name)
-}
-
-/** JSON with sorted keys, so equal policies hash equally whatever their key order. */
-export function canonicalJson(value: unknown): string {
-  if (Array.isArray(value)) return '[' + value.map(canonicalJson).join(',') + ']'
-  if (value !== null && typeof value === 'object') {
-    const obj = value as Record<string, unknown>
-    const keys = Object.keys(obj).filter((k) => obj[k] !== undefined).sort()
-    return '{' + keys.map((k) => JSON.stringify(k) + ':' + canonicalJson(obj[k])).join(',') + '}'
-  }
-  return JSON.stringify(value)
 }
 
 function yamlPosition(pos: { line: number; col: number } | undefined): string {
@@ -173,7 +172,9 @@ function semanticErrors(p: PolicySpec): FieldError[] {
   selectorErrors(p.injection.alwaysInjectSelector, '/injection/alwaysInjectSelector', add)
 
   const r = p.registrar
-  if (/\s/.test(r.image)) add('/registrar/image', `"${r.image}" is not an image reference (it contains whitespace)`)
+  if (!IMAGE_REFERENCE.test(r.image)) {
+    add('/registrar/image', `"${r.image}" is not an image reference; accepted: [registry[:port]/]name[:tag][@sha256:<64 hex>], e.g. registry.example.com/enlist@sha256:...`)
+  }
   urlError(r.registrationURL, ['https:'], '/registrar/registrationURL', add)
   pemError(r.caBundle, '/registrar/caBundle', add)
   for (const kind of ['requests', 'limits'] as const) {
@@ -194,13 +195,18 @@ function semanticErrors(p: PolicySpec): FieldError[] {
   if (!isQualifiedName(d.annotation)) add('/discovery/annotation', `"${d.annotation}" is not a valid annotation key ([prefix/]name)`)
 
   const names = new Set<string>()
-  let kubernetesBackends = 0
+  const kubernetesLayouts = new Set<string>()
   p.registry.backends.forEach((b, i) => {
     const at = `/registry/backends/${i}`
     if (!isDns1123Label(b.name)) add(`${at}/name`, `"${b.name}" must be a DNS-1123 label (lowercase letters, digits, '-')`)
     if (names.has(b.name)) add(`${at}/name`, `duplicate backend name "${b.name}"`)
     names.add(b.name)
-    if (b.type === 'kubernetes' && ++kubernetesBackends > 1) add(`${at}/type`, 'at most one backend of type kubernetes')
+    // Two kubernetes backends of one layout would write the same pod annotation.
+    if (b.type === 'kubernetes' && kubernetesLayouts.has(b.layout)) add(`${at}/type`, `at most one backend of type kubernetes with layout ${b.layout}`)
+    if (b.type === 'kubernetes') kubernetesLayouts.add(b.layout)
+    if (usesDubboLayout(b) && !p.tenantOverrides.allowed.includes('metadata')) {
+      add(`${at}/layout`, 'layout dubbo needs each pod\'s Dubbo interface from enlist.io/metadata: add metadata to tenantOverrides.allowed')
+    }
     backendErrors(b, at, add)
   })
   return errs

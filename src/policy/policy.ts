@@ -10,7 +10,7 @@ export type DownwardApiVariable = (typeof DOWNWARD_API_VARIABLES)[number]
 export type TenantOverride = (typeof TENANT_OVERRIDES)[number]
 export type PreStopMode = 'auto' | 'sleep' | 'exec' | 'none'
 
-export type { BackendSpec, HttpBackendSpec, KubernetesBackendSpec } from './backends/index.js'
+export type { BackendSpec, EtcdBackendSpec, HttpBackendSpec, KubernetesBackendSpec, ZookeeperBackendSpec } from './backends/index.js'
 
 export interface PolicySpec {
   apiVersion: 'enlist.io/v1alpha1'
@@ -55,6 +55,9 @@ export interface CompiledPolicy {
   readonly envContainers: ContainerFilter
   readonly preStopContainers: ContainerFilter
   readonly overrides: ReadonlySet<TenantOverride>
+  /** Backends in a Dubbo layout, by name: each pod must then be a Dubbo provider (an interface
+   *  in enlist.io/metadata and a port that serves it), checked at admission. */
+  readonly dubboBackends: readonly string[]
 }
 
 /** Namespaces that are never injected, whatever the policy says. */

@@ -26,6 +26,7 @@ export const TENANT_OVERRIDES = [
   'readinessGate',
   'registrarTimeout',
   'envContainers',
+  'advertise',
 ] as const
 
 const labelSelector = {
@@ -105,7 +106,7 @@ export const policySchema = {
         resources: {
           type: 'object',
           additionalProperties: false,
-          default: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+          default: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
           properties: { requests: resourceList, limits: resourceList },
         },
       },

@@ -1,10 +1,16 @@
 // Who is calling the registration API: the bearer token goes through TokenReview with
 // audience "enlist", and the pod is the one the token is bound to, nothing else.
 // Results are cached until the token expires; rejections briefly, to blunt retries.
+//
+// Any pod in the cluster can call this API, so it must not be a way to make enlist flood
+// the apiserver: a token that is not even a JWT for audience "enlist", or has expired,
+// is refused without a TokenReview; reviews of tokens not in the cache are rate-limited
+// as a whole, and a client address that keeps sending bad tokens is slowed down.
 
 import { createHash } from 'node:crypto'
 import type { KubeClient } from '../kube/client.js'
-import { EnlistError, errorMessage } from '../lib/errors.js'
+import { EnlistError, errorMessage, TooManyRequests } from '../lib/errors.js'
+import { KeyedBuckets, TokenBucket } from '../lib/rate-limit.js'
 import type { Metrics } from '../metrics.js'
 import { TOKEN_AUDIENCE, TOKEN_REVIEW_POD_NAME, TOKEN_REVIEW_POD_UID } from '../names.js'
 
@@ -31,27 +37,63 @@ interface TokenReviewStatus {
 const MAX_ENTRIES = 20_000
 const NEGATIVE_TTL_MS = 5_000
 const MAX_TTL_MS = 10 * 60_000
+/** Largest token accepted: bound tokens are about 1 KiB. */
+const MAX_TOKEN_BYTES = 8 * 1024
+const CLOCK_SKEW_MS = 60_000
+
+export interface AuthLimits {
+  /** TokenReviews per second for tokens not in the cache, and the burst. */
+  reviewsPerSecond: number
+  reviewBurst: number
+  /** Rejected tokens per second one client address may send, and the burst. */
+  failuresPerSecond: number
+  failureBurst: number
+}
+
+export const DEFAULT_AUTH_LIMITS: AuthLimits = { reviewsPerSecond: 50, reviewBurst: 200, failuresPerSecond: 1, failureBurst: 10 }
 
 export class TokenAuthenticator {
   private readonly cache = new Map<string, Cached>()
+  private readonly reviews: TokenBucket
+  private readonly failures: KeyedBuckets
 
   constructor(
     private readonly client: KubeClient,
     private readonly metrics: Metrics,
-  ) {}
+    limits: AuthLimits = DEFAULT_AUTH_LIMITS,
+  ) {
+    this.reviews = new TokenBucket(limits.reviewsPerSecond, limits.reviewBurst)
+    this.failures = new KeyedBuckets(limits.failuresPerSecond, limits.failureBurst)
+  }
 
-  /** Throws 401 (bad token), or 503 when the apiserver cannot be asked. */
-  async authenticate(authorization: string | undefined): Promise<PodIdentity> {
+  /** Throws 401 (bad token), 429 (limits), or 503 when the apiserver cannot be asked.
+   *  `client` is the caller's address, for the bad-token limit. */
+  async authenticate(authorization: string | undefined, client = ''): Promise<PodIdentity> {
     const m = /^Bearer\s+(\S+)\s*$/i.exec(authorization ?? '')
     if (!m) throw new EnlistError('ENLIST_UNAUTHENTICATED', 'missing bearer token: send the projected service-account token (audience enlist) as "Authorization: Bearer <token>"', 401)
     const token = m[1]!
-    const key = createHash('sha256').update(token).digest('base64')
     const now = Date.now()
+    const pre = precheck(token, now)
+    if (pre) {
+      this.metrics.tokenReviews.inc({ result: 'prechecked' })
+      throw new EnlistError('ENLIST_UNAUTHENTICATED', pre, 401)
+    }
+    const key = createHash('sha256').update(token).digest('base64')
     const hit = this.cache.get(key)
     if (hit && hit.expires > now) {
       this.metrics.tokenReviews.inc({ result: 'cached' })
       if (hit.error) throw hit.error
       return hit.identity!
+    }
+    // What follows costs the apiserver a TokenReview: an address whose tokens keep being
+    // rejected waits, and so does everyone once enlist reviews too many new tokens at once.
+    if (!this.failures.has(client)) {
+      this.metrics.tokenReviews.inc({ result: 'throttled' })
+      throw new TooManyRequests('too many rejected tokens from this address; slow down', 5)
+    }
+    if (!this.reviews.take()) {
+      this.metrics.tokenReviews.inc({ result: 'throttled' })
+      throw new TooManyRequests('enlist is reviewing too many new tokens right now; retry shortly', Math.max(1, this.reviews.waitSeconds()))
     }
 
     let status: TokenReviewStatus
@@ -70,6 +112,7 @@ export class TokenAuthenticator {
     const identity = identityOf(status)
     if (typeof identity === 'string') {
       this.metrics.tokenReviews.inc({ result: 'rejected' })
+      this.failures.take(client)
       const error = new EnlistError('ENLIST_UNAUTHENTICATED', identity, 401)
       this.put(key, { error, expires: now + NEGATIVE_TTL_MS })
       throw error
@@ -94,14 +137,39 @@ export class TokenAuthenticator {
 
 /** The pod identity, or why the token is not acceptable. */
 export function identityOf(status: TokenReviewStatus): PodIdentity | string {
-  if (!status.authenticated) return `token rejected by the apiserver${status.error ? `: ${status.error}` : ''}`
-  if (status.audiences && !status.audiences.includes(TOKEN_AUDIENCE)) return `token is not for audience ${TOKEN_AUDIENCE}`
+  // The apiserver's reason stays in enlist's log at most: it can describe other tokens.
+  if (!status.authenticated) return 'token rejected by the apiserver'
+  // An apiserver that does not say which audiences it checked has checked none we asked for.
+  if (!status.audiences?.includes(TOKEN_AUDIENCE)) return `token is not for audience ${TOKEN_AUDIENCE}`
   const sa = /^system:serviceaccount:([^:]+):([^:]+)$/.exec(status.user?.username ?? '')
   if (!sa) return 'token is not a service-account token'
   const pod = status.user?.extra?.[TOKEN_REVIEW_POD_NAME]?.[0]
   const uid = status.user?.extra?.[TOKEN_REVIEW_POD_UID]?.[0]
   if (!pod || !uid) return 'token is not bound to a pod: use the projected token volume enlist injects'
   return { namespace: sa[1]!, serviceAccount: sa[2]!, pod, uid }
+}
+
+/**
+ * Why a token cannot be a projected token for enlist, read from the JWT without verifying
+ * it (only the apiserver can), or undefined. It spares the apiserver a review of tokens
+ * that would fail anyway; it never accepts anything.
+ */
+export function precheck(token: string, now: number): string | undefined {
+  if (token.length > MAX_TOKEN_BYTES) return 'token is too long to be a service-account token'
+  const parts = token.split('.')
+  if (parts.length !== 3 || parts.some((p) => !/^[A-Za-z0-9_-]+$/.test(p))) return 'token is not a JWT (send the projected service-account token)'
+  let claims: { aud?: unknown; exp?: unknown; nbf?: unknown }
+  try {
+    claims = JSON.parse(Buffer.from(parts[1]!, 'base64url').toString('utf8')) as typeof claims
+  } catch {
+    return 'token is not a JWT (its claims are not JSON)'
+  }
+  if (claims === null || typeof claims !== 'object') return 'token is not a JWT (its claims are not an object)'
+  const aud = typeof claims.aud === 'string' ? [claims.aud] : Array.isArray(claims.aud) ? claims.aud : []
+  if (!aud.includes(TOKEN_AUDIENCE)) return `token is not for audience ${TOKEN_AUDIENCE}: use the projected token volume enlist injects`
+  if (typeof claims.exp === 'number' && claims.exp * 1000 < now - CLOCK_SKEW_MS) return 'token has expired'
+  if (typeof claims.nbf === 'number' && claims.nbf * 1000 > now + CLOCK_SKEW_MS) return 'token is not valid yet'
+  return undefined
 }
 
 /** The JWT exp claim, read without verifying (the apiserver just did). */

@@ -4,6 +4,10 @@ import type { V1Pod } from '@kubernetes/client-node'
 import { type KubeClient, PatchType } from '../kube/client.js'
 import { REGISTERED_CONDITION } from '../names.js'
 
+/** The condition's reason once a pod asked to be deregistered (DELETE /v1/registrations):
+ *  a live pod that wants no registry entry. */
+export const DEREGISTERED_REASON = 'Deregistered'
+
 /** Now, at the second precision Kubernetes stores (metav1.Time). */
 export function nowSeconds(): string {
   return new Date(Math.floor(Date.now() / 1000) * 1000).toISOString().replace('.000Z', 'Z')

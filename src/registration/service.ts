@@ -2,17 +2,22 @@
 // token), once its dependencies are ready; the record goes to every backend, then the
 // condition enlist.io/registered turns True. Everything is idempotent.
 
+import { randomBytes } from 'node:crypto'
 import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
+import type { KeyStore } from '../decision/keys.js'
+import { type Decision, openPodStatus } from '../decision/status.js'
 import { type KubeClient, KubeApiError } from '../kube/client.js'
 import type { EventRecorder } from '../kube/events.js'
 import type { ManagedPods } from '../kube/pods.js'
-import { EnlistError, errorMessage } from '../lib/errors.js'
-import { MANAGED_LABEL } from '../names.js'
-import { buildRecord, refOf, registeredCondition, registrationOf, type RegistryRecord } from '../registry/record.js'
+import { EnlistError, type ErrorCode, errorMessage, TooManyRequests } from '../lib/errors.js'
+import { ConcurrencyLimit } from '../lib/rate-limit.js'
+import type { Metrics } from '../metrics.js'
+import { MANAGED_LABEL, STATUS_ANNOTATION } from '../names.js'
+import { buildRecord, refOf, registeredCondition, type RegistryRecord } from '../registry/record.js'
 import { type Registry, RegistryError } from '../registry/registry.js'
 import type { PodIdentity, TokenAuthenticator } from './auth.js'
-import { nowSeconds, setRegisteredCondition } from './condition.js'
+import { DEREGISTERED_REASON, nowSeconds, setRegisteredCondition } from './condition.js'
 import { type DependencyCache, type Missing, missingDependencies, parseDependencies } from './dependencies.js'
 
 export class DependenciesNotReady extends EnlistError {
@@ -29,29 +34,68 @@ export interface RegistrationDeps {
   dependencies: DependencyCache
   registry: Registry
   events: EventRecorder
+  /** The keys that verify what admission decided (enlist.io/status). */
+  keys: KeyStore
+  metrics: Metrics
   log: Logger
   /** How long backend writes may retry within one request. */
   backendBudgetMs?: number
+  /** Requests held waiting for dependencies at once: in all, and for one pod. */
+  longPolls?: { total: number; perPod: number }
 }
 
-export class RegistrationService {
-  constructor(private readonly d: RegistrationDeps) {}
+export const DEFAULT_LONG_POLLS = { total: 2000, perPod: 2 }
 
-  async register(authorization: string | undefined, opts: { waitMs: number; signal?: AbortSignal }): Promise<RegistryRecord> {
-    const id = await this.d.auth.authenticate(authorization)
+export class RegistrationService {
+  private readonly held: ConcurrencyLimit
+  private readonly shutdown = new AbortController()
+
+  constructor(private readonly d: RegistrationDeps) {
+    const l = d.longPolls ?? DEFAULT_LONG_POLLS
+    this.held = new ConcurrencyLimit(l.total, l.perPod)
+  }
+
+  /** Requests held now, waiting for dependencies. */
+  get waiting(): number {
+    return this.held.inUse
+  }
+
+  /** Shutting down: held requests are answered now (503, retry), and none is held again,
+   *  so the server stops well inside the pod's grace period. */
+  drain(): void {
+    this.shutdown.abort()
+  }
+
+  async register(authorization: string | undefined, opts: { waitMs: number; signal?: AbortSignal; client?: string }): Promise<RegistryRecord> {
+    const id = await this.d.auth.authenticate(authorization, opts.client)
     let pod = await this.livePod(id)
     if (pod.metadata?.deletionTimestamp) throw new EnlistError('ENLIST_CONFLICT', `pod ${id.namespace}/${id.pod} is being deleted`, 409)
-    const reg = registrationOf(pod)
-    if (!reg) throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} has no enlist-registrar: it was not injected by enlist`, 403)
+    const reg = await this.decisionOf(pod, id)
 
-    const deps = parseDependencies(reg.dependsOn)
+    const deps = parseDependencies(reg.dependsOn.join(','))
     let missing = missingDependencies(deps, this.d.dependencies)
-    const deadline = Date.now() + opts.waitMs
-    while (missing.length > 0 && Date.now() < deadline && !opts.signal?.aborted) {
-      await this.d.dependencies.waitForChange(deps, deadline - Date.now(), opts.signal)
-      missing = missingDependencies(deps, this.d.dependencies)
+    if (missing.length > 0 && opts.waitMs > 0 && !this.shutdown.signal.aborted) {
+      const release = this.held.acquire(id.uid)
+      if (release === 'key') throw new TooManyRequests(`pod ${id.namespace}/${id.pod} already has a registration request waiting`, 2)
+      if (release === 'total') {
+        this.d.metrics.registrations.inc({ op: 'register', result: 'long-poll-limit' })
+        throw new TooManyRequests('enlist holds as many waiting registrations as it allows; retry shortly', 5)
+      }
+      try {
+        const signal = opts.signal ? AbortSignal.any([opts.signal, this.shutdown.signal]) : this.shutdown.signal
+        const deadline = Date.now() + opts.waitMs
+        while (missing.length > 0 && Date.now() < deadline && !signal.aborted) {
+          await this.d.dependencies.waitForChange(deps, deadline - Date.now(), signal)
+          missing = missingDependencies(deps, this.d.dependencies)
+        }
+      } finally {
+        release()
+      }
     }
-    if (missing.length > 0) throw new DependenciesNotReady(missing)
+    if (missing.length > 0) {
+      if (this.shutdown.signal.aborted) throw new EnlistError('ENLIST_SHUTTING_DOWN', 'this enlist replica is shutting down; retry (another replica answers)', 503)
+      throw new DependenciesNotReady(missing)
+    }
 
     // The kubelet sets the pod IP before init containers run; the cache may lag behind.
     if (!pod.status?.podIP) pod = await this.fetchPod(id)
@@ -63,13 +107,13 @@ export class RegistrationService {
     const registeredAt = already && cond.lastTransitionTime ? cond.lastTransitionTime : nowSeconds()
     const record = buildRecord(pod, reg, registeredAt)
     try {
-      await this.d.registry.registerAll(record, { deadline: Date.now() + (this.d.backendBudgetMs ?? 10_000) })
+      await this.d.registry.registerAll(record, { deadline: Date.now() + (this.d.backendBudgetMs ?? 10_000) }, { pod, advertise: reg.advertise })
     } catch (err) {
-      if (err instanceof RegistryError) {
-        this.d.events.record(podRef(id), 'Warning', 'RegistrationFailed', err.message)
-        throw new EnlistError('ENLIST_BACKEND_FAILED', err.message, 503, { cause: err })
-      }
-      throw err
+      if (!(err instanceof RegistryError)) throw err
+      // Backend URLs, credentials and answers stay in enlist's log; the tenant gets a reference.
+      const e = this.internal('ENLIST_BACKEND_FAILED', `the registry could not be written (backend ${err.backend})`, err, id)
+      this.d.events.record(podRef(id), 'Warning', 'RegistrationFailed', `${e.message}; the registrar retries`)
+      throw e
     }
 
     // Deleted while we wrote? Then it must not stay registered.
@@ -82,7 +126,7 @@ export class RegistrationService {
       try {
         await setRegisteredCondition(this.d.client, podRef(id), 'True', 'Registered', `registered with ${this.d.registry.backends.map((b) => b.name).join(', ')}`, registeredAt)
       } catch (err) {
-        throw new EnlistError('ENLIST_UNAVAILABLE', `registered, but cannot set the pod condition: ${errorMessage(err)}`, 503, { cause: err })
+        throw this.internal('ENLIST_UNAVAILABLE', 'registered, but the pod condition could not be set', err, id)
       }
       this.d.events.record(podRef(id), 'Normal', 'Registered', `registered as ${record.service} at ${record.ip} with ${this.d.registry.backends.map((b) => b.name).join(', ')}`)
       this.d.log.info({ pod: `${id.namespace}/${id.pod}`, uid: id.uid, service: record.service, ip: record.ip }, 'registered')
@@ -90,21 +134,66 @@ export class RegistrationService {
     return record
   }
 
-  async deregister(authorization: string | undefined): Promise<void> {
-    const id = await this.d.auth.authenticate(authorization)
+  async deregister(authorization: string | undefined, client?: string): Promise<void> {
+    const id = await this.d.auth.authenticate(authorization, client)
     const pod = await this.livePod(id)
+    // The condition first: from then on the controller and the sweep see a pod that wants
+    // no entry (and remove any a failed call below leaves), never a registered pod whose
+    // record went missing (which they would write again).
+    const first = registeredCondition(pod)?.status !== 'False' || registeredCondition(pod)?.reason !== DEREGISTERED_REASON
+    if (first) {
+      await setRegisteredCondition(this.d.client, podRef(id), 'False', DEREGISTERED_REASON, 'deregistered at the pod\'s request').catch((err: unknown) => {
+        if (!(err instanceof KubeApiError && err.notFound)) throw err
+      })
+    }
     try {
       await this.d.registry.deregisterAll({ uid: id.uid, namespace: id.namespace, pod: id.pod }, { deadline: Date.now() + (this.d.backendBudgetMs ?? 10_000) })
     } catch (err) {
-      throw new EnlistError('ENLIST_BACKEND_FAILED', errorMessage(err), 503, { cause: err })
+      throw this.internal('ENLIST_BACKEND_FAILED', 'the registry could not be written; the controller retries until it is', err, id)
     }
-    if (registeredCondition(pod)?.status !== 'False') {
-      await setRegisteredCondition(this.d.client, podRef(id), 'False', 'Deregistered', 'deregistered at the pod\'s request').catch((err: unknown) => {
-        if (!(err instanceof KubeApiError && err.notFound)) throw err
-      })
+    if (first) {
       this.d.events.record(podRef(id), 'Normal', 'Deregistered', 'deregistered at the pod\'s request')
       this.d.log.info({ pod: `${id.namespace}/${id.pod}`, uid: id.uid }, 'deregistered on request')
     }
+  }
+
+  /** An error whose details must not reach the tenant: logged in full under a reference
+   *  the tenant's answer and events carry instead. */
+  private internal(code: ErrorCode, message: string, err: unknown, id: PodIdentity): EnlistError {
+    const ref = randomBytes(4).toString('hex')
+    this.d.log.error({ ref, pod: `${id.namespace}/${id.pod}`, uid: id.uid, err: errorMessage(err) }, message)
+    return new EnlistError(code, `${message} (enlist log ref ${ref})`, 503, { cause: err })
+  }
+
+  /**
+   * What admission decided for the pod, from its sealed status and nothing else: a pod
+   * enlist did not inject, or whose status a tenant wrote or altered, cannot register.
+   */
+  private async decisionOf(pod: V1Pod, id: PodIdentity): Promise<Decision> {
+    let opened = openPodStatus(pod, this.d.keys.ring)
+    // A key newer than this replica's watch has shown: read the Secret once more.
+    if (!opened.ok && opened.reason === 'unknown-key' && opened.key && (await this.d.keys.ensure(opened.key))) {
+      opened = openPodStatus(pod, this.d.keys.ring)
+    }
+    const refuse = (reason: string, message: string): never => {
+      this.d.metrics.trustRejections.inc({ where: 'registration', reason })
+      this.d.log.warn({ pod: `${id.namespace}/${id.pod}`, uid: id.uid, reason, problem: message }, 'registration refused: no decision of enlist\'s')
+      throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} cannot register: ${message}`, 403)
+    }
+    if (!opened.ok) {
+      const hint =
+        opened.reason === 'unknown-key'
+          ? '; the key was retired or revoked: recreate the pod'
+          : opened.reason === 'unsealed'
+            ? ''
+            : '; only enlist writes this annotation'
+      return refuse(opened.reason, `its ${STATUS_ANNOTATION} ${opened.message}${hint}`)
+    }
+    const d = opened.status.decision
+    if (d.serviceAccount !== id.serviceAccount) {
+      return refuse('wrong-service-account', `enlist decided its registration for service account ${d.serviceAccount}, but the token is for ${id.serviceAccount}`)
+    }
+    return d
   }
 
   /** The caller's pod: managed by enlist and the very pod its token is bound to. */
@@ -131,7 +220,7 @@ export class RegistrationService {
       return await this.d.client.get<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(id.namespace)}/pods/${encodeURIComponent(id.pod)}`)
     } catch (err) {
       if (err instanceof KubeApiError && err.notFound) throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} does not exist`, 403)
-      throw new EnlistError('ENLIST_UNAVAILABLE', `cannot read pod ${id.namespace}/${id.pod}: ${errorMessage(err)}`, 503, { cause: err })
+      throw this.internal('ENLIST_UNAVAILABLE', `cannot read pod ${id.namespace}/${id.pod} from the apiserver`, err, id)
     }
   }
 }

@@ -1,6 +1,7 @@
 // A registry backend. Every operation is idempotent: registering twice, or deregistering
 // what is already gone, succeeds.
 
+import type { V1Pod } from '@kubernetes/client-node'
 import { EnlistError } from '../lib/errors.js'
 import type { EntryRef, RegistryRecord } from './record.js'
 
@@ -14,6 +15,9 @@ export interface Backend {
   /** Why the backend cannot serve now (unreachable, misconfigured), or undefined. Reported
    *  in /readyz?verbose and metrics; it never gates admission. */
   health?(): string | undefined
+  /** For a backend that keeps the record on the pod itself (kubernetes): whether the
+   *  pod's copy differs from `record`, i.e. someone but enlist edited it. */
+  drifted?(pod: V1Pod, record: RegistryRecord): boolean
   /** Releases connections; called when the policy replaces the backend, and at exit. */
   close?(): Promise<void> | void
 }

@@ -28,11 +28,21 @@ type Factories = { [T in BackendType]: Factory<Extract<BackendSpec, { type: T }>
 const FACTORIES: Factories = {
   kubernetes: async (spec, ctx) => {
     const { KubernetesBackend } = await import('./kubernetes.js')
-    return new KubernetesBackend(spec.name, ctx.client, ctx.discovery, ctx.pods)
+    return new KubernetesBackend(spec, ctx.client, ctx.discovery, ctx.pods)
   },
   http: async (spec, ctx) => {
     const { HttpBackend, secretHeaders } = await import('./http.js')
     return new HttpBackend(spec, secretHeaders(ctx.secrets, spec.headersFromSecret))
+  },
+  etcd: async (spec, ctx) => {
+    const { EtcdBackend } = await import('./etcd.js')
+    return new EtcdBackend(spec, ctx.secrets)
+  },
+  zookeeper: async (spec, ctx) => {
+    const { ZookeeperBackend } = await import('./zookeeper.js')
+    return new ZookeeperBackend(spec, ctx.secrets, ctx.log, (state) => {
+      if (state.startsWith('session expired')) ctx.metrics.zookeeperSessionExpirations.inc({ backend: spec.name })
+    })
   },
 }
 

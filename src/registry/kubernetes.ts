@@ -1,11 +1,15 @@
 // The embedded backend: the record is the pod's own discovery annotation (and label), so
 // peers discover each other with LIST+WATCH on pods and nothing else has to run.
+// `layout: dubbo` writes dubbo-go's Kubernetes registry instead (src/registry/dubbo-go.ts), so
+// unmodified dubbo-go consumers discover the pods, and the apps need no RBAC of their own.
 
 import type { V1Pod } from '@kubernetes/client-node'
 import { type KubeClient, KubeApiError, PatchType } from '../kube/client.js'
-import type { PolicySpec } from '../policy/policy.js'
+import type { KubernetesBackendSpec, PolicySpec } from '../policy/policy.js'
 import { type Backend, BackendError } from './backend.js'
-import { decodeRecord, encodeRecord, type EntryRef, type RegistryRecord } from './record.js'
+import { dubboProviderOf } from './dubbo.js'
+import { DUBBO_GO_ANNOTATION, DUBBO_GO_LABEL, dubboGoPairs, encodeDubboGoAnnotation } from './dubbo-go.js'
+import { encodeRecord, type EntryRef, type RegistryRecord } from './record.js'
 
 export interface PodLookup {
   /** Managed pods from the cache. */
@@ -14,21 +18,35 @@ export interface PodLookup {
 
 export class KubernetesBackend implements Backend {
   readonly type = 'kubernetes'
+  readonly name: string
+  private readonly label: { key: string; value: string }
+  private readonly annotation: string
 
   constructor(
-    readonly name: string,
+    private readonly spec: Pick<KubernetesBackendSpec, 'name' | 'layout' | 'dubboLabelValue'>,
     private readonly client: KubeClient,
-    private readonly discovery: PolicySpec['discovery'],
+    discovery: PolicySpec['discovery'],
     private readonly cache: PodLookup,
-  ) {}
+  ) {
+    this.name = spec.name
+    const dubbo = spec.layout === 'dubbo'
+    this.label = dubbo ? { key: DUBBO_GO_LABEL, value: spec.dubboLabelValue } : discovery.label
+    this.annotation = dubbo ? DUBBO_GO_ANNOTATION : discovery.annotation
+  }
 
   async register(record: RegistryRecord): Promise<void> {
+    let value: string
+    try {
+      value = this.encode(record)
+    } catch (err) {
+      throw new BackendError(this.name, 'register', (err as Error).message, false, { cause: err })
+    }
     const patch = {
       metadata: {
         // the uid precondition: never write onto a namesake that replaced the pod
         uid: record.uid,
-        labels: { [this.discovery.label.key]: this.discovery.label.value },
-        annotations: { [this.discovery.annotation]: encodeRecord(record) },
+        labels: { [this.label.key]: this.label.value },
+        annotations: { [this.annotation]: value },
       },
     }
     try {
@@ -40,7 +58,11 @@ export class KubernetesBackend implements Backend {
 
   async deregister(ref: EntryRef): Promise<void> {
     try {
-      await this.client.patch(podPath(ref), { metadata: { uid: ref.uid, annotations: { [this.discovery.annotation]: null } } }, PatchType.merge)
+      // dubbo-go consumers drop a pod's keys only on its watch DELETED event: taking the label
+      // away in the same patch moves the pod out of their selector, and the apiserver sends
+      // DELETED with the pod as it was, annotation included.
+      const labels = this.spec.layout === 'dubbo' ? { labels: { [this.label.key]: null } } : {}
+      await this.client.patch(podPath(ref), { metadata: { uid: ref.uid, ...labels, annotations: { [this.annotation]: null } } }, PatchType.merge)
     } catch (err) {
       // gone, or a namesake with another uid: either way this entry no longer exists
       if (err instanceof KubeApiError && (err.notFound || err.conflict)) return
@@ -48,18 +70,29 @@ export class KubernetesBackend implements Backend {
     }
   }
 
+  drifted(pod: V1Pod, record: RegistryRecord): boolean {
+    const m = pod.metadata
+    let want: string
+    try {
+      want = this.encode(record)
+    } catch {
+      return false // nothing enlist could write either
+    }
+    return m?.annotations?.[this.annotation] !== want || m?.labels?.[this.label.key] !== this.label.value
+  }
+
+  /** The annotation's value for this layout; throws DubboFormatError for unusable metadata. */
+  private encode(record: RegistryRecord): string {
+    return this.spec.layout === 'dubbo' ? encodeDubboGoAnnotation(dubboGoPairs(dubboProviderOf(record))) : encodeRecord(record)
+  }
+
   async list(): Promise<EntryRef[]> {
     const out: EntryRef[] = []
     for (const pod of this.cache.pods()) {
-      const value = pod.metadata?.annotations?.[this.discovery.annotation]
-      if (value === undefined) continue
-      let uid = pod.metadata?.uid ?? ''
-      try {
-        uid = decodeRecord(value).uid || uid
-      } catch {
-        // an unreadable record is still an entry to clean up
-      }
-      out.push({ uid, namespace: pod.metadata?.namespace ?? '', pod: pod.metadata?.name ?? '' })
+      // The entry is the annotation on this pod: it is this pod's whatever the record says
+      // (a record a tenant wrote may name any uid).
+      if (pod.metadata?.annotations?.[this.annotation] === undefined) continue
+      out.push({ uid: pod.metadata?.uid ?? '', namespace: pod.metadata?.namespace ?? '', pod: pod.metadata?.name ?? '' })
     }
     return out
   }

@@ -2,19 +2,33 @@
 // JSON array of {"k":..,"v":..} string pairs. Pure.
 
 import type { V1Pod } from '@kubernetes/client-node'
-import {
-  ENV_DEPENDS_ON,
-  ENV_METADATA,
-  ENV_SERVICE,
-  RECORD_FIELDS,
-  REGISTERED_CONDITION,
-  REGISTRAR_CONTAINER,
-} from '../names.js'
+import type { Decision } from '../decision/status.js'
+import type { AdvertiseMode } from '../policy/backends/advertise.js'
+import { RECORD_FIELDS, REGISTERED_CONDITION } from '../names.js'
 
 export interface RecordPort {
   name?: string
   port: number
   protocol: string
+}
+
+/** A declared container port as the backend's consumers reach it. */
+export interface AdvertisedPort {
+  name?: string
+  /** Where consumers connect: the containerPort, its hostPort, or a Service's nodePort. */
+  port: number
+  containerPort: number
+  protocol: string
+}
+
+/** Where the backend's consumers reach the pod, and how that was chosen (DESIGN: the record
+ *  says which). podIP: the pod's IP and ports; hostIP: the node's IP and the containers'
+ *  hostPorts; nodePort: a node address and a Service's nodePorts. Ports with no such
+ *  mapping are left out. */
+export interface Advertised {
+  mode: AdvertiseMode
+  address: string
+  ports: AdvertisedPort[]
 }
 
 export interface RegistryRecord {
@@ -29,6 +43,7 @@ export interface RegistryRecord {
   ports: RecordPort[]
   metadata: Record<string, string>
   registeredAt: string
+  advertised: Advertised
 }
 
 /** Identifies an entry for deregistration, even once its pod is gone. */
@@ -38,30 +53,10 @@ export interface EntryRef {
   pod: string
 }
 
-/** What admission decided for the pod, read back from the registrar's env (immutable). */
-export interface Registration {
-  service: string
-  dependsOn: string
-  metadata: Record<string, string>
-}
+/** What the record takes from admission's sealed decision (src/decision/status.ts). */
+export type RecordDecision = Pick<Decision, 'service' | 'metadata'>
 
-export function registrationOf(pod: V1Pod): Registration | undefined {
-  const c = pod.spec?.initContainers?.find((x) => x.name === REGISTRAR_CONTAINER)
-  if (!c) return undefined
-  const env = new Map((c.env ?? []).map((e) => [e.name, e.value ?? '']))
-  let metadata: Record<string, string> = {}
-  const raw = env.get(ENV_METADATA)
-  if (raw) {
-    try {
-      metadata = JSON.parse(raw) as Record<string, string>
-    } catch {
-      metadata = {}
-    }
-  }
-  return { service: env.get(ENV_SERVICE) ?? pod.metadata?.name ?? '', dependsOn: env.get(ENV_DEPENDS_ON) ?? '', metadata }
-}
-
-export function buildRecord(pod: V1Pod, reg: Registration, registeredAt: string): RegistryRecord {
+export function buildRecord(pod: V1Pod, reg: RecordDecision, registeredAt: string): RegistryRecord {
   const ports: RecordPort[] = []
   for (const c of pod.spec?.containers ?? []) {
     for (const p of c.ports ?? []) {
@@ -82,9 +77,14 @@ export function buildRecord(pod: V1Pod, reg: Registration, registeredAt: string)
     hostIP: pod.status?.hostIP ?? '',
     node: pod.spec?.nodeName ?? '',
     ports,
-    metadata: reg.metadata,
+    metadata: { ...reg.metadata },
     registeredAt,
+    advertised: podIPAdvertised(ip, ports),
   }
+}
+
+export function podIPAdvertised(ip: string, ports: readonly RecordPort[]): Advertised {
+  return { mode: 'podIP', address: ip, ports: ports.map((p) => ({ ...(p.name ? { name: p.name } : {}), port: p.port, containerPort: p.port, protocol: p.protocol })) }
 }
 
 export function refOf(r: { uid: string; namespace: string; pod: string }): EntryRef {
@@ -125,6 +125,7 @@ export function toPairs(r: RegistryRecord): Pair[] {
     { k: 'node', v: r.node },
     { k: 'ports', v: JSON.stringify(r.ports) },
     { k: 'registeredAt', v: r.registeredAt },
+    { k: 'advertised', v: JSON.stringify(r.advertised) },
   ]
   // Metadata keys go flat, as RPC registries read them; they cannot shadow record fields.
   for (const [k, v] of Object.entries(r.metadata)) if (!RESERVED.has(k)) pairs.push({ k, v })
@@ -145,6 +146,12 @@ export function fromPairs(pairs: readonly Pair[]): RegistryRecord {
     ports = []
   }
   const ips = f.get('ips')
+  let advertised: Advertised | undefined
+  try {
+    advertised = JSON.parse(f.get('advertised') ?? '') as Advertised
+  } catch {
+    advertised = undefined
+  }
   return {
     uid: f.get('uid') ?? '',
     namespace: f.get('namespace') ?? '',
@@ -157,6 +164,8 @@ export function fromPairs(pairs: readonly Pair[]): RegistryRecord {
     ports,
     metadata: { ...metadata },
     registeredAt: f.get('registeredAt') ?? '',
+    // records written before the field existed were podIP
+    advertised: advertised ?? podIPAdvertised(f.get('ip') ?? '', ports),
   }
 }
 

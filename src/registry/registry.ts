@@ -1,18 +1,27 @@
 // The set of backends the policy configures, instrumented. The registration path calls
 // every backend with bounded retries; the controller calls once and lets its queue retry.
 
+import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import type { KubeClient } from '../kube/client.js'
 import type { SecretReader } from '../kube/secrets.js'
 import { Backoff, sleep } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
-import { canonicalJson } from '../policy/load.js'
+import { canonicalJson } from '../lib/canonical-json.js'
+import type { AdvertiseMode, AdvertiseSpec } from '../policy/backends/advertise.js'
 import type { PolicySpec } from '../policy/policy.js'
+import { AdvertiseError, Advertiser } from './advertise.js'
 import { type Backend, BackendError, type BackendOp } from './backend.js'
 import { createBackend } from './catalogue.js'
 import type { PodLookup } from './kubernetes.js'
-import type { EntryRef, RegistryRecord } from './record.js'
+import type { Advertised, EntryRef, RegistryRecord } from './record.js'
+
+/** The pod a record is for, and the advertise modes its sealed decision chose. */
+export interface RecordContext {
+  pod: V1Pod
+  advertise?: Readonly<Record<string, AdvertiseMode>>
+}
 
 export class RegistryError extends BackendError {
   constructor(
@@ -33,6 +42,11 @@ export class Registry {
   private current: Backend[] = []
   private spec = ''
   private readonly retry = new Map<string, { initialMs: number; maxMs: number }>()
+  private readonly advertise = new Map<string, AdvertiseSpec>()
+  private readonly advertiser: Advertiser
+  /** What each backend was last given for a pod advertised other than by podIP, by
+   *  backend and uid: what the drift check compares the pod's copy against. */
+  private readonly written = new Map<string, Advertised>()
   private configuring: Promise<void> = Promise.resolve()
 
   constructor(
@@ -41,7 +55,10 @@ export class Registry {
     private readonly secrets: SecretReader,
     private readonly metrics: Metrics,
     private readonly log: Logger,
-  ) {}
+  ) {
+    this.advertiser = new Advertiser(client)
+    metrics.probes.backends = () => this.current.map((b) => ({ backend: b.name, healthy: b.health?.() === undefined }))
+  }
 
   /** Rebuilds the backends when the policy's registry or discovery settings change.
    *  Calls are serialised; the old backends are closed once the new ones are in place. */
@@ -65,7 +82,9 @@ export class Registry {
     const old = this.current
     this.spec = spec
     this.retry.clear()
+    this.advertise.clear()
     for (const b of policy.registry.backends) {
+      if ('advertise' in b) this.advertise.set(b.name, b.advertise)
       if ('retry' in b) this.retry.set(b.name, { initialMs: b.retry.initialDelayMs, maxMs: b.retry.maxDelayMs })
     }
     this.current = next
@@ -95,8 +114,39 @@ export class Registry {
     return this.current
   }
 
-  async registerAll(record: RegistryRecord, budget: RetryBudget = {}): Promise<void> {
-    await this.all('register', (b) => b.register(record), budget)
+  /** Writes the record to every backend, each with the address it advertises. */
+  async registerAll(record: RegistryRecord, budget: RetryBudget = {}, ctx?: RecordContext): Promise<void> {
+    await this.all('register', async (b) => b.register(await this.recordFor(b, record, ctx)), budget)
+  }
+
+  /** The record as backend `b` gets it: its advertise mode (the decision's choice, else the
+   *  backend's policy setting) resolved for the pod. */
+  async recordFor(b: Backend, record: RegistryRecord, ctx: RecordContext | undefined): Promise<RegistryRecord> {
+    const spec = this.advertise.get(b.name)
+    const mode = ctx?.advertise?.[b.name] ?? spec?.mode ?? 'podIP'
+    const key = `${b.name}\u0000${record.uid}`
+    if (mode === 'podIP') {
+      this.written.delete(key)
+      return record
+    }
+    if (!ctx || !spec) throw new BackendError(b.name, 'register', `pod ${record.namespace}/${record.pod}: advertise mode ${mode} needs the pod`, true)
+    try {
+      const advertised = await this.advertiser.resolve(ctx.pod, record, mode, spec)
+      if (this.written.size > 100_000) this.written.clear()
+      this.written.set(key, advertised)
+      return { ...record, advertised }
+    } catch (err) {
+      const retryable = !(err instanceof AdvertiseError) || err.retryable
+      throw new BackendError(b.name, 'register', errorMessage(err), retryable, { cause: err })
+    }
+  }
+
+  /** recordFor without the apiserver: undefined where the address is not known here. */
+  expectedFor(b: Backend, record: RegistryRecord, advertise?: Readonly<Record<string, AdvertiseMode>>): RegistryRecord | undefined {
+    const mode = advertise?.[b.name] ?? this.advertise.get(b.name)?.mode ?? 'podIP'
+    if (mode === 'podIP') return record
+    const advertised = this.written.get(`${b.name}\u0000${record.uid}`)
+    return advertised && advertised.mode === mode ? { ...record, advertised } : undefined
   }
 
   async deregisterAll(ref: EntryRef, budget: RetryBudget = {}): Promise<void> {

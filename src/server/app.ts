@@ -51,6 +51,13 @@ export async function buildServer(opts: ServerOptions) {
     ;(app.server as unknown as HttpsServer).setSecureContext({ cert: c.cert, key: c.key, minVersion: 'TLSv1.2' })
   })
 
+  // Once shutting down, every answer closes its connection: a request in flight when the
+  // server started closing (a long-poll answered by the drain) must not leave a keep-alive
+  // socket that holds the process until the client's idle timeout.
+  app.addHook('onSend', async (_req, reply) => {
+    if (opts.readiness.shuttingDown) reply.header('connection', 'close')
+  })
+
   app.setErrorHandler((err: FastifyError, req, reply) => {
     const status = err.statusCode !== undefined && err.statusCode >= 400 && err.statusCode < 600 ? err.statusCode : 500
     const route = req.routeOptions.url ?? 'unknown'
@@ -75,3 +82,22 @@ export async function buildServer(opts: ServerOptions) {
 }
 
 export type EnlistServer = Awaited<ReturnType<typeof buildServer>>
+
+/**
+ * Stops the server the way the apiserver and registrars expect: no new requests, those in
+ * flight finish, and connections are closed as soon as they are idle. Node closes the
+ * connections that are idle when closing starts; one that goes idle later (a long-poll
+ * answered by the drain) would otherwise stay open until the client drops it, holding the
+ * process past its grace period. Whatever is still open after `maxMs` is cut.
+ */
+export async function closeGracefully(app: EnlistServer, maxMs = 10_000): Promise<void> {
+  const server = app.server
+  const sweep = setInterval(() => server.closeIdleConnections(), 250)
+  const cut = setTimeout(() => server.closeAllConnections(), maxMs)
+  try {
+    await app.close()
+  } finally {
+    clearInterval(sweep)
+    clearTimeout(cut)
+  }
+}

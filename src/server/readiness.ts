@@ -9,6 +9,7 @@ export type Report = () => Array<{ check: string; reason: string }>
 export class Readiness {
   private readonly checks = new Map<string, Check>()
   private readonly reports: Report[] = []
+  private readonly drainHooks: Array<() => void> = []
   private draining = false
 
   add(name: string, check: Check): void {
@@ -28,7 +29,14 @@ export class Readiness {
 
   /** Once shutting down, never ready again: endpoints drop us before we stop serving. */
   drain(): void {
+    if (this.draining) return
     this.draining = true
+    for (const h of this.drainHooks) h()
+  }
+
+  /** Runs when shutdown starts (answer held requests now rather than at the deadline). */
+  onDrain(hook: () => void): void {
+    this.drainHooks.push(hook)
   }
 
   get shuttingDown(): boolean {

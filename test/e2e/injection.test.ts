@@ -32,9 +32,15 @@ t.test('labelled namespace: a Deployment\'s pods carry every item; the Deploymen
   t.same(missingItems(pod!), [], 'every item of docs/design.md')
   const reg = pod!.spec!.initContainers!.find((c) => c.name === 'enlist-registrar')!
   const env = Object.fromEntries((reg.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom?.fieldRef?.fieldPath]))
-  t.equal(env.ENLIST_SERVICE, 'checkout-svc')
-  t.equal(env.ENLIST_DEPENDS_ON, 'shop/mysql:3306,payments/ledger')
-  t.equal(env.ENLIST_METADATA, '{"interface":"com.acme.Checkout","group":"g1"}')
+  const status = JSON.parse(pod!.metadata!.annotations!['enlist.io/status']!) as { decision: unknown; seal: { key: string; mac: string } }
+  t.same(status.decision, {
+    namespace: 'shop',
+    serviceAccount: 'default',
+    service: 'checkout-svc',
+    metadata: { interface: 'com.acme.Checkout', group: 'g1' },
+    dependsOn: ['shop/mysql:3306', 'payments/ledger'],
+  })
+  t.match(status.seal, { key: /^k\d{14}-[0-9a-f]{6}$/, mac: /^[A-Za-z0-9_-]{43}$/ }, 'sealed with the key the leader made')
   t.equal(env.ENLIST_CA_BUNDLE, enlist.pki.ca.cert)
   t.equal(env.POD_IPS, 'status.podIPs', 'the apiserver accepts status.podIPs')
   t.same(pod!.spec!.readinessGates, [{ conditionType: 'enlist.io/registered' }])

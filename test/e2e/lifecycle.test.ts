@@ -101,7 +101,10 @@ t.test('backend down, then up: registration and deregistration both complete', a
   const run = await registering
   t.equal(run.code, 0, 'the registrar retried until the backend came back')
   t.ok(cmdb.records.has(pod.metadata!.uid!))
-  t.match(run.stdout, /"msg":"attempt failed".*"status":503.*backend cmdb: register failed: HTTP 503/, 'the server retried for its budget, then the registrar retried')
+  t.match(run.stdout, /"msg":"attempt failed".*"status":503.*the registry could not be written \(backend cmdb\) \(enlist log ref [0-9a-f]{8}\)/, 'the server retried for its budget, then the registrar retried')
+  t.notMatch(run.stdout, /127\.0\.0\.1|maintenance/, 'the backend\'s address and answer do not reach the pod')
+  const ref = /enlist log ref ([0-9a-f]{8})/.exec(run.stdout)![1]
+  t.match(enlist.logs().find((l) => l.ref === ref), { err: /backend cmdb: register failed: HTTP 503/ }, 'they are in enlist\'s log under the reference')
   t.ok(enlist.logs().some((l) => l.msg === 'backend call failed; retrying' && l.backend === 'cmdb'))
   const failedEvents = await cp.kubectl(['get', 'events', '-n', 'shop', '--field-selector', `involvedObject.name=${pod.metadata!.name},reason=RegistrationFailed`, '-o', 'name'])
   t.equal(failedEvents.stdout.trim().split('\n').filter(Boolean).length, 1, 'one RegistrationFailed event, however many retries')

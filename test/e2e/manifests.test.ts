@@ -41,8 +41,12 @@ t.test('manifests/base', async (t) => {
   const objects = await render('base')
   t.same(
     objects.map((o) => o.kind).sort(),
-    ['ClusterRole', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'Namespace', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'],
+    ['ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'Namespace', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'],
   )
+  const roles = objects.filter((o) => o.kind === 'ClusterRole') as Array<{ metadata: { name: string }; rules: Array<{ resources: string[]; verbs: string[] }> }>
+  const patchesPods = roles.filter((r) => r.rules.some((rule) => rule.resources.includes('pods') && rule.verbs.includes('patch'))).map((r) => r.metadata.name)
+  t.same(patchesPods, ['enlist-pod-records'], 'patching pods is granted only for the kubernetes backend, apart')
+  t.notOk(roles.some((r) => r.rules.some((rule) => rule.resources.includes('events') && rule.verbs.some((v) => v !== 'create'))), 'events: create only')
   const r = await dryRun(objects)
   t.equal(r.code, 0, r.stderr)
   t.match(r.stdout, /deployment\.apps\/enlist (created|configured) \(server dry run\)/)

@@ -93,6 +93,14 @@ t.test('a pod registers before its app starts, into both backends, and becomes R
     ],
     metadata: { interface: 'com.acme.Orders', group: 'g1' },
     registeredAt: record.registeredAt,
+    advertised: {
+      mode: 'podIP',
+      address: pod.status!.podIP,
+      ports: [
+        { name: 'http', port: 8080, containerPort: 8080, protocol: 'TCP' },
+        { name: 'admin', port: 9090, containerPort: 9090, protocol: 'TCP' },
+      ],
+    },
   })
   t.equal(after.metadata!.labels!['app.io/label'], 'app.io-value')
   t.same(cmdb.records.get(pod.metadata!.uid!), record, 'the CMDB holds the same record')

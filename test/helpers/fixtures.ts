@@ -4,6 +4,7 @@ import type { V1Pod } from '@kubernetes/client-node'
 import fjp from 'fast-json-patch'
 import type { AdmissionFacts, AdmissionRequest } from '../../src/admission/review.js'
 import { compilePolicy } from '../../src/policy/load.js'
+import { testKeys } from './keys.js'
 import type { CompiledPolicy } from '../../src/policy/policy.js'
 
 export function makePod(p: Partial<V1Pod> & { name?: string } = {}): V1Pod {
@@ -33,21 +34,24 @@ export function makePolicy(extra: Record<string, unknown> = {}): CompiledPolicy 
   return compilePolicy({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy', ...structuredClone(extra) })
 }
 
+export const TEST_KEYS = testKeys()
+
 export const FACTS_ENABLED: AdmissionFacts = {
   namespaceLabels: { 'enlist.io/inject': 'enabled' },
   serverVersion: { major: 1, minor: 20 },
   caBundle: '',
+  keys: TEST_KEYS,
 }
 
 export function facts(labels: Record<string, string> | undefined, over: Partial<AdmissionFacts> = {}): AdmissionFacts {
   return { ...FACTS_ENABLED, namespaceLabels: labels, ...over }
 }
 
-/** A decoded JSON Patch operation (enlist only ever adds). */
+/** A decoded JSON Patch operation (enlist adds, and replaces or removes only its own keys). */
 export interface PatchOp {
-  op: 'add'
+  op: 'add' | 'replace' | 'remove'
   path: string
-  value: unknown
+  value?: unknown
 }
 
 /** Applies ops to a copy, the way the apiserver does; throws if any op does not apply. */

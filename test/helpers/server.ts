@@ -11,6 +11,7 @@ import { PolicyStore } from '../../src/policy/source.js'
 import { buildServer, type EnlistServer } from '../../src/server/app.js'
 import { Readiness } from '../../src/server/readiness.js'
 import { CertificateFiles } from '../../src/server/tls.js'
+import { testKeys } from './keys.js'
 import { makePki, type TestPki } from './https.js'
 
 export interface TestServer {
@@ -34,6 +35,7 @@ export const NAMESPACES = new Map<string, Record<string, string>>([
 
 export async function startTestServer(opts: { bodyLimit?: number; shutdownDelayMs?: number; policy?: string } = {}): Promise<TestServer> {
   const pki = await makePki()
+  const keys = testKeys()
   const log = silentLogger()
   const metrics = createMetrics({ defaultMetrics: false })
   const readiness = new Readiness()
@@ -54,6 +56,7 @@ export async function startTestServer(opts: { bodyLimit?: number; shutdownDelayM
       namespaces: new StaticNamespaces(NAMESPACES),
       serverVersion: () => ({ major: 1, minor: 20 }),
       caBundle: () => certificate.current.ca,
+      keys: () => keys,
       namespaceWaitMs: 10,
     },
   })

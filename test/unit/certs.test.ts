@@ -1,10 +1,12 @@
 // Certificates: what x509.ts makes, and every step of the self-managed rotation plan.
 import t from 'tap'
 import { X509Certificate } from 'node:crypto'
+import https from 'node:https'
+import type { AddressInfo } from 'node:net'
 import tls from 'node:tls'
 import { type CertPolicy, type CertState, planCertificates, renewAt, splitPem } from '../../src/certs/plan.js'
 import { stateOf } from '../../src/certs/self-managed.js'
-import { createCA, issueServing, randomSerial } from '../../src/certs/x509.js'
+import { createCA, crossSign, issueServing, randomSerial } from '../../src/certs/x509.js'
 
 const HOUR = 3600_000
 const policy: CertPolicy = {
@@ -81,18 +83,50 @@ t.test('the plan: a CA rotation never serves a certificate its clients cannot ve
   t.equal(planCertificates(s, due + 60_000, p), undefined, 'during the overlap the old CA keeps signing')
   t.equal(planCertificates(s, due + p.caOverlapMs - 1, p), undefined, 'until the overlap is over')
 
-  // 2. after the overlap: promote, then issue from the new CA
+  // 2. after the overlap: promote (the old CA certifies the new one), then issue from the new CA
   const later = due + p.caOverlapMs
   t.match(planCertificates(s, later, p), { kind: 'promote-next-ca' })
-  s = { ...s, signing: { cert: next.cert, key: next.key }, next: undefined }
+  const cross = (await crossSign({ issuer: old, subject: next })).cert
+  s = { ...s, signing: { cert: next.cert, key: next.key }, next: undefined, cross }
   t.match(planCertificates(s, later, p), { kind: 'issue-serving', reason: 'the serving certificate is not signed by the current CA' })
-  s = { ...s, serving: await issue(next) }
+  const leaf = await issue(next)
+  t.match(planCertificates({ ...s, serving: leaf }, later, p), { kind: 'issue-serving', reason: 'the serving chain lacks the cross-certificate from the previous CA' })
+  s = { ...s, serving: { cert: leaf.cert + cross, key: leaf.key } }
   t.equal(planCertificates(s, later, p), undefined, 'both CAs stay trusted while the old one is valid')
   t.same(s.bundle, [next.cert, old.cert])
 
-  // 3. once the old CA has expired, it leaves the bundle
+  // 3. once the old CA has expired, the serving chain drops its cross-certificate, and the bundle the CA
   const expired = new Date(new X509Certificate(old.cert).validTo).getTime() + 1
+  t.match(planCertificates(s, expired, p), { kind: 'issue-serving', reason: 'the serving chain holds an expired cross-certificate' })
+  s = { ...s, cross: undefined, serving: leaf }
   t.match(planCertificates(s, expired, p), { kind: 'prune-bundle', keep: [next.cert] })
+})
+
+t.test('a cross-certificate: registrars that still trust only the old CA verify the new server', async (t) => {
+  const old = await createCA({ commonName: 'ca-old', validityMs: 10 * HOUR })
+  const next = await createCA({ commonName: 'ca-new', validityMs: 100 * HOUR })
+  const stranger = await createCA({ commonName: 'ca-other', validityMs: 10 * HOUR })
+  const cross = await crossSign({ issuer: old, subject: next })
+  const x = new X509Certificate(cross.cert)
+  t.ok(x.checkIssued(new X509Certificate(old.cert)), 'signed by the old CA')
+  t.equal(x.subject, new X509Certificate(next.cert).subject, 'names the new CA')
+  t.ok(x.publicKey.equals(new X509Certificate(next.cert).publicKey), 'with its key')
+  t.ok(x.ca)
+  t.equal(x.validTo, new X509Certificate(old.cert).validTo, 'valid no longer than the old CA')
+
+  const leaf = await issueServing({ ca: next, commonName: 'enlist', dnsNames: ['localhost'], ipAddresses: ['127.0.0.1'], validityMs: HOUR })
+  const server = https.createServer({ cert: leaf.cert + cross.cert, key: leaf.key }, (_req, res) => res.end('ok'))
+  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
+  t.teardown(() => new Promise<void>((r) => server.close(() => r())))
+  const url = `https://127.0.0.1:${(server.address() as AddressInfo).port}/`
+  const get = (ca: string) =>
+    new Promise<string>((resolve) => {
+      https.get(url, { ca, agent: false }, (res) => resolve(String(res.statusCode))).on('error', (err: NodeJS.ErrnoException) => resolve(err.code ?? err.message))
+    })
+  t.equal(await get(old.cert), '200', 'a registrar admitted before the rotation')
+  t.equal(await get(next.cert), '200', 'a registrar admitted after it')
+  t.equal(await get(old.cert + next.cert), '200', 'one admitted during the overlap')
+  t.not(await get(stranger.cert), '200', 'no other CA')
 })
 
 t.test('the plan: an expired CA starts over; a missing signer is put back in the bundle', async (t) => {
@@ -124,6 +158,6 @@ t.test('the Secret layout round-trips', async (t) => {
   t.equal(s.bundle.length, 2)
   t.equal(s.next?.publishedAt, Date.parse('2026-01-01T00:00:00.000Z'))
   t.same(s.serving, { cert: 'c', key: 'k' })
-  t.same(stateOf(undefined), { signing: undefined, next: undefined, bundle: [], serving: undefined })
+  t.same(stateOf(undefined), { signing: undefined, next: undefined, bundle: [], cross: undefined, serving: undefined })
   t.same(splitPem('junk'), [])
 })

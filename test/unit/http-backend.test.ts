@@ -14,9 +14,10 @@ const spec = (url: string, over: Partial<HttpBackendSpec> = {}): HttpBackendSpec
   caBundle: '',
   headersFromSecret: '',
   retry: { initialDelayMs: 10, maxDelayMs: 100 },
+  advertise: { mode: 'podIP', nodeAddressTypes: ['InternalIP'] },
   ...over,
 })
-const record = { uid: 'u/1', namespace: 'shop', pod: 'p', service: 's', ip: '1.2.3.4', ips: ['1.2.3.4'], hostIP: 'h', node: 'n', ports: [], metadata: {}, registeredAt: 'T' }
+const record = { uid: 'u/1', namespace: 'shop', pod: 'p', service: 's', ip: '1.2.3.4', ips: ['1.2.3.4'], hostIP: 'h', node: 'n', ports: [], metadata: {}, registeredAt: 'T', advertised: { mode: 'podIP' as const, address: '1.2.3.4', ports: [] } }
 
 t.test('PUT, GET, DELETE; idempotent both ways', async (t) => {
   const cmdb = await startCmdb()

@@ -4,8 +4,9 @@ import t from 'tap'
 import type { V1Container, V1Pod } from '@kubernetes/client-node'
 import { admit } from '../../src/admission/review.js'
 import type { AdmissionFacts } from '../../src/admission/review.js'
+import type { Decision } from '../../src/decision/status.js'
 import type { CompiledPolicy } from '../../src/policy/policy.js'
-import { applyOps, decodePatch, FACTS_ENABLED, makePod, makePolicy, makeRequest } from '../helpers/fixtures.js'
+import { applyOps, decodePatch, FACTS_ENABLED, makePod, makePolicy, makeRequest, TEST_KEYS } from '../helpers/fixtures.js'
 
 const policy = makePolicy()
 
@@ -34,6 +35,8 @@ const registrarOf = (pod: V1Pod): V1Container => {
   return c
 }
 const envOf = (c: V1Container, name: string) => c.env?.find((e) => e.name === name)?.value
+/** What admission decided, from the sealed status it wrote. */
+const decisionOf = (pod: V1Pod) => (JSON.parse(pod.metadata!.annotations!['enlist.io/status']!) as { decision: Decision }).decision
 
 t.test('a bare pod gets exactly every item', async (t) => {
   const pod = makePod({ metadata: { generateName: 'web-5d8f7c9b6-', namespace: 'shop' } })
@@ -62,9 +65,8 @@ t.test('a bare pod gets exactly every item', async (t) => {
             { name: 'ENLIST_REGISTRATION_URL', value: 'https://enlist.enlist-system.svc:443/v1/registrations' },
             { name: 'ENLIST_TOKEN_FILE', value: '/var/run/secrets/enlist.io/token/token' },
             { name: 'ENLIST_TIMEOUT_SECONDS', value: '300' },
-            { name: 'ENLIST_SERVICE', value: 'web-5d8f7c9b6' },
           ],
-          resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+          resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
           securityContext: {
             runAsNonRoot: true,
             runAsUser: 65532,
@@ -99,9 +101,12 @@ t.test('a bare pod gets exactly every item', async (t) => {
       readinessGates: [{ conditionType: 'enlist.io/registered' }],
     },
   })
+  t.match(status.seal, { key: TEST_KEYS.signing.id, mac: /^[A-Za-z0-9_-]{43}$/ })
+  delete status.seal
   t.same(status, {
-    version: 1,
+    version: 2,
     policy: policy.hash,
+    decision: { namespace: 'shop', serviceAccount: 'default', service: 'web-5d8f7c9b6', metadata: {}, dependsOn: [] },
     injected: {
       initContainers: ['enlist-registrar'],
       volumes: ['enlist-token'],
@@ -160,7 +165,7 @@ t.test('missing arrays and maps are created whole, present ones appended to', as
   t.same(pod.spec?.readinessGates, [{ conditionType: 'example.com/ready' }, { conditionType: 'enlist.io/registered' }])
 })
 
-t.test('nothing the user wrote is overwritten, and the warning says what was kept', async (t) => {
+t.test('nothing the user wrote is overwritten but enlist\'s own keys, and the warnings say what was kept and replaced', async (t) => {
   const userPreStop = { exec: { command: ['nginx', '-s', 'quit'] } }
   const pod = makePod({
     metadata: { name: 'p', namespace: 'shop', labels: { 'app.io/label': 'custom', 'enlist.io/managed': 'true' } },
@@ -187,17 +192,35 @@ t.test('nothing the user wrote is overwritten, and the warning says what was kep
   t.equal(app.env?.length, 8)
   t.same(app.lifecycle?.preStop, userPreStop)
   t.same(got.spec!.containers[1]!.lifecycle?.preStop, { httpGet: { port: 8080, path: '/drain' } })
-  t.equal(got.metadata?.labels?.['app.io/label'], 'custom')
+  t.equal(got.metadata?.labels?.['app.io/label'], 'app.io-value', 'the discovery label is enlist\'s')
+  t.ok(ops.some((o) => o.op === 'replace' && o.path === '/metadata/labels/app.io~1label'))
   t.equal(got.spec?.readinessGates?.length, 1, 'readiness gate not duplicated')
   t.notOk(ops.some((o) => o.path.startsWith('/spec/readinessGates')))
   t.same(warnings, [
-    'enlist: kept your label app.io/label="custom" (enlist would set "app.io-value")',
+    'enlist: replaced your label app.io/label="custom" with "app.io-value": only enlist sets it',
     'enlist: kept your env POD_IP, NODE_NAME in container app',
     "enlist: kept your preStop hook in containers app, side; enlist's 5s drain was not added",
   ])
   const status = JSON.parse(got.metadata!.annotations!['enlist.io/status']!)
-  t.same(status.kept, ['label app.io/label', 'env app/POD_IP', 'env app/NODE_NAME', 'preStop app', 'preStop side'])
-  t.same(status.injected.labels, [], 'managed label already there, discovery label kept')
+  t.same(status.kept, ['env app/POD_IP', 'env app/NODE_NAME', 'preStop app', 'preStop side'])
+  t.same(status.injected.labels, ['app.io/label'], 'managed label already right; the discovery label replaced')
+})
+
+t.test('a discovery record or managed label the tenant wrote does not survive admission', async (t) => {
+  const pod = makePod({
+    metadata: {
+      name: 'p',
+      namespace: 'shop',
+      labels: { 'enlist.io/managed': 'no', 'app.io/label': 'app.io-value' },
+      annotations: { 'app.io/annotation': Buffer.from('[{"k":"ip","v":"203.0.113.7"}]').toString('base64'), note: 'mine' },
+    },
+  })
+  const { pod: got, warnings, ops } = inject(pod)
+  t.equal(got.metadata?.annotations?.['app.io/annotation'], undefined, 'the forged record is removed')
+  t.equal(got.metadata?.annotations?.note, 'mine', 'other annotations stay')
+  t.equal(got.metadata?.labels?.['enlist.io/managed'], 'true')
+  t.ok(ops.some((o) => o.op === 'remove' && o.path === '/metadata/annotations/app.io~1annotation' && !('value' in o)))
+  t.match(warnings, [/replaced your label enlist\.io\/managed="no"/, /removed your annotation app\.io\/annotation/])
 })
 
 t.test("user's env references to our variables resolve: ours come first", async (t) => {
@@ -278,18 +301,21 @@ t.test('registrar position last', async (t) => {
   t.ok(ops.some((o) => o.path === '/spec/initContainers/-'))
 })
 
-t.test('an existing enlist-registrar init container and enlist-token volume are kept', async (t) => {
-  const pod = makePod({
-    spec: {
-      initContainers: [{ name: 'enlist-registrar', image: 'mine' }],
-      containers: [{ name: 'app', image: 'x' }],
-      volumes: [{ name: 'enlist-token', emptyDir: {} }],
-    },
-  })
-  const { pod: got, warnings } = inject(pod)
-  t.same(got.spec?.initContainers, [{ name: 'enlist-registrar', image: 'mine' }])
-  t.same(got.spec?.volumes, [{ name: 'enlist-token', emptyDir: {} }])
-  t.match(warnings, [/kept your init container enlist-registrar/, /kept your volume enlist-token/])
+t.test('a pod that brings its own enlist-registrar or enlist-token is refused where enlist injects', async (t) => {
+  const cases: Array<[string, V1Pod['spec'], RegExp]> = [
+    ['init container', { initContainers: [{ name: 'enlist-registrar', image: 'mine' }], containers: [{ name: 'app', image: 'x' }] }, /init container enlist-registrar is reserved for enlist/],
+    ['container', { containers: [{ name: 'app', image: 'x' }, { name: 'enlist-registrar', image: 'mine' }] }, /^container enlist-registrar is reserved/],
+    ['volume', { containers: [{ name: 'app', image: 'x' }], volumes: [{ name: 'enlist-token', emptyDir: {} }] }, /volume enlist-token is reserved/],
+  ]
+  for (const [what, spec, message] of cases) {
+    const out = admit(makeRequest(makePod({ spec })), policy, FACTS_ENABLED)
+    t.equal(out.verdict, 'denied', what)
+    t.equal(out.reason, 'reserved-name', what)
+    t.match(out.response.status?.message, message, what)
+  }
+  // Where enlist does not inject, nothing is refused: such a pod cannot register anyway.
+  const plain = admit(makeRequest(makePod({ spec: cases[0]![1] })), policy, { ...FACTS_ENABLED, namespaceLabels: {} })
+  t.equal(plain.verdict, 'skipped')
 })
 
 t.test('preStop modes', async (t) => {
@@ -360,9 +386,14 @@ t.test('tenant overrides that are allowed take effect', async (t) => {
   })
   const { pod: got, warnings } = inject(pod, all)
   const r = registrarOf(got)
-  t.equal(envOf(r, 'ENLIST_DEPENDS_ON'), 'shop/mysql:3306,payments/ledger')
-  t.equal(envOf(r, 'ENLIST_METADATA'), '{"interface":"com.acme.Orders","group":"g1"}')
-  t.equal(envOf(r, 'ENLIST_SERVICE'), 'orders')
+  t.same(decisionOf(got), {
+    namespace: 'shop',
+    serviceAccount: 'default',
+    service: 'orders',
+    metadata: { interface: 'com.acme.Orders', group: 'g1' },
+    dependsOn: ['shop/mysql:3306', 'payments/ledger'],
+  })
+  t.equal(envOf(r, 'ENLIST_SERVICE'), undefined, 'registration parameters are not in the pod spec')
   t.equal(envOf(r, 'ENLIST_TIMEOUT_SECONDS'), '120')
   t.same(got.spec!.containers[0]!.lifecycle?.preStop, { exec: { command: ['/bin/sh', '-c', 'sleep 9'] } })
   t.equal(got.spec!.containers[0]!.env, undefined)
@@ -370,10 +401,7 @@ t.test('tenant overrides that are allowed take effect', async (t) => {
   t.same(warnings, [])
 
   const none = inject(makePod({ ...pod }), makePolicy({ tenantOverrides: { allowed: [] } }))
-  const r2 = registrarOf(none.pod)
-  t.equal(envOf(r2, 'ENLIST_DEPENDS_ON'), undefined)
-  t.equal(envOf(r2, 'ENLIST_METADATA'), undefined)
-  t.equal(envOf(r2, 'ENLIST_SERVICE'), 'p')
+  t.same(decisionOf(none.pod), { namespace: 'shop', serviceAccount: 'default', service: 'p', metadata: {}, dependsOn: [] })
   t.equal(none.warnings.length, 6, 'each ignored annotation is named')
 })
 
@@ -390,7 +418,7 @@ t.test('env-containers naming an absent container warns', async (t) => {
 })
 
 t.test('service name: annotation, then app.kubernetes.io/name, then app, then workload', async (t) => {
-  const svc = (meta: V1Pod['metadata']) => envOf(registrarOf(inject(makePod({ metadata: meta })).pod), 'ENLIST_SERVICE')
+  const svc = (meta: V1Pod['metadata']) => decisionOf(inject(makePod({ metadata: meta })).pod).service
   t.equal(svc({ name: 'p', namespace: 'shop', annotations: { 'enlist.io/service': 'orders' }, labels: { app: 'a' } }), 'orders')
   t.equal(svc({ name: 'p', namespace: 'shop', labels: { 'app.kubernetes.io/name': 'k8s-name', app: 'a' } }), 'k8s-name')
   t.equal(svc({ name: 'p', namespace: 'shop', labels: { app: 'a' } }), 'a')

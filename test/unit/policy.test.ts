@@ -33,7 +33,7 @@ t.test('the header alone is a complete policy with documented defaults', async (
       caBundle: '',
       runAsUser: 65532,
       tokenExpirationSeconds: 3600,
-      resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { memory: '128Mi' } },
+      resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
     },
     downwardAPI: {
       variables: ['POD_NAME', 'POD_NAMESPACE', 'POD_UID', 'POD_IP', 'POD_IPS', 'HOST_IP', 'NODE_NAME', 'POD_SERVICE_ACCOUNT'],
@@ -42,7 +42,7 @@ t.test('the header alone is a complete policy with documented defaults', async (
     preStop: { mode: 'auto', drainSeconds: 5, containers: ['*'], exec: { command: [] } },
     readinessGate: { enabled: true },
     discovery: { label: { key: 'app.io/label', value: 'app.io-value' }, annotation: 'app.io/annotation' },
-    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }], reconcileIntervalSeconds: 60 },
+    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes', layout: 'enlist', dubboLabelValue: 'dubbo.io.provider', advertise: { mode: 'podIP', nodeAddressTypes: ['ExternalIP', 'InternalIP'] } }], reconcileIntervalSeconds: 60 },
     tenantOverrides: { allowed: ['podOptIn', 'dependsOn', 'metadata', 'service', 'drainSeconds'] },
   })
   t.same([...p.excludedNamespaces], ['kube-system', 'kube-public', 'kube-node-lease', 'enlist-system'])
@@ -110,6 +110,7 @@ tenantOverrides:
     timeoutSeconds: 3,
     caBundle: '',
     retry: { initialDelayMs: 200, maxDelayMs: 30000 },
+    advertise: { mode: 'podIP', nodeAddressTypes: ['ExternalIP', 'InternalIP'] },
   })
   t.notOk(p.overrides.has('podOptIn'))
 })
@@ -136,10 +137,10 @@ t.test('schema errors, each with its path', async (t) => {
     [HEADER + 'preStop: {drainSeconds: 0}\n', ['/preStop/drainSeconds: must be >= 1; got 0']],
     [HEADER + 'readinessGate: {enabled: "yes"}\n', ['/readinessGate/enabled: must be boolean; got "yes"']],
     [HEADER + 'registry: {backends: []}\n', ['/registry/backends: must NOT have fewer than 1 items; got []']],
-    [HEADER + 'registry: {backends: [{type: consul, name: c}]}\n', ['/registry/backends/0/type: must be one of "kubernetes", "http"; got "consul"']],
+    [HEADER + 'registry: {backends: [{type: consul, name: c}]}\n', ['/registry/backends/0/type: must be one of "kubernetes", "http", "etcd", "zookeeper"; got "consul"']],
     [HEADER + 'registry: {backends: [{type: http, name: c}]}\n', ['/registry/backends/0/url: is required']],
     [HEADER + 'registry: {backends: [{type: kubernetes, name: k, url: "https://x"}]}\n', ['/registry/backends/0/url: unknown field "url"']],
-    [HEADER + 'tenantOverrides: {allowed: [image]}\n', ['/tenantOverrides/allowed/0: must be one of "podOptIn", "dependsOn", "metadata", "service", "drainSeconds", "preStopMode", "readinessGate", "registrarTimeout", "envContainers"; got "image"']],
+    [HEADER + 'tenantOverrides: {allowed: [image]}\n', ['/tenantOverrides/allowed/0: must be one of "podOptIn", "dependsOn", "metadata", "service", "drainSeconds", "preStopMode", "readinessGate", "registrarTimeout", "envContainers", "advertise"; got "image"']],
     [HEADER + 'injection: {neverInjectSelector: [{matchExpressions: [{key: a, operator: Has}]}]}\n', ['/injection/neverInjectSelector/0/matchExpressions/0/operator: must be one of "In", "NotIn", "Exists", "DoesNotExist"; got "Has"']],
   ]
   for (const [text, want] of cases) t.same(errorsOf(text), want, JSON.stringify(text))
@@ -161,7 +162,7 @@ t.test('semantic errors', async (t) => {
     [HEADER + 'injection: {neverInjectSelector: [{matchLabels: {"bad key!": x}}]}\n', ['/injection/neverInjectSelector/0/matchLabels: "bad key!" is not a valid label key']],
     [HEADER + 'injection: {alwaysInjectSelector: [{matchExpressions: [{key: a, operator: In}]}]}\n', ['/injection/alwaysInjectSelector/0/matchExpressions/0/values: operator In needs at least one value']],
     [HEADER + 'injection: {alwaysInjectSelector: [{matchExpressions: [{key: a, operator: Exists, values: [x]}]}]}\n', ['/injection/alwaysInjectSelector/0/matchExpressions/0/values: operator Exists takes no values']],
-    [HEADER + 'registrar: {image: "a b"}\n', ['/registrar/image: "a b" is not an image reference (it contains whitespace)']],
+    [HEADER + 'registrar: {image: "a b"}\n', ['/registrar/image: "a b" is not an image reference; accepted: [registry[:port]/]name[:tag][@sha256:<64 hex>], e.g. registry.example.com/enlist@sha256:...']],
     [HEADER + 'registrar: {registrationURL: "http://enlist/v1/registrations"}\n', ['/registrar/registrationURL: "http://enlist/v1/registrations" must use https']],
     [HEADER + 'registrar: {registrationURL: "not a url"}\n', ['/registrar/registrationURL: "not a url" is not a URL']],
     [HEADER + 'registrar: {caBundle: "hello"}\n', ['/registrar/caBundle: must be PEM certificates (-----BEGIN CERTIFICATE-----)']],
@@ -172,7 +173,13 @@ t.test('semantic errors', async (t) => {
     [HEADER + 'discovery: {label: {key: "a/b/c"}}\n', ['/discovery/label/key: "a/b/c" is not a valid label key ([prefix/]name)']],
     [HEADER + 'discovery: {label: {value: "not valid!"}}\n', ['/discovery/label/value: "not valid!" is not a valid label value']],
     [HEADER + 'discovery: {annotation: "/x"}\n', ['/discovery/annotation: "/x" is not a valid annotation key ([prefix/]name)']],
-    [HEADER + 'registry: {backends: [{type: kubernetes, name: a}, {type: kubernetes, name: a}]}\n', ['/registry/backends/1/name: duplicate backend name "a"', '/registry/backends/1/type: at most one backend of type kubernetes']],
+    [HEADER + 'registry: {backends: [{type: kubernetes, name: a}, {type: kubernetes, name: a}]}\n', ['/registry/backends/1/name: duplicate backend name "a"', '/registry/backends/1/type: at most one backend of type kubernetes with layout enlist']],
+    [HEADER + 'registry: {backends: [{type: etcd, name: e, endpoints: ["https://a:2379", "http://b:2379"], prefix: "/enlist"}]}\n', ['/registry/backends/0/endpoints: must all use https, or all http: one connection setting serves every endpoint', '/registry/backends/0/prefix: "/enlist" must end with "/" (keys are <prefix><namespace>/<service>/<pod uid>)']],
+    [HEADER + 'registry: {backends: [{type: etcd, name: e, endpoints: ["ftp://a"], credentialsFromSecret: "Bad"}]}\n', ['/registry/backends/0/endpoints/0: "ftp://a" must use https or http', '/registry/backends/0/credentialsFromSecret: "Bad" is not a valid Secret name']],
+    [HEADER + 'registry: {backends: [{type: zookeeper, name: z, connect: "zk-0:2181,zk-1/chroot", root: "dubbo/"}]}\n', ['/registry/backends/0/connect: "zk-1/chroot" is not host:port; accepted: host:port pairs separated by commas (no chroot: use root), e.g. "zk-0:2181,zk-1:2181,zk-2:2181"', '/registry/backends/0/root: "dubbo/" is not a ZooKeeper path (starts with "/", no trailing "/"), e.g. "/dubbo"']],
+    [HEADER + 'registry: {backends: [{type: zookeeper, name: z, connect: "zk:2181", timeoutSeconds: 30, sessionTimeoutSeconds: 10}]}\n', ['/registry/backends/0/timeoutSeconds: must be shorter than sessionTimeoutSeconds']],
+    [HEADER + 'tenantOverrides: {allowed: [service]}\nregistry: {backends: [{type: zookeeper, name: z, connect: "zk:2181", layout: dubbo}]}\n', ['/registry/backends/0/layout: layout dubbo needs each pod\'s Dubbo interface from enlist.io/metadata: add metadata to tenantOverrides.allowed']],
+    [HEADER + 'registry: {backends: [{type: kubernetes, name: a}, {type: kubernetes, name: b, layout: dubbo}, {type: kubernetes, name: c, layout: dubbo}]}\n', ['/registry/backends/2/type: at most one backend of type kubernetes with layout dubbo']],
     [HEADER + 'registry: {backends: [{type: http, name: c, url: "ftp://x"}]}\n', ['/registry/backends/0/url: "ftp://x" must use https or http']],
     [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://x", headersFromSecret: "Bad"}]}\n', ['/registry/backends/0/headersFromSecret: "Bad" is not a valid Secret name']],
     [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://x", retry: {initialDelayMs: 5000, maxDelayMs: 1000}}]}\n', ['/registry/backends/0/retry/maxDelayMs: must be >= initialDelayMs']],
@@ -212,4 +219,15 @@ t.test('compilePolicy rejects non-objects', async (t) => {
 t.test('the schema documents itself', async (t) => {
   t.equal(policySchema.$schema, 'http://json-schema.org/draft-07/schema#')
   t.same(policySchema.required, ['apiVersion', 'kind'])
+})
+
+t.test('the registrar image: a distribution reference, which may be pinned by digest', async (t) => {
+  const image = (ref: string) => () => compilePolicy({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy', registrar: { image: ref } })
+  const digest = 'sha256:' + 'ab'.repeat(32)
+  for (const ok of ['enlist:0.2.0', 'registry.example.com:5000/platform/enlist:0.2.0', `ghcr.io/acme/enlist@${digest}`, `enlist:0.2.0@${digest}`, 'localhost/enlist']) {
+    t.doesNotThrow(image(ok), ok)
+  }
+  for (const bad of ['Enlist:1', 'enlist:1 ', 'enlist@sha256:abc', 'enlist:', '/enlist']) {
+    t.throws(image(bad), { errors: [{ path: '/registrar/image', message: /is not an image reference; accepted: \[registry\[:port\]\/\]name\[:tag\]\[@sha256:<64 hex>\]/ }] }, bad)
+  }
 })

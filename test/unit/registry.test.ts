@@ -6,7 +6,7 @@ import { WorkQueue } from '../../src/controller/queue.js'
 import { Backoff } from '../../src/lib/backoff.js'
 import { identityOf, tokenExpiry } from '../../src/registration/auth.js'
 import { missingDependencies, parseDependencies } from '../../src/registration/dependencies.js'
-import { buildRecord, decodeRecord, encodeRecord, fromPairs, registrationOf, toPairs, type RegistryRecord } from '../../src/registry/record.js'
+import { buildRecord, decodeRecord, encodeRecord, fromPairs, toPairs, type RegistryRecord } from '../../src/registry/record.js'
 
 const record: RegistryRecord = {
   uid: 'u-1',
@@ -20,12 +20,13 @@ const record: RegistryRecord = {
   ports: [{ name: 'http', port: 8080, protocol: 'TCP' }, { port: 9090, protocol: 'UDP' }],
   metadata: { interface: 'com.acme.Orders', group: 'g1', 版本: 'v1' },
   registeredAt: '2026-11-22T03:00:00Z',
+  advertised: { mode: 'nodePort', address: '203.0.113.7', ports: [{ name: 'http', port: 30080, containerPort: 8080, protocol: 'TCP' }] },
 }
 
 t.test('the k/v form: flat pairs, metadata keys at the top level', async (t) => {
   const pairs = toPairs(record)
-  t.same(pairs.slice(0, 10).map((p) => p.k), ['uid', 'namespace', 'pod', 'service', 'ip', 'ips', 'hostIP', 'node', 'ports', 'registeredAt'])
-  t.same(pairs.slice(10), [{ k: 'interface', v: 'com.acme.Orders' }, { k: 'group', v: 'g1' }, { k: '版本', v: 'v1' }])
+  t.same(pairs.slice(0, 11).map((p) => p.k), ['uid', 'namespace', 'pod', 'service', 'ip', 'ips', 'hostIP', 'node', 'ports', 'registeredAt', 'advertised'])
+  t.same(pairs.slice(11), [{ k: 'interface', v: 'com.acme.Orders' }, { k: 'group', v: 'g1' }, { k: '版本', v: 'v1' }])
   t.ok(pairs.every((p) => typeof p.v === 'string'), 'every value a string')
   t.same(fromPairs(pairs), record)
   const encoded = encodeRecord(record)
@@ -47,16 +48,6 @@ t.test('the record from a pod and what admission decided', async (t) => {
     metadata: { name: 'orders-1', namespace: 'shop', uid: 'u-1' },
     spec: {
       nodeName: 'n1',
-      initContainers: [
-        {
-          name: 'enlist-registrar',
-          env: [
-            { name: 'ENLIST_SERVICE', value: 'orders' },
-            { name: 'ENLIST_DEPENDS_ON', value: 'shop/db:5432' },
-            { name: 'ENLIST_METADATA', value: '{"group":"g1"}' },
-          ],
-        },
-      ],
       containers: [
         { name: 'a', ports: [{ name: 'http', containerPort: 8080 }] },
         { name: 'b', ports: [{ containerPort: 53, protocol: 'UDP' }] },
@@ -65,9 +56,9 @@ t.test('the record from a pod and what admission decided', async (t) => {
     },
     status: { podIP: '10.0.0.5', hostIP: '192.168.1.2' },
   }
-  const reg = registrationOf(pod)!
-  t.same(reg, { service: 'orders', dependsOn: 'shop/db:5432', metadata: { group: 'g1' } })
-  t.same(buildRecord(pod, reg, 'T'), {
+  const decision = { service: 'orders', metadata: { group: 'g1' } }
+  const record = buildRecord(pod, decision, 'T')
+  t.same(record, {
     uid: 'u-1',
     namespace: 'shop',
     pod: 'orders-1',
@@ -79,8 +70,9 @@ t.test('the record from a pod and what admission decided', async (t) => {
     ports: [{ name: 'http', port: 8080, protocol: 'TCP' }, { port: 53, protocol: 'UDP' }],
     metadata: { group: 'g1' },
     registeredAt: 'T',
+    advertised: { mode: 'podIP', address: '10.0.0.5', ports: [{ name: 'http', port: 8080, containerPort: 8080, protocol: 'TCP' }, { port: 53, containerPort: 53, protocol: 'UDP' }] },
   })
-  t.equal(registrationOf({ spec: { containers: [] } }), undefined, 'no registrar: not an enlist pod')
+  t.not(record.metadata, decision.metadata, 'the record has its own copy of the metadata')
 })
 
 t.test('dependency readiness', async (t) => {
@@ -113,10 +105,10 @@ t.test('dependency readiness', async (t) => {
 t.test('token identities', async (t) => {
   const extra = { 'authentication.kubernetes.io/pod-name': ['orders-1'], 'authentication.kubernetes.io/pod-uid': ['u-1'] }
   t.same(identityOf({ authenticated: true, audiences: ['enlist'], user: { username: 'system:serviceaccount:shop:orders', extra } }), { namespace: 'shop', serviceAccount: 'orders', pod: 'orders-1', uid: 'u-1' })
-  t.equal(identityOf({ authenticated: false, error: 'expired' }), 'token rejected by the apiserver: expired')
+  t.equal(identityOf({ authenticated: false, error: 'expired' }), 'token rejected by the apiserver')
   t.equal(identityOf({ authenticated: true, audiences: ['other'], user: { username: 'system:serviceaccount:a:b', extra } }), 'token is not for audience enlist')
-  t.equal(identityOf({ authenticated: true, user: { username: 'alice', extra } }), 'token is not a service-account token')
-  t.match(identityOf({ authenticated: true, user: { username: 'system:serviceaccount:a:b' } }), /not bound to a pod/)
+  t.equal(identityOf({ authenticated: true, audiences: ['enlist'], user: { username: 'alice', extra } }), 'token is not a service-account token')
+  t.match(identityOf({ authenticated: true, audiences: ['enlist'], user: { username: 'system:serviceaccount:a:b' } }), /not bound to a pod/)
   const jwt = (payload: object) => `h.${Buffer.from(JSON.stringify(payload)).toString('base64url')}.s`
   t.equal(tokenExpiry(jwt({ exp: 2000000000 })), 2000000000000)
   t.equal(tokenExpiry(jwt({})), undefined)

@@ -2,11 +2,13 @@
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
 import { pemError, urlError } from './checks.js'
+import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
 import type { BackendSchema } from './types.js'
 
 export interface HttpBackendSpec {
   name: string
   type: 'http'
+  advertise: AdvertiseSpec
   url: string
   timeoutSeconds: number
   caBundle: string
@@ -27,6 +29,7 @@ export const httpBackend: BackendSchema<HttpBackendSpec> = {
       timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 60, default: 5 },
       caBundle: { type: 'string', default: '' },
       headersFromSecret: { type: 'string', default: '' },
+      advertise: advertiseSchema,
       retry: {
         type: 'object',
         additionalProperties: false,

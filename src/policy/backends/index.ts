@@ -2,20 +2,26 @@
 // (its schema and checks) and one entry in BACKENDS; its implementation is registered in
 // src/registry/catalogue.ts.
 
+import { etcdBackend, type EtcdBackendSpec } from './etcd.js'
 import { httpBackend, type HttpBackendSpec } from './http.js'
 import { kubernetesBackend, type KubernetesBackendSpec } from './kubernetes.js'
+import { zookeeperBackend, type ZookeeperBackendSpec } from './zookeeper.js'
 import type { AddError, BackendSchema } from './types.js'
 
 export type { HttpBackendSpec } from './http.js'
 export type { KubernetesBackendSpec } from './kubernetes.js'
+export type { EtcdBackendSpec } from './etcd.js'
+export type { ZookeeperBackendSpec } from './zookeeper.js'
 export type { AddError } from './types.js'
 
-export type BackendSpec = KubernetesBackendSpec | HttpBackendSpec
+export type BackendSpec = KubernetesBackendSpec | HttpBackendSpec | EtcdBackendSpec | ZookeeperBackendSpec
 export type BackendType = BackendSpec['type']
 
 export const BACKENDS: ReadonlyArray<BackendSchema<BackendSpec>> = [
   kubernetesBackend as BackendSchema<BackendSpec>,
   httpBackend as BackendSchema<BackendSpec>,
+  etcdBackend as BackendSchema<BackendSpec>,
+  zookeeperBackend as BackendSchema<BackendSpec>,
 ]
 
 export const BACKEND_TYPES = BACKENDS.map((b) => b.type) as readonly BackendType[]
@@ -33,4 +39,9 @@ export function backendItemSchema(): Record<string, unknown> {
 
 export function backendErrors(spec: BackendSpec, at: string, add: AddError): void {
   BACKENDS.find((b) => b.type === spec.type)?.check(spec, at, add)
+}
+
+/** Backends whose entries are Dubbo providers: every pod then needs a Dubbo interface. */
+export function usesDubboLayout(spec: BackendSpec): boolean {
+  return (spec.type === 'kubernetes' || spec.type === 'zookeeper') && spec.layout === 'dubbo'
 }

@@ -1,10 +1,15 @@
-// registry.backends[] of type kubernetes: the embedded backend (the pod's own annotation).
+// registry.backends[] of type kubernetes: the embedded backend (the pod's own annotation),
+// in enlist's layout (the discovery label and annotation) or dubbo-go's (src/registry/dubbo-go.ts).
 
+import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
 import type { BackendSchema } from './types.js'
 
 export interface KubernetesBackendSpec {
   name: string
   type: 'kubernetes'
+  advertise: AdvertiseSpec
+  layout: 'enlist' | 'dubbo'
+  dubboLabelValue: 'dubbo.io.provider' | 'dubbo.io-value'
 }
 
 export const kubernetesBackend: BackendSchema<KubernetesBackendSpec> = {
@@ -16,6 +21,9 @@ export const kubernetesBackend: BackendSchema<KubernetesBackendSpec> = {
     properties: {
       name: { type: 'string', minLength: 1, maxLength: 63 },
       type: { const: 'kubernetes' },
+      layout: { enum: ['enlist', 'dubbo'], default: 'enlist' },
+      dubboLabelValue: { enum: ['dubbo.io.provider', 'dubbo.io-value'], default: 'dubbo.io.provider' },
+      advertise: advertiseSchema,
     },
   },
   check: () => undefined,

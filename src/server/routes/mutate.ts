@@ -3,7 +3,7 @@
 
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
-import { admit, type AdmissionOutcome, type AdmissionReview, parseReview, serializeReview } from '../../admission/review.js'
+import { admit, type AdmissionFacts, type AdmissionOutcome, type AdmissionReview, parseReview, serializeReview, skipUnparsed, type UnparsedSkip } from '../../admission/review.js'
 import type { KubeVersion } from '../../admission/settings.js'
 import type { NamespaceLookup } from '../../kube/namespaces.js'
 import { errorMessage } from '../../lib/errors.js'
@@ -15,6 +15,8 @@ export interface MutateOptions {
   namespaces: NamespaceLookup
   serverVersion: () => KubeVersion | undefined
   caBundle: () => string
+  /** The decision keys; undefined until loaded (then every answer is 503, as without a policy). */
+  keys: () => AdmissionFacts['keys']
   metrics: Metrics
   log: Logger
   /** How long to wait for a namespace the cache has not seen yet. */
@@ -38,8 +40,29 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
     h.observe(seconds)
   }
 
-  // Encapsulated: other routes keep fastify's default parser.
-  app.addContentTypeParser('application/json', { parseAs: 'string' }, parseJsonBody)
+  // Encapsulated: other routes keep fastify's default parser. A review that can be decided
+  // from its raw text (a pod not for enlist, skipped for its namespace) is never parsed.
+  app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
+    const policy = opts.policy.current
+    if (policy) {
+      const started = process.hrtime.bigint()
+      const skip = skipUnparsed(body as string, policy, (ns) => opts.namespaces.labels(ns))
+      if (skip) {
+        done(null, new Unparsed(skip, started))
+        return
+      }
+    }
+    parseJsonBody(req, body, done)
+  })
+
+  const respondUnparsed = (reply: FastifyReply, u: Unparsed): FastifyReply => {
+    const { skip } = u
+    count('skipped', skip.reason, Number(process.hrtime.bigint() - u.started) / 1e9)
+    metrics.admissionsUnparsed.inc()
+    if (debug) log.debug({ uid: skip.uid, namespace: skip.namespace, decision: 'skipped', reason: skip.reason, parsed: false }, 'admission')
+    return send(reply, serializeReview({ apiVersion: skip.apiVersion } as AdmissionReview, { uid: skip.uid, allowed: true }))
+  }
+  const debug = log.isLevelEnabled('debug')
 
   const respond = (reply: FastifyReply, review: AdmissionReview, started: bigint, labels: Readonly<Record<string, string>> | undefined): FastifyReply => {
     const request = review.request
@@ -49,9 +72,14 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
       count('error', 'no-policy')
       return reply.code(503).send({ code: 'ENLIST_UNAVAILABLE', message: 'no valid policy loaded yet' })
     }
+    const keys = opts.keys()
+    if (!keys) {
+      count('error', 'no-decision-key')
+      return reply.code(503).send({ code: 'ENLIST_UNAVAILABLE', message: 'no decision key loaded yet' })
+    }
     let outcome: AdmissionOutcome
     try {
-      outcome = admit(request, policy, { namespaceLabels: labels, serverVersion: opts.serverVersion(), caBundle: opts.caBundle() })
+      outcome = admit(request, policy, { namespaceLabels: labels, serverVersion: opts.serverVersion(), caBundle: opts.caBundle(), keys })
     } catch (err) {
       // A bug of ours must not become an HTTP 500 the apiserver reads as an outage; deny
       // this pod, with the reason, and let the error be seen.
@@ -62,9 +90,11 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
 
     const seconds = Number(process.hrtime.bigint() - started) / 1e9
     count(outcome.verdict, outcome.reason, seconds)
-    if (outcome.verdict !== 'ignored') {
+    // Injections and denials are news; a pod not for enlist is the common case, at debug.
+    const level = outcome.verdict === 'injected' || outcome.verdict === 'denied' ? 'info' : outcome.verdict === 'skipped' && debug ? 'debug' : undefined
+    if (level) {
       const meta = (request.object as { metadata?: { name?: string; generateName?: string } } | undefined)?.metadata
-      log.info(
+      log[level](
         {
           uid: request.uid,
           namespace: outcome.namespace,
@@ -85,6 +115,7 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
   // Synchronous whenever the namespace is cached, which is always but for a namespace
   // created a moment ago: no promise on the hot path.
   app.post('/mutate', (req, reply) => {
+    if (req.body instanceof Unparsed) return respondUnparsed(reply, req.body)
     const started = process.hrtime.bigint()
     const review = parseReview(req.body)
     const ns = review.request.namespace ?? ''
@@ -98,13 +129,55 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
  * The body parser of /mutate: plain JSON.parse. fastify's default also scans every body for
  * prototype-poisoning keys, which costs a tenth of a request here, and nothing on this
  * path merges request objects into others. (bench/fastify-floor.mjs measures with it too.)
+ *
+ * JSON.parse blocks the event loop, and deep nesting makes it several times slower per
+ * byte (3 MB of "[[[..." takes about 0.3 s): a large body is checked for depth first, so
+ * no body can hold every other review up for long. A small one cannot be deep enough to
+ * matter, and the check would cost the common case.
  */
 export function parseJsonBody(_req: unknown, body: string | Buffer, done: (err: Error | null, body?: unknown) => void): void {
+  const text = body as string
+  if (text.length > DEPTH_CHECK_FROM && nestingExceeds(text, MAX_DEPTH)) {
+    done(Object.assign(new Error(`body is nested deeper than ${MAX_DEPTH} levels; an AdmissionReview is not`), { statusCode: 400, code: 'ENLIST_BAD_REQUEST' }), undefined)
+    return
+  }
   try {
-    done(null, JSON.parse(body as string))
+    done(null, JSON.parse(text))
   } catch (err) {
     done(Object.assign(new Error(`body is not JSON: ${(err as Error).message}`), { statusCode: 400, code: 'ENLIST_BAD_REQUEST' }), undefined)
   }
+}
+
+const DEPTH_CHECK_FROM = 64 * 1024
+/** A pod in an AdmissionReview nests about 12 levels; CRD-like extras a few more. */
+export const MAX_DEPTH = 64
+
+/** Whether JSON text nests arrays and objects deeper than `max` (strings skipped). */
+export function nestingExceeds(text: string, max: number): boolean {
+  let depth = 0
+  const n = text.length
+  for (let i = 0; i < n; i++) {
+    const c = text.charCodeAt(i)
+    if (c === 0x22) {
+      // a string: skip to its closing quote, honouring escapes
+      for (i++; i < n; i++) {
+        const d = text.charCodeAt(i)
+        if (d === 0x5c) i++
+        else if (d === 0x22) break
+      }
+    } else if (c === 0x5b || c === 0x7b) {
+      if (++depth > max) return true
+    } else if (c === 0x5d || c === 0x7d) depth--
+  }
+  return false
+}
+
+/** The parser's answer for a review decided from its raw text. */
+class Unparsed {
+  constructor(
+    readonly skip: UnparsedSkip,
+    readonly started: bigint,
+  ) {}
 }
 
 function send(reply: FastifyReply, json: string): FastifyReply {

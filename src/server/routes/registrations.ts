@@ -1,8 +1,11 @@
 // POST /v1/registrations (register the calling pod; ?wait=30s long-polls for its
-// dependencies) and DELETE /v1/registrations (deregister it now).
+// dependencies) and DELETE /v1/registrations (deregister it now). Neither takes a body:
+// the caller is who its token says, and what it registers is what admission decided.
 
+import { randomBytes } from 'node:crypto'
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
-import { EnlistError } from '../../lib/errors.js'
+import type { Logger } from 'pino'
+import { EnlistError, errorMessage, TooManyRequests } from '../../lib/errors.js'
 import { parseDuration } from '../../lib/units.js'
 import type { Metrics } from '../../metrics.js'
 import { DependenciesNotReady, type RegistrationService } from '../../registration/service.js'
@@ -10,12 +13,15 @@ import { DependenciesNotReady, type RegistrationService } from '../../registrati
 export interface RegistrationsOptions {
   service: RegistrationService
   metrics: Metrics
+  log: Logger
   maxWaitMs?: number
 }
 
 const RETRY_AFTER_SECONDS = '2'
+// The routes take no body; a client that sends one gets 413 before anything is parsed.
+const BODY_LIMIT = 1024
 
-export const registrationRoutes: FastifyPluginAsync<RegistrationsOptions> = async (app, { service, metrics, maxWaitMs = 60_000 }) => {
+export const registrationRoutes: FastifyPluginAsync<RegistrationsOptions> = async (app, { service, metrics, log, maxWaitMs = 60_000 }) => {
   const fail = (reply: FastifyReply, op: string, err: unknown, end: (l: { result: string }) => void): FastifyReply => {
     const result = err instanceof EnlistError ? err.code.replace(/^ENLIST_/, '').toLowerCase() : 'internal'
     metrics.registrations.inc({ op, result })
@@ -23,15 +29,21 @@ export const registrationRoutes: FastifyPluginAsync<RegistrationsOptions> = asyn
     if (err instanceof DependenciesNotReady) {
       return reply.code(503).header('Retry-After', RETRY_AFTER_SECONDS).send({ code: err.code, message: err.message, missing: err.missing })
     }
+    if (err instanceof TooManyRequests) {
+      return reply.code(429).header('Retry-After', String(err.retryAfterSeconds)).send({ code: err.code, message: err.message })
+    }
     if (err instanceof EnlistError) {
       if (err.statusCode === 401) reply.header('WWW-Authenticate', 'Bearer realm="enlist"')
-      if (err.statusCode === 503) reply.header('Retry-After', RETRY_AFTER_SECONDS)
+      if (err.statusCode === 503) reply.header('Retry-After', err.code === 'ENLIST_SHUTTING_DOWN' ? '1' : RETRY_AFTER_SECONDS)
       return reply.code(err.statusCode).send({ code: err.code, message: err.message })
     }
-    throw err
+    // A bug of ours: the details go to the log, the caller gets a reference to them.
+    const ref = randomBytes(4).toString('hex')
+    log.error({ ref, op, err: errorMessage(err), stack: (err as Error).stack }, 'registration request failed')
+    return reply.code(500).send({ code: 'ENLIST_INTERNAL', message: `internal error (enlist log ref ${ref})` })
   }
 
-  app.post<{ Querystring: { wait?: string } }>('/v1/registrations', async (req, reply) => {
+  app.post<{ Querystring: { wait?: string } }>('/v1/registrations', { bodyLimit: BODY_LIMIT }, async (req, reply) => {
     const end = metrics.registrationDuration.startTimer({ op: 'register' })
     let waitMs = 0
     if (req.query.wait !== undefined) {
@@ -46,7 +58,7 @@ export const registrationRoutes: FastifyPluginAsync<RegistrationsOptions> = asyn
     })
     metrics.registrationsInFlight.inc()
     try {
-      const record = await service.register(req.headers.authorization, { waitMs, signal: abort.signal })
+      const record = await service.register(req.headers.authorization, { waitMs, signal: abort.signal, client: req.ip })
       metrics.registrations.inc({ op: 'register', result: 'registered' })
       end({ result: 'registered' })
       return { registered: true, record }
@@ -57,10 +69,10 @@ export const registrationRoutes: FastifyPluginAsync<RegistrationsOptions> = asyn
     }
   })
 
-  app.delete('/v1/registrations', async (req, reply) => {
+  app.delete('/v1/registrations', { bodyLimit: BODY_LIMIT }, async (req, reply) => {
     const end = metrics.registrationDuration.startTimer({ op: 'deregister' })
     try {
-      await service.deregister(req.headers.authorization)
+      await service.deregister(req.headers.authorization, req.ip)
       metrics.registrations.inc({ op: 'deregister', result: 'deregistered' })
       end({ result: 'deregistered' })
       return { deregistered: true }

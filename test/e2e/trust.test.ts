@@ -1,0 +1,290 @@
+// The trust boundary on a real apiserver, tried as a hostile tenant would: forged
+// registrars, statuses and discovery records, cross-namespace copies, long-poll floods,
+// bad tokens, hostile bodies, and a shutdown while requests are held. Each refusal is
+// asserted, and that nothing was written.
+import t, { type Test } from 'tap'
+import type { V1Pod } from '@kubernetes/client-node'
+import { PeerWatcher } from '../../src/discovery/index.js'
+import { decodeRecord, encodeRecord } from '../../src/registry/record.js'
+import { startCmdb } from '../harness/cmdb.js'
+import { startControlPlane } from '../harness/control-plane.js'
+import { startEnlist } from '../harness/enlist.js'
+import { createDeployment, deployment } from '../harness/k8s.js'
+import { boundToken, runRegistrar, startPod } from '../harness/kubelet.js'
+import { waitFor } from '../harness/processes.js'
+import { request, type Response } from '../helpers/https.js'
+
+const cp = await startControlPlane()
+t.teardown(() => cp.stop())
+const cmdb = await startCmdb()
+t.teardown(() => cmdb.close())
+const enlist = await startEnlist(cp, {
+  args: ['--max-long-polls=3', '--max-long-polls-per-pod=1', '--shutdown-delay=0s'],
+  policy: (p) => {
+    p.registry = {
+      backends: [
+        { name: 'kubernetes', type: 'kubernetes' },
+        { name: 'cmdb', type: 'http', url: cmdb.url, retry: { initialDelayMs: 100, maxDelayMs: 500 } },
+      ],
+      reconcileIntervalSeconds: 5,
+    }
+    p.tenantOverrides = { allowed: ['podOptIn', 'dependsOn', 'metadata', 'service'] }
+  },
+})
+t.teardown(() => enlist.stop())
+await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
+await cp.namespace('payments', { 'enlist.io/inject': 'enabled' })
+await cp.namespace('plain')
+
+const path = (p: V1Pod) => `/api/v1/namespaces/${p.metadata!.namespace}/pods/${p.metadata!.name}`
+const get = (p: V1Pod) => cp.client.get<V1Pod>(path(p))
+const api = (method: string, token: string, query = '', extra: { body?: string } = {}): Promise<Response> =>
+  request(`${enlist.url}/v1/registrations${query}`, { method, ca: enlist.pki.ca.cert, headers: { authorization: `Bearer ${token}` }, ...extra })
+
+/** Nothing of this pod in any backend, and no condition: enlist wrote nothing for it. */
+async function nothingWritten(t: Test, p: V1Pod): Promise<void> {
+  const now = await get(p)
+  t.notOk(cmdb.records.has(p.metadata!.uid!), 'no CMDB entry')
+  t.equal(now.metadata?.annotations?.['app.io/annotation'], undefined, 'no discovery record')
+  t.notOk(now.status?.conditions?.some((c) => c.type === 'enlist.io/registered'), 'no condition')
+}
+
+async function createPod(namespace: string, pod: Record<string, unknown>): Promise<V1Pod> {
+  return cp.client.create<V1Pod>(`/api/v1/namespaces/${namespace}/pods`, { apiVersion: 'v1', kind: 'Pod', ...pod })
+}
+
+const forgedRegistrar = {
+  name: 'enlist-registrar',
+  image: 'attacker:1',
+  env: [
+    { name: 'ENLIST_SERVICE', value: 'payments' },
+    { name: 'ENLIST_METADATA', value: '{"interface":"com.acme.Payments"}' },
+  ],
+}
+
+// A pod that enlist really injected, in payments: its sealed status is what a tenant copies.
+const [legit] = await createDeployment(
+  cp,
+  'payments',
+  deployment('ledger', { annotations: { 'enlist.io/metadata': '{"interface":"com.acme.Payments"}', 'enlist.io/service': 'payments' } }),
+)
+const legitStatus = legit!.metadata!.annotations!['enlist.io/status']!
+
+t.test('a forged registrar outside an opted-in namespace cannot register', async (t) => {
+  const created = await createPod('plain', {
+    metadata: { name: 'thief', labels: { 'enlist.io/managed': 'true' } },
+    spec: { initContainers: [forgedRegistrar], containers: [{ name: 'app', image: 'x' }] },
+  })
+  t.equal(created.metadata?.annotations?.['enlist.io/status'], undefined, 'not injected')
+  const pod = await startPod(cp, created)
+  const res = await api('POST', await boundToken(cp, pod))
+  t.equal(res.status, 403)
+  t.match(res.json(), { code: 'ENLIST_FORBIDDEN', message: /cannot register: its enlist\.io\/status annotation is missing|has no enlist\.io\/status annotation/ })
+  await nothingWritten(t, pod)
+})
+
+t.test('a forged registrar inside an opted-in namespace is refused at admission', async (t) => {
+  const r = await cp.kubectl(['run', 'thief2', '-n', 'shop', '--image=x', '--restart=Never', '--overrides', JSON.stringify({ spec: { initContainers: [forgedRegistrar] } })])
+  t.not(r.code, 0)
+  t.match(r.stderr, /init container enlist-registrar is reserved for enlist/)
+  const exists = await cp.client.get('/api/v1/namespaces/shop/pods/thief2').then(
+    () => true,
+    () => false,
+  )
+  t.notOk(exists, 'no pod was created')
+})
+
+t.test('a status copied from another namespace, or edited, does not register', async (t) => {
+  // Copied into a namespace that is not opted in: enlist never sees it at admission.
+  const copied = await startPod(cp, await createPod('plain', {
+    metadata: { name: 'copycat', labels: { 'enlist.io/managed': 'true' }, annotations: { 'enlist.io/status': legitStatus } },
+    spec: { containers: [{ name: 'app', image: 'x' }] },
+  }))
+  const res = await api('POST', await boundToken(cp, copied))
+  t.equal(res.status, 403)
+  t.match(res.json<{ message: string }>().message, /was decided for namespace payments, not plain/)
+  await nothingWritten(t, copied)
+
+  // Edited: the service changed under the seal.
+  const edited = JSON.parse(legitStatus) as { decision: { namespace: string; service: string } }
+  edited.decision.namespace = 'plain'
+  edited.decision.service = 'checkout'
+  const forged = await startPod(cp, await createPod('plain', {
+    metadata: { name: 'forger', labels: { 'enlist.io/managed': 'true' }, annotations: { 'enlist.io/status': JSON.stringify(edited) } },
+    spec: { containers: [{ name: 'app', image: 'x' }] },
+  }))
+  const res2 = await api('POST', await boundToken(cp, forged))
+  t.equal(res2.status, 403)
+  t.match(res2.json<{ message: string }>().message, /its seal does not match its content; only enlist writes this annotation/)
+  await nothingWritten(t, forged)
+
+  // The same sealed status on a pod of another service account in its own namespace.
+  await cp.client.create('/api/v1/namespaces/payments/serviceaccounts', { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'other' } })
+  await waitFor('the token Secret of payments/other', async () => ((await cp.client.get<{ secrets?: unknown[] }>('/api/v1/namespaces/payments/serviceaccounts/other')).secrets?.length ?? 0) > 0)
+  const other = await startPod(cp, await createPod('payments', {
+    metadata: { name: 'impostor', labels: { 'enlist.io/managed': 'true', 'enlist.io/inject': 'false' }, annotations: { 'enlist.io/status': legitStatus } },
+    spec: { serviceAccountName: 'other', containers: [{ name: 'app', image: 'x' }] },
+  }))
+  t.equal((await get(other)).metadata?.annotations?.['enlist.io/status'], legitStatus, 'opted out: enlist did not see it at admission')
+  const res3 = await api('POST', await boundToken(cp, other))
+  t.equal(res3.status, 403)
+  t.match(res3.json<{ message: string }>().message, /decided its registration for service account default, but the token is for other/)
+  await nothingWritten(t, other)
+  t.match(await enlist.metrics(), /enlist_trust_rejections_total\{where="registration",reason="bad-seal"\} 1/)
+})
+
+t.test('a status copied into an opted-in namespace is replaced: the pod registers as itself', async (t) => {
+  const created = await createPod('shop', {
+    metadata: { name: 'borrower', labels: { app: 'borrower' }, annotations: { 'enlist.io/status': legitStatus } },
+    spec: { containers: [{ name: 'app', image: 'x' }] },
+  })
+  const status = JSON.parse(created.metadata!.annotations!['enlist.io/status']!) as { decision: { namespace: string; service: string } }
+  t.same([status.decision.namespace, status.decision.service], ['shop', 'borrower'])
+  const pod = await startPod(cp, created)
+  t.equal((await runRegistrar(cp, pod)).code, 0)
+  t.equal(decodeRecord((await get(pod)).metadata!.annotations!['app.io/annotation']!).service, 'borrower', 'not payments')
+})
+
+t.test('a forged discovery record is removed at admission, ignored by discovery, and restored when edited', async (t) => {
+  const fake = encodeRecord({
+    uid: 'x', namespace: 'shop', pod: 'fake', service: 'payments', ip: '203.0.113.7', ips: ['203.0.113.7'], hostIP: '', node: '',
+    ports: [], metadata: {}, registeredAt: '2026-01-01T00:00:00Z', advertised: { mode: 'podIP', address: '203.0.113.7', ports: [] },
+  })
+  const created = await createPod('shop', {
+    metadata: { name: 'fakepeer', labels: { 'app.io/label': 'app.io-value' }, annotations: { 'app.io/annotation': fake } },
+    spec: { containers: [{ name: 'app', image: 'x' }] },
+  })
+  t.equal(created.metadata?.annotations?.['app.io/annotation'], undefined, 'removed at admission')
+
+  // Written afterwards onto a pod enlist never registered: discovery does not believe it.
+  const watcher = new PeerWatcher({ namespaces: ['plain'], kubeconfig: cp.kubeconfig })
+  await watcher.start()
+  t.teardown(() => watcher.stop())
+  const lone = await startPod(cp, await createPod('plain', {
+    metadata: { name: 'lone', labels: { 'enlist.io/managed': 'true', 'app.io/label': 'app.io-value' } },
+    spec: { containers: [{ name: 'app', image: 'x' }] },
+  }))
+  await cp.client.patch(path(lone), { metadata: { annotations: { 'app.io/annotation': fake } } }, 'application/merge-patch+json')
+  await waitFor('the forged record dropped', async () => watcher.dropped()['not-registered'] > 0)
+  t.same(watcher.peers(), [], 'no peer')
+
+  // Edited on a registered pod: enlist writes its own record back.
+  const [reg] = await createDeployment(cp, 'shop', deployment('honest'))
+  const pod = await startPod(cp, reg!)
+  t.equal((await runRegistrar(cp, pod)).code, 0)
+  const original = (await get(pod)).metadata!.annotations!['app.io/annotation']!
+  const tampered = encodeRecord({ ...decodeRecord(original), service: 'payments' })
+  await cp.client.patch(path(pod), { metadata: { annotations: { 'app.io/annotation': tampered } } }, 'application/merge-patch+json')
+  await waitFor('the record restored', async () => (await get(pod)).metadata!.annotations!['app.io/annotation'] === original, 15_000)
+  const events = await cp.kubectl(['get', 'events', '-n', 'shop', '--field-selector', `involvedObject.name=${pod.metadata!.name}`, '-o', 'jsonpath={.items[*].reason}'])
+  t.match(events.stdout, /RecordRestored/)
+})
+
+t.test('long-polls are capped in all and per pod: 429 with Retry-After', async (t) => {
+  const pods = await createDeployment(cp, 'shop', deployment('waiter', { replicas: 4, annotations: { 'enlist.io/depends-on': 'never-there' } }))
+  const started = await Promise.all(pods.map((p) => startPod(cp, p)))
+  const tokens = await Promise.all(started.map((p) => boundToken(cp, p)))
+  const held = tokens.slice(0, 3).map((tok) => api('POST', tok, '?wait=20s'))
+  await waitFor('three requests held', async () => /enlist_registrations_in_flight 3/.test(await enlist.metrics()))
+  const sameAgain = await api('POST', tokens[0]!, '?wait=20s')
+  t.equal(sameAgain.status, 429, 'one waiting request per pod')
+  t.ok(Number(sameAgain.headers['retry-after']) > 0)
+  const fourth = await api('POST', tokens[3]!, '?wait=20s')
+  t.equal(fourth.status, 429, 'no more than --max-long-polls in all')
+  t.match(fourth.json(), { code: 'ENLIST_TOO_MANY_REQUESTS' })
+  const quick = await api('POST', tokens[3]!)
+  t.equal(quick.status, 503, 'a request that does not wait is still answered (dependencies not ready)')
+  // Let the held ones go: the dependency appears.
+  await cp.client.create('/api/v1/namespaces/shop/services', { apiVersion: 'v1', kind: 'Service', metadata: { name: 'never-there' }, spec: { type: 'ExternalName', externalName: 'example.com' } })
+  const answers = await Promise.all(held)
+  t.same(answers.map((a) => a.status), [200, 200, 200])
+})
+
+t.test('bad tokens: refused without a TokenReview, and a sender of many is slowed down', async (t) => {
+  const before = await enlist.metrics()
+  const reviews = (m: string) => Number(/enlist_token_reviews_total\{result="rejected"\} (\d+)/.exec(m)?.[1] ?? 0)
+  const garbage = await api('POST', 'not-a-jwt')
+  t.equal(garbage.status, 401)
+  t.match(garbage.json(), { message: /not a JWT/ })
+  const wrongAudience = (await cp.client.create<{ status: { token: string } }>('/api/v1/namespaces/plain/serviceaccounts/default/token', {
+    apiVersion: 'authentication.k8s.io/v1',
+    kind: 'TokenRequest',
+    spec: { audiences: ['https://kubernetes.default.svc'] },
+  })).status.token
+  const res = await api('POST', wrongAudience)
+  t.equal(res.status, 401)
+  t.match(res.json(), { message: /not for audience enlist/ })
+  const statuses: number[] = []
+  for (let i = 0; i < 15; i++) statuses.push((await api('POST', `x.${Buffer.from(JSON.stringify({ aud: ['enlist'], n: i })).toString('base64url')}.y`)).status)
+  t.ok(statuses.includes(429), `after a burst of bad tokens: ${statuses.join(' ')}`)
+  const reviewed = reviews(await enlist.metrics()) - reviews(before)
+  t.ok(reviewed >= 1 && reviewed <= 10, `${reviewed} of 17 bad tokens reached the apiserver (the rest were refused before a TokenReview)`)
+  t.match(await enlist.metrics(), /enlist_token_reviews_total\{result="prechecked"\} [1-9]/)
+  t.match(await enlist.metrics(), /enlist_token_reviews_total\{result="throttled"\} [1-9]/)
+  // The address recovers by itself (one rejected token a second), and a good token is served again.
+  const good = await boundToken(cp, await get({ metadata: { namespace: 'plain', name: 'lone' } } as V1Pod))
+  const back = await waitFor('the address served again', async () => {
+    const r = await api('POST', good)
+    return r.status !== 429 ? r : undefined
+  }, 30_000, 500)
+  t.equal(back.status, 403, 'a valid token is reviewed again (and this pod, never injected, refused)')
+})
+
+t.test('hostile bodies are refused fast while real reviews are answered', async (t) => {
+  const deep = '{"kind":"AdmissionReview","x":' + '['.repeat(1_400_000) + ']'.repeat(1_400_000) + '}'
+  const huge = '{"kind":"AdmissionReview","x":[' + '0,'.repeat(1_400_000) + '0]}'
+  const tooBig = 'x'.repeat(4 * 1024 * 1024)
+  const post = (body: string) => request(`${enlist.url}/mutate`, { method: 'POST', body, ca: enlist.pki.ca.cert, timeoutMs: 30_000 })
+  let hostile = 0
+  let stop = false
+  const attack = (async () => {
+    const outcomes: number[] = []
+    while (!stop) {
+      for (const b of [deep, huge, tooBig]) outcomes.push((await post(b).catch(() => ({ status: 0 }))).status)
+      hostile++
+    }
+    return outcomes
+  })()
+  const created: number[] = []
+  for (let i = 0; i < 8; i++) {
+    const began = Date.now()
+    const pod = await createPod('shop', { metadata: { name: `real-${i}` }, spec: { containers: [{ name: 'app', image: 'x' }] } })
+    created.push(Date.now() - began)
+    t.ok(pod.metadata?.annotations?.['enlist.io/status'], `real-${i} injected while under attack`)
+  }
+  stop = true
+  const outcomes = await attack
+  t.comment(`${hostile} rounds of hostile bodies; real pods created in ${created.join(', ')} ms`)
+  t.ok(outcomes.filter((s, i) => i % 3 === 0).every((s) => s === 400), 'deep nesting: 400')
+  t.ok(outcomes.filter((s, i) => i % 3 === 1).every((s) => s === 400), 'a huge array that is no review: 400')
+  t.ok(outcomes.filter((s, i) => i % 3 === 2).every((s) => s === 413 || s === 0), 'over the body limit: 413')
+  const withBody = await api('POST', 'x', '', { body: JSON.stringify({ data: 'x'.repeat(4096) }) })
+  t.equal(withBody.status, 413, 'the registration API takes no body')
+})
+
+t.test('SIGTERM answers held long-polls at once and shuts down inside the grace period', async (t) => {
+  const [p] = await createDeployment(cp, 'shop', deployment('late', { annotations: { 'enlist.io/depends-on': 'not-yet' } }))
+  const pod = await startPod(cp, p!)
+  const tok = await boundToken(cp, pod)
+  const began = Date.now()
+  const held = api('POST', tok, '?wait=30s')
+  let early: Response | undefined
+  void held.then((r) => (early = r))
+  await waitFor('the request held', async () => {
+    if (early) throw new Error(`answered at once: ${early.status} ${early.body}`)
+    return /enlist_registrations_in_flight 1/.test(await enlist.metrics())
+  })
+  const exited = enlist.stop()
+  const answer = await held
+  const answeredMs = Date.now() - began
+  t.equal(answer.status, 503)
+  t.equal(answer.headers['retry-after'], '1')
+  t.match(answer.json(), { code: 'ENLIST_SHUTTING_DOWN' })
+  const code = await exited
+  const tookMs = Date.now() - began
+  t.comment(`held request answered after ${answeredMs} ms, process gone after ${tookMs} ms (wait was 30 s)`)
+  if (code !== 0 || tookMs >= 15_000) t.comment(enlist.logs().slice(-25).map((l) => JSON.stringify(l)).join('\n'))
+  t.equal(code, 0, 'a clean exit')
+  t.ok(tookMs < 15_000, 'well inside a 30 s grace period')
+  await nothingWritten(t, pod)
+})

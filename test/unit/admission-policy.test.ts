@@ -1,0 +1,91 @@
+// The optional ValidatingAdmissionPolicies (manifests/components/validating-admission-policy),
+// evaluated with a CEL implementation on the requests they must allow and refuse.
+import t from 'tap'
+import { readFileSync } from 'node:fs'
+import { parseAllDocuments } from 'yaml'
+import { validate, type AdmissionContext } from '../helpers/cel.js'
+
+const docs = parseAllDocuments(readFileSync(new URL('../../manifests/components/validating-admission-policy/policies.yaml', import.meta.url), 'utf8')).map(
+  (d) => d.toJS() as { kind: string; metadata: { name: string }; spec: never },
+)
+const policy = (name: string) => docs.find((d) => d.kind === 'ValidatingAdmissionPolicy' && d.metadata.name === name)!
+const scope = policy('enlist-service-account-scope')
+const owned = policy('enlist-owned-keys')
+
+const ENLIST = 'system:serviceaccount:enlist-system:enlist'
+const TENANT = 'alice'
+
+const managed = () => ({
+  metadata: {
+    name: 'orders-1',
+    namespace: 'shop',
+    labels: { app: 'orders', 'enlist.io/managed': 'true', 'app.io/label': 'app.io-value' } as Record<string, string>,
+    annotations: { 'enlist.io/status': '{"version":2}', note: 'x' } as Record<string, string>,
+  },
+  spec: { containers: [{ name: 'app', image: 'orders:1' }], nodeName: 'n1' },
+  status: { phase: 'Running', podIP: '10.0.0.5', conditions: [{ type: 'Ready', status: 'False' }] },
+})
+type Pod = ReturnType<typeof managed>
+
+const ctx = (username: string, change: (p: Pod) => void, base = managed()): AdmissionContext => {
+  const object = structuredClone(base)
+  change(object)
+  return { object, oldObject: base, request: { userInfo: { username }, operation: 'UPDATE' } }
+}
+
+t.test("enlist's service account: its own keys on managed pods, nothing else", async (t) => {
+  const allowed: Array<[string, (p: Pod) => void]> = [
+    ['write the discovery record', (p) => (p.metadata.annotations = { ...p.metadata.annotations, 'app.io/annotation': 'W3tdXQ==' })],
+    ['set the discovery label', (p) => (p.metadata.labels['app.io/label'] = 'app.io-value')],
+    ['set the registered condition', (p) => p.status.conditions.push({ type: 'enlist.io/registered', status: 'True' })],
+    ['change nothing', () => undefined],
+  ]
+  for (const [what, change] of allowed) t.same(validate(scope, ctx(ENLIST, change)), [], what)
+
+  const withRecord = managed()
+  ;(withRecord.metadata.annotations as Record<string, string>)['app.io/annotation'] = 'W3tdXQ=='
+  t.same(validate(scope, ctx(ENLIST, (p) => delete (p.metadata.annotations as Record<string, string>)['app.io/annotation'], withRecord)), [], 'remove the discovery record')
+
+  const refused: Array<[string, (p: Pod) => void, RegExp]> = [
+    ['swap an image', (p) => (p.spec.containers[0]!.image = 'evil:1'), /never changes a pod's spec/],
+    ['add a label', (p) => (p.metadata.labels = { ...p.metadata.labels, owner: 'enlist' }), /only the discovery label/],
+    ['drop a label', (p) => delete (p.metadata.labels as Record<string, string>).app, /only the discovery label/],
+    ['edit another annotation', (p) => (p.metadata.annotations.note = 'y'), /only the discovery annotation/],
+    ['rewrite enlist.io/status', (p) => (p.metadata.annotations['enlist.io/status'] = '{}'), /only the discovery annotation/],
+    ['set Ready', (p) => (p.status.conditions[0]!.status = 'True'), /only the condition enlist.io\/registered/],
+  ]
+  for (const [what, change, message] of refused) {
+    const failures = validate(scope, ctx(ENLIST, change))
+    t.equal(failures?.length, 1, what)
+    t.match(failures?.[0], message, what)
+  }
+  const unmanaged = managed()
+  delete (unmanaged.metadata.labels as Record<string, string>)['enlist.io/managed']
+  t.match(validate(scope, ctx(ENLIST, (p) => (p.metadata.labels['app.io/label'] = 'app.io-value'), unmanaged)), [/only pods it manages/], 'a pod enlist does not manage')
+  const bare = { metadata: { name: 'p', namespace: 'x' }, spec: { containers: [] }, status: {} } as unknown as Pod
+  t.match(validate(scope, ctx(ENLIST, () => undefined, bare)), [/only pods it manages/], 'no labels at all: refused, not an error')
+  t.equal(validate(scope, ctx(TENANT, (p) => (p.spec.containers[0]!.image = 'x'))), undefined, 'others are not in scope of this policy')
+})
+
+t.test("no one else changes enlist's keys on a managed pod", async (t) => {
+  const refused: Array<[string, (p: Pod) => void]> = [
+    ['forge a discovery record', (p) => ((p.metadata.annotations as Record<string, string>)['app.io/annotation'] = 'W3t9XQ==')],
+    ['rewrite enlist.io/status', (p) => (p.metadata.annotations['enlist.io/status'] = '{"version":2,"forged":true}')],
+    ['drop enlist.io/status', (p) => delete (p.metadata.annotations as Record<string, string>)['enlist.io/status']],
+    ['unset the managed label', (p) => delete (p.metadata.labels as Record<string, string>)['enlist.io/managed']],
+    ['change the discovery label', (p) => (p.metadata.labels['app.io/label'] = 'other')],
+  ]
+  for (const [what, change] of refused) t.equal(validate(owned, ctx(TENANT, change))?.length, 1, what)
+  t.same(validate(owned, ctx(TENANT, (p) => (p.metadata.labels.app = 'v2'))), [], 'their own labels stay theirs')
+  t.same(validate(owned, ctx(TENANT, (p) => (p.metadata.annotations.note = 'y'))), [], 'and their own annotations')
+  const unmanaged = managed()
+  delete (unmanaged.metadata.labels as Record<string, string>)['enlist.io/managed']
+  t.equal(validate(owned, ctx(TENANT, (p) => ((p.metadata.annotations as Record<string, string>)['app.io/annotation'] = 'x'), unmanaged)), undefined, 'pods enlist does not manage are not in scope')
+  t.equal(validate(owned, ctx(ENLIST, (p) => ((p.metadata.annotations as Record<string, string>)['app.io/annotation'] = 'x'))), undefined, 'enlist is governed by the other policy')
+})
+
+t.test('the component renders as kustomize expects', async (t) => {
+  const k = readFileSync(new URL('../../manifests/components/validating-admission-policy/kustomization.yaml', import.meta.url), 'utf8')
+  t.match(k, /kind: Component/)
+  t.same(docs.map((d) => d.kind), ['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'])
+})

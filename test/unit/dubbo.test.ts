@@ -1,0 +1,124 @@
+// The Dubbo provider URL and dubbo-go's annotation pairs, against what Dubbo and dubbo-go
+// themselves write (examples from their code, comments and the nodes their demos create).
+import t from 'tap'
+import {
+  dubboMetadataError,
+  dubboProvider,
+  enlistOwner,
+  goQueryEscape,
+  javaUrlDecode,
+  javaUrlEncode,
+  parseFullString,
+  providerNodeName,
+  providersPath,
+  selectDubboPort,
+  toFullString,
+} from '../../src/registry/dubbo.js'
+import { decodeDubboGoAnnotation, dubboGoPairs, encodeDubboGoAnnotation } from '../../src/registry/dubbo-go.js'
+
+// The provider URL of Dubbo's demo (dubbo-demo-api-provider), as RegistryProtocol logs it in its
+// `export` parameter, decoded and as URL.encode writes it.
+const DEMO =
+  'dubbo://192.168.0.114:20880/org.apache.dubbo.demo.DemoService?anyhost=true&application=dubbo-demo-api-provider' +
+  '&bind.ip=192.168.0.114&bind.port=20880&default=true&deprecated=false&dubbo=2.0.2&dynamic=true&generic=false' +
+  '&interface=org.apache.dubbo.demo.DemoService&methods=sayHello,sayHelloAsync&pid=16459&release=&side=provider&timestamp=1630745698310'
+const DEMO_ENCODED =
+  'dubbo%3A%2F%2F192.168.0.114%3A20880%2Forg.apache.dubbo.demo.DemoService%3Fanyhost%3Dtrue%26application%3Ddubbo-demo-api-provider' +
+  '%26bind.ip%3D192.168.0.114%26bind.port%3D20880%26default%3Dtrue%26deprecated%3Dfalse%26dubbo%3D2.0.2%26dynamic%3Dtrue%26generic%3Dfalse' +
+  '%26interface%3Dorg.apache.dubbo.demo.DemoService%26methods%3DsayHello%2CsayHelloAsync%26pid%3D16459%26release%3D%26side%3Dprovider%26timestamp%3D1630745698310'
+
+t.test("URL.toFullString and URL.encode, as Dubbo's demo provider writes them", async (t) => {
+  const parsed = parseFullString(DEMO)!
+  t.equal(parsed.host, '192.168.0.114')
+  t.equal(parsed.port, 20880)
+  t.equal(parsed.interface, 'org.apache.dubbo.demo.DemoService')
+  // parameters in any order come out sorted, as the TreeMap in buildParameters sorts them
+  const shuffled = { ...parsed, params: [...parsed.params].reverse() }
+  t.equal(toFullString({ ...shuffled, params: [...shuffled.params].sort(([a], [b]) => (a < b ? -1 : 1)) }), DEMO)
+  t.equal(javaUrlEncode(DEMO), DEMO_ENCODED, 'URLEncoder: ":/?=&," escaped, "." kept')
+  t.equal(javaUrlDecode(DEMO_ENCODED), DEMO)
+  t.equal(providersPath('/dubbo', 'org.apache.dubbo.demo.DemoService'), '/dubbo/org.apache.dubbo.demo.DemoService/providers')
+  t.equal(providersPath('/', 'a.B'), '/a.B/providers', 'root "/" as ZookeeperRegistry.toRootDir')
+})
+
+t.test('URLEncoder and Go QueryEscape differ only where they do', async (t) => {
+  t.equal(javaUrlEncode('a b*~'), 'a+b*%7E')
+  t.equal(goQueryEscape('a b*~'), 'a+b%2A~')
+  t.equal(javaUrlEncode('版本'), '%E7%89%88%E6%9C%AC', 'UTF-8 bytes, upper-case hex')
+  t.equal(javaUrlEncode("!'()"), '%21%27%28%29')
+})
+
+const input = {
+  uid: 'u-1',
+  namespace: 'shop',
+  pod: 'orders-7d9c-x2k4p',
+  service: 'orders',
+  metadata: { interface: 'com.acme.Orders', version: '1.0.0', group: 'g1', methods: 'get,list', timeout: '3000' },
+  registeredAt: '2026-11-22T03:00:00Z',
+  host: '10.244.0.13',
+  port: 20880,
+}
+
+t.test("the provider a pod is: what consumers match on, enlist's own parameters", async (t) => {
+  const p = dubboProvider(input)
+  const url = toFullString(p)
+  t.equal(
+    url,
+    'dubbo://10.244.0.13:20880/com.acme.Orders?application=orders&dubbo=2.0.2&dynamic=false&enlist.pod=shop/orders-7d9c-x2k4p' +
+      '&enlist.uid=u-1&group=g1&interface=com.acme.Orders&methods=get,list&side=provider&timeout=3000&timestamp=1795316400000&version=1.0.0',
+  )
+  t.same(enlistOwner(providerNodeName(p)), { uid: 'u-1', namespace: 'shop', pod: 'orders-7d9c-x2k4p' })
+  t.equal(enlistOwner(DEMO_ENCODED), undefined, "a provider Dubbo wrote is not enlist's")
+  t.equal(enlistOwner('%%%'), undefined)
+  t.match(toFullString(dubboProvider({ ...input, metadata: { ...input.metadata, application: 'orders-app', protocol: 'tri', port: 'grpc' } })), /^tri:\/\/10\.244\.0\.13:20880\/com\.acme\.Orders\?application=orders-app&/)
+  t.equal(toFullString(dubboProvider({ ...input, host: 'fd00::5' })).split('/')[2], '[fd00::5]:20880', 'IPv6 in brackets')
+  t.throws(() => dubboProvider({ ...input, metadata: { version: '1' } }), { code: 'ENLIST_DUBBO_INVALID', message: /no "interface"/ })
+})
+
+t.test('metadata that cannot make a provider URL is refused, with the reason', async (t) => {
+  const ports = [{ name: 'dubbo', port: 20880, protocol: 'TCP' }, { name: 'http', port: 8080, protocol: 'TCP' }]
+  t.equal(dubboMetadataError({ interface: 'com.acme.Orders' }, ports), undefined)
+  t.match(dubboMetadataError(undefined, ports), /has no "interface"/)
+  t.match(dubboMetadataError({ interface: 'com acme' }, ports), /not a Java interface name/)
+  t.match(dubboMetadataError({ interface: 'a.B', group: 'x&y' }, ports), /value of "group"/)
+  t.match(dubboMetadataError({ interface: 'a.B', 'a=b': '1' }, ports), /key "a=b"/)
+  t.match(dubboMetadataError({ interface: 'a.B', side: 'consumer' }, ports), /enlist sets itself/)
+  t.match(dubboMetadataError({ interface: 'a.B', protocol: '1x' }, ports), /not a URL scheme/)
+  t.match(dubboMetadataError({ interface: 'a.B' }, [ports[1]!, { port: 9090, protocol: 'TCP' }]), /cannot tell which port serves dubbo/)
+  t.match(dubboMetadataError({ interface: 'a.B', port: '7' }, ports), /"port" "7" is not a port/)
+})
+
+t.test('which port serves Dubbo', async (t) => {
+  const ports = [{ name: 'http', port: 8080, protocol: 'TCP' }, { name: 'dubbo', port: 20880, protocol: 'TCP' }, { name: 'tri', port: 50051, protocol: 'TCP' }]
+  t.same(selectDubboPort({}, ports), ports[1], 'named as the protocol')
+  t.same(selectDubboPort({ protocol: 'tri' }, ports), ports[2])
+  t.same(selectDubboPort({ port: '8080' }, ports), ports[0], 'by number')
+  t.same(selectDubboPort({ port: 'http' }, ports), ports[0], 'by name')
+  t.same(selectDubboPort({}, [{ port: 12345, protocol: 'TCP' }, { port: 53, protocol: 'UDP' }]), { port: 12345, protocol: 'TCP' }, 'the only TCP port')
+})
+
+// A pod annotation as a dubbo-go provider writes it: json.Marshal of []*WatcherEvent, then
+// base64.URLEncoding (written here with the standard alphabet swapped, as Go's encoder does).
+function asDubboGoWrites(pairs: Array<{ k: string; v: string }>): string {
+  return Buffer.from(JSON.stringify(pairs)).toString('base64').replace(/\+/g, '-').replace(/\//g, '_')
+}
+
+t.test("dubbo-go's pairs: the directory key and the provider key, values empty", async (t) => {
+  const p = dubboProvider({ ...input, metadata: { interface: 'com.acme.Orders', methods: 'get' } })
+  const pairs = dubboGoPairs(p)
+  t.same(pairs[0], { k: '/dubbo/com.acme.Orders/providers', v: '' })
+  t.equal(pairs[1]!.k.startsWith('/dubbo/com.acme.Orders/providers/dubbo%3A%2F%2F10.244.0.13%3A20880%2Fcom.acme.Orders%3F'), true)
+  // a dubbo-go consumer: the text after "/providers/", QueryUnescape'd, is the URL
+  const k = pairs[1]!.k
+  const url = decodeURIComponent(k.slice(k.indexOf('/providers/') + '/providers/'.length).replace(/\+/g, '%20'))
+  t.equal(url, toFullString(p))
+  const encoded = encodeDubboGoAnnotation(pairs)
+  t.equal(encoded, asDubboGoWrites(pairs), 'byte for byte what dubbo-go writes (padding included)')
+  t.equal(encoded.length % 4, 0)
+  t.same(decodeDubboGoAnnotation(encoded), pairs)
+  // and what a dubbo-go provider wrote reads back
+  const written = [{ k: '/dubbo/org.apache.dubbo.demo.DemoService/providers', v: '' }, { k: `/dubbo/org.apache.dubbo.demo.DemoService/providers/${goQueryEscape(DEMO)}`, v: '' }]
+  t.same(decodeDubboGoAnnotation(asDubboGoWrites(written)), written)
+  t.throws(() => decodeDubboGoAnnotation('abc'), { code: 'ENLIST_DUBBO_GO_INVALID' }, 'unpadded is refused, as Go does')
+  t.throws(() => decodeDubboGoAnnotation(Buffer.from('{}').toString('base64')), /not a JSON array/)
+})
