@@ -127,7 +127,7 @@ function kubeletConfig(dir: string, net: NodeNetwork, cp: ControlPlane, extra: R
     readOnlyPort: 0,
     healthzBindAddress: '127.0.0.1',
     healthzPort: 10248,
-    // NODE.md's findings for this VM: cgroup v1 through cgroupfs, no QoS hierarchy, no swap check
+    // what kubelet v1.20 needs on this kind of VM: cgroup v1 through cgroupfs, no QoS hierarchy, no swap check
     cgroupDriver: 'cgroupfs',
     cgroupsPerQOS: false,
     enforceNodeAllocatable: [],
