@@ -1,9 +1,10 @@
 // make bench-node: what enlist adds to a pod's start-up, on the real node. The same pod
 // (the test app, no readiness probe, so Ready means: containers running and, with enlist,
-// the readiness gate open) is created alternately in a namespace that opts in and in one
-// that does not, one at a time, and timed from the create call to Ready as a watch sees it.
-// With enlist that includes the webhook call, the registrar (a container start of its own:
-// Node.js, TokenReview, the registry write) and the condition. Prints a table, writes
+// the readiness gate open) is created in turn in a namespace that opts in, in one that does
+// not, and in one that does not with an init container that does nothing (what any init
+// container costs), one pod at a time, each timed from the create call to Ready as a watch
+// sees it. With enlist that includes the webhook call, the registrar (a container of its
+// own: Node.js, TokenReview, the registry write) and the condition. Prints a table, writes
 // bench/results/node-startup-*.json.
 //   npx tsx bench/node-startup.ts [--pods=15] [--registrar-cpu=10m]
 // --registrar-cpu sets the policy's registrar CPU request (default: the policy's, 10m).
@@ -25,8 +26,10 @@ const PODS = Number(arg('pods') ?? 15)
 const REGISTRAR_CPU = arg('registrar-cpu')
 const log = (s: string) => process.stderr.write(`${s}\n`)
 
+type Kind = 'with' | 'without' | 'empty-init'
+
 interface Sample {
-  enlist: boolean
+  kind: Kind
   /** create call to Ready */
   readyMs: number
   /** the create call alone (admission, with the webhook where enlist injects) */
@@ -62,26 +65,31 @@ async function main(): Promise<void> {
     const policyCpu = REGISTRAR_CPU ?? '10m (the default policy)'
     await c.cp.namespace('with', { 'enlist.io/inject': 'enabled' })
     await c.cp.namespace('without')
+    await c.cp.namespace('empty-init')
     const samples: Sample[] = []
-    const pod = (name: string): V1Pod => ({
+    const pod = (name: string, kind: Kind): V1Pod => ({
       apiVersion: 'v1',
       kind: 'Pod',
       metadata: { name, labels: { app: 'startup' } },
-      spec: { terminationGracePeriodSeconds: 0, containers: [{ name: 'app', image: c.images.app.ref, imagePullPolicy: 'Never' }] },
+      spec: {
+        terminationGracePeriodSeconds: 0,
+        ...(kind === 'empty-init' ? { initContainers: [{ name: 'init', image: c.images.app.ref, imagePullPolicy: 'Never', command: ['true'] }] } : {}),
+        containers: [{ name: 'app', image: c.images.app.ref, imagePullPolicy: 'Never' }],
+      },
     })
     // one warm-up each: the first container from an image pays for its first use
     for (let i = -1; i < PODS; i++) {
-      for (const ns of ['with', 'without']) {
+      for (const ns of ['with', 'without', 'empty-init'] as const) {
         const name = `p${i + 1}`
         const seen = await observe<V1Pod>(c.cp.client, `/api/v1/namespaces/${ns}/pods`, { fieldSelector: `metadata.name=${name}` })
         const t0 = Date.now()
-        await c.cp.client.create(`/api/v1/namespaces/${ns}/pods`, pod(name))
+        await c.cp.client.create(`/api/v1/namespaces/${ns}/pods`, pod(name, ns))
         const t1 = Date.now()
         const ready = await waitFor(`${ns}/${name} Ready`, async () => seen.seen.find((o) => o.object.status?.conditions?.some((x) => x.type === 'Ready' && x.status === 'True')), 120_000, 20)
         seen.stop()
         if (i < 0) continue
-        const s: Sample = { enlist: ns === 'with', readyMs: ready.at - t0, createMs: t1 - t0 }
-        if (s.enlist) {
+        const s: Sample = { kind: ns, readyMs: ready.at - t0, createMs: t1 - t0 }
+        if (ns === 'with') {
           const id = ready.object.status?.initContainerStatuses?.find((x) => x.name === REGISTRAR_CONTAINER)?.containerID?.replace('containerd://', '')
           const start = c.node.events().find((e) => e.topic === '/tasks/start' && e.containerId === id)
           const exit = c.node.events().find((e) => e.topic === '/tasks/exit' && e.containerId === id && !e.execId)
@@ -90,26 +98,29 @@ async function main(): Promise<void> {
           if (reg) s.registeredMs = reg.at - t0
         }
         samples.push(s)
-        log(`${ns.padEnd(7)} ${name}: Ready ${s.readyMs} ms${s.registrarMs ? ` (registrar ${s.registrarMs} ms)` : ''}`)
+        log(`${ns.padEnd(10)} ${name}: Ready ${s.readyMs} ms${s.registrarMs ? ` (registrar ${s.registrarMs} ms)` : ''}`)
         await c.cp.client.delete(`/api/v1/namespaces/${ns}/pods/${name}`, { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 })
       }
     }
-    const w = samples.filter((s) => s.enlist)
-    const wo = samples.filter((s) => !s.enlist)
+    const w = samples.filter((s) => s.kind === 'with')
+    const wo = samples.filter((s) => s.kind === 'without')
+    const init = samples.filter((s) => s.kind === 'empty-init')
     const median = (xs: number[]) => quantile(xs, 0.5)
     const lines = [
-      `Pod start-up on the real node (kubelet ${c.node.kubeletVersion}, ${c.node.runtimeVersion}), ${PODS} pods each, one at a time, alternating; registrar CPU request ${policyCpu}:`,
+      `Pod start-up on the real node (kubelet ${c.node.kubeletVersion}, ${c.node.runtimeVersion}), ${PODS} pods of each kind, one at a time, in turn; registrar CPU request ${policyCpu}:`,
       '',
       '| | p50 ms | p90 ms | min ms | max ms |',
       '| --- | ---: | ---: | ---: | ---: |',
       `| without enlist: create to Ready | ${fmt(wo.map((s) => s.readyMs))} |`,
+      `| without enlist, with an init container that does nothing: create to Ready | ${fmt(init.map((s) => s.readyMs))} |`,
       `| with enlist: create to Ready | ${fmt(w.map((s) => s.readyMs))} |`,
       `| with enlist: create to registered | ${fmt(w.flatMap((s) => s.registeredMs ?? []))} |`,
       `| with enlist: the registrar container, start to exit | ${fmt(w.flatMap((s) => s.registrarMs ?? []))} |`,
       `| without enlist: the create call | ${fmt(wo.map((s) => s.createMs))} |`,
       `| with enlist: the create call (webhook included) | ${fmt(w.map((s) => s.createMs))} |`,
       '',
-      `enlist adds ${median(w.map((s) => s.readyMs)) - median(wo.map((s) => s.readyMs))} ms to the median start-up (${median(w.map((s) => s.readyMs))} against ${median(wo.map((s) => s.readyMs))} ms).`,
+      `enlist adds ${median(w.map((s) => s.readyMs)) - median(wo.map((s) => s.readyMs))} ms to the median start-up (${median(w.map((s) => s.readyMs))} against ${median(wo.map((s) => s.readyMs))} ms);`,
+      `an init container that does nothing adds ${median(init.map((s) => s.readyMs)) - median(wo.map((s) => s.readyMs))} ms of it, the registrar's own work the other ${median(w.map((s) => s.readyMs)) - median(init.map((s) => s.readyMs))} ms.`,
     ]
     process.stdout.write(`${lines.join('\n')}\n`)
     mkdirSync(join(BENCH, 'results'), { recursive: true })
