@@ -118,7 +118,11 @@ async function productionModules(log: Log): Promise<string> {
   const lock = readFileSync(join(REPO, 'package-lock.json'))
   const pkg = readFileSync(join(REPO, 'package.json'))
   const dir = join(cacheDir(), 'modules', keyOf(createHash('sha256').update(lock).update(pkg).digest('hex')))
-  if (existsSync(join(dir, '.complete'))) return dir
+  if (existsSync(join(dir, '.complete'))) {
+    const now = new Date()
+    await utimes(dir, now, now) // recently used: kept by prune()
+    return dir
+  }
   log('installing production dependencies (npm ci --omit=dev)')
   await mkdir(join(cacheDir(), 'modules'), { recursive: true })
   const tmp = await mkdtemp(`${dir}.tmp-`)
@@ -240,15 +244,15 @@ export async function buildImages(log: Log = () => undefined, nodeBin = process.
   return images
 }
 
-/** Keeps the cache bounded: of each kind of layer and layout, the four used most recently. */
+/** Keeps the cache bounded: of each kind of layer, layout and dependency install, the four used most recently. */
 async function prune(keep = 4): Promise<void> {
-  for (const sub of ['layers', 'layouts']) {
+  for (const sub of ['layers', 'layouts', 'modules']) {
     const dir = join(cacheDir(), sub)
     const entries = await readdir(dir).catch(() => [] as string[])
     const groups = new Map<string, Array<{ name: string; mtime: number }>>()
     for (const name of entries) {
       if (name.startsWith('.') || name.includes('.tmp')) continue
-      const kind = name.replace(/-[0-9a-f]{16}(\.tar)?$/, '')
+      const kind = sub === 'modules' ? sub : name.replace(/-[0-9a-f]{16}(\.tar)?$/, '')
       const mtime = (await stat(join(dir, name)).catch(() => undefined))?.mtimeMs ?? 0
       groups.set(kind, [...(groups.get(kind) ?? []), { name, mtime }])
     }

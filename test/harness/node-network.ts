@@ -83,8 +83,16 @@ export async function createNodeNetwork(dir: string, log: (l: string) => void = 
     } catch {
       continue // taken
     }
-    mkdirSync(OWNERS, { recursive: true })
-    writeFileSync(join(OWNERS, netns), `${process.pid} ${dir}\n`)
+    // (a teardown elsewhere may remove the emptied directory in between: try twice)
+    for (let attempt = 0; ; attempt++) {
+      try {
+        mkdirSync(OWNERS, { recursive: true })
+        writeFileSync(join(OWNERS, netns), `${process.pid} ${dir}\n`)
+        break
+      } catch (err) {
+        if (attempt > 0) throw err
+      }
+    }
     const net: NodeNetwork = {
       index,
       netns,

@@ -44,6 +44,14 @@ stop_pids() { # stop_pids SIGNAL PID...: signal, then wait up to 10 s, then KILL
 }
 
 step "kubelet, kube-proxy"
+# The pods whose logs the kubelet wrote under /var/log/pods: noted by the harness as they were
+# bound to the node, and those the kubelet still has (read now: DIR is unmounted below).
+pod_uids=()
+[[ -f /run/enlist-node/$NETNS.pods ]] && mapfile -t pod_uids </run/enlist-node/"$NETNS".pods
+[[ -d $DIR/kubelet/pods ]] && pod_uids+=($(ls "$DIR/kubelet/pods"))
+created_var_log_pods=$([[ -e $DIR/.created-var-log-pods ]] && echo 1 || true)
+created_var_log_containers=$([[ -e $DIR/.created-var-log-containers ]] && echo 1 || true)
+
 # 1. The kubelet and kube-proxy first, so that nothing restarts what is stopped next.
 mapfile -t pids < <(ours "$DIR/kubelet.yaml"; ours "$DIR/kube-proxy.yaml")
 stop_pids TERM "${pids[@]}"
@@ -100,12 +108,31 @@ if ip netns list | grep -qw "$NETNS"; then ip netns delete "$NETNS" || say "coul
 ip link delete "${NETNS/enlist-node-/enlist}" 2>/dev/null || true
 
 step "pod logs"
-# 8. The kubelet writes container logs under /var/log/pods (fixed in v1.20): this node's pods only.
-if [[ -d $DIR/kubelet/pods ]]; then
-  for uid in $(ls "$DIR/kubelet/pods"); do rm -rf /var/log/pods/*_"$uid"; done
+# 8. The kubelet writes container logs under /var/log/pods and links them from
+#    /var/log/containers (fixed paths in v1.20): this node's pods' only.
+for uid in "${pod_uids[@]}"; do
+  [[ -n $uid ]] || continue
+  rm -rf /var/log/pods/*_"$uid"
+  for l in /var/log/containers/*.log; do
+    [[ -L $l && $(readlink "$l") == /var/log/pods/*_"$uid"/* ]] && rm -f "$l"
+  done
+done
+[[ -n $created_var_log_pods ]] && rmdir /var/log/pods 2>/dev/null || true
+[[ -n $created_var_log_containers ]] && rmdir /var/log/containers 2>/dev/null || true
+
+# 9. Shim sockets no process listens on any more (containerd 1.6 keeps them in a fixed
+#    /run/containerd/s); the directories too once no test node is left on the machine.
+if [[ -d /run/containerd/s ]]; then
+  listening=$(ss -xlH 2>/dev/null | awk '{ print $5 }')
+  for s in /run/containerd/s/*; do
+    [[ -S $s ]] || continue
+    grep -qxF -- "$s" <<<"$listening" || rm -f "$s"
+  done
 fi
-[[ -e $DIR/.created-var-log-pods ]] && rmdir /var/log/pods 2>/dev/null || true
 
 step "directory"
 rm -rf --one-file-system "$DIR"
-rm -f "/run/enlist-node/$NETNS"
+rm -f "/run/enlist-node/$NETNS" "/run/enlist-node/$NETNS.pods"
+if rmdir /run/enlist-node 2>/dev/null; then
+  rmdir /run/containerd/s /run/containerd 2>/dev/null || true
+fi

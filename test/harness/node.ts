@@ -6,7 +6,7 @@
 // first (node-teardown.sh).
 
 import { execFile, spawn } from 'node:child_process'
-import { existsSync, mkdirSync, writeFileSync } from 'node:fs'
+import { appendFileSync, existsSync, mkdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { promisify } from 'node:util'
 import type { V1Node } from '@kubernetes/client-node'
@@ -15,7 +15,7 @@ import type { Images } from '../../hack/image/images.js'
 import { archiveArgs } from '../../hack/image/oci.js'
 import type { ControlPlane } from './control-plane.js'
 import { NodeError } from './node-errors.js'
-import { inNode, type NodeNetwork, TEARDOWN } from './node-network.js'
+import { inNode, type NodeNetwork, OWNERS, TEARDOWN } from './node-network.js'
 import { supervise, type Supervised, waitFor } from './processes.js'
 
 const run = promisify(execFile)
@@ -208,6 +208,37 @@ async function importLayout(sock: string, layout: string): Promise<void> {
   })
 }
 
+/**
+ * Notes the uid of every pod bound to the node in OWNERS/NETNS.pods: the kubelet writes their
+ * logs under /var/log/pods (a fixed path in v1.20), and the teardown removes exactly those,
+ * even when this process is gone and the pods long deleted.
+ */
+function trackPods(cp: ControlPlane, net: NodeNetwork): AbortController {
+  const file = join(OWNERS, `${net.netns}.pods`)
+  const seen = new Set<string>()
+  const note = (uid: string | undefined): void => {
+    if (!uid || seen.has(uid)) return
+    seen.add(uid)
+    appendFileSync(file, `${uid}\n`)
+  }
+  const ac = new AbortController()
+  const path = '/api/v1/pods'
+  const query = { fieldSelector: `spec.nodeName=${NODE_NAME}` }
+  const loop = async (): Promise<void> => {
+    while (!ac.signal.aborted) {
+      try {
+        const list = await cp.client.get<{ metadata: { resourceVersion: string }; items: Array<{ metadata?: { uid?: string } }> }>(path, query)
+        for (const p of list.items) note(p.metadata?.uid)
+        await cp.client.watch(path, { ...query, resourceVersion: list.metadata.resourceVersion, timeoutSeconds: 300 }, (e) => note((e as { object?: { metadata?: { uid?: string } } }).object?.metadata?.uid), ac.signal)
+      } catch {
+        await new Promise((r) => setTimeout(r, 500)) // the apiserver restarting or going away
+      }
+    }
+  }
+  void loop()
+  return ac
+}
+
 /** containerd with the images imported: the half of a node that needs no apiserver, so it starts alongside one. */
 export interface Runtime {
   sock: string
@@ -229,7 +260,9 @@ const spawnInNode = (net: NodeNetwork, dir: string, name: string, cmd: string, a
 export async function startRuntime(net: NodeNetwork, dir: string, images: Images, log: (line: string) => void = () => undefined): Promise<Runtime> {
   const sock = join(dir, 'containerd.sock')
   for (const d of ['cni/net.d', 'cni/ipam', 'kubelet', 'containerd']) mkdirSync(join(dir, d), { recursive: true })
+  // the kubelet's fixed log directories: removed again at the end if this node made them
   if (!existsSync('/var/log/pods')) writeFileSync(join(dir, '.created-var-log-pods'), '')
+  if (!existsSync('/var/log/containers')) writeFileSync(join(dir, '.created-var-log-containers'), '')
   writeFileSync(join(dir, 'containerd.toml'), containerdConfig(dir, net, images.pause.ref))
   writeFileSync(join(dir, 'cni', 'net.d', '10-enlist.conflist'), cniConfig(dir, net))
 
@@ -277,12 +310,18 @@ export async function startNode(cp: ControlPlane, net: NodeNetwork, dir: string,
     `--volume-plugin-dir=${join(kubeletDir, 'volume-plugins')}`,
     `--node-ip=${net.nodeIP}`,
     `--hostname-override=${NODE_NAME}`,
+    // dockershim's CNI flags: unused with a remote runtime, but the kubelet would create /etc/cni
+    `--cni-conf-dir=${join(dir, 'cni', 'net.d')}`,
+    `--cni-bin-dir=${CNI_BIN}`,
+    `--cni-cache-dir=${join(dir, 'cni', 'cache')}`,
     '--v=1',
   ])
+  const podLog = trackPods(cp, net)
   writeFileSync(join(dir, 'kube-proxy.yaml'), kubeProxyConfig(net, cp.kubeconfig))
   log('starting kube-proxy')
   const kubeProxy = spawnInNode(net, dir, 'kube-proxy', join(cp.assets, 'kube-proxy'), [`--config=${join(dir, 'kube-proxy.yaml')}`, '--v=1'])
   const processes = [runtime.containerd, runtime.events, kubelet, kubeProxy]
+  const ownStop = async (): Promise<void> => podLog.abort()
 
   const node = await waitFor(
     `node ${NODE_NAME} Ready`,
@@ -312,6 +351,7 @@ export async function startNode(cp: ControlPlane, net: NodeNetwork, dir: string,
       await kubelet.stop('SIGKILL', 5000)
     },
     async stop() {
+      await ownStop()
       // the teardown stops the kubelet first, so nothing restarts what it stops next
       await run('bash', [TEARDOWN, dir, net.netns], { maxBuffer: 4 * 1024 * 1024 }).catch((err: { stderr?: string }) => log(`teardown: ${err.stderr ?? String(err)}`))
       for (const p of processes) await p.stop('SIGKILL', 1000)
