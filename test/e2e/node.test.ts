@@ -84,6 +84,10 @@ async function scenarios(): Promise<void> {
     const hook = await c.cp.client.get<{ webhooks: Array<{ clientConfig: { service?: { name: string }; url?: string } }> }>('/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/enlist')
     t.ok(hook.webhooks.every((w) => w.clientConfig.service?.name === 'enlist' && !w.clientConfig.url), 'every webhook entry names the Service, none a URL')
     t.match(await enlist.logs(), /"msg":"became leader: starting the controller"/, 'one replica leads the controller')
+    const node = await c.cp.kubectl(['exec', '-n', 'enlist-system', pods[0]!.metadata!.name!, '--', '/nodejs/bin/node', '--version'])
+    t.match(node.stdout, /^v24\./, `the pods run Node.js 24 (kubectl exec, through the kubelet): ${node.stdout.trim()}${node.stderr}`)
+    const sh = await c.cp.kubectl(['exec', '-n', 'enlist-system', pods[0]!.metadata!.name!, '--', '/bin/sh', '-c', 'true'])
+    t.not(sh.code, 0, 'and have no shell')
   })
 
   let web: V1Pod | undefined

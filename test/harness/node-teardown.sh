@@ -43,7 +43,6 @@ stop_pids() { # stop_pids SIGNAL PID...: signal, then wait up to 10 s, then KILL
   done
 }
 
-step "kubelet, kube-proxy"
 # The pods whose logs the kubelet wrote under /var/log/pods: noted by the harness as they were
 # bound to the node, and those the kubelet still has (read now: DIR is unmounted below).
 pod_uids=()
@@ -52,6 +51,7 @@ pod_uids=()
 created_var_log_pods=$([[ -e $DIR/.created-var-log-pods ]] && echo 1 || true)
 created_var_log_containers=$([[ -e $DIR/.created-var-log-containers ]] && echo 1 || true)
 
+step "kubelet, kube-proxy"
 # 1. The kubelet and kube-proxy first, so that nothing restarts what is stopped next.
 mapfile -t pids < <(ours "$DIR/kubelet.yaml"; ours "$DIR/kube-proxy.yaml")
 stop_pids TERM "${pids[@]}"
