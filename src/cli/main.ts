@@ -12,6 +12,7 @@ commands:
   policy validate FILE  check a policy file or policy ConfigMap manifest
   policy schema         print the policy's JSON Schema
   certs                 make a CA and serving certificate (make certs)
+  relay                 apply registration events from NATS or RabbitMQ to an HTTP CMDB
   version               print the version
 
 Run "enlist COMMAND --help" for a command's flags.`
@@ -30,6 +31,8 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./policy.js')).policyCommand(rest)
     case 'certs':
       return (await import('./certs.js')).certsCommand(rest)
+    case 'relay':
+      return (await import('./relay.js')).relayCommand(rest)
     case 'version':
     case '--version': {
       const { VERSION } = await import('../version.js')

@@ -44,6 +44,14 @@ const FACTORIES: Factories = {
       if (state.startsWith('session expired')) ctx.metrics.zookeeperSessionExpirations.inc({ backend: spec.name })
     })
   },
+  nats: async (spec, ctx) => {
+    const { createNatsBackend } = await import('./nats/backend.js')
+    return createNatsBackend(spec, ctx)
+  },
+  amqp: async (spec, ctx) => {
+    const { createAmqpBackend } = await import('./amqp/backend.js')
+    return createAmqpBackend(spec, ctx)
+  },
 }
 
 export function createBackend(spec: BackendSpec, ctx: BackendContext): Promise<Backend> {

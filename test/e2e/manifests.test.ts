@@ -111,3 +111,29 @@ t.test('make certs, then manifests/overlays/certs', async (t) => {
   for (const w of hook.webhooks) t.equal(w.clientConfig.caBundle, secret.data['ca.crt'], 'every entry trusts the CA')
   t.equal((objects.find((o) => o.kind === 'Secret') as { type: string }).type, 'kubernetes.io/tls')
 })
+
+t.test('manifests/components/relay (an optional kustomize Component)', async (t) => {
+  // kubectl 1.20 embeds a kustomize without Components; a Component of resources alone renders
+  // to those resources, as kustomize v5 does when an overlay lists it under components.
+  const dir = join(copy, 'manifests/components/relay')
+  const { readFileSync } = await import('node:fs')
+  const { parse } = await import('yaml')
+  const k = parse(readFileSync(join(dir, 'kustomization.yaml'), 'utf8')) as { apiVersion: string; kind: string; resources: string[] }
+  t.match(k, { apiVersion: 'kustomize.config.k8s.io/v1alpha1', kind: 'Component' })
+  t.same(Object.keys(k).sort(), ['apiVersion', 'kind', 'resources'], 'resources only: rendering adds nothing')
+  const objects = k.resources.flatMap((f) => parseAllDocuments(readFileSync(join(dir, f), 'utf8')).map((d) => d.toJS() as Record<string, unknown>).filter(Boolean))
+  t.same(objects.map((o) => o.kind).sort(), ['ConfigMap', 'Deployment', 'Role', 'RoleBinding', 'ServiceAccount'])
+  const r = await dryRun(objects)
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stdout, /deployment\.apps\/enlist-relay (created|configured) \(server dry run\)/)
+  const dep = objects.find((o) => o.kind === 'Deployment') as { spec: { template: { spec: { containers: Array<Record<string, unknown>>; securityContext: Record<string, unknown> } } } }
+  const c = dep.spec.template.spec.containers[0]!
+  t.same(c.args, ['relay'])
+  t.match(c, { readinessProbe: { httpGet: { path: '/readyz' } }, livenessProbe: { httpGet: { path: '/healthz' } }, securityContext: { readOnlyRootFilesystem: true } })
+  t.match(dep.spec.template.spec.securityContext, { runAsNonRoot: true })
+  // every ConfigMap variable is a flag the relay knows
+  const { relayFlags } = await import('../../src/cli/relay.js')
+  const envs = new Set(Object.values(relayFlags).map((f) => (f as { env?: string }).env))
+  const cm = objects.find((o) => o.kind === 'ConfigMap') as { data: Record<string, string> }
+  for (const key of Object.keys(cm.data)) t.ok(envs.has(key), `${key} is a relay flag`)
+})

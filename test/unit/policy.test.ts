@@ -3,6 +3,7 @@ import t from 'tap'
 import { PolicyError } from '../../src/lib/errors.js'
 import { compilePolicy, defaultPolicy, loadPolicy } from '../../src/policy/load.js'
 import { policySchema } from '../../src/policy/schema.js'
+import { BACKEND_TYPES } from '../../src/policy/backends/index.js'
 
 const HEADER = 'apiVersion: enlist.io/v1alpha1\nkind: Policy\n'
 
@@ -137,7 +138,7 @@ t.test('schema errors, each with its path', async (t) => {
     [HEADER + 'preStop: {drainSeconds: 0}\n', ['/preStop/drainSeconds: must be >= 1; got 0']],
     [HEADER + 'readinessGate: {enabled: "yes"}\n', ['/readinessGate/enabled: must be boolean; got "yes"']],
     [HEADER + 'registry: {backends: []}\n', ['/registry/backends: must NOT have fewer than 1 items; got []']],
-    [HEADER + 'registry: {backends: [{type: consul, name: c}]}\n', ['/registry/backends/0/type: must be one of "kubernetes", "http", "etcd", "zookeeper"; got "consul"']],
+    [HEADER + 'registry: {backends: [{type: consul, name: c}]}\n', [`/registry/backends/0/type: must be one of ${BACKEND_TYPES.map((b) => JSON.stringify(b)).join(', ')}; got "consul"`]],
     [HEADER + 'registry: {backends: [{type: http, name: c}]}\n', ['/registry/backends/0/url: is required']],
     [HEADER + 'registry: {backends: [{type: kubernetes, name: k, url: "https://x"}]}\n', ['/registry/backends/0/url: unknown field "url"']],
     [HEADER + 'tenantOverrides: {allowed: [image]}\n', ['/tenantOverrides/allowed/0: must be one of "podOptIn", "dependsOn", "metadata", "service", "drainSeconds", "preStopMode", "readinessGate", "registrarTimeout", "envContainers", "advertise"; got "image"']],

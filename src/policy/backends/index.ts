@@ -2,9 +2,11 @@
 // (its schema and checks) and one entry in BACKENDS; its implementation is registered in
 // src/registry/catalogue.ts.
 
+import { amqpBackend, type AmqpBackendSpec } from './amqp.js'
 import { etcdBackend, type EtcdBackendSpec } from './etcd.js'
 import { httpBackend, type HttpBackendSpec } from './http.js'
 import { kubernetesBackend, type KubernetesBackendSpec } from './kubernetes.js'
+import { natsBackend, type NatsBackendSpec } from './nats.js'
 import { zookeeperBackend, type ZookeeperBackendSpec } from './zookeeper.js'
 import type { AddError, BackendSchema } from './types.js'
 
@@ -12,9 +14,11 @@ export type { HttpBackendSpec } from './http.js'
 export type { KubernetesBackendSpec } from './kubernetes.js'
 export type { EtcdBackendSpec } from './etcd.js'
 export type { ZookeeperBackendSpec } from './zookeeper.js'
+export type { AmqpBackendSpec } from './amqp.js'
+export type { NatsBackendSpec } from './nats.js'
 export type { AddError } from './types.js'
 
-export type BackendSpec = KubernetesBackendSpec | HttpBackendSpec | EtcdBackendSpec | ZookeeperBackendSpec
+export type BackendSpec = KubernetesBackendSpec | HttpBackendSpec | EtcdBackendSpec | ZookeeperBackendSpec | NatsBackendSpec | AmqpBackendSpec
 export type BackendType = BackendSpec['type']
 
 export const BACKENDS: ReadonlyArray<BackendSchema<BackendSpec>> = [
@@ -22,6 +26,8 @@ export const BACKENDS: ReadonlyArray<BackendSchema<BackendSpec>> = [
   httpBackend as BackendSchema<BackendSpec>,
   etcdBackend as BackendSchema<BackendSpec>,
   zookeeperBackend as BackendSchema<BackendSpec>,
+  natsBackend as BackendSchema<BackendSpec>,
+  amqpBackend as BackendSchema<BackendSpec>,
 ]
 
 export const BACKEND_TYPES = BACKENDS.map((b) => b.type) as readonly BackendType[]

@@ -57,9 +57,11 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
 
   const respondUnparsed = (reply: FastifyReply, u: Unparsed): FastifyReply => {
     const { skip } = u
-    count('skipped', skip.reason, Number(process.hrtime.bigint() - u.started) / 1e9)
+    const seconds = Number(process.hrtime.bigint() - u.started) / 1e9
+    count('skipped', skip.reason, seconds)
     metrics.admissionsUnparsed.inc()
-    if (debug) log.debug({ uid: skip.uid, namespace: skip.namespace, decision: 'skipped', reason: skip.reason, parsed: false }, 'admission')
+    // no workload or pod name: they are in the part that was never parsed
+    if (debug) log.debug({ uid: skip.uid, namespace: skip.namespace, decision: 'skipped', reason: skip.reason, parsed: false, durationMs: Math.round(seconds * 1e6) / 1e3 }, 'admission')
     return send(reply, serializeReview({ apiVersion: skip.apiVersion } as AdmissionReview, { uid: skip.uid, allowed: true }))
   }
   const debug = log.isLevelEnabled('debug')

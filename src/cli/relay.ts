@@ -1,0 +1,208 @@
+// `enlist relay`: the consumer service for the event-stream backends. Flags, each also from
+// an environment variable, are validated before anything connects.
+
+import { readdir, readFile } from 'node:fs/promises'
+import { join } from 'node:path'
+import { OptionError, errorMessage } from '../lib/errors.js'
+import { createLogger } from '../log.js'
+import { INSTALL_NAMESPACE } from '../names.js'
+import { type FlagSpecs, helpText, type Parsed, parseFlags } from './flags.js'
+
+export const relayFlags = {
+  source: { kind: 'string', env: 'ENLIST_RELAY_SOURCE', help: 'nats or amqp (required)' },
+  url: { kind: 'string', env: 'ENLIST_RELAY_URL', help: 'broker URL(s): nats:// or tls:// (comma separated), amqp:// or amqps://; no credentials (required)' },
+  'credentials-dir': {
+    kind: 'string',
+    env: 'ENLIST_RELAY_CREDENTIALS_DIR',
+    default: '/etc/enlist/relay/credentials',
+    help: 'a mounted Secret: user/password, token or creds (nats), username/password (amqp), ca.crt, tls.crt, tls.key; read on every connect',
+  },
+  'cmdb-url': { kind: 'string', env: 'ENLIST_RELAY_CMDB_URL', help: 'the CMDB: PUT {url}/{uid}, DELETE {url}/{uid}, GET {url} (required)' },
+  'cmdb-headers-dir': { kind: 'string', env: 'ENLIST_RELAY_CMDB_HEADERS_DIR', default: '/etc/enlist/relay/cmdb-headers', help: 'a mounted Secret: each file a header name, its content the value' },
+  'cmdb-ca': { kind: 'string', env: 'ENLIST_RELAY_CMDB_CA', help: 'PEM file to verify the CMDB (default: the system roots)' },
+  'cmdb-timeout': { kind: 'duration', env: 'ENLIST_RELAY_CMDB_TIMEOUT', default: '5s', min: 100, max: 60_000, help: 'per CMDB request' },
+  stream: { kind: 'string', env: 'ENLIST_RELAY_STREAM', default: 'ENLIST_REGISTRATIONS', help: 'nats: the events stream' },
+  'subject-prefix': { kind: 'string', env: 'ENLIST_RELAY_SUBJECT_PREFIX', default: 'enlist.registrations', help: 'nats: the backend\'s subjectPrefix' },
+  consumer: { kind: 'string', env: 'ENLIST_RELAY_CONSUMER', default: 'enlist-relay', help: 'nats: the durable consumer (created if absent)' },
+  bucket: { kind: 'string', env: 'ENLIST_RELAY_BUCKET', default: 'enlist-registrations', help: 'nats: the registrations bucket (the snapshot)' },
+  'tombstone-bucket': { kind: 'string', env: 'ENLIST_RELAY_TOMBSTONE_BUCKET', default: 'enlist-relay-tombstones', help: 'nats: where applied deregistrations are kept' },
+  exchange: { kind: 'string', env: 'ENLIST_RELAY_EXCHANGE', default: 'enlist.registrations', help: 'amqp: the backend\'s exchange' },
+  queue: { kind: 'string', env: 'ENLIST_RELAY_QUEUE', default: 'enlist-relay', help: 'amqp: the durable queue (declared and bound to every event)' },
+  'queue-type': { kind: 'string', env: 'ENLIST_RELAY_QUEUE_TYPE', default: 'quorum', help: 'amqp: quorum (replicated) or classic' },
+  namespace: { kind: 'string', env: 'ENLIST_POD_NAMESPACE', default: INSTALL_NAMESPACE, help: 'amqp: the namespace of enlist\'s ledger and the relay\'s tombstones' },
+  'ledger-backend': { kind: 'string', env: 'ENLIST_RELAY_LEDGER_BACKEND', default: 'amqp', help: 'amqp: the backend\'s name in the enlist policy (its ledger entries)' },
+  kubeconfig: { kind: 'string', help: 'amqp: kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)' },
+  'tombstone-retention': { kind: 'duration', env: 'ENLIST_RELAY_TOMBSTONE_RETENTION', default: '168h', min: 60_000, help: 'keep tombstones this long: at least the longest an event can wait (the stream\'s max age)' },
+  timeout: { kind: 'duration', env: 'ENLIST_RELAY_TIMEOUT', default: '5s', min: 100, max: 60_000, help: 'bounded wait for each broker call' },
+  rebuild: { kind: 'bool', default: 'false', help: 'make the CMDB equal to the snapshot, then exit' },
+  'no-initial-rebuild': { kind: 'bool', env: 'ENLIST_RELAY_NO_INITIAL_REBUILD', default: 'false', help: 'do not rebuild from the snapshot when the consumer or queue is new' },
+  port: { kind: 'int', env: 'ENLIST_RELAY_PORT', default: '8080', min: 0, max: 65535, help: '/healthz, /readyz, /metrics (plain HTTP)' },
+  'bind-address': { kind: 'string', env: 'ENLIST_RELAY_BIND_ADDRESS', default: '0.0.0.0', help: 'address of that port' },
+  'log-level': { kind: 'string', env: 'ENLIST_LOG_LEVEL', default: 'info', help: 'trace, debug, info, warn, error' },
+  help: { kind: 'bool', short: 'h', help: 'show this help' },
+} satisfies FlagSpecs
+
+export type RelayFlags = Parsed<typeof relayFlags>
+
+const NAME = /^[A-Za-z0-9_-]{1,255}$/
+
+export function validateRelayOptions(o: RelayFlags): asserts o is RelayFlags & { source: 'nats' | 'amqp'; url: string; 'cmdb-url': string } {
+  if (o.source !== 'nats' && o.source !== 'amqp') throw new OptionError(`--source: ${JSON.stringify(o.source ?? '')} is invalid; accepted: nats, amqp`)
+  if (!o.url) throw new OptionError('--url is required: the broker URL')
+  const protocols = o.source === 'nats' ? ['nats:', 'tls:'] : ['amqp:', 'amqps:']
+  for (const raw of o.url.split(',')) {
+    let u: URL
+    try {
+      u = new URL(raw.trim())
+    } catch {
+      throw new OptionError(`--url: "${raw.trim()}" is not a URL; accepted: ${protocols.map((p) => `${p}//host:port`).join(', ')}`)
+    }
+    if (!protocols.includes(u.protocol)) throw new OptionError(`--url: must use ${protocols.join(' or ')} for --source=${o.source}`)
+    if (u.username || u.password) throw new OptionError('--url must not hold credentials; put them in --credentials-dir')
+  }
+  if (!o['cmdb-url']) throw new OptionError('--cmdb-url is required: the CMDB to apply events to')
+  try {
+    const u = new URL(o['cmdb-url'])
+    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error()
+  } catch {
+    throw new OptionError(`--cmdb-url: ${JSON.stringify(o['cmdb-url'])} is invalid; accepted: an http(s) URL`)
+  }
+  for (const f of ['stream', 'consumer', 'bucket', 'tombstone-bucket'] as const) {
+    if (!NAME.test(o[f])) throw new OptionError(`--${f}: ${JSON.stringify(o[f])} is invalid; accepted: letters, digits, '-' and '_'`)
+  }
+  if (o['queue-type'] !== 'quorum' && o['queue-type'] !== 'classic') throw new OptionError(`--queue-type: ${JSON.stringify(o['queue-type'])} is invalid; accepted: quorum, classic`)
+  if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(o['log-level'])) throw new OptionError(`--log-level: ${JSON.stringify(o['log-level'])} is invalid`)
+}
+
+/** A mounted Secret as key -> value; a missing directory is no credentials. */
+export async function readSecretDir(dir: string): Promise<Record<string, string>> {
+  const out: Record<string, string> = {}
+  let names: string[]
+  try {
+    names = await readdir(dir)
+  } catch (err) {
+    if ((err as NodeJS.ErrnoException).code === 'ENOENT') return out
+    throw err
+  }
+  for (const n of names) {
+    if (n.startsWith('..') || n.startsWith('.')) continue // the kubelet's atomic-writer links
+    try {
+      out[n] = await readFile(join(dir, n), 'utf8')
+    } catch {
+      // a directory or vanished file
+    }
+  }
+  return out
+}
+
+export async function relayCommand(argv: readonly string[]): Promise<number> {
+  const o = parseFlags(relayFlags, argv)
+  if (o.help) {
+    console.log(helpText('relay [flags]', 'Apply registration events from NATS JetStream or RabbitMQ to an HTTP CMDB, idempotently.', relayFlags))
+    return 0
+  }
+  validateRelayOptions(o)
+  // --rebuild prints its result on stdout: its log goes to stderr
+  const log = createLogger(o['log-level'], o.rebuild ? 2 : 1).child({ component: 'enlist-relay' })
+  const { Relay, relayMetrics, relayServer } = await import('../relay/relay.js')
+  const { HttpBackend } = await import('../registry/http.js')
+  const cmdb = new HttpBackend(
+    {
+      name: 'cmdb',
+      type: 'http',
+      url: o['cmdb-url'],
+      timeoutSeconds: o['cmdb-timeout'] / 1000,
+      caBundle: o['cmdb-ca'] ? await readFile(o['cmdb-ca'], 'utf8') : '',
+      headersFromSecret: '',
+      retry: { initialDelayMs: 200, maxDelayMs: 30_000 },
+      // the relay writes the events' records as they are: their address was chosen by enlist
+      advertise: { mode: 'podIP', nodeAddressTypes: ['InternalIP'] },
+    },
+    async () => {
+      const h: Record<string, string> = {}
+      for (const [k, v] of Object.entries(await readSecretDir(o['cmdb-headers-dir']))) h[k] = v.trim()
+      return h
+    },
+  )
+  const credentialsDir = o['credentials-dir']
+  let source
+  if (o.source === 'nats') {
+    const { NatsSource } = await import('../relay/nats.js')
+    const { natsCredentialsFrom } = await import('../registry/nats/backend.js')
+    source = new NatsSource({
+      url: o.url,
+      credentials: async () => natsCredentialsFrom(await readSecretDir(credentialsDir), ''),
+      stream: o.stream,
+      subjectPrefix: o['subject-prefix'],
+      consumer: o.consumer,
+      bucket: o.bucket,
+      tombstoneBucket: o['tombstone-bucket'],
+      tombstoneRetentionMs: o['tombstone-retention'],
+      timeoutMs: o.timeout,
+      log,
+    })
+  } else {
+    const { AmqpSource } = await import('../relay/amqp.js')
+    const { amqpCredentialsFrom } = await import('../registry/amqp/backend.js')
+    const { KubeClient } = await import('../kube/client.js')
+    const { loadCredentials } = await import('../kube/credentials.js')
+    source = new AmqpSource({
+      url: o.url,
+      credentials: async () => amqpCredentialsFrom(await readSecretDir(credentialsDir), ''),
+      exchange: o.exchange,
+      queue: o.queue,
+      queueType: o['queue-type'] as 'quorum' | 'classic',
+      client: new KubeClient(await loadCredentials(o.kubeconfig)),
+      namespace: o.namespace,
+      ledgerBackend: o['ledger-backend'],
+      tombstoneRetentionMs: o['tombstone-retention'],
+      timeoutMs: o.timeout,
+      log,
+    })
+  }
+  const metrics = relayMetrics()
+  const relay = new Relay({ source, cmdb, log, metrics, rebuildOnCreate: !o['no-initial-rebuild'] })
+
+  if (o.rebuild) {
+    try {
+      await source.open()
+      const r = await relay.rebuild('asked for (--rebuild)')
+      console.log(JSON.stringify({ rebuilt: true, ...r }))
+      return 0
+    } finally {
+      await source.close()
+      cmdb.close()
+    }
+  }
+
+  const server = relayServer(relay, metrics)
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject)
+    server.listen(o.port, o['bind-address'], () => resolve())
+  })
+  log.info({ port: (server.address() as { port: number }).port, source: o.source }, 'relay serving /healthz, /readyz, /metrics')
+  let stopping = false
+  const stop = (signal: string): void => {
+    if (stopping) process.exit(1)
+    stopping = true
+    log.info({ signal }, 'stopping: finishing the event in hand')
+    relay
+      .stop()
+      .then(() => new Promise<void>((r) => server.close(() => r())))
+      .then(
+        () => {
+          cmdb.close()
+          log.info('stopped')
+          log.flush(() => process.exit(0))
+        },
+        (err: unknown) => {
+          log.error({ err: errorMessage(err) }, 'stop failed')
+          log.flush(() => process.exit(1))
+        },
+      )
+  }
+  process.on('SIGTERM', () => stop('SIGTERM'))
+  process.on('SIGINT', () => stop('SIGINT'))
+  await relay.start()
+  return -1
+}

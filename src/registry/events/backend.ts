@@ -1,0 +1,196 @@
+// A registry backend that publishes registration events to a broker (NATS JetStream,
+// RabbitMQ) and keeps a ledger: the durable record of what it published as registered,
+// so deregistrations reach consumers even for pods that vanished while enlist or the broker
+// was down. The broker and the ledger are the broker-specific parts.
+//
+// Order (docs/events.md): the ledger is written before the registered event is published
+// (an intent log: no published registration the sweep does not know); a deregistration marks
+// the entry, publishes, then removes it, so an interruption anywhere is finished by the next
+// call or sweep, with the same event id.
+
+import type { Logger } from 'pino'
+import {
+  type DeregisteredData,
+  deregisteredEvent,
+  type EventKind,
+  kindOf,
+  type RegistrationEvent,
+  registeredEvent,
+} from '../../events/envelope.js'
+import { errorMessage } from '../../lib/errors.js'
+import { type Backend, BackendError, type BackendOp } from '../backend.js'
+import type { EntryRef, RegistryRecord } from '../record.js'
+import type { EventMetrics } from './metrics.js'
+
+export interface LedgerEntry {
+  /** registered: published (or about to be); deregistered: its deregistered event is being published. */
+  state: 'registered' | 'deregistered'
+  data: RegistryRecord | DeregisteredData
+  deregisteredAt?: string
+}
+
+export interface Ledger {
+  get(uid: string): Promise<LedgerEntry | undefined>
+  put(uid: string, entry: LedgerEntry): Promise<void>
+  remove(uid: string): Promise<void>
+  list(): Promise<Array<{ uid: string; entry: LedgerEntry }>>
+  health?(): string | undefined
+  close?(): Promise<void> | void
+}
+
+export interface PublishResult {
+  /** The broker already had this id (JetStream's duplicate window). */
+  duplicate: boolean
+}
+
+/** Why a publish failed, for the failure metric. */
+export type FailureReason = 'timeout' | 'nack' | 'unroutable' | 'not_connected' | 'error'
+
+export class PublishError extends Error {
+  constructor(
+    message: string,
+    readonly reason: FailureReason,
+    options?: ErrorOptions,
+  ) {
+    super(message, options)
+    this.name = 'PublishError'
+  }
+}
+
+export interface Broker {
+  /** Resolves once the broker acknowledged the event; rejects with PublishError, bounded. */
+  publish(e: RegistrationEvent): Promise<PublishResult>
+  health(): string | undefined
+  close(): Promise<void>
+}
+
+export interface EventBackendOptions {
+  name: string
+  type: 'nats' | 'amqp'
+  source: string
+  broker: Broker
+  ledger: Ledger
+  metrics: EventMetrics
+  log: Logger
+}
+
+export class EventBackend implements Backend {
+  readonly name: string
+  readonly type: 'nats' | 'amqp'
+  /** Operations on one pod run one at a time (a registration racing its deregistration). */
+  private readonly locks = new Map<string, Promise<void>>()
+  /** The last publish failure, shown by health() for a minute unless a publish succeeds:
+   *  a connected broker can still refuse (permissions, no stream for the subject). */
+  private lastFailure: { at: number; message: string } | undefined
+
+  constructor(private readonly o: EventBackendOptions) {
+    this.name = o.name
+    this.type = o.type
+  }
+
+  register(record: RegistryRecord): Promise<void> {
+    return this.locked(record.uid, async () => {
+      const existing = await this.ledger('register', 'get', () => this.o.ledger.get(record.uid))
+      // A deregistration in progress is final for this uid: finish it rather than undo it.
+      if (existing?.state === 'deregistered') {
+        await this.finishDeregistration(record.uid, existing)
+        throw new BackendError(this.name, 'register', `pod ${record.namespace}/${record.pod} (${record.uid}) was already deregistered`, false)
+      }
+      await this.ledger('register', 'put', () => this.o.ledger.put(record.uid, { state: 'registered', data: record }))
+      await this.publish('register', registeredEvent(this.o.source, record))
+    })
+  }
+
+  deregister(ref: EntryRef): Promise<void> {
+    return this.locked(ref.uid, async () => {
+      // Not in the ledger: never published as registered, or its deregistration was already
+      // acked (the entry goes only after that). Publishing again from what the pod cache says
+      // would make a duplicate that differs from the original: the ledger alone decides.
+      const entry = await this.ledger('deregister', 'get', () => this.o.ledger.get(ref.uid))
+      if (!entry) return
+      await this.finishDeregistration(ref.uid, entry)
+    })
+  }
+
+  /** Every pod the ledger holds as registered. Deregistrations an interruption left half
+   *  done are finished here, so the sweep completes them too. */
+  async list(): Promise<EntryRef[]> {
+    const entries = await this.ledger('list', 'list', () => this.o.ledger.list())
+    const out: EntryRef[] = []
+    for (const { uid, entry } of entries) {
+      if (entry.state === 'deregistered') {
+        await this.locked(uid, () => this.finishDeregistration(uid, entry))
+        continue
+      }
+      out.push({ uid, namespace: entry.data.namespace, pod: entry.data.pod })
+    }
+    this.o.metrics.ledgerEntries.set({ backend: this.name }, out.length)
+    return out
+  }
+
+  health(): string | undefined {
+    const recent = this.lastFailure && Date.now() - this.lastFailure.at < 60_000 ? `publishing failed: ${this.lastFailure.message}` : undefined
+    const reason = this.o.broker.health() ?? this.o.ledger.health?.() ?? recent
+    this.o.metrics.up.set({ backend: this.name }, reason === undefined ? 1 : 0)
+    return reason
+  }
+
+  async close(): Promise<void> {
+    await Promise.allSettled([this.o.broker.close(), this.o.ledger.close?.()])
+  }
+
+  private async finishDeregistration(uid: string, entry: LedgerEntry): Promise<void> {
+    let marked = entry
+    if (entry.state !== 'deregistered') {
+      marked = { state: 'deregistered', data: entry.data, deregisteredAt: new Date().toISOString() }
+      await this.ledger('deregister', 'put', () => this.o.ledger.put(uid, marked))
+    }
+    await this.publish('deregister', deregisteredEvent(this.o.source, marked.data, marked.deregisteredAt ?? new Date().toISOString()))
+    await this.ledger('deregister', 'remove', () => this.o.ledger.remove(uid))
+  }
+
+  private async publish(op: BackendOp, e: RegistrationEvent): Promise<void> {
+    const type: EventKind = kindOf(e)
+    const { metrics, broker } = this.o
+    metrics.published.inc({ backend: this.name, type })
+    const end = metrics.publishDuration.startTimer({ backend: this.name })
+    try {
+      const r = await broker.publish(e)
+      end()
+      metrics.acked.inc({ backend: this.name, type, duplicate: String(r.duplicate) })
+      this.lastFailure = undefined
+    } catch (err) {
+      const reason = err instanceof PublishError ? err.reason : 'error'
+      metrics.failed.inc({ backend: this.name, type, reason })
+      this.lastFailure = { at: Date.now(), message: errorMessage(err) }
+      throw new BackendError(this.name, op, `publish ${e.id}: ${errorMessage(err)}`, true, { cause: err })
+    }
+  }
+
+  private async ledger<T>(op: BackendOp, what: string, fn: () => Promise<T>): Promise<T> {
+    const end = this.o.metrics.ledgerDuration.startTimer({ backend: this.name, op: what })
+    try {
+      return await fn()
+    } catch (err) {
+      if (err instanceof BackendError) throw err
+      throw new BackendError(this.name, op, `ledger ${what}: ${errorMessage(err)}`, true, { cause: err })
+    } finally {
+      end()
+    }
+  }
+
+  private async locked<T>(uid: string, fn: () => Promise<T>): Promise<T> {
+    const prev = this.locks.get(uid) ?? Promise.resolve()
+    const run = prev.then(fn, fn)
+    const tail = run.then(
+      () => undefined,
+      () => undefined,
+    )
+    this.locks.set(uid, tail)
+    try {
+      return await run
+    } finally {
+      if (this.locks.get(uid) === tail) this.locks.delete(uid)
+    }
+  }
+}

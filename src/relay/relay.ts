@@ -1,0 +1,194 @@
+// `enlist relay`: consumes registration events durably and applies each to an HTTP CMDB with
+// the http backend's contract (the same client: src/registry/http.ts), idempotently, acking
+// only after the CMDB answered. A failed CMDB call is retried with capped backoff while the
+// delivery is held (never acked, never dropped); at stop it is handed back to the broker.
+
+import http from 'node:http'
+import type { Logger } from 'pino'
+import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import { EventFormatError, kindOf, parseEvent } from '../events/envelope.js'
+import { Backoff, sleep } from '../lib/backoff.js'
+import { errorMessage } from '../lib/errors.js'
+import { applyEvent, type Cmdb, RecentIds, rebuild } from './apply.js'
+import type { Delivery, EventSource } from './source.js'
+
+export function relayMetrics() {
+  const registry = new Registry()
+  collectDefaultMetrics({ register: registry })
+  const registers = [registry]
+  return {
+    registry,
+    events: new Counter({
+      name: 'enlist_relay_events_total',
+      help: 'Events handled by type and result: applied, duplicate (seen lately: no CMDB call), stale (registered after its deregistration: dropped), invalid (not an enlist event: acked and logged).',
+      labelNames: ['type', 'result'] as const,
+      registers,
+    }),
+    redeliveries: new Counter({ name: 'enlist_relay_redeliveries_total', help: 'Deliveries the broker marked as redelivered.', registers }),
+    cmdbFailures: new Counter({ name: 'enlist_relay_cmdb_failures_total', help: 'CMDB calls that failed and were retried (the delivery is held).', registers }),
+    lag: new Histogram({
+      name: 'enlist_relay_lag_seconds',
+      help: 'From the broker storing an event to the relay acking it.',
+      buckets: [0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300],
+      registers,
+    }),
+    pending: new Gauge({ name: 'enlist_relay_pending', help: 'Events waiting for this relay (consumer pending or queue depth).', registers }),
+    up: new Gauge({ name: 'enlist_relay_up', help: '1 while connected to the broker.', registers }),
+    rebuilds: new Counter({ name: 'enlist_relay_rebuilds_total', help: 'Rebuilds of the CMDB from the snapshot, by result.', labelNames: ['result'] as const, registers }),
+  }
+}
+
+export type RelayMetrics = ReturnType<typeof relayMetrics>
+
+export interface RelayOptions {
+  source: EventSource
+  cmdb: Cmdb
+  log: Logger
+  metrics: RelayMetrics
+  /** Rebuild from the snapshot before consuming when the consumer/queue is new. */
+  rebuildOnCreate: boolean
+}
+
+export class Relay {
+  private readonly recent = new RecentIds()
+  private cmdbProblem: string | undefined
+  private consuming: Promise<void> | undefined
+  private stopping = false
+  private readonly stopSignal = new AbortController()
+  private poll: NodeJS.Timeout | undefined
+
+  constructor(private readonly o: RelayOptions) {}
+
+  /** Connects, rebuilds when the consumer is new, and consumes until stop(). */
+  async start(): Promise<void> {
+    // An unreachable broker at start is waited for (and reported not ready), not a crash.
+    const backoff = new Backoff({ initialMs: 1000, maxMs: 30_000 })
+    let created = false
+    for (;;) {
+      try {
+        created = (await this.o.source.open()).created
+        break
+      } catch (err) {
+        if (this.stopping) return
+        const delay = backoff.next()
+        this.o.log.warn({ err: errorMessage(err), retryInMs: Math.round(delay) }, 'cannot open the event source; retrying')
+        await sleep(delay, this.stopSignal.signal)
+      }
+    }
+    if (this.stopping) return
+    if (created && this.o.rebuildOnCreate) await this.rebuild('the durable consumer or queue is new')
+    this.poll = setInterval(() => void this.refreshPending(), 10_000)
+    this.poll.unref()
+    this.consuming = this.o.source.consume((d) => this.handle(d))
+    this.o.log.info({ source: this.o.source.kind }, 'relay consuming')
+  }
+
+  async rebuild(why: string): Promise<{ put: number; deleted: number; stale: number }> {
+    const t0 = Date.now()
+    try {
+      const r = await rebuild(() => this.o.source.snapshot(), this.o.cmdb, this.o.source.tombstones())
+      this.o.metrics.rebuilds.inc({ result: 'ok' })
+      this.o.log.info({ ...r, ms: Date.now() - t0, why }, 'rebuilt the CMDB from the snapshot')
+      return r
+    } catch (err) {
+      this.o.metrics.rebuilds.inc({ result: 'error' })
+      throw err
+    }
+  }
+
+  /** Why the relay is not ready, or undefined. */
+  problems(): string[] {
+    const out: string[] = []
+    const s = this.o.source.health()
+    this.o.metrics.up.set(s === undefined ? 1 : 0)
+    if (s !== undefined) out.push(`broker: ${s}`)
+    if (this.cmdbProblem) out.push(`cmdb: ${this.cmdbProblem}`)
+    if (this.stopping) out.push('stopping')
+    return out
+  }
+
+  async stop(): Promise<void> {
+    this.stopping = true
+    clearInterval(this.poll)
+    this.stopSignal.abort()
+    await this.o.source.stop()
+    await this.consuming
+    await this.o.source.close()
+  }
+
+  private async refreshPending(): Promise<void> {
+    try {
+      const n = await this.o.source.pending()
+      if (n !== undefined) this.o.metrics.pending.set(n)
+    } catch {
+      // reported through health
+    }
+  }
+
+  private async handle(d: Delivery): Promise<void> {
+    const { metrics, log } = this.o
+    if (d.redelivered) metrics.redeliveries.inc()
+    let e
+    try {
+      e = parseEvent(d.body)
+    } catch (err) {
+      // Not ours to fix: retrying cannot make it valid, so it is acked and logged loudly.
+      metrics.events.inc({ type: 'unknown', result: 'invalid' })
+      log.error({ err: err instanceof EventFormatError ? err.message : errorMessage(err) }, 'dropped a message that is not an enlist registration event')
+      await d.ack().catch(() => undefined)
+      return
+    }
+    const backoff = new Backoff({ initialMs: 200, maxMs: 30_000 })
+    for (;;) {
+      try {
+        const { kind, outcome } = await applyEvent(e, this.o.cmdb, this.o.source.tombstones(), this.recent)
+        this.cmdbProblem = undefined
+        metrics.events.inc({ type: kind, result: outcome })
+        try {
+          await d.ack()
+        } catch (err) {
+          // The channel or connection went: the broker redelivers, and applying again is a no-op.
+          log.warn({ id: e.id, err: errorMessage(err) }, 'applied, but the ack did not reach the broker; it will be redelivered')
+          return
+        }
+        if (d.storedAt) metrics.lag.observe(Math.max(0, (Date.now() - d.storedAt.getTime()) / 1000))
+        log.debug({ id: e.id, outcome }, 'event applied')
+        return
+      } catch (err) {
+        this.cmdbProblem = errorMessage(err)
+        metrics.cmdbFailures.inc()
+        if (this.stopping) {
+          d.requeue()
+          return
+        }
+        const delay = backoff.next()
+        log.warn({ id: e.id, type: kindOf(e), err: this.cmdbProblem, retryInMs: Math.round(delay) }, 'cannot apply the event; holding it and retrying')
+        d.working()
+        await sleep(delay, this.stopSignal.signal)
+      }
+    }
+  }
+}
+
+/** /healthz, /readyz (?verbose), /metrics on plain HTTP (a Pod-local port for probes and
+ *  Prometheus; the relay serves nothing else). */
+export function relayServer(relay: Relay, metrics: RelayMetrics): http.Server {
+  return http.createServer((req, res) => {
+    const url = new URL(req.url ?? '/', 'http://relay')
+    if (url.pathname === '/healthz') {
+      res.writeHead(200, { 'content-type': 'text/plain' }).end('ok')
+    } else if (url.pathname === '/readyz') {
+      const problems = relay.problems()
+      const ready = problems.length === 0
+      if (url.searchParams.has('verbose') || !ready) {
+        res.writeHead(ready ? 200 : 503, { 'content-type': 'application/json' }).end(JSON.stringify({ ready, failing: problems }))
+      } else res.writeHead(200, { 'content-type': 'text/plain' }).end('ok')
+    } else if (url.pathname === '/metrics') {
+      relay.problems()
+      metrics.registry.metrics().then(
+        (text) => res.writeHead(200, { 'content-type': metrics.registry.contentType }).end(text),
+        (err: unknown) => res.writeHead(500).end(errorMessage(err)),
+      )
+    } else res.writeHead(404).end()
+  })
+}

@@ -1,0 +1,139 @@
+// What the event-stream end-to-end tests share: pods that come and go as a kubelet would
+// drive them, `enlist relay` as a process, and the checks every run ends with.
+
+import { mkdtempSync, writeFileSync } from 'node:fs'
+import { tmpdir } from 'node:os'
+import { join } from 'node:path'
+import type { V1Pod } from '@kubernetes/client-node'
+import { Ajv } from 'ajv'
+import { readFileSync } from 'node:fs'
+import { cleanEnv, ENLIST } from '../helpers/cli.js'
+import type { Cmdb } from './cmdb.js'
+import type { ControlPlane } from './control-plane.js'
+import { runRegistrar, startPod } from './kubelet.js'
+import { freePort, supervise, type Supervised, waitFor } from './processes.js'
+
+export const podPath = (ns: string, name: string): string => `/api/v1/namespaces/${ns}/pods/${name}`
+
+/** Creates a pod (the webhook injects it), binds it and gives it an IP. */
+export async function createPod(cp: ControlPlane, ns: string, name: string, service = 'orders'): Promise<V1Pod> {
+  const created = await cp.client.create<V1Pod>(`/api/v1/namespaces/${ns}/pods`, {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: { name, labels: { app: service } },
+    spec: { containers: [{ name: 'app', image: `${service}:1`, ports: [{ name: 'http', containerPort: 8080 }] }] },
+  })
+  return startPod(cp, created)
+}
+
+/** Runs the registrar until it exits 0 (it retries 503s itself). */
+export async function register(cp: ControlPlane, pod: V1Pod, timeoutMs = 120_000): Promise<void> {
+  const run = await runRegistrar(cp, pod, { timeoutMs })
+  if (run.code !== 0) throw new Error(`registrar for ${pod.metadata!.name} exited ${run.code}: ${run.stdout.slice(-500)}${run.stderr.slice(-500)}`)
+}
+
+export async function forceDelete(cp: ControlPlane, pod: V1Pod): Promise<void> {
+  await cp.client.request('DELETE', podPath(pod.metadata!.namespace!, pod.metadata!.name!), { query: { gracePeriodSeconds: 0 }, body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 } })
+}
+
+/** A graceful delete: no kubelet runs here, so the pod stays terminating until forced. */
+export async function deleteGracefully(cp: ControlPlane, pod: V1Pod): Promise<void> {
+  await cp.client.delete(podPath(pod.metadata!.namespace!, pod.metadata!.name!))
+}
+
+/** UIDs of pods that exist, are not terminating, and are registered (condition True). */
+export async function liveRegistered(cp: ControlPlane, ns: string): Promise<Set<string>> {
+  const l = await cp.client.get<{ items: V1Pod[] }>(`/api/v1/namespaces/${ns}/pods`)
+  return new Set(
+    l.items
+      .filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'enlist.io/registered' && c.status === 'True'))
+      .map((p) => p.metadata!.uid!),
+  )
+}
+
+export interface SeenEvent {
+  id: string
+  type: string
+  uid: string
+  body: Record<string, unknown>
+}
+
+const schema = JSON.parse(readFileSync(new URL('../../docs/events.schema.json', import.meta.url), 'utf8')) as Record<string, unknown>
+const ajv = new Ajv({ allErrors: true, strict: false, validateFormats: false })
+export const validateEvent = ajv.compile(schema)
+
+/** What every run must end with: each registered pod has its registered event, each gone
+ *  pod its deregistered event, duplicates share their id, and every event is schema-valid. */
+export function checkEvents(seen: readonly SeenEvent[], registered: ReadonlySet<string>, gone: ReadonlySet<string>): string[] {
+  const problems: string[] = []
+  const byId = new Map<string, SeenEvent[]>()
+  for (const e of seen) {
+    if (!validateEvent(e.body)) problems.push(`event ${e.id} does not match docs/events.schema.json: ${ajv.errorsText(validateEvent.errors)}`)
+    byId.set(e.id, [...(byId.get(e.id) ?? []), e])
+  }
+  for (const [id, copies] of byId) {
+    const first = JSON.stringify({ ...copies[0]!.body, time: undefined })
+    for (const c of copies) if (JSON.stringify({ ...c.body, time: undefined }) !== first) problems.push(`duplicates of ${id} differ`)
+  }
+  const has = (uid: string, kind: string): boolean => byId.has(`${uid}.${kind}`)
+  for (const uid of registered) if (!has(uid, 'registered')) problems.push(`no registered event for ${uid}`)
+  for (const uid of gone) {
+    if (!has(uid, 'registered')) problems.push(`no registered event for gone pod ${uid}`)
+    if (!has(uid, 'deregistered')) problems.push(`no deregistered event for gone pod ${uid}`)
+  }
+  return problems
+}
+
+export interface RelayProcess {
+  process: Supervised
+  url: string
+  metrics(): Promise<string>
+  readyz(): Promise<{ status: number; body: string }>
+  stop(): Promise<number | null>
+}
+
+/** `enlist relay` as a process. */
+export async function startRelay(cp: ControlPlane, args: readonly string[], credentials: Record<string, string>): Promise<RelayProcess> {
+  const dir = mkdtempSync(join(tmpdir(), 'enlist-relay-'))
+  const creds = join(dir, 'credentials')
+  const { mkdirSync } = await import('node:fs')
+  mkdirSync(creds)
+  for (const [k, v] of Object.entries(credentials)) writeFileSync(join(creds, k), v)
+  const port = await freePort()
+  const proc = supervise('enlist-relay', process.execPath, [ENLIST, 'relay', `--credentials-dir=${creds}`, `--port=${port}`, '--bind-address=127.0.0.1', `--kubeconfig=${cp.kubeconfig}`, '--log-level=debug', ...args], {
+    logFile: join(cp.dir, `relay-${port}.log`),
+    env: cleanEnv(),
+    keepLines: true,
+  })
+  const url = `http://127.0.0.1:${port}`
+  const relay: RelayProcess = {
+    process: proc,
+    url,
+    metrics: async () => (await fetch(`${url}/metrics`)).text(),
+    readyz: async () => {
+      const r = await fetch(`${url}/readyz?verbose`)
+      return { status: r.status, body: await r.text() }
+    },
+    stop: () => proc.stop('SIGTERM', 15_000),
+  }
+  await waitFor('the relay ready', async () => {
+    if (proc.child.exitCode !== null) throw new Error(`relay exited ${proc.child.exitCode}: ${proc.lines.slice(-5).join('\n')}`)
+    return (await relay.readyz()).status === 200
+  }, 60_000, 200)
+  return relay
+}
+
+/** Waits until the CMDB holds exactly `want` (by uid). */
+export async function waitForCmdb(cmdb: Cmdb, want: () => Promise<Set<string>>, timeoutMs = 90_000): Promise<void> {
+  let last = ''
+  try {
+    await waitFor('the CMDB to equal the live registered pods', async () => {
+      const w = await want()
+      const have = new Set(cmdb.records.keys())
+      last = `want ${[...w].sort().join(',')} have ${[...have].sort().join(',')}`
+      return w.size === have.size && [...w].every((u) => have.has(u))
+    }, timeoutMs, 250)
+  } catch (err) {
+    throw new Error(`${(err as Error).message}: ${last}`)
+  }
+}
