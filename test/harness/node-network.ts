@@ -110,7 +110,7 @@ export async function createNodeNetwork(dir: string, log: (l: string) => void = 
     await ip(['-n', netns, 'link', 'set', 'eth0', 'up'])
     await ip(['route', 'add', net.podCIDR, 'via', net.nodeIP, 'dev', net.hostLink])
     // The node routes between its pods and the link; the host's own setting is untouched.
-    const [cmd, args] = inNode(net, 'sysctl', ['-q', '-w', 'net.ipv4.ip_forward=1'])
+    const [cmd, args] = inNode(net, 'sh', ['-c', 'echo 1 > /proc/sys/net/ipv4/ip_forward'])
     await run(cmd, args).catch((err: Error) => {
       throw new NodeError('NODE_NETWORK', `enabling forwarding in ${netns}: ${err.message}`)
     })
