@@ -7,6 +7,7 @@
 # root or user namespaces for mmdebstrap. Builders serialise on a lock.
 set -euo pipefail
 cd "$(dirname "$0")/.."
+PATH="$(hack/node.sh):$PATH" # the image ships the Node.js 24 that runs the build
 CACHE=${ENLIST_IMAGE_CACHE:-${XDG_CACHE_HOME:-$HOME/.cache}/enlist/images}
 mkdir -p "$CACHE"
 exec 9>"$CACHE/.lock"
@@ -14,4 +15,4 @@ if ! flock -n 9; then
   printf '[images] waiting for another build (%s)\n' "$CACHE/.lock" >&2
   flock 9
 fi
-exec npx --no-install tsx hack/image/build.ts "$@"
+exec node --import tsx hack/image/build.ts "$@"

@@ -20,7 +20,7 @@ if [ -z "${ENLIST_NO_CONTROL_PLANE:-}" ]; then
   ENLIST_ASSETS=$(hack/control-plane-assets.sh) || fail "could not get a control plane"
   export ENLIST_ASSETS
   if [ -z "${ENLIST_REAL_NODE:-}" ]; then
-    ENLIST_REAL_NODE=$(npx --no-install tsx test/harness/node-support.ts | tail -n1)
+    ENLIST_REAL_NODE=$(node --import tsx test/harness/node-support.ts | tail -n1)
   fi
   export ENLIST_REAL_NODE
   if [ "$ENLIST_REAL_NODE" = 1 ]; then
