@@ -60,7 +60,7 @@ const alive = (pid: number): boolean => {
 /** Nodes whose process is gone (killed before its reaper could run): torn down now. */
 export async function reapStaleNodes(log: (l: string) => void = () => undefined): Promise<void> {
   if (!existsSync(OWNERS)) return
-  for (const netns of readdirSync(OWNERS)) {
+  for (const netns of readdirSync(OWNERS).filter((n) => /^enlist-node-\d+$/.test(n))) {
     const [pid, dir] = readFileSync(join(OWNERS, netns), 'utf8').trim().split(' ')
     if (!pid || !dir || alive(Number(pid))) continue
     log(`removing the stale test node ${netns} (its process ${pid} is gone)`)
