@@ -107,11 +107,11 @@ async function scenarios(): Promise<void> {
     // the registrar: first, from enlist's image, with the projected token, exited 0
     const reg = pod.spec!.initContainers![0]!
     t.equal(reg.name, REGISTRAR_CONTAINER, 'the first init container is the registrar')
-    t.match(reg.image, /enlist:0\.1\.0$/)
+    t.match(reg.image, /enlist:0\.1\.0$/, 'from enlist\'s image')
     const tokenVolume = pod.spec!.volumes!.find((v) => v.name === TOKEN_VOLUME)
     t.equal(tokenVolume?.projected?.sources?.[0]?.serviceAccountToken?.audience, TOKEN_AUDIENCE, 'a projected token for audience enlist')
     t.ok(reg.volumeMounts?.some((m) => m.name === TOKEN_VOLUME), 'mounted into the registrar')
-    t.match(pod.status?.initContainerStatuses?.[0], { name: REGISTRAR_CONTAINER, state: { terminated: { exitCode: 0, reason: 'Completed' } } })
+    t.match(pod.status?.initContainerStatuses?.[0], { name: REGISTRAR_CONTAINER, state: { terminated: { exitCode: 0, reason: 'Completed' } } }, 'it ran to completion, exit 0')
     const logs = await c.cp.kubectl(['logs', '-n', 'shop', pod.metadata!.name!, '-c', REGISTRAR_CONTAINER])
     t.match(logs.stdout, /"msg":"registered","attempt":1,"service":"web"/, 'registered at the first attempt')
 
