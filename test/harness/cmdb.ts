@@ -7,14 +7,16 @@ import type { AddressInfo } from 'node:net'
 export interface Cmdb {
   url: string
   records: Map<string, Record<string, unknown>>
-  requests: Array<{ method: string; path: string; authorization?: string }>
+  /** What it was sent, with when it arrived (Date.now()). */
+  requests: Array<{ method: string; path: string; authorization?: string; at: number }>
   down: boolean
   /** When set, requests without this Authorization header get 401. */
   requireAuthorization?: string
   close(): Promise<void>
 }
 
-export async function startCmdb(base = '/api/v1/instances'): Promise<Cmdb> {
+/** `host`: where it listens; pods on a real node reach it on the node's host address. */
+export async function startCmdb(base = '/api/v1/instances', host = '127.0.0.1'): Promise<Cmdb> {
   const cmdb: Cmdb = {
     url: '',
     records: new Map(),
@@ -27,7 +29,7 @@ export async function startCmdb(base = '/api/v1/instances'): Promise<Cmdb> {
     req.on('data', (c: Buffer) => (body += c.toString()))
     req.on('end', () => {
       const path = (req.url ?? '').split('?')[0]!
-      cmdb.requests.push({ method: req.method ?? '', path, authorization: req.headers.authorization })
+      cmdb.requests.push({ method: req.method ?? '', path, authorization: req.headers.authorization, at: Date.now() })
       const reply = (status: number, payload?: unknown) => {
         res.writeHead(status, { 'content-type': 'application/json' })
         res.end(payload === undefined ? '' : JSON.stringify(payload))
@@ -46,8 +48,8 @@ export async function startCmdb(base = '/api/v1/instances'): Promise<Cmdb> {
       reply(405, { error: 'method' })
     })
   })
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  cmdb.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${base}`
+  await new Promise<void>((r) => server.listen(0, host, r))
+  cmdb.url = `http://${host}:${(server.address() as AddressInfo).port}${base}`
   cmdb.close = () =>
     new Promise<void>((r) => {
       server.closeAllConnections()
