@@ -22,7 +22,7 @@ dist/.built: node_modules/.installed tsconfig.build.json scripts/compile-policy-
 	@chmod +x dist/cli/main.js
 	@touch $@
 
-.PHONY: help deps build typecheck test unit e2e bench certs image deploy demo control-plane clean
+.PHONY: help deps build typecheck test unit e2e bench bench-node certs image docker-image deploy demo control-plane clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -43,19 +43,26 @@ unit: build ## run the tests that need no control plane
 e2e: build ## run the end-to-end tests on a real control plane
 	scripts/test.sh test/e2e
 
-control-plane: ## build or locate etcd, kube-apiserver, kube-controller-manager, kubectl
+control-plane: ## build or locate etcd, kube-apiserver, kube-controller-manager, kubectl, kube-scheduler, kubelet, kube-proxy
 	hack/control-plane-assets.sh
 
-demo: build ## start a local control plane with enlist, and show it inject and register a pod
+demo: build ## start a control plane and a real node with enlist, and show it inject, register and deregister a pod
 	scripts/demo.sh
 
 bench: build ## measure admission throughput and latency against the baseline
 	npx --no-install tsx bench/run.ts
 
+bench-node: build ## measure what enlist adds to a pod's start-up on the real node (with and without)
+	hack/test-packages.sh node
+	npx --no-install tsx bench/node-startup.ts
+
 certs: build ## make a CA and serving certificate in certs/, and the Secret and caBundle for manifests/overlays/certs
 	node dist/cli/main.js certs
 
-image: ## build the container image (IMAGE=enlist:VERSION); needs a container engine
+image: build ## build enlist's image without a registry or engine: build/enlist-VERSION.oci.tar (ctr images import)
+	hack/images.sh --archive build/enlist-$(VERSION).oci.tar >/dev/null
+
+docker-image: ## build the image from the Dockerfile with a container engine (IMAGE=enlist:VERSION)
 	docker build -t $(IMAGE) .
 
 OVERLAY ?= self-managed
@@ -64,4 +71,4 @@ deploy: ## install into the current kubectl context (OVERLAY=self-managed, cert-
 	kubectl apply -k manifests/overlays/$(OVERLAY)
 
 clean: ## remove build output and test results
-	rm -rf dist .tap coverage bench/results
+	rm -rf dist build .tap coverage bench/results

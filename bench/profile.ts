@@ -2,14 +2,14 @@
 // the functions with the most self time.   npx tsx bench/profile.ts [fixture]
 
 import { execFileSync, spawn } from 'node:child_process'
-import { mkdtempSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { makePki, request } from '../test/helpers/https.js'
 import { cleanEnv, ENLIST } from '../test/helpers/cli.js'
 import { startControlPlane } from '../test/harness/control-plane.js'
 import { installManifests } from '../test/harness/enlist.js'
 import { freePort, waitFor } from '../test/harness/processes.js'
+import { tempDir } from '../test/helpers/temp.js'
 
 const fixture = process.argv[2] ?? 'typical'
 // --gc: trace garbage collection under open-loop load instead of profiling
@@ -21,7 +21,7 @@ try {
   await installManifests(cp, port, pki.ca.cert)
   await cp.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'shop', labels: { 'enlist.io/inject': 'enabled' } } })
   await cp.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'plain' } })
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-prof-'))
+  const dir = tempDir('enlist-prof-')
   const nodeFlags = traceGc ? ['--trace-gc'] : ['--cpu-prof', `--cpu-prof-dir=${dir}`]
   const child = spawn('taskset', ['-c', '0', process.execPath, ...nodeFlags, ENLIST, 'serve', `--kubeconfig=${cp.kubeconfig}`, `--port=${port}`, '--bind-address=127.0.0.1', `--tls-cert=${pki.certFile}`, `--tls-key=${pki.keyFile}`, '--leader-elect=false'], { env: cleanEnv(), stdio: ['ignore', traceGc ? 'pipe' : 'ignore', 'inherit'] })
   const gcLines: string[] = []

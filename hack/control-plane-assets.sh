@@ -73,12 +73,31 @@ apt_install() {
   }
 }
 
-# Source entries mirror the existing deb entries of debian.sources (deb822 form).
+# apt-get source needs a deb-src entry for bookworm main. One the machine already has is
+# used as it is: a second one for the same suite makes apt warn on every run.
+has_deb_src() {
+  local f
+  for f in /etc/apt/sources.list /etc/apt/sources.list.d/*.list /etc/apt/sources.list.d/*.sources; do
+    [[ -f $f && $f != "$1" ]] || continue
+    grep -Eq '^[[:space:]]*deb-src[[:space:]]|^Types:.*\bdeb-src\b' "$f" && return 0
+  done
+  return 1
+}
+
+# Else one is added, mirroring the deb entries of debian.sources (deb822 form).
 ensure_deb_src() {
   local src=/etc/apt/sources.list.d/enlist-deb-src.sources
+  if has_deb_src "$src"; then
+    if [[ -f $src ]]; then
+      say "removing $src: the machine has its own deb-src entries"
+      "${SUDO[@]}" rm -f "$src"
+      "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q >&2
+    fi
+    return 0
+  fi
   [[ -f $src ]] && return 0
   local main=/etc/apt/sources.list.d/debian.sources
-  [[ -f $main ]] || die "no $main to derive a deb-src entry from; add deb-src for bookworm main yourself"
+  [[ -f $main ]] || die "no deb-src entry and no $main to derive one from; add deb-src for bookworm main yourself"
   say "adding deb-src entries ($src)"
   sed -e 's/^Types: deb$/Types: deb-src/' "$main" | "${SUDO[@]}" tee "$src" >/dev/null
   "${SUDO[@]}" apt-get -o DPkg::Lock::Timeout=600 update -q >&2
@@ -107,13 +126,26 @@ rm -f src/vendor/github.com/modern-go/reflect2/go.mod
 
 say "building kube-apiserver, kube-controller-manager, kubectl, kube-scheduler, kubelet, kube-proxy (about ten minutes on 2 cores)"
 mkdir -p home
+# A heartbeat: the Go compiler prints nothing for minutes at a time.
+started=$SECONDS
+(
+  trap 'kill $nap 2>/dev/null; exit 0' TERM
+  while :; do
+    sleep 30 & nap=$!
+    wait $nap
+    say "  still building ($(((SECONDS - started) / 60)) min $(((SECONDS - started) % 60)) s)"
+  done
+) &
+heartbeat=$!
+trap 'kill $heartbeat 2>/dev/null; rm -rf "$WORK"' EXIT
 (
   cd src
   export HOME="$WORK/home" CGO_ENABLED=0 KUBE_GIT_VERSION="v$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
-  # make prints one line per package group; keep it visible as progress
-  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl cmd/kube-scheduler cmd/kubelet cmd/kube-proxy" 2>&1 | sed 's/^/[control-plane]   /' >&2
+  # make prints one line per package group; keep it visible as progress (sed -u: unbuffered)
+  make WHAT="cmd/kube-apiserver cmd/kube-controller-manager cmd/kubectl cmd/kube-scheduler cmd/kubelet cmd/kube-proxy" 2>&1 | sed -u 's/^/[control-plane]   /' >&2
   exit "${PIPESTATUS[0]}"
 )
+kill $heartbeat 2>/dev/null || true
 
 stage="$WORK/out"
 mkdir -p "$stage"

@@ -3,12 +3,22 @@
 # runtime), as listed in hack/packages/*.list: one package per line, # for comments.
 # Each part of the suite owns its list. Idempotent: installed packages are skipped, and
 # `apt-get update` runs only when an install fails for want of it.
+#   hack/test-packages.sh            every list
+#   hack/test-packages.sh node ...   only those lists (the demo needs only the node's)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 say() { printf '[packages] %s\n' "$*" >&2; }
 
+lists=(hack/packages/*.list)
+if (($#)); then
+  lists=()
+  for name in "$@"; do
+    [[ -f hack/packages/$name.list ]] || { say "no list hack/packages/$name.list"; exit 2; }
+    lists+=("hack/packages/$name.list")
+  done
+fi
 wanted=()
-for f in hack/packages/*.list; do
+for f in "${lists[@]}"; do
   [[ -e $f ]] || continue
   while read -r line; do
     line=${line%%#*}

@@ -1,4 +1,4 @@
-// The fixed names of DESIGN.md. Users, manifests and tests depend on every one of them.
+// The fixed names of docs/design.md. Users, manifests and tests depend on every one of them.
 
 export const INJECT_KEY = 'enlist.io/inject'
 export const DEPENDS_ON_ANNOTATION = 'enlist.io/depends-on'

@@ -1,4 +1,4 @@
-// The decision order of DESIGN.md, and nothing else. Every outcome carries a reason,
+// The decision order of docs/design.md, and nothing else. Every outcome carries a reason,
 // which shows in logs, metrics and (for skips the user caused) an admission warning.
 
 import { INJECT_KEY } from '../names.js'

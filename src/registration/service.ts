@@ -10,6 +10,7 @@ import { type Decision, openPodStatus } from '../decision/status.js'
 import { type KubeClient, KubeApiError } from '../kube/client.js'
 import type { EventRecorder } from '../kube/events.js'
 import type { ManagedPods } from '../kube/pods.js'
+import { sleep } from '../lib/backoff.js'
 import { EnlistError, type ErrorCode, errorMessage, TooManyRequests } from '../lib/errors.js'
 import { ConcurrencyLimit } from '../lib/rate-limit.js'
 import type { Metrics } from '../metrics.js'
@@ -97,8 +98,10 @@ export class RegistrationService {
       throw new DependenciesNotReady(missing)
     }
 
-    // The kubelet sets the pod IP before init containers run; the cache may lag behind.
-    if (!pod.status?.podIP) pod = await this.fetchPod(id)
+    // The kubelet knows the pod IP before init containers run, but writes it to the
+    // apiserver asynchronously: on a real node the registrar often asks first. Wait for it
+    // within the request's long-poll, rather than answer 503 and cost a retry (2 s).
+    if (!pod.status?.podIP) pod = await this.podWithIP(id, opts.waitMs, opts.signal)
     if (!pod.status?.podIP) throw new EnlistError('ENLIST_UNAVAILABLE', `pod ${id.namespace}/${id.pod} has no IP yet`, 503)
 
     const cond = registeredCondition(pod)
@@ -211,6 +214,19 @@ export class RegistrationService {
   private checkManaged(pod: V1Pod, id: PodIdentity): V1Pod {
     if (pod.metadata?.labels?.[MANAGED_LABEL] !== 'true') {
       throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} is not managed by enlist (no ${MANAGED_LABEL}=true label)`, 403)
+    }
+    return pod
+  }
+
+  /** The pod once it has an IP: the watch cache looked at every 100 ms for up to `waitMs` (10 s at most), the apiserver asked first and last. */
+  private async podWithIP(id: PodIdentity, waitMs: number, signal?: AbortSignal): Promise<V1Pod> {
+    let pod = await this.fetchPod(id)
+    const deadline = Date.now() + Math.min(waitMs, 10_000)
+    while (!pod.status?.podIP && Date.now() < deadline && !signal?.aborted && !this.shutdown.signal.aborted) {
+      await sleep(100, signal)
+      const cached = this.d.pods.byUid(id.uid)
+      if (cached?.status?.podIP) return cached
+      if (Date.now() >= deadline) pod = await this.fetchPod(id)
     }
     return pod
   }

@@ -1,4 +1,4 @@
-// The registry record (DESIGN.md) and its flat form for the pod annotation: base64 of a
+// The registry record (docs/design.md) and its flat form for the pod annotation: base64 of a
 // JSON array of {"k":..,"v":..} string pairs. Pure.
 
 import type { V1Pod } from '@kubernetes/client-node'

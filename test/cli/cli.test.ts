@@ -1,13 +1,13 @@
 // The `enlist` command as users run it: render, policy validate/schema, errors and exit codes.
 import t from 'tap'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parseAllDocuments } from 'yaml'
 import { CORPUS_DIR, missingItems } from '../helpers/corpus.js'
 import { enlist } from '../helpers/cli.js'
+import { tempDir } from '../helpers/temp.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'enlist-cli-'))
+const dir = tempDir('enlist-cli-')
 const write = (name: string, text: string) => {
   const p = join(dir, name)
   writeFileSync(p, text)

@@ -3,13 +3,13 @@
 // would run it, writing nothing to disk.
 import t from 'tap'
 import { execFileSync, spawnSync } from 'node:child_process'
-import { cpSync, mkdtempSync, readdirSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpSync, readdirSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { cleanEnv } from '../helpers/cli.js'
+import { tempDir } from '../helpers/temp.js'
 
 const REPO = new URL('../../', import.meta.url).pathname
-const app = mkdtempSync(join(tmpdir(), 'enlist-image-'))
+const app = tempDir('enlist-image-')
 for (const f of ['package.json', 'package-lock.json']) cpSync(join(REPO, f), join(app, f))
 cpSync(join(REPO, 'dist'), join(app, 'dist'), { recursive: true })
 execFileSync('npm', ['ci', '--omit=dev', '--ignore-scripts', '--prefer-offline', '--no-audit', '--no-fund'], { cwd: app, stdio: 'ignore', env: cleanEnv() })
@@ -28,7 +28,7 @@ t.test('every command runs from the production install', async (t) => {
   t.match(run(['register', '--help']), { status: 0, stdout: /0 registered, 1 timed out, 2 rejected, 3 misconfigured/ })
   t.match(run(['policy', 'validate', '-'], 'apiVersion: enlist.io/v1alpha1\nkind: Policy\n'), { status: 0, stdout: /valid/ })
   t.match(run(['render', '-f', '-', '--namespace-labels', 'enlist.io/inject=enabled'], 'apiVersion: v1\nkind: Pod\nmetadata: {name: a}\nspec: {containers: [{name: a, image: b}]}\n'), { status: 0, stdout: /enlist-registrar/ })
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-img-certs-'))
+  const dir = tempDir('enlist-img-certs-')
   t.match(run(['certs', '--out-dir', dir, '--overlay', dir]), { status: 0 })
   t.match(run(['register'], ''), { status: 3, stdout: /no registration URL/ }, 'register without its env: misconfigured')
   writeFileSync(join(dir, 'check.mjs'), `import('${join(app, 'dist/discovery/index.js')}').then((m) => console.log(typeof m.watchPeers))`)

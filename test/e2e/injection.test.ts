@@ -29,7 +29,7 @@ t.test('labelled namespace: a Deployment\'s pods carry every item; the Deploymen
       labels: { 'app.kubernetes.io/name': 'checkout-svc' },
     }),
   )
-  t.same(missingItems(pod!), [], 'every item of DESIGN.md')
+  t.same(missingItems(pod!), [], 'every item of docs/design.md')
   const reg = pod!.spec!.initContainers!.find((c) => c.name === 'enlist-registrar')!
   const env = Object.fromEntries((reg.env ?? []).map((e) => [e.name, e.value ?? e.valueFrom?.fieldRef?.fieldPath]))
   const status = JSON.parse(pod!.metadata!.annotations!['enlist.io/status']!) as { decision: unknown; seal: { key: string; mac: string } }

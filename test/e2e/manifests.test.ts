@@ -1,19 +1,19 @@
 // Every manifest a user applies, applied to a real apiserver (server-side dry-run): the
 // base and each certificate overlay. And `make certs` output, as the certs overlay uses it.
 import t from 'tap'
-import { cpSync, existsSync, mkdtempSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { cpSync, existsSync} from 'node:fs'
 import { join } from 'node:path'
 import { parseAllDocuments, stringify } from 'yaml'
 import { enlist } from '../helpers/cli.js'
 import { startControlPlane } from '../harness/control-plane.js'
+import { tempDir } from '../helpers/temp.js'
 
 const REPO = new URL('../../', import.meta.url).pathname
 const cp = await startControlPlane()
 t.teardown(() => cp.stop())
 
 // The overlays are rendered from a copy, so `enlist certs` can write the certs overlay's files.
-const copy = mkdtempSync(join(tmpdir(), 'enlist-manifests-'))
+const copy = tempDir('enlist-manifests-')
 cpSync(join(REPO, 'manifests'), join(copy, 'manifests'), { recursive: true })
 
 const servesPolicyV1 = (await cp.kubectl(['api-versions'])).stdout.split('\n').includes('policy/v1')

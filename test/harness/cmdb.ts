@@ -37,6 +37,7 @@ export interface CmdbRequest {
 export interface Cmdb {
   url: string
   records: Map<string, Record<string, unknown>>
+  /** What it was sent, with when it arrived (Date.now()). */
   requests: CmdbRequest[]
   /** 503 to everything (maintenance). */
   down: boolean
@@ -51,7 +52,8 @@ export interface Cmdb {
   close(): Promise<void>
 }
 
-export async function startCmdb(base = '/api/v1/instances'): Promise<Cmdb> {
+/** `host`: where it listens; pods on a real node reach it on the node's host address. */
+export async function startCmdb(base = '/api/v1/instances', host = '127.0.0.1'): Promise<Cmdb> {
   const cmdb: Cmdb = {
     url: '',
     records: new Map(),
@@ -137,8 +139,8 @@ export async function startCmdb(base = '/api/v1/instances'): Promise<Cmdb> {
     }
   }
 
-  await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  cmdb.url = `http://127.0.0.1:${(server.address() as AddressInfo).port}${base}`
+  await new Promise<void>((r) => server.listen(0, host, r))
+  cmdb.url = `http://${host}:${(server.address() as AddressInfo).port}${base}`
   cmdb.close = () =>
     new Promise<void>((r) => {
       for (const t of timers) clearInterval(t)

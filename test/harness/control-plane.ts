@@ -4,21 +4,23 @@
 
 import { execFile, spawn } from 'node:child_process'
 import { generateKeyPairSync } from 'node:crypto'
-import { mkdtempSync, mkdirSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createCA, issueServing, type IssuedCertificate } from '../../src/certs/x509.js'
 import { KubeClient } from '../../src/kube/client.js'
 import { fromKubeconfigFiles } from '../../src/kube/credentials.js'
-import { freePort, supervise, type Supervised, waitFor } from './processes.js'
+import { freePort, supervise, type Supervised, tempDir, waitFor } from './processes.js'
 
 const REPO = new URL('../../', import.meta.url).pathname
+const KUBELET_CLIENT = 'kube-apiserver-kubelet-client'
 
 export interface ControlPlane {
   dir: string
   assets: string
   server: string
   ca: IssuedCertificate
+  /** The CA's certificate as a file (clients that take a path: the kubelet). */
+  caFile: string
   adminToken: string
   kubeconfig: string
   client: KubeClient
@@ -36,6 +38,20 @@ export interface ControlPlaneOptions {
   keepDir?: boolean
   /** Without kube-controller-manager: no service accounts or pods from controllers (benchmarks). */
   controllerManager?: boolean
+  /** For a real node (test/harness/node.ts) instead of the stand-in's fake node-1. */
+  realNode?: RealNodeOptions
+}
+
+export interface RealNodeOptions {
+  /**
+   * The host's address on the node's link. The apiserver listens and advertises here, so
+   * pods reach it through the `kubernetes` Service (127.0.0.1 is each pod's own loopback).
+   */
+  address: string
+  /** Extra kube-apiserver flags (e.g. shorter default tolerations). */
+  apiserverArgs?: readonly string[]
+  /** Extra kube-controller-manager flags (e.g. a shorter node monitor grace period). */
+  controllerManagerArgs?: readonly string[]
 }
 
 /** The assets directory: ENLIST_ASSETS (the script's answer, passed on), else the script,
@@ -65,8 +81,9 @@ export async function controlPlaneAssets(log?: (line: string) => void): Promise<
 
 export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   const log = opts.log ?? (() => undefined)
+  const node = opts.realNode
   const assets = await controlPlaneAssets(log)
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-cp-'))
+  const dir = tempDir('enlist-cp-')
   const processes: Supervised[] = []
   const stop = async (): Promise<void> => {
     for (const p of [...processes].reverse()) await p.stop('SIGTERM', 5000)
@@ -79,7 +96,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       ca,
       commonName: 'kube-apiserver',
       dnsNames: ['localhost', 'kubernetes', 'kubernetes.default', 'kubernetes.default.svc', 'kubernetes.default.svc.cluster.local'],
-      ipAddresses: ['127.0.0.1', '10.0.0.1'],
+      ipAddresses: ['127.0.0.1', '10.0.0.1', ...(node ? [node.address] : [])],
       validityMs: 24 * 3600_000,
     })
     const sa = generateKeyPairSync('ec', { namedCurve: 'prime256v1' })
@@ -95,6 +112,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     const keyFile = f('apiserver.key', serving.key)
     const saKey = f('sa.key', sa.privateKey.export({ type: 'pkcs8', format: 'pem' }).toString())
     const saPub = f('sa.pub', sa.publicKey.export({ type: 'spki', format: 'pem' }).toString())
+    // The apiserver's client certificate for kubelets (logs, exec), as kubeadm makes it.
+    const kubeletClient = node && (await issueServing({ ca, commonName: KUBELET_CLIENT, dnsNames: [KUBELET_CLIENT], validityMs: 24 * 3600_000, clientAuth: true }))
     const adminToken = `admin-${Math.random().toString(36).slice(2)}${Math.random().toString(36).slice(2)}`
     const tokens = f('tokens.csv', `${adminToken},admin,admin-uid,"system:masters"\n`)
 
@@ -117,10 +136,11 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
 
     // --- kube-apiserver -------------------------------------------------------
     log('starting kube-apiserver')
+    const address = node?.address ?? '127.0.0.1'
     const apiserver = supervise('kube-apiserver', join(assets, 'kube-apiserver'), [
       `--etcd-servers=http://127.0.0.1:${etcdPort}`,
-      '--bind-address=127.0.0.1',
-      '--advertise-address=127.0.0.1',
+      `--bind-address=${address}`,
+      `--advertise-address=${address}`,
       `--secure-port=${apiPort}`,
       `--cert-dir=${join(dir, 'apiserver')}`,
       `--tls-cert-file=${certFile}`,
@@ -134,11 +154,22 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       '--authorization-mode=RBAC',
       '--service-cluster-ip-range=10.0.0.0/24',
       '--allow-privileged=true',
+      ...(node && kubeletClient
+        ? [
+            // the kubelet by its node's InternalIP (node names do not resolve here), as this client
+            '--kubelet-preferred-address-types=InternalIP',
+            `--kubelet-client-certificate=${f('kubelet-client.crt', kubeletClient.cert)}`,
+            `--kubelet-client-key=${f('kubelet-client.key', kubeletClient.key)}`,
+            // webhooks by their Service's endpoints: this host has no kube-proxy, the node has
+            '--enable-aggregator-routing=true',
+            ...(node.apiserverArgs ?? []),
+          ]
+        : []),
       '--v=1',
     ], { logFile: join(dir, 'kube-apiserver.log') })
     processes.push(apiserver)
 
-    const server = `https://127.0.0.1:${apiPort}`
+    const server = `https://${address}:${apiPort}`
     const kubeconfig = join(dir, 'kubeconfig')
     writeFileSync(kubeconfig, kubeconfigYaml(server, ca.cert, adminToken), { mode: 0o600 })
     const client = new KubeClient(await fromKubeconfigFiles([kubeconfig]))
@@ -155,18 +186,33 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       `--service-account-private-key-file=${saKey}`,
       `--root-ca-file=${caFile}`,
       '--leader-elect=false',
-      '--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service',
+      // a real node has a lifecycle: marked lost, its pods evicted
+      node ? '--controllers=*,-nodeipam,-cloud-node-lifecycle,-route,-service' : '--controllers=*,-nodeipam,-nodelifecycle,-cloud-node-lifecycle,-route,-service',
       '--secure-port=0',
       '--port=0',
+      ...(node?.controllerManagerArgs ?? []),
       '--v=1',
     ], { logFile: join(dir, 'kube-controller-manager.log') })
     if (kcm) processes.push(kcm)
+
+    // --- kube-scheduler (a real node takes pods; the stand-in binds them itself) ------
+    if (node) {
+      log('starting kube-scheduler')
+      processes.push(supervise('kube-scheduler', join(assets, 'kube-scheduler'), [
+        `--kubeconfig=${kubeconfig}`,
+        '--leader-elect=false',
+        '--secure-port=0',
+        '--port=0',
+        '--v=1',
+      ], { logFile: join(dir, 'kube-scheduler.log') }))
+    }
 
     const cp: ControlPlane = {
       dir,
       assets,
       server,
       ca,
+      caFile,
       adminToken,
       kubeconfig,
       client,
@@ -192,6 +238,18 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     }
     // The default namespace needs its service account too, and a Node lets DaemonSets make pods.
     if (withKcm) await waitForServiceAccount(client, 'default', 'default')
+    if (node) {
+      // what kubeadm grants the apiserver's kubelet client
+      await client.create('/apis/rbac.authorization.k8s.io/v1/clusterrolebindings', {
+        apiVersion: 'rbac.authorization.k8s.io/v1',
+        kind: 'ClusterRoleBinding',
+        metadata: { name: 'kube-apiserver-kubelet-client' },
+        roleRef: { apiGroup: 'rbac.authorization.k8s.io', kind: 'ClusterRole', name: 'system:kubelet-api-admin' },
+        subjects: [{ apiGroup: 'rbac.authorization.k8s.io', kind: 'User', name: KUBELET_CLIENT }],
+      })
+      log(`control plane ready at ${server}`)
+      return cp
+    }
     await client.create('/api/v1/nodes', { apiVersion: 'v1', kind: 'Node', metadata: { name: 'node-1', labels: { 'kubernetes.io/hostname': 'node-1', 'kubernetes.io/os': 'linux', 'kubernetes.io/arch': 'amd64' } } })
     // What a kubelet would report, so that DaemonSet pods fit on the node.
     const resources = { cpu: '16', memory: '64Gi', pods: '250', 'ephemeral-storage': '100Gi' }

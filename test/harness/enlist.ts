@@ -2,13 +2,14 @@
 // manifests/base (only the webhook's clientConfig points at loopback), and the server
 // running as the enlist ServiceAccount, so RBAC is exercised for real.
 
-import { mkdtempSync, writeFileSync } from 'node:fs'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { parse, parseAllDocuments, stringify } from 'yaml'
 import { cleanEnv, ENLIST } from '../helpers/cli.js'
 import { makePki, request, type TestPki } from '../helpers/https.js'
 import { type ControlPlane, kubeconfigYaml } from './control-plane.js'
 import { freePort, supervise, type Supervised, waitFor } from './processes.js'
+import { tempDir } from '../helpers/temp.js'
 
 const REPO = new URL('../../', import.meta.url).pathname
 
@@ -114,8 +115,7 @@ export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {
   const port = opts.port ?? (await freePort())
   const pki = opts.pki ?? (await makePki())
   if (opts.install !== false) await installManifests(cp, port, pki.ca.cert, { policy: opts.policy, dir: opts.manifests })
-  // inside the control plane's dir: removed with it, whatever ends the test
-  const dir = mkdtempSync(join(cp.dir, 'enlist-srv-'))
+  const dir = tempDir('enlist-srv-')
   const kubeconfig = opts.kubeconfig ?? (await serviceAccountKubeconfig(cp, 'enlist-system', 'enlist', dir, opts.apiserver))
   const args = [
     ENLIST,

@@ -2,12 +2,12 @@
 // report its IP, run the enlist-registrar init container as a process with the env and
 // bound token the kubelet would give it, and compute Ready from the readiness gates.
 
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { V1Container, V1Pod } from '@kubernetes/client-node'
 import { enlist, type Run } from '../helpers/cli.js'
 import type { ControlPlane } from './control-plane.js'
+import { tempDir } from '../helpers/temp.js'
 
 let nextIp = 10
 const podPath = (p: V1Pod) => `/api/v1/namespaces/${p.metadata!.namespace}/pods/${p.metadata!.name}`
@@ -81,11 +81,15 @@ export async function runRegistrar(cp: ControlPlane, pod: V1Pod, opts: { env?: R
   const fresh = await cp.client.get<V1Pod>(podPath(pod))
   const c = fresh.spec?.initContainers?.find((x) => x.name === 'enlist-registrar')
   if (!c) throw new Error(`${fresh.metadata?.name} has no enlist-registrar`)
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-token-'))
+  const dir = tempDir('enlist-token-')
   const tokenFile = join(dir, 'token')
   writeFileSync(tokenFile, opts.token ?? (await boundToken(cp, fresh)))
   const env = { ...resolveEnv(fresh, c), ENLIST_TOKEN_FILE: tokenFile, ...(opts.env ?? {}) }
-  return enlist([...(c.args ?? [])], { env, timeoutMs: opts.timeoutMs ?? 120_000 })
+  try {
+    return await enlist([...(c.args ?? [])], { env, timeoutMs: opts.timeoutMs ?? 120_000 })
+  } finally {
+    rmSync(dir, { recursive: true, force: true }) // a credential: gone as soon as it is used
+  }
 }
 
 /** After the init containers succeeded: containers run; Ready follows the readiness gates. */

@@ -5,6 +5,8 @@ import { type ChildProcess, spawn } from 'node:child_process'
 import { createWriteStream, type WriteStream } from 'node:fs'
 import { createServer } from 'node:net'
 
+export { tempDir } from '../helpers/temp.js'
+
 const live = new Set<ChildProcess>()
 
 function killAll(): void {
@@ -17,10 +19,24 @@ function killAll(): void {
   }
 }
 process.once('exit', killAll)
+const cleanups: Array<() => Promise<void>> = []
+
+/**
+ * Runs `fn` on Ctrl-C (or TERM, HUP) before the supervised processes are killed and this
+ * process exits: an orderly stop (the demo's). Bounded: after a minute, or on a second
+ * Ctrl-C, the process goes anyway (the watchdogs and a node's reaper still clean up).
+ */
+export function onInterrupt(fn: () => Promise<void>): void {
+  cleanups.push(fn)
+}
+
 for (const sig of ['SIGINT', 'SIGTERM', 'SIGHUP'] as const) {
   process.once(sig, () => {
-    killAll()
-    process.exit(130)
+    const limit = setTimeout(() => process.exit(130), 60_000)
+    void Promise.allSettled(cleanups.map((f) => f())).then(() => {
+      clearTimeout(limit)
+      process.exit(130) // the exit handlers kill what is left and remove the temp dirs
+    })
   })
 }
 
@@ -82,8 +98,15 @@ export function supervise(name: string, cmd: string, args: readonly string[], op
     lines,
     async stop(signal = 'SIGTERM', graceMs = 10_000) {
       if (child.exitCode !== null || child.signalCode !== null) return exited
-      // The watchdog forwards TERM to the real process and waits for it.
-      child.kill(signal)
+      // The watchdog forwards TERM to the real process and waits for it; KILL cannot be
+      // forwarded (it would kill the watchdog alone), so it goes to the whole group.
+      if (signal === 'SIGKILL') {
+        try {
+          process.kill(-child.pid!, 'SIGKILL')
+        } catch {
+          // gone
+        }
+      } else child.kill(signal)
       const timer = setTimeout(() => {
         try {
           process.kill(-child.pid!, 'SIGKILL')

@@ -1,15 +1,13 @@
 // The shared corpus of real-world workloads, and the checks every injected pod must pass.
 
-import { existsSync, readdirSync, readFileSync } from 'node:fs'
+import { readdirSync, readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { V1PodTemplateSpec } from '@kubernetes/client-node'
 import { parse } from 'yaml'
 
-const SHARED = new URL('../../../shared/corpus/kubernetes-examples/', import.meta.url).pathname
 export const VENDORED = new URL('../fixtures/kubernetes-examples/', import.meta.url).pathname
-/** ENLIST_CORPUS, else the shared corpus beside the repository, else the copy in test/fixtures. */
-export const CORPUS_DIR = process.env.ENLIST_CORPUS || (existsSync(SHARED) ? SHARED : VENDORED)
-export const SHARED_CORPUS = existsSync(SHARED) ? SHARED : undefined
+/** The corpus in test/fixtures, or the directory ENLIST_CORPUS names (a larger one of your own). */
+export const CORPUS_DIR = process.env.ENLIST_CORPUS || VENDORED
 
 export interface CorpusEntry {
   file: string
@@ -34,7 +32,7 @@ export function templateOf(obj: { kind: string; spec?: unknown }): V1PodTemplate
   return spec.template!
 }
 
-/** Problems with an injected pod (or template): what DESIGN.md says every one carries. */
+/** Problems with an injected pod (or template): what docs/design.md says every one carries. */
 export function missingItems(p: V1PodTemplateSpec, opts: { readinessGate?: boolean } = {}): string[] {
   const problems: string[] = []
   const spec = p.spec!

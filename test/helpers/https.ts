@@ -4,10 +4,10 @@
 import { X509Certificate } from 'node:crypto'
 import https from 'node:https'
 import type { TLSSocket } from 'node:tls'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createCA, issueServing, type IssuedCertificate } from '../../src/certs/x509.js'
+import { tempDir } from './temp.js'
 
 export interface Response {
   status: number
@@ -59,7 +59,7 @@ export interface TestPki {
 }
 
 export async function makePki(opts: { validityMs?: number } = {}): Promise<TestPki> {
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-pki-'))
+  const dir = tempDir('enlist-pki-')
   const ca = await createCA({ commonName: 'enlist-test-ca', validityMs: 24 * 3600_000 })
   const issue = () =>
     issueServing({ ca, commonName: 'enlist', dnsNames: ['localhost', 'enlist.enlist-system.svc'], ipAddresses: ['127.0.0.1'], validityMs: opts.validityMs ?? 3600_000 })

@@ -1,14 +1,14 @@
 // Credentials: kubeconfig variants, merging, relative paths, in-cluster, and the hand-off
 // to client-node for exec plugins.
 import t from 'tap'
-import { mkdtempSync, mkdirSync, writeFileSync } from 'node:fs'
+import { mkdirSync, writeFileSync } from 'node:fs'
 import type { IncomingMessage } from 'node:http'
 import type { Duplex } from 'node:stream'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { fromKubeconfigFiles, inClusterCredentials, loadCredentials } from '../../src/kube/credentials.js'
+import { tempDir } from '../helpers/temp.js'
 
-const dir = mkdtempSync(join(tmpdir(), 'enlist-kc-'))
+const dir = tempDir('enlist-kc-')
 const b64 = (s: string) => Buffer.from(s).toString('base64')
 const write = (name: string, text: string) => {
   const p = join(dir, name)
@@ -73,7 +73,7 @@ t.test('errors say which file and what is missing', async (t) => {
 })
 
 t.test('in-cluster: the service account, the service host', async (t) => {
-  const sa = mkdtempSync(join(tmpdir(), 'enlist-sa-'))
+  const sa = tempDir('enlist-sa-')
   writeFileSync(join(sa, 'token'), 'sa-token')
   writeFileSync(join(sa, 'ca.crt'), 'CLUSTER CA')
   const c = inClusterCredentials(sa, { KUBERNETES_SERVICE_HOST: '10.96.0.1', KUBERNETES_SERVICE_PORT: '443' })

@@ -1,4 +1,4 @@
-// The decision order of DESIGN.md, row by row, and the precedence between rows.
+// The decision order of docs/design.md, row by row, and the precedence between rows.
 import t from 'tap'
 import { decide, type DecisionInput } from '../../src/admission/decide.js'
 import { makePolicy } from '../helpers/fixtures.js'

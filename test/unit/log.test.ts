@@ -1,8 +1,8 @@
 import t from 'tap'
-import { mkdtempSync, readFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { readFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { createLogger, isoTime } from '../../src/log.js'
+import { tempDir } from '../helpers/temp.js'
 
 t.test('isoTime is pino\'s ISO time field, formatted once per millisecond', async (t) => {
   const a = isoTime()
@@ -16,7 +16,7 @@ t.test('isoTime is pino\'s ISO time field, formatted once per millisecond', asyn
 })
 
 t.test('a log line is JSON with ISO time, the level as a word, pid and fields', async (t) => {
-  const file = join(mkdtempSync(join(tmpdir(), 'enlist-log-')), 'log.ndjson')
+  const file = join(tempDir('enlist-log-'), 'log.ndjson')
   const log = createLogger('info', file)
   log.info({ uid: 'u1', decision: 'skipped' }, 'admission')
   log.debug('not at info')

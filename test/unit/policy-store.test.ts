@@ -1,11 +1,11 @@
 // The policy store only ever swaps in valid policies; the file source follows edits live.
 import t from 'tap'
-import { mkdtempSync, writeFileSync, renameSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync, renameSync } from 'node:fs'
 import { join } from 'node:path'
 import { silentLogger } from '../../src/log.js'
 import { createMetrics } from '../../src/metrics.js'
 import { FilePolicySource, PolicyStore } from '../../src/policy/source.js'
+import { tempDir } from '../helpers/temp.js'
 
 const HEADER = 'apiVersion: enlist.io/v1alpha1\nkind: Policy\n'
 
@@ -55,7 +55,7 @@ t.test('with no policy yet, the error says why', async (t) => {
 })
 
 t.test('the file source follows edits within 2 s, and ignores bad ones', async (t) => {
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-policy-'))
+  const dir = tempDir('enlist-policy-')
   const file = join(dir, 'policy.yaml')
   writeFileSync(file, HEADER)
   const metrics = createMetrics({ defaultMetrics: false })

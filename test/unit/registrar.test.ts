@@ -2,11 +2,11 @@
 import t from 'tap'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { EXIT_REGISTERED, EXIT_REJECTED, EXIT_TIMED_OUT, register } from '../../src/registrar/registrar.js'
 import { makePki } from '../helpers/https.js'
+import { tempDir } from '../helpers/temp.js'
 
 type Step = { status: number; body?: unknown; delayMs?: number; headers?: Record<string, string> }
 
@@ -23,7 +23,7 @@ async function scripted(steps: Step[]) {
     }, step.delayMs ?? 0)
   })
   await new Promise<void>((r) => server.listen(0, '127.0.0.1', r))
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-reg-'))
+  const dir = tempDir('enlist-reg-')
   writeFileSync(join(dir, 'token'), 'tok-1\n')
   return {
     url: `https://127.0.0.1:${(server.address() as AddressInfo).port}/v1/registrations`,
@@ -104,7 +104,7 @@ t.test('a missing token file is retried (the kubelet may not have written it yet
   const s = await scripted([{ status: 200, body: { record: {} } }])
   t.teardown(s.close)
   const logs: Array<Record<string, unknown>> = []
-  const file = join(mkdtempSync(join(tmpdir(), 'enlist-tok-')), 'token')
+  const file = join(tempDir('enlist-tok-'), 'token')
   setTimeout(() => writeFileSync(file, 'late'), 300)
   const code = await register({ url: s.url, ca: s.ca, tokenFile: file, timeoutMs: 5000, log: (l) => logs.push(l), backoff: { initialMs: 50, maxMs: 100 } })
   t.equal(code, EXIT_REGISTERED)
