@@ -171,6 +171,46 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    apiRequests: new Counter({
+      name: 'enlist_apiserver_requests_total',
+      help: 'Requests to the kube-apiserver by verb (GET, LIST, WATCH, POST, ...), resource and status code (<error>: no answer).',
+      labelNames: ['verb', 'resource', 'code'] as const,
+      registers: [registry],
+    }),
+    apiWarnings: new Counter({
+      name: 'enlist_apiserver_warnings_total',
+      help: 'Warning headers the kube-apiserver sent (each distinct text is logged once).',
+      registers: [registry],
+    }),
+    reflectorBackoff: new Gauge({
+      name: 'enlist_reflector_backoff_seconds',
+      help: 'How long each watch cache waits before its next list/watch attempt; 0 while healthy.',
+      labelNames: ['reflector'] as const,
+      registers: [registry],
+    }),
+    reflectorFailures: new Counter({
+      name: 'enlist_reflector_failures_total',
+      help: 'Watch cache list/watch failures by reason (expired, throttled, refused, short_watch, error).',
+      labelNames: ['reflector', 'reason'] as const,
+      registers: [registry],
+    }),
+    reflectorLists: new Counter({
+      name: 'enlist_reflector_lists_total',
+      help: 'Full lists each watch cache made (its first, and relists after failures).',
+      labelNames: ['reflector'] as const,
+      registers: [registry],
+    }),
+    sweepFailures: new Counter({
+      name: 'enlist_registry_sweep_failures_total',
+      help: 'Sweep steps that failed and were skipped until the next sweep, by backend and operation (list, deregister, register, check).',
+      labelNames: ['backend', 'op'] as const,
+      registers: [registry],
+    }),
+    leaderRenewFailures: new Counter({
+      name: 'enlist_leader_renew_failures_total',
+      help: 'Lease renewals (or acquisitions) that failed or timed out.',
+      registers: [registry],
+    }),
     backendHealthy: new Gauge({
       name: 'enlist_backend_healthy',
       help: 'Registry backends: 1 while the backend can serve, 0 while it reports a problem (see /readyz?verbose).',

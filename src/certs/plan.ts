@@ -11,6 +11,7 @@
 // verify the server.
 
 import { X509Certificate } from 'node:crypto'
+import { ipKey } from '../lib/ip.js'
 
 export interface CertState {
   /** The CA that signs serving certificates now. */
@@ -81,10 +82,28 @@ function servingProblem(s: CertState, now: number, p: CertPolicy): string | unde
   if (cross && !chain.slice(1).some((c) => same(c, cross))) return 'the serving chain lacks the cross-certificate from the previous CA'
   if (chain.slice(1).some((c) => !valid(c, now))) return 'the serving chain holds an expired cross-certificate'
   if (now >= renewAt(s.serving.cert, p.servingValidityMs)) return 'the serving certificate is due for renewal'
-  const sans = x.subjectAltName ?? ''
-  for (const n of p.dnsNames) if (!sans.includes(`DNS:${n}`)) return `the serving certificate lacks DNS name ${n}`
-  for (const ip of p.ipAddresses) if (!sans.includes(`IP Address:${ip}`)) return `the serving certificate lacks IP ${ip}`
+  const { dns, ips } = subjectAltNames(x)
+  for (const n of p.dnsNames) if (!dns.has(n.toLowerCase())) return `the serving certificate lacks DNS name ${n}`
+  for (const ip of p.ipAddresses) if (!ips.has(ipKey(ip))) return `the serving certificate lacks IP ${ip}`
   return undefined
+}
+
+/** The certificate's DNS names (lowercase) and IP addresses (as ipKey), parsed from
+ *  OpenSSL's text ("DNS:a, IP Address:FD00:0:0:0:0:0:0:1"): never compared as text. */
+export function subjectAltNames(x: X509Certificate): { dns: Set<string>; ips: Set<string> } {
+  const dns = new Set<string>()
+  const ips = new Set<string>()
+  for (const part of (x.subjectAltName ?? '').split(/,\s*/)) {
+    if (part.startsWith('DNS:')) dns.add(part.slice(4).toLowerCase())
+    else if (part.startsWith('IP Address:')) {
+      try {
+        ips.add(ipKey(part.slice('IP Address:'.length)))
+      } catch {
+        // not an address we could have asked for
+      }
+    }
+  }
+  return { dns, ips }
 }
 
 function valid(pem: string, now: number): boolean {

@@ -5,7 +5,7 @@
 import { X509Certificate } from 'node:crypto'
 import type { V1Secret } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
-import { type KubeClient, KubeApiError, PatchType } from '../kube/client.js'
+import { type CallOptions, type KubeClient, KubeApiError, PatchType } from '../kube/client.js'
 import { Reflector } from '../kube/reflector.js'
 import { sleep } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
@@ -58,22 +58,28 @@ export interface SelfManagedOptions {
   metrics: Metrics
 }
 
-/** The leader's side: create, renew and publish. */
+/** The leader's side: create, renew and publish. Started and stopped with leadership,
+ *  as often as it comes and goes; a stop abandons the apiserver calls in flight. */
 export class CertificateAuthority {
-  private readonly abort = new AbortController()
+  private abort = new AbortController()
   private loop: Promise<void> | undefined
 
   constructor(private readonly o: SelfManagedOptions) {}
 
-  start(): void {
-    this.loop ??= (async () => {
-      while (!this.abort.signal.aborted) {
+  start(signal?: AbortSignal): void {
+    if (this.loop) return
+    const abort = new AbortController()
+    this.abort = abort
+    signal?.addEventListener('abort', () => abort.abort(), { once: true })
+    this.loop = (async () => {
+      while (!abort.signal.aborted) {
         try {
-          await this.reconcile()
+          await this.reconcile(abort.signal)
         } catch (err) {
+          if (abort.signal.aborted) break
           this.o.log.error({ err: errorMessage(err) }, 'self-managed certificates: reconcile failed; retrying')
         }
-        await sleep(this.o.intervalMs, this.abort.signal)
+        await sleep(this.o.intervalMs, abort.signal)
       }
     })()
   }
@@ -88,8 +94,9 @@ export class CertificateAuthority {
     return `/api/v1/namespaces/${this.o.namespace}/secrets/${this.o.secretName}`
   }
 
-  async reconcile(): Promise<void> {
-    let secret = await this.o.client.get<V1Secret>(this.secretPath).catch((err: unknown) => {
+  async reconcile(signal?: AbortSignal): Promise<void> {
+    const opts = { signal }
+    let secret = await this.o.client.get<V1Secret>(this.secretPath, undefined, opts).catch((err: unknown) => {
       if (err instanceof KubeApiError && err.notFound) return undefined
       throw err
     })
@@ -99,11 +106,11 @@ export class CertificateAuthority {
       if (!action) break
       this.o.log.info({ action: action.kind, reason: action.reason }, 'self-managed certificates')
       state = await this.apply(action, state)
-      secret = await this.write(secret, state, action)
+      secret = await this.write(secret, state, action, opts)
       // publish every trust change before any serving certificate can depend on it
-      await this.publishBundle(state.bundle)
+      await this.publishBundle(state.bundle, opts)
     }
-    await this.publishBundle(state.bundle)
+    await this.publishBundle(state.bundle, opts)
     if (state.signing) this.o.metrics.tls.caNotAfter = new Date(new X509Certificate(state.signing.cert).validTo)
   }
 
@@ -135,7 +142,7 @@ export class CertificateAuthority {
     }
   }
 
-  private async write(prev: V1Secret | undefined, s: CertState, a: CertAction): Promise<V1Secret> {
+  private async write(prev: V1Secret | undefined, s: CertState, a: CertAction, opts: CallOptions): Promise<V1Secret> {
     const annotations = { ...(prev?.metadata?.annotations ?? {}) }
     if (s.next) annotations[PUBLISHED_AT] = new Date(s.next.publishedAt).toISOString()
     else delete annotations[PUBLISHED_AT]
@@ -155,23 +162,23 @@ export class CertificateAuthority {
     }
     // Optimistic concurrency: a conflict means another writer; the next tick starts over.
     const saved = prev
-      ? await this.o.client.replace<V1Secret>(this.secretPath, body)
-      : await this.o.client.create<V1Secret>(`/api/v1/namespaces/${this.o.namespace}/secrets`, body)
+      ? await this.o.client.replace<V1Secret>(this.secretPath, body, opts)
+      : await this.o.client.create<V1Secret>(`/api/v1/namespaces/${this.o.namespace}/secrets`, body, undefined, opts)
     this.o.log.info({ secret: `${this.o.namespace}/${this.o.secretName}`, action: a.kind }, 'self-managed certificates: Secret updated')
     return saved
   }
 
-  private async publishBundle(bundle: string[]): Promise<void> {
+  private async publishBundle(bundle: string[], opts: CallOptions = {}): Promise<void> {
     const want = Buffer.from(bundle.join('')).toString('base64')
     const path = `/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/${this.o.webhookConfiguration}`
-    const cfg = await this.o.client.get<{ webhooks?: Array<{ name: string; clientConfig?: { caBundle?: string } }> }>(path)
+    const cfg = await this.o.client.get<{ webhooks?: Array<{ name: string; clientConfig?: { caBundle?: string } }> }>(path, undefined, opts)
     const ops: unknown[] = []
     ;(cfg.webhooks ?? []).forEach((w, i) => {
       if (w.clientConfig?.caBundle === want) return
       ops.push({ op: 'test', path: `/webhooks/${i}/name`, value: w.name }, { op: 'add', path: `/webhooks/${i}/clientConfig/caBundle`, value: want })
     })
     if (ops.length === 0) return
-    await this.o.client.patch(path, ops, PatchType.json)
+    await this.o.client.patch(path, ops, PatchType.json, undefined, opts)
     this.o.log.info({ webhookConfiguration: this.o.webhookConfiguration, cas: bundle.length }, 'self-managed certificates: caBundle published')
   }
 }

@@ -2,7 +2,7 @@
 // can parse X.509 but not write it). Used by `enlist certs`, self-managed mode and tests.
 
 import { createPrivateKey, randomBytes, webcrypto, X509Certificate } from 'node:crypto'
-import { isIP } from 'node:net'
+import { ipBytes as ipOctets } from '../lib/ip.js'
 import * as asn1js from 'asn1js'
 import * as pkijs from 'pkijs'
 
@@ -188,22 +188,8 @@ function commonNameOf(cert: pkijs.Certificate): string {
 }
 
 function ipBytes(ip: string): ArrayBuffer {
-  const v = isIP(ip)
-  if (v === 4) return new Uint8Array(ip.split('.').map(Number)).buffer
-  if (v === 6) {
-    const [head, tail] = ip.split('::') as [string, string | undefined]
-    const h = head ? head.split(':') : []
-    const t = tail ? tail.split(':') : []
-    const groups = [...h, ...Array<string>(8 - h.length - t.length).fill('0'), ...t]
-    const out = new Uint8Array(16)
-    groups.forEach((g, i) => {
-      const n = parseInt(g || '0', 16)
-      out[i * 2] = n >> 8
-      out[i * 2 + 1] = n & 0xff
-    })
-    return out.buffer
-  }
-  throw new Error(`not an IP address: ${ip}`)
+  const b = ipOctets(ip)
+  return b.buffer.slice(b.byteOffset, b.byteOffset + b.byteLength) as ArrayBuffer
 }
 
 function toPem(label: string, der: Buffer): string {

@@ -1,6 +1,8 @@
 // Declarative flags: every flag may also come from an environment variable, is parsed
 // and validated before anything starts, and names itself and the accepted form on error.
 
+import { accessSync, constants } from 'node:fs'
+import { readFile } from 'node:fs/promises'
 import { OptionError } from '../lib/errors.js'
 import { parseBytes, parseDuration } from '../lib/units.js'
 
@@ -52,7 +54,8 @@ export function parseFlags<S extends FlagSpecs>(specs: S, argv: readonly string[
     const spec = specs[name]
     if (!spec) throw new OptionError(`unknown flag --${name}; see --help`)
     if (value === undefined) {
-      if (spec.kind === 'bool') value = 'true'
+      // `--leader-elect false` means what it says, not --leader-elect and an argument "false"
+      if (spec.kind === 'bool') value = argv[i + 1] === 'true' || argv[i + 1] === 'false' ? argv[++i]! : 'true'
       else {
         value = argv[++i]
         if (value === undefined) throw new OptionError(`flag --${name} needs a value: ${spec.help}`)
@@ -123,4 +126,36 @@ export function helpText(command: string, summary: string, specs: FlagSpecs): st
     lines.push(`${flag.padEnd(34)} ${s.help}${extra ? ` (${extra})` : ''}`)
   }
   return lines.join('\n')
+}
+
+function fileProblem(err: unknown): string {
+  const code = (err as NodeJS.ErrnoException).code
+  if (code === 'ENOENT') return 'no such file'
+  if (code === 'EACCES' || code === 'EPERM') return 'permission denied'
+  if (code === 'EISDIR') return 'is a directory, not a file'
+  return (err as Error).message
+}
+
+/** A file named on the command line (`-`: stdin). One that cannot be read is a usage
+ *  error (exit 2), whichever command and flag named it. */
+export async function readInput(file: string, what: string): Promise<string> {
+  if (file === '-') {
+    const chunks: Buffer[] = []
+    for await (const c of process.stdin) chunks.push(c as Buffer)
+    return Buffer.concat(chunks).toString('utf8')
+  }
+  try {
+    return await readFile(file, 'utf8')
+  } catch (err) {
+    throw new OptionError(`${what}: cannot read ${file}: ${fileProblem(err)}`)
+  }
+}
+
+/** Fails fast (exit 2) when a file a flag names cannot be read now. */
+export function requireReadable(file: string, what: string): void {
+  try {
+    accessSync(file, constants.R_OK)
+  } catch (err) {
+    throw new OptionError(`${what}: cannot read ${file}: ${fileProblem(err)}`)
+  }
 }

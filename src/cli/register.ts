@@ -1,7 +1,6 @@
 // `enlist register`: flags default to the env the webhook injects into enlist-registrar.
 
 import { readFileSync, writeSync } from 'node:fs'
-import { OptionError } from '../lib/errors.js'
 import { ENV_CA_BUNDLE, ENV_REGISTRATION_URL, ENV_TIMEOUT_SECONDS, ENV_TOKEN_FILE, TOKEN_MOUNT_PATH } from '../names.js'
 import { EXIT_MISCONFIGURED, register } from '../registrar/registrar.js'
 import { type FlagSpecs, helpText, parseFlags } from './flags.js'
@@ -35,13 +34,26 @@ export async function registerCommand(argv: readonly string[]): Promise<number> 
     log({ level: 'error', msg: `no registration URL: set ${ENV_REGISTRATION_URL} or --url` })
     return EXIT_MISCONFIGURED
   }
+  // The registrar's own exit codes: a configuration it cannot use is 3 (misconfigured),
+  // never 2, which tells the kubelet's user "rejected by enlist".
+  const misconfigured = (msg: string): number => {
+    log({ level: 'error', msg })
+    return EXIT_MISCONFIGURED
+  }
   let url: URL
   try {
     url = new URL(o.url)
   } catch {
-    throw new OptionError(`--url: ${JSON.stringify(o.url)} is not a URL`)
+    return misconfigured(`--url: ${JSON.stringify(o.url)} is not a URL`)
   }
-  if (url.protocol !== 'https:') throw new OptionError(`--url: ${JSON.stringify(o.url)} must be https (the token is a credential)`)
-  const ca = o['ca-file'] ? readFileSync(o['ca-file'], 'utf8') : (process.env[ENV_CA_BUNDLE] ?? '')
+  if (url.protocol !== 'https:') return misconfigured(`--url: ${JSON.stringify(o.url)} must be https (the token is a credential)`)
+  let ca = process.env[ENV_CA_BUNDLE] ?? ''
+  if (o['ca-file']) {
+    try {
+      ca = readFileSync(o['ca-file'], 'utf8')
+    } catch (err) {
+      return misconfigured(`--ca-file: cannot read ${o['ca-file']}: ${(err as NodeJS.ErrnoException).code === 'ENOENT' ? 'no such file' : (err as Error).message}`)
+    }
+  }
   return register({ url: url.href, ca, tokenFile: o['token-file'], timeoutMs: o.timeout, log })
 }

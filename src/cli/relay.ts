@@ -6,6 +6,7 @@ import { join } from 'node:path'
 import { OptionError, errorMessage } from '../lib/errors.js'
 import { createLogger } from '../log.js'
 import { INSTALL_NAMESPACE } from '../names.js'
+import { backendUrlErrors } from '../policy/backends/http.js'
 import { type FlagSpecs, helpText, type Parsed, parseFlags } from './flags.js'
 
 export const relayFlags = {
@@ -17,7 +18,9 @@ export const relayFlags = {
     default: '/etc/enlist/relay/credentials',
     help: 'a mounted Secret: user/password, token or creds (nats), username/password (amqp), ca.crt, tls.crt, tls.key; read on every connect',
   },
-  'cmdb-url': { kind: 'string', env: 'ENLIST_RELAY_CMDB_URL', help: 'the CMDB: PUT {url}/{uid}, DELETE {url}/{uid}, GET {url} (required)' },
+  'cmdb-url': { kind: 'string', env: 'ENLIST_RELAY_CMDB_URL', help: 'the CMDB: PUT {url}/{uid}, DELETE {url}/{uid}, GET {url}; https, no credentials (required)' },
+  'cmdb-allow-insecure-http': { kind: 'bool', env: 'ENLIST_RELAY_CMDB_ALLOW_INSECURE_HTTP', default: 'false', help: 'accept an http:// --cmdb-url (records and headers cross the network in clear)' },
+  'cmdb-max-response-size': { kind: 'bytes', env: 'ENLIST_RELAY_CMDB_MAX_RESPONSE_SIZE', default: '16Mi', min: 1024, help: 'the largest CMDB answer (one list page) accepted' },
   'cmdb-headers-dir': { kind: 'string', env: 'ENLIST_RELAY_CMDB_HEADERS_DIR', default: '/etc/enlist/relay/cmdb-headers', help: 'a mounted Secret: each file a header name, its content the value' },
   'cmdb-ca': { kind: 'string', env: 'ENLIST_RELAY_CMDB_CA', help: 'PEM file to verify the CMDB (default: the system roots)' },
   'cmdb-timeout': { kind: 'duration', env: 'ENLIST_RELAY_CMDB_TIMEOUT', default: '5s', min: 100, max: 60_000, help: 'per CMDB request' },
@@ -61,12 +64,10 @@ export function validateRelayOptions(o: RelayFlags): asserts o is RelayFlags & {
     if (u.username || u.password) throw new OptionError('--url must not hold credentials; put them in --credentials-dir')
   }
   if (!o['cmdb-url']) throw new OptionError('--cmdb-url is required: the CMDB to apply events to')
-  try {
-    const u = new URL(o['cmdb-url'])
-    if (u.protocol !== 'http:' && u.protocol !== 'https:') throw new Error()
-  } catch {
-    throw new OptionError(`--cmdb-url: ${JSON.stringify(o['cmdb-url'])} is invalid; accepted: an http(s) URL`)
-  }
+  // the same rules as the http backend's url in the policy; never echo a URL that may hold a password
+  const problems: string[] = []
+  backendUrlErrors({ url: o['cmdb-url'], allowInsecureHTTP: o['cmdb-allow-insecure-http'] }, '--cmdb-url', (_at, m) => problems.push(m))
+  if (problems.length > 0) throw new OptionError(`--cmdb-url ${problems.join('; ').replace('allowInsecureHTTP: true', '--cmdb-allow-insecure-http')}`)
   for (const f of ['stream', 'consumer', 'bucket', 'tombstone-bucket'] as const) {
     if (!NAME.test(o[f])) throw new OptionError(`--${f}: ${JSON.stringify(o[f])} is invalid; accepted: letters, digits, '-' and '_'`)
   }
@@ -111,7 +112,10 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
       name: 'cmdb',
       type: 'http',
       url: o['cmdb-url'],
+      allowInsecureHTTP: o['cmdb-allow-insecure-http'],
       timeoutSeconds: o['cmdb-timeout'] / 1000,
+      maxResponseBytes: o['cmdb-max-response-size'],
+      maxListPages: 1000,
       caBundle: o['cmdb-ca'] ? await readFile(o['cmdb-ca'], 'utf8') : '',
       headersFromSecret: '',
       retry: { initialDelayMs: 200, maxDelayMs: 30_000 },
@@ -123,6 +127,7 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
       for (const [k, v] of Object.entries(await readSecretDir(o['cmdb-headers-dir']))) h[k] = v.trim()
       return h
     },
+    log,
   )
   const credentialsDir = o['credentials-dir']
   let source

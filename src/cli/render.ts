@@ -1,14 +1,12 @@
 // `enlist render -f FILE`: what enlist would inject, without a cluster (for GitOps CI).
 
-import { readFile } from 'node:fs/promises'
 import { parseAllDocuments, stringify } from 'yaml'
 import { parseKubeVersion } from '../admission/settings.js'
-import { errorMessage, OptionError } from '../lib/errors.js'
+import { OptionError } from '../lib/errors.js'
 import { isQualifiedName, isLabelValue } from '../lib/validation.js'
 import { defaultPolicy, loadPolicy } from '../policy/load.js'
 import { renderDocuments } from '../render/render.js'
-import { type FlagSpecs, helpText, parseFlags } from './flags.js'
-import { readStdin } from './policy.js'
+import { type FlagSpecs, helpText, parseFlags, readInput } from './flags.js'
 
 const renderFlags = {
   filename: { kind: 'string', short: 'f', help: 'manifest file (multi-document YAML), or - for stdin' },
@@ -26,21 +24,21 @@ export async function renderCommand(argv: readonly string[]): Promise<number> {
     console.log(helpText('render -f FILE [flags]', 'Print the manifest with enlist injected into every pod template.', renderFlags))
     return 0
   }
+  if (o._.length > 0) throw new OptionError(`unexpected argument ${JSON.stringify(o._[0])}: name the manifest with -f FILE`)
   if (!o.filename) throw new OptionError('render needs -f FILE (or -f - for stdin)')
   const labels: Record<string, string> = {}
   for (const kv of o['namespace-labels'] ?? []) {
     const eq = kv.indexOf('=')
-    const k = eq === -1 ? kv : kv.slice(0, eq)
-    const v = eq === -1 ? '' : kv.slice(eq + 1)
-    if (!isQualifiedName(k) || !isLabelValue(v)) throw new OptionError(`--namespace-labels: ${JSON.stringify(kv)} is invalid; accepted: key=value pairs separated by commas`)
-    labels[k] = v
+    // a bare key is a mistake, not a label with an empty value: say so
+    if (eq === -1 || !isQualifiedName(kv.slice(0, eq)) || !isLabelValue(kv.slice(eq + 1))) {
+      throw new OptionError(`--namespace-labels: ${JSON.stringify(kv)} is invalid; accepted: key=value pairs separated by commas (key= for an empty value)`)
+    }
+    labels[kv.slice(0, eq)] = kv.slice(eq + 1)
   }
 
-  const policy = o.policy ? loadPolicy(await readFile(o.policy, 'utf8'), o.policy) : defaultPolicy()
-  const caBundle = o['ca-bundle'] ? await readFile(o['ca-bundle'], 'utf8') : ''
-  const text = o.filename === '-' ? await readStdin() : await readFile(o.filename, 'utf8').catch((err: unknown) => {
-    throw new OptionError(`cannot read ${o.filename}: ${errorMessage(err)}`)
-  })
+  const policy = o.policy ? loadPolicy(await readInput(o.policy, '--policy'), o.policy) : defaultPolicy()
+  const caBundle = o['ca-bundle'] ? await readInput(o['ca-bundle'], '--ca-bundle') : ''
+  const text = await readInput(o.filename, '-f')
 
   const parsed = parseAllDocuments(text)
   const docs: unknown[] = []

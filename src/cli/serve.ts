@@ -3,6 +3,7 @@
 // the manager, and maps SIGTERM to a draining stop.
 
 import { randomBytes } from 'node:crypto'
+import { isIP } from 'node:net'
 import { hostname } from 'node:os'
 import { type KubeVersion, parseKubeVersion } from '../admission/settings.js'
 import type { CertificateAuthority } from '../certs/self-managed.js'
@@ -32,7 +33,7 @@ import { buildServer, closeGracefully, type EnlistServer } from '../server/app.j
 import { Readiness } from '../server/readiness.js'
 import { registrationRoutes } from '../server/routes/registrations.js'
 import { CertificateFiles, type CertificateProvider } from '../server/tls.js'
-import { type FlagSpecs, helpText, type Parsed, parseFlags } from './flags.js'
+import { type FlagSpecs, helpText, type Parsed, parseFlags, requireReadable } from './flags.js'
 
 export const serveFlags = {
   port: { kind: 'int', env: 'ENLIST_PORT', default: '8443', min: 1, max: 65535, help: 'HTTPS port for every endpoint' },
@@ -57,6 +58,15 @@ export const serveFlags = {
     help: 'policy ConfigMap as namespace/name, watched (key policy.yaml)',
   },
   kubeconfig: { kind: 'string', help: 'kubeconfig file (default: $KUBECONFIG, ~/.kube/config, or in-cluster)' },
+  'api-request-timeout': {
+    kind: 'duration',
+    env: 'ENLIST_API_REQUEST_TIMEOUT',
+    default: '30s',
+    min: 100,
+    max: 600_000,
+    help: 'each apiserver request but a watch (TokenReview, pod reads, list pages, writes) completes within this, answer included',
+  },
+  'api-max-response-size': { kind: 'bytes', env: 'ENLIST_API_MAX_RESPONSE_SIZE', default: '64Mi', min: 65536, help: 'the largest apiserver answer (a list page) or watch event accepted' },
   'kube-version': { kind: 'string', env: 'ENLIST_KUBE_VERSION', help: 'target Kubernetes version, e.g. 1.30 (default: ask the apiserver)' },
   'body-limit': {
     kind: 'bytes',
@@ -88,7 +98,7 @@ export const serveFlags = {
   },
   'shutdown-delay': { kind: 'duration', env: 'ENLIST_SHUTDOWN_DELAY', default: '0s', help: 'on SIGTERM, keep serving this long while not ready' },
   'namespace-wait': { kind: 'duration', env: 'ENLIST_NAMESPACE_WAIT', default: '1s', max: 10_000, help: 'wait this long for a namespace the cache has not seen' },
-  'leader-elect': { kind: 'bool', env: 'ENLIST_LEADER_ELECT', default: 'true', help: 'run the controller only on the replica holding the lease' },
+  'leader-elect': { kind: 'bool', env: 'ENLIST_LEADER_ELECT', default: 'true', help: 'run the controller only on the replica holding the lease (false: on this replica, alone)' },
   'leader-election-namespace': { kind: 'string', env: 'ENLIST_POD_NAMESPACE', default: INSTALL_NAMESPACE, help: 'namespace of the lease, the TLS Secret and backend Secrets' },
   identity: { kind: 'string', env: 'ENLIST_POD_NAME', help: 'this replica in the lease (default: hostname and a random suffix)' },
   'lease-duration': { kind: 'duration', env: 'ENLIST_LEASE_DURATION', default: '15s', min: 1000, help: 'how long followers wait on a silent leader' },
@@ -118,12 +128,19 @@ export type ServeOptions = Parsed<typeof serveFlags>
 const LEVELS = ['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent']
 
 export function validateServeOptions(o: ServeOptions): void {
+  if (o._.length > 0) {
+    throw new OptionError(`unexpected argument ${JSON.stringify(o._[0])}: serve takes flags only (a boolean is written --leader-elect=false or --leader-elect false)`)
+  }
+  for (const ip of o['cert-ip-addresses']) {
+    if (isIP(ip) === 0 || ip.includes('%')) throw new OptionError(`--cert-ip-addresses: ${JSON.stringify(ip)} is not an IP address; accepted: IPv4 or IPv6 addresses separated by commas`)
+  }
   if (!LEVELS.includes(o['log-level'])) throw new OptionError(`--log-level: ${JSON.stringify(o['log-level'])} is invalid; accepted: ${LEVELS.join(', ')}`)
   const cm = o['policy-configmap'].split('/')
   if (cm.length !== 2 || !isDns1123Label(cm[0]!) || !isDns1123Subdomain(cm[1]!)) {
     throw new OptionError(`--policy-configmap: ${JSON.stringify(o['policy-configmap'])} is invalid; accepted: namespace/name`)
   }
   if (o['kube-version'] !== undefined) parseKubeVersion(o['kube-version'])
+  if (o.kubeconfig !== undefined) requireReadable(o.kubeconfig, '--kubeconfig')
   if (o['renew-deadline'] >= o['lease-duration']) throw new OptionError('--renew-deadline must be shorter than --lease-duration')
   if (o['retry-period'] >= o['renew-deadline']) throw new OptionError('--retry-period must be shorter than --renew-deadline')
   if (o['self-signed'] && o['ca-overlap'] >= o['ca-validity'] / 3) throw new OptionError('--ca-overlap must be shorter than a third of --ca-validity')
@@ -150,7 +167,7 @@ class ServerVersion implements Runnable {
       const backoff = new Backoff({ initialMs: 500, maxMs: 15_000 })
       while (!this.abort.signal.aborted) {
         try {
-          const v = await this.client.version()
+          const v = await this.client.version({ signal: this.abort.signal })
           this.value = { major: v.major, minor: v.minor }
           this.log.info({ version: v.gitVersion }, 'kube-apiserver version')
           return
@@ -179,7 +196,20 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const log = createLogger(o['log-level'])
   const metrics = createMetrics()
   const readiness = new Readiness()
-  const client = new KubeClient(await loadCredentials(o.kubeconfig))
+  const credentials = await loadCredentials(o.kubeconfig)
+  // files named on the command line must be there at start (they are re-read later)
+  if (o.policy !== undefined) requireReadable(o.policy, '--policy')
+  if (!o['self-signed']) {
+    requireReadable(o['tls-cert'], '--tls-cert')
+    requireReadable(o['tls-key'], '--tls-key')
+    if (o['tls-ca'] !== undefined) requireReadable(o['tls-ca'], '--tls-ca')
+  }
+  const client = new KubeClient(credentials, {
+    requestTimeoutMs: o['api-request-timeout'],
+    maxResponseBytes: o['api-max-response-size'],
+    metrics,
+    log,
+  })
   const installNamespace = o['leader-election-namespace']
   const identity = o.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`
   const manager = new Manager(log, readiness, o['shutdown-delay']).add({ name: 'kube-client', start: () => undefined, stop: async () => client.close() })
@@ -288,10 +318,11 @@ export async function serve(argv: readonly string[]): Promise<void> {
     log,
     metrics,
   })
-  const lead = async (): Promise<void> => {
-    authority?.start()
-    rotator.start()
-    await controller.start()
+  // Leader-only work gets the leadership's signal: losing the lease abandons its calls at once.
+  const lead = async (signal?: AbortSignal): Promise<void> => {
+    authority?.start(signal)
+    rotator.start(signal)
+    await controller.start(signal)
   }
   const unlead = async (): Promise<void> => {
     await Promise.all([controller.stop(), authority?.stop(), rotator.stop()])
@@ -309,8 +340,10 @@ export async function serve(argv: readonly string[]): Promise<void> {
         metrics,
         onStartedLeading: lead,
         onStoppedLeading: unlead,
+        // two leaders must never act at once: better a restart of this replica
+        onStopOverrun: () => log.flush(() => process.exit(1)),
       })
-    : { start: lead, stop: unlead }
+    : { start: () => lead(), stop: unlead }
 
   readiness.add('policy', () => (policy.current ? undefined : `no valid policy loaded${policy.lastError ? `: ${policy.lastError}` : ' yet'}`))
   readiness.add('namespace-cache', () => (namespaces.synced ? undefined : `namespace cache not synced${namespaces.reflector.error ? `: ${namespaces.reflector.error}` : ''}`))
@@ -319,7 +352,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
     keys.ready ? undefined : `no decision key yet in Secret ${installNamespace}/${DECISION_KEYS_SECRET}${keys.problem ? `: ${keys.problem}` : keys.reflector.error ? `: ${keys.reflector.error}` : ' (the leader creates it)'}`,
   )
   readiness.add('pod-cache', () => (pods.synced ? undefined : `managed pod cache not synced${pods.reflector.error ? `: ${pods.reflector.error}` : ''}`))
-  readiness.add('dependency-cache', () => (dependencies.synced ? undefined : 'service and endpoints caches not synced'))
+  readiness.add('dependency-cache', () => (dependencies.synced ? undefined : dependencies.waitingReason))
 
   let app: EnlistServer | undefined
   manager

@@ -7,7 +7,7 @@ export class WorkQueue {
   private readonly dirty = new Set<string>()
   private readonly processing = new Set<string>()
   private readonly failures = new Map<string, number>()
-  private readonly timers = new Set<NodeJS.Timeout>()
+  private readonly timers = new Map<NodeJS.Timeout, { key: string; due: number }>()
   private waiters: Array<(k: string | undefined) => void> = []
   private shut = false
 
@@ -38,7 +38,33 @@ export class WorkQueue {
       this.timers.delete(t)
       this.add(key)
     }, ms)
-    this.timers.add(t)
+    this.timers.set(t, { key, due: Date.now() + ms })
+  }
+
+  /** Every key waiting out a delay is queued now (what it waited for is back); each
+   *  keeps its failure count, so a key that fails again backs off from where it was. */
+  retryNow(): void {
+    for (const [t, { key }] of this.timers) {
+      clearTimeout(t)
+      this.timers.delete(t)
+      this.add(key)
+    }
+  }
+
+  /** The key whose delay ends first is queued now: a probe of whether what it waits for is back. */
+  retryEarliest(): string | undefined {
+    let first: [NodeJS.Timeout, { key: string; due: number }] | undefined
+    for (const e of this.timers) if (!first || e[1].due < first[1].due) first = e
+    if (!first) return undefined
+    clearTimeout(first[0])
+    this.timers.delete(first[0])
+    this.add(first[1].key)
+    return first[1].key
+  }
+
+  /** Keys waiting out a delay. */
+  get waiting(): number {
+    return this.timers.size
   }
 
   /** Re-adds after the key's next backoff delay; returns that delay. */
@@ -80,7 +106,7 @@ export class WorkQueue {
 
   shutdown(): void {
     this.shut = true
-    for (const t of this.timers) clearTimeout(t)
+    for (const t of this.timers.keys()) clearTimeout(t)
     this.timers.clear()
     for (const w of this.waiters) w(undefined)
     this.waiters = []

@@ -4,18 +4,24 @@
 // with backoff, never dropped. A periodic sweep lists every backend and removes entries
 // whose pod no longer exists (force deletes, lost nodes, an enlist outage) and re-writes
 // entries a backend has lost, so nothing stale survives and nothing registered is missing.
+// The sweep goes on past an entry it cannot fix (counted, and retried by the next sweep),
+// and stops early only when failures in a row say the backend or the apiserver is down.
+//
+// All of it stops the moment leadership is lost: the AbortSignal reaches every backend
+// and apiserver call in flight, and whatever was cut short is redone by the next leader.
 
 import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import { type KubeClient, KubeApiError } from '../kube/client.js'
 import type { EventRecorder } from '../kube/events.js'
 import type { ManagedPods } from '../kube/pods.js'
-import { errorMessage } from '../lib/errors.js'
+import { AbortedError, errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
 import { DEREGISTERED_REASON, setRegisteredCondition } from '../registration/condition.js'
 import type { KeyRing } from '../decision/keyring.js'
 import { openPodStatus } from '../decision/status.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
+import type { Backend } from '../registry/backend.js'
 import { buildRecord, type EntryRef, registeredCondition, type RegistryRecord } from '../registry/record.js'
 import type { Registry } from '../registry/registry.js'
 import { WorkQueue } from './queue.js'
@@ -46,6 +52,14 @@ export function isGoing(pod: V1Pod): false | string {
   return false
 }
 
+// This many failures in a row end a backend's sweep: the backend or the apiserver is down,
+// and every further entry would only wait out its timeout.
+const SWEEP_FAILURES_IN_A_ROW = 10
+// While reconciles wait out their backoff (up to 5 min each), one of them is tried this often:
+// once it succeeds the backend is back, and every other goes at once (onRecovered). Recovery
+// within seconds of an outage's end, for one extra call per period while it lasts.
+const PROBE_MS = 5000
+
 function podRef(pod: V1Pod): EntryRef {
   return { uid: pod.metadata?.uid ?? '', namespace: pod.metadata?.namespace ?? '', pod: pod.metadata?.name ?? '' }
 }
@@ -55,6 +69,8 @@ export class RegistryController {
   private workers: Array<Promise<void>> = []
   private sweepTimer: NodeJS.Timeout | undefined
   private sweeping: Promise<void> | undefined
+  private abort: AbortController | undefined
+  private probeTimer: NodeJS.Timeout | undefined
   /** Pods seen deleted, kept until every backend has confirmed their deregistration. */
   private readonly gone = new Map<string, EntryRef>()
   /** Terminating pods already deregistered everywhere (a terminating pod cannot come back). */
@@ -74,30 +90,46 @@ export class RegistryController {
         this.queue?.add(ref.uid)
       },
     })
+    // A backend that failed answers again: retries waiting out a long backoff go now.
+    o.registry.onRecovered((backend) => {
+      if (!this.queue || this.queue.waiting === 0) return
+      o.log.info({ backend, waiting: this.queue.waiting }, 'a backend recovered: retrying the waiting reconciles now')
+      this.queue.retryNow()
+    })
   }
 
   get running(): boolean {
     return this.queue !== undefined
   }
 
-  /** Starts the workers and the sweep; the pod cache must already be started. */
-  async start(): Promise<void> {
+  /** Starts the workers and the sweep; the pod cache must already be started. `signal`
+   *  (leadership) firing abandons all work in flight at once; stop() then waits for it. */
+  async start(signal?: AbortSignal): Promise<void> {
     if (this.queue) return
     const queue = new WorkQueue()
     this.queue = queue
-    await this.o.pods.reflector.waitForSync()
-    if (this.queue !== queue) return // stopped while waiting
+    const abort = new AbortController()
+    this.abort = abort
+    if (signal?.aborted) abort.abort()
+    else signal?.addEventListener('abort', () => abort.abort(), { once: true })
+    const synced = await this.o.pods.reflector.waitForSync(abort.signal)
+    if (this.queue !== queue || !synced) return // stopped while waiting
     for (const p of this.o.pods.pods()) this.enqueue(p)
     for (const uid of this.gone.keys()) queue.add(uid)
-    this.workers = Array.from({ length: this.o.workers ?? 4 }, () => this.work(queue))
+    this.workers = Array.from({ length: this.o.workers ?? 4 }, () => this.work(queue, abort.signal))
     const schedule = (): void => {
       if (this.queue !== queue) return
       this.sweepTimer = setTimeout(() => {
-        this.sweeping = this.sweep().finally(schedule)
+        this.sweeping = this.sweep(abort.signal).finally(schedule)
       }, this.o.sweepIntervalMs())
       this.sweepTimer.unref()
     }
-    this.sweeping = this.sweep().finally(schedule)
+    this.sweeping = this.sweep(abort.signal).finally(schedule)
+    this.probeTimer = setInterval(() => {
+      // only when nothing else is queued: a busy queue probes by itself
+      if (queue.length === 0 && queue.waiting > 0) queue.retryEarliest()
+    }, PROBE_MS)
+    this.probeTimer.unref()
     this.o.log.info('controller started')
   }
 
@@ -105,7 +137,9 @@ export class RegistryController {
     const queue = this.queue
     if (!queue) return
     this.queue = undefined
+    this.abort?.abort()
     clearTimeout(this.sweepTimer)
+    clearInterval(this.probeTimer)
     queue.shutdown()
     await Promise.all(this.workers)
     await this.sweeping
@@ -162,15 +196,16 @@ export class RegistryController {
     return opened.ok ? opened.status.decision.advertise : undefined
   }
 
-  private async work(queue: WorkQueue): Promise<void> {
+  private async work(queue: WorkQueue, signal: AbortSignal): Promise<void> {
     for (;;) {
       const uid = await queue.get()
       if (uid === undefined) return
       this.o.metrics.queueDepth.set(queue.length)
       try {
-        await this.reconcile(uid)
+        await this.reconcile(uid, signal)
         queue.forget(uid)
       } catch (err) {
+        if (err instanceof AbortedError || signal.aborted) continue // leadership lost: the next leader redoes it
         const delay = queue.addRateLimited(uid)
         this.o.metrics.queueRetries.inc()
         this.o.log.warn({ uid, err: errorMessage(err), retries: queue.retries(uid), retryInMs: delay }, 'reconcile failed; will retry')
@@ -186,29 +221,29 @@ export class RegistryController {
   }
 
   /** Makes the registry match one pod's state. Idempotent. */
-  async reconcile(uid: string): Promise<void> {
+  async reconcile(uid: string, signal?: AbortSignal): Promise<void> {
     const pod = this.o.pods.byUid(uid)
     if (!pod) {
       const ref = this.gone.get(uid)
       if (!ref) return
-      await this.o.registry.deregisterAll(ref)
+      await this.o.registry.deregisterAll(ref, { signal })
       this.gone.delete(uid)
       this.updatePending()
       this.o.log.info({ pod: `${ref.namespace}/${ref.pod}`, uid }, 'deregistered: the pod is gone')
       return
     }
     const why = isGoing(pod)
-    if (!why) return this.repair(pod)
+    if (!why) return this.repair(pod, signal)
     if (this.done.has(uid)) return
     const ref = podRef(pod)
     if (!this.mayBeRegistered(pod)) {
       this.done.add(uid)
       return
     }
-    await this.o.registry.deregisterAll(ref)
+    await this.o.registry.deregisterAll(ref, { signal })
     if (registeredCondition(pod)?.status === 'True') {
       try {
-        await setRegisteredCondition(this.o.client, { namespace: ref.namespace, name: ref.pod, uid }, 'False', 'Deregistered', why)
+        await setRegisteredCondition(this.o.client, { namespace: ref.namespace, name: ref.pod, uid }, 'False', 'Deregistered', why, undefined, { signal })
       } catch (err) {
         if (!(err instanceof KubeApiError && (err.notFound || err.conflict))) throw err
       }
@@ -219,14 +254,14 @@ export class RegistryController {
   }
 
   /** Writes a live registered pod's record again where a tenant edited enlist's copy. */
-  private async repair(pod: V1Pod): Promise<void> {
+  private async repair(pod: V1Pod, signal?: AbortSignal): Promise<void> {
     const record = this.expectedRecord(pod)
     if (!record) return
     const advertise = this.chosenAdvertise(pod)
     for (const b of this.o.registry.backends) {
       const expected = b.drifted && this.o.registry.expectedFor(b, record, advertise)
       if (!expected || !b.drifted!(pod, expected)) continue
-      await this.o.registry.call(b, 'register', async () => b.register(await this.o.registry.recordFor(b, record, { pod, advertise })))
+      await this.o.registry.call(b, 'register', async () => b.register(await this.o.registry.recordFor(b, record, { pod, advertise }), { signal }), signal)
       this.o.metrics.repaired.inc({ backend: b.name })
       const ref = podRef(pod)
       this.o.metrics.trustRejections.inc({ where: 'record', reason: 'edited' })
@@ -235,47 +270,86 @@ export class RegistryController {
     }
   }
 
-  /** Lists every backend; removes entries of pods that are gone, re-writes lost ones. */
-  async sweep(): Promise<void> {
-    const { registry, pods, metrics, log } = this.o
-    let failed = false
+  /** Lists every backend; removes entries of pods that are gone, re-writes lost ones.
+   *  An aborted sweep (leadership lost) stops where it is and counts nothing. */
+  async sweep(signal: AbortSignal = new AbortController().signal): Promise<void> {
+    const { registry, metrics } = this.o
+    let failures = 0
     for (const b of registry.backends) {
+      if (signal.aborted) return
+      failures += await this.sweepBackend(b, signal)
+    }
+    if (signal.aborted) return
+    metrics.reconciles.inc({ result: failures > 0 ? 'error' : 'ok' })
+    if (failures === 0) metrics.lastReconcile.set(Date.now() / 1000)
+  }
+
+  /** One backend's sweep; returns how many steps failed. */
+  private async sweepBackend(b: Backend, signal: AbortSignal): Promise<number> {
+    const { registry, pods, metrics, log } = this.o
+    let entries: EntryRef[]
+    try {
+      entries = await registry.call(b, 'list', () => b.list({ signal }), signal)
+    } catch (err) {
+      if (signal.aborted || err instanceof AbortedError) return 0
+      metrics.sweepFailures.inc({ backend: b.name, op: 'list' })
+      log.error({ backend: b.name, err: errorMessage(err) }, 'registry sweep could not list this backend; the next sweep retries')
+      return 1
+    }
+    let failures = 0
+    let inARow = 0
+    /** Runs one step; false ends this backend's sweep (aborted, or too many failures in a row). */
+    const step = async (op: string, pod: EntryRef, fn: () => Promise<void>): Promise<boolean> => {
       try {
-        const entries = await registry.call(b, 'list', () => b.list())
-        const have = new Set<string>()
-        for (const e of entries) {
-          have.add(e.uid)
-          if (await this.isLive(e)) continue
-          await registry.call(b, 'deregister', () => b.deregister(e))
-          metrics.strays.inc({ backend: b.name })
-          log.info({ backend: b.name, pod: `${e.namespace}/${e.pod}`, uid: e.uid }, 'removed a stray entry: its pod no longer exists')
-        }
-        for (const pod of pods.pods()) {
-          const uid = pod.metadata?.uid
-          const cond = registeredCondition(pod)
-          if (!uid || have.has(uid) || isGoing(pod) || cond?.status !== 'True') continue
-          const record = this.expectedRecord(pod)
-          if (!record) continue // no decision of enlist's: it was never registered by enlist
-          await registry.call(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) })))
-          metrics.repaired.inc({ backend: b.name })
-          log.warn({ backend: b.name, pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, uid }, 'backend had lost a registered pod; wrote it again')
-        }
+        await fn()
+        inARow = 0
+        return true
       } catch (err) {
-        failed = true
-        log.error({ backend: b.name, err: errorMessage(err) }, 'registry sweep failed for this backend; the next sweep retries')
+        if (signal.aborted || err instanceof AbortedError) return false
+        failures++
+        inARow++
+        metrics.sweepFailures.inc({ backend: b.name, op: err instanceof KubeApiError ? 'check' : op })
+        log.warn({ backend: b.name, op, pod: `${pod.namespace}/${pod.pod}`, uid: pod.uid, err: errorMessage(err) }, 'registry sweep: this entry failed; going on, the next sweep retries it')
+        if (inARow < SWEEP_FAILURES_IN_A_ROW) return true
+        log.error({ backend: b.name, failures: inARow }, 'registry sweep: stopping this backend early, every step fails (is it, or the apiserver, down?)')
+        return false
       }
     }
-    metrics.reconciles.inc({ result: failed ? 'error' : 'ok' })
-    if (!failed) metrics.lastReconcile.set(Date.now() / 1000)
+
+    const have = new Set<string>()
+    for (const e of entries) {
+      have.add(e.uid)
+      const go = await step('deregister', e, async () => {
+        if (await this.isLive(e, signal)) return
+        await registry.call(b, 'deregister', () => b.deregister(e, { signal }), signal)
+        metrics.strays.inc({ backend: b.name })
+        log.info({ backend: b.name, pod: `${e.namespace}/${e.pod}`, uid: e.uid }, 'removed a stray entry: its pod no longer exists')
+      })
+      if (!go) return failures
+    }
+    for (const pod of pods.pods()) {
+      const uid = pod.metadata?.uid
+      const cond = registeredCondition(pod)
+      if (!uid || have.has(uid) || isGoing(pod) || cond?.status !== 'True') continue
+      const record = this.expectedRecord(pod)
+      if (!record) continue // no decision of enlist's: it was never registered by enlist
+      const go = await step('register', podRef(pod), async () => {
+        await registry.call(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) }), { signal }), signal)
+        metrics.repaired.inc({ backend: b.name })
+        log.warn({ backend: b.name, pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, uid }, 'backend had lost a registered pod; wrote it again')
+      })
+      if (!go) return failures
+    }
+    return failures
   }
 
   /** A live pod owns this entry. When the cache does not know the uid, ask the apiserver. */
-  private async isLive(e: EntryRef): Promise<boolean> {
+  private async isLive(e: EntryRef, signal: AbortSignal): Promise<boolean> {
     const cached = this.o.pods.byUid(e.uid)
     if (cached) return !isGoing(cached) && !deregisteredOnRequest(cached)
     if (!e.namespace || !e.pod) return false
     try {
-      const pod = await this.o.client.get<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(e.namespace)}/pods/${encodeURIComponent(e.pod)}`)
+      const pod = await this.o.client.get<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(e.namespace)}/pods/${encodeURIComponent(e.pod)}`, undefined, { signal })
       return pod.metadata?.uid === e.uid && !isGoing(pod)
     } catch (err) {
       if (err instanceof KubeApiError && err.notFound) return false

@@ -131,15 +131,18 @@ export class KeyRotator {
 
   constructor(private readonly o: RotatorOptions) {}
 
-  start(): void {
+  /** Leader-only: `signal` (leadership) firing abandons the apiserver calls in flight. */
+  start(signal?: AbortSignal): void {
     if (this.loop) return
     const abort = new AbortController()
     this.abort = abort
+    signal?.addEventListener('abort', () => abort.abort(), { once: true })
     this.loop = (async () => {
       while (!abort.signal.aborted) {
         try {
-          await this.reconcile()
+          await this.reconcile(abort.signal)
         } catch (err) {
+          if (abort.signal.aborted) break
           this.o.log.error({ err: errorMessage(err) }, 'decision keys: reconcile failed; retrying')
         }
         await sleep(this.o.intervalMs, abort.signal)
@@ -153,12 +156,13 @@ export class KeyRotator {
     this.loop = undefined
   }
 
-  async reconcile(): Promise<void> {
+  async reconcile(signal?: AbortSignal): Promise<void> {
     const { client, store, log } = this.o
+    const opts = { signal }
     const path = `/api/v1/namespaces/${encodeURIComponent(store.namespace)}/secrets/${encodeURIComponent(store.name)}`
     let secret: V1Secret | undefined
     try {
-      secret = await client.get<V1Secret>(path)
+      secret = await client.get<V1Secret>(path, undefined, opts)
     } catch (err) {
       if (!(err instanceof KubeApiError && err.notFound)) throw err
     }
@@ -189,10 +193,10 @@ export class KeyRotator {
           type: 'Opaque',
           metadata: { name: store.name, namespace: store.namespace, labels: { 'app.kubernetes.io/name': 'enlist', 'app.kubernetes.io/component': 'decision-keys' } },
           data,
-        })
+        }, undefined, opts)
       } else {
         // resourceVersion makes this a compare-and-swap: a concurrent writer wins, we retry.
-        await client.replace(path, { ...secret, data })
+        await client.replace(path, { ...secret, data }, opts)
       }
     } catch (err) {
       if (err instanceof KubeApiError && err.conflict) return

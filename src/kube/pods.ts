@@ -1,18 +1,18 @@
 // Pods managed by enlist (label enlist.io/managed=true), watched once and shared by the
 // registration API, the kubernetes backend and the controller. Indexed by uid, because
-// registry entries outlive pod names.
+// registry entries outlive pod names: a uid maps to its pod only while that very pod (not
+// a namesake that replaced it, whether seen by the watch or found by a relist) is stored.
 
 import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import { MANAGED_LABEL } from '../names.js'
-import type { KubeClient } from './client.js'
-import { objectKey, Reflector, type ReflectorHandlers } from './reflector.js'
+import { type ListWatchClient, objectKey, Reflector, type ReflectorHandlers } from './reflector.js'
 
 export class ManagedPods {
   readonly reflector: Reflector<V1Pod>
   private readonly uidToKey = new Map<string, string>()
 
-  constructor(client: KubeClient, log: Logger) {
+  constructor(client: ListWatchClient, log: Logger) {
     this.reflector = new Reflector<V1Pod>({
       client,
       log,
@@ -27,11 +27,11 @@ export class ManagedPods {
     })
     this.reflector.on({
       add: (p) => this.index(p),
-      update: (p) => this.index(p),
-      delete: (p) => {
-        const uid = p.metadata?.uid
-        if (uid && this.uidToKey.get(uid) === objectKey(p)) this.uidToKey.delete(uid)
+      update: (p, old) => {
+        if (old.metadata?.uid !== p.metadata?.uid) this.unindex(old)
+        this.index(p)
       },
+      delete: (p) => this.unindex(p),
     })
   }
 
@@ -57,7 +57,8 @@ export class ManagedPods {
 
   byUid(uid: string): V1Pod | undefined {
     const key = this.uidToKey.get(uid)
-    return key ? this.reflector.get(key) : undefined
+    const pod = key ? this.reflector.get(key) : undefined
+    return pod?.metadata?.uid === uid ? pod : undefined
   }
 
   pods(): Iterable<V1Pod> {
@@ -66,5 +67,10 @@ export class ManagedPods {
 
   private index(p: V1Pod): void {
     if (p.metadata?.uid) this.uidToKey.set(p.metadata.uid, objectKey(p))
+  }
+
+  private unindex(p: V1Pod): void {
+    const uid = p.metadata?.uid
+    if (uid && this.uidToKey.get(uid) === objectKey(p)) this.uidToKey.delete(uid)
   }
 }

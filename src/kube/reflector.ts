@@ -1,15 +1,35 @@
-// List+watch into an in-memory store, as client-go's reflector does: list, then watch
-// from the list's resourceVersion with bookmarks; on 410 Gone relist; on any other
-// failure back off and resume. Handlers see level changes (add/update/delete) only.
+// List+watch into an in-memory store, with client-go's reflector's behaviour under faults:
+//
+// * list in pages; a continue token that expired (410) falls back to one full list, as
+//   client-go's pager does, instead of starting over page by page;
+// * watch from the list's resourceVersion with bookmarks; a watch that ends normally is
+//   resumed at once from the last resourceVersion seen, without a relist;
+// * a watch that ends within a second having delivered nothing, a 410, or any other
+//   failure waits out a jittered exponential backoff (0.8 s doubling to 30 s, delays in
+//   [d, 2d)) and then relists; a 429 or a refused connection backs off and rewatches;
+//   Retry-After, when sent, is waited at least;
+// * the backoff starts over only after two minutes without a failure, so a fault that
+//   recurs keeps its pace however the watches in between end.
+//
+// Handlers see level changes (add/update/delete) only. An object replaced at the same key
+// by another with a different uid (a pod deleted and re-created under its name while the
+// watch was down) is a delete of the old and an add of the new, never an update.
 
 import type { KubernetesObject } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
-import { Backoff, sleep } from '../lib/backoff.js'
+import { BackoffManager, type Clock, realClock } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
-import { type KubeClient, KubeApiError } from './client.js'
+import { type CallOptions, type KubeMetrics, KubeApiError, type Query } from './client.js'
+
+/** What a reflector needs of a client (KubeClient; fakes in tests). */
+export interface ListWatchClient {
+  get<T>(path: string, query?: Query, opts?: CallOptions): Promise<T>
+  watch(path: string, query: Query, onEvent: (event: unknown) => void, signal: AbortSignal, onOpen?: () => void): Promise<void>
+  readonly metrics?: KubeMetrics
+}
 
 export interface ReflectorOptions<T extends KubernetesObject> {
-  client: KubeClient
+  client: ListWatchClient
   /** Collection path, e.g. /api/v1/namespaces or /api/v1/pods. */
   path: string
   name: string
@@ -20,6 +40,10 @@ export interface ReflectorOptions<T extends KubernetesObject> {
   transform?: (obj: T) => T
   /** Objects per list page (default 500, as client-go). */
   pageSize?: number
+  /** Time, for tests (default: the real clock). */
+  clock?: Clock
+  /** Backoff between failed list/watch attempts (client-go's values by default). */
+  backoff?: { initialMs: number; maxMs: number; resetAfterMs: number }
 }
 
 export interface ReflectorHandlers<T> {
@@ -33,24 +57,53 @@ interface WatchEvent<T> {
   object: T & { code?: number; message?: string; reason?: string }
 }
 
+interface ListPage<T> {
+  metadata?: { resourceVersion?: string; continue?: string }
+  items?: T[]
+}
+
 const PAGE_SIZE = 500
+// client-go: "backoff will stop at [30,60) sec interval which is 0.22 QPS. If we don't
+// backoff for 2min, assume API server is healthy and we reset the backoff."
+const BACKOFF = { initialMs: 800, maxMs: 30_000, resetAfterMs: 120_000 }
+// A watch shorter than this that delivered nothing is a failure (client-go's "very short watch").
+const SHORT_WATCH_MS = 1000
+// Retry-After beyond this is not honoured in full: the cache would stay stale too long.
+const MAX_RETRY_AFTER_MS = 60_000
+// Watches spread their renewals over 5 to 10 minutes, as client-go's do.
+const MIN_WATCH_TIMEOUT_S = 300
 
 export function objectKey(obj: KubernetesObject): string {
   const m = obj.metadata
   return m?.namespace ? `${m.namespace}/${m.name ?? ''}` : (m?.name ?? '')
 }
 
+/** Why a list/watch cycle ended, for the log and enlist_reflector_failures_total. */
+type FailureReason = 'expired' | 'throttled' | 'refused' | 'short_watch' | 'error'
+
+class ShortWatch extends Error {
+  constructor() {
+    super('the watch ended within a second having delivered nothing')
+    this.name = 'ShortWatch'
+  }
+}
+
 export class Reflector<T extends KubernetesObject> {
   private readonly store = new Map<string, T>()
   private readonly handlers: Array<ReflectorHandlers<T>> = []
   private readonly abort = new AbortController()
+  private readonly clock: Clock
+  private readonly backoff: BackoffManager
   private resourceVersion = ''
   private syncedFlag = false
   private syncWaiters: Array<() => void> = []
   private loop: Promise<void> | undefined
   private lastError: string | undefined
 
-  constructor(private readonly opts: ReflectorOptions<T>) {}
+  constructor(private readonly opts: ReflectorOptions<T>) {
+    this.clock = opts.clock ?? realClock
+    this.backoff = new BackoffManager({ ...(opts.backoff ?? BACKOFF), jitter: 1, now: () => this.clock.now() })
+  }
 
   on(handlers: ReflectorHandlers<T>): void {
     this.handlers.push(handlers)
@@ -99,56 +152,79 @@ export class Reflector<T extends KubernetesObject> {
     })
   }
 
+  private get metrics(): KubeMetrics | undefined {
+    return this.opts.client.metrics
+  }
+
   private async run(): Promise<void> {
-    const { log, name } = this.opts
-    const backoff = new Backoff({ initialMs: 500, maxMs: 30_000 })
-    let needList = true
-    while (!this.abort.signal.aborted) {
+    const signal = this.abort.signal
+    while (!signal.aborted) {
       try {
-        if (needList) {
-          await this.relist()
-          needList = false
-        }
-        await this.watchOnce()
-        backoff.reset()
+        await this.listAndWatch()
       } catch (err) {
-        if (this.abort.signal.aborted) break
-        if (err instanceof KubeApiError && err.gone) {
-          log.debug({ reflector: name }, 'resourceVersion too old; relisting')
-          needList = true
+        if (signal.aborted) break
+        await this.backOff(err)
+      }
+    }
+    this.metrics?.reflectorBackoff.set({ reflector: this.opts.name }, 0)
+  }
+
+  /** Lists, then watches until a watch fails in a way that needs a relist (thrown). */
+  private async listAndWatch(): Promise<void> {
+    const signal = this.abort.signal
+    await this.relist()
+    while (!signal.aborted) {
+      const started = this.clock.now()
+      let events = 0
+      try {
+        await this.watchOnce(() => events++)
+      } catch (err) {
+        if (signal.aborted) return
+        // the apiserver is there but busy, or not listening yet: the resourceVersion is
+        // still good, so back off and watch again without relisting
+        if (err instanceof KubeApiError && (err.tooManyRequests || err.connectionRefused)) {
+          await this.backOff(err)
           continue
         }
-        this.lastError = errorMessage(err)
-        const delay = backoff.next()
-        log.warn({ reflector: name, err: this.lastError, retryInMs: Math.round(delay) }, 'list/watch failed; retrying')
-        await sleep(delay, this.abort.signal)
+        throw err
       }
+      if (signal.aborted) return
+      if (events === 0 && this.clock.now() - started < SHORT_WATCH_MS) throw new ShortWatch()
+      // a watch that lasted or delivered ended normally: resume from where it was
     }
   }
 
+  private async backOff(err: unknown): Promise<void> {
+    const { log, name } = this.opts
+    const reason = failureReason(err)
+    const retryAfter = err instanceof KubeApiError && err.retryAfterMs !== undefined ? Math.min(err.retryAfterMs, MAX_RETRY_AFTER_MS) : 0
+    const delay = Math.max(this.backoff.next(), retryAfter)
+    this.lastError = errorMessage(err)
+    this.metrics?.reflectorFailures.inc({ reflector: name, reason })
+    this.metrics?.reflectorBackoff.set({ reflector: name }, delay / 1000)
+    const line = { reflector: name, reason, err: this.lastError, retryInMs: Math.round(delay) }
+    // a 410 is routine (the watch fell behind compaction); the rest is worth a warning
+    if (reason === 'expired') log.info(line, 'resourceVersion too old; relisting after a backoff')
+    else log.warn(line, 'list/watch failed; retrying after a backoff')
+    await this.clock.sleep(delay, this.abort.signal)
+  }
+
   private async relist(): Promise<void> {
-    const { client, path, labelSelector, fieldSelector, transform } = this.opts
-    // In pages, as client-go does: a list of thousands of objects never sits in memory whole.
-    // The pages of one list share one consistent snapshot, and its resourceVersion.
-    const seen = new Set<string>()
-    let cont: string | undefined
-    let rv = ''
-    do {
-      const page = await client.get<{ metadata?: { resourceVersion?: string; continue?: string }; items?: T[] }>(path, {
-        labelSelector,
-        fieldSelector,
-        limit: this.opts.pageSize ?? PAGE_SIZE,
-        continue: cont,
-      })
-      for (const raw of page.items ?? []) {
-        const obj = transform ? transform(raw) : raw
-        const key = objectKey(obj)
-        seen.add(key)
-        this.upsert(key, obj)
-      }
-      rv = page.metadata?.resourceVersion ?? rv
-      cont = page.metadata?.continue || undefined
-    } while (cont)
+    const { name, log } = this.opts
+    // Objects go into the store page by page (a list of thousands never sits in memory
+    // twice); what the list did not return is deleted at the end.
+    let seen = new Set<string>()
+    let rv: string
+    try {
+      rv = await this.listPaged(seen)
+    } catch (err) {
+      // client-go's pager: a continue token that expired (the list took longer than etcd
+      // keeps history) falls back to one full list, which has no token to expire
+      if (!(err instanceof ContinueExpired)) throw err
+      log.info({ reflector: name, pages: err.pages }, 'list continue token expired; listing in full')
+      seen = new Set()
+      rv = await this.listFull(seen)
+    }
     for (const [key, old] of this.store) {
       if (!seen.has(key)) {
         this.store.delete(key)
@@ -157,6 +233,8 @@ export class Reflector<T extends KubernetesObject> {
     }
     this.resourceVersion = rv
     this.lastError = undefined
+    this.metrics?.reflectorLists.inc({ reflector: name })
+    this.metrics?.reflectorBackoff.set({ reflector: name }, 0)
     if (!this.syncedFlag) {
       this.syncedFlag = true
       for (const w of this.syncWaiters) w()
@@ -164,10 +242,48 @@ export class Reflector<T extends KubernetesObject> {
     }
   }
 
-  private async watchOnce(): Promise<void> {
+  private async listPaged(seen: Set<string>): Promise<string> {
+    const { client, path, labelSelector, fieldSelector } = this.opts
+    // The pages of one list share one consistent snapshot, and its resourceVersion.
+    let cont: string | undefined
+    let rv = ''
+    let pages = 0
+    do {
+      let page: ListPage<T>
+      try {
+        page = await client.get<ListPage<T>>(path, { labelSelector, fieldSelector, limit: this.opts.pageSize ?? PAGE_SIZE, continue: cont }, { signal: this.abort.signal })
+      } catch (err) {
+        if (cont !== undefined && err instanceof KubeApiError && err.gone) throw new ContinueExpired(pages)
+        throw err
+      }
+      pages++
+      this.storeAll(page.items ?? [], seen)
+      rv = page.metadata?.resourceVersion ?? rv
+      cont = page.metadata?.continue || undefined
+    } while (cont)
+    return rv
+  }
+
+  private async listFull(seen: Set<string>): Promise<string> {
+    const { client, path, labelSelector, fieldSelector } = this.opts
+    const page = await client.get<ListPage<T>>(path, { labelSelector, fieldSelector }, { signal: this.abort.signal })
+    this.storeAll(page.items ?? [], seen)
+    return page.metadata?.resourceVersion ?? ''
+  }
+
+  private storeAll(items: readonly T[], seen: Set<string>): void {
+    const { transform } = this.opts
+    for (const raw of items) {
+      const obj = transform ? transform(raw) : raw
+      const key = objectKey(obj)
+      seen.add(key)
+      this.upsert(key, obj)
+    }
+  }
+
+  private async watchOnce(delivered: () => void): Promise<void> {
     const { client, path, labelSelector, fieldSelector, transform } = this.opts
-    // Spread the servers' watch renewals, as client-go does (5-10 minutes).
-    const timeoutSeconds = 300 + Math.floor(Math.random() * 300)
+    const timeoutSeconds = MIN_WATCH_TIMEOUT_S + Math.floor(Math.random() * MIN_WATCH_TIMEOUT_S)
     await client.watch(
       path,
       { labelSelector, fieldSelector, resourceVersion: this.resourceVersion, allowWatchBookmarks: true, timeoutSeconds },
@@ -177,6 +293,7 @@ export class Reflector<T extends KubernetesObject> {
           const code = ev.object.code ?? 500
           throw new KubeApiError(code, ev.object.reason ?? 'WatchError', ev.object.message ?? 'watch error', 'WATCH', path)
         }
+        delivered()
         const rv = ev.object.metadata?.resourceVersion
         if (rv) this.resourceVersion = rv
         if (ev.type === 'BOOKMARK') return
@@ -191,6 +308,8 @@ export class Reflector<T extends KubernetesObject> {
         }
       },
       this.abort.signal,
+      // accepted: whatever it waited out before, this reflector is not backing off now
+      () => this.metrics?.reflectorBackoff.set({ reflector: this.opts.name }, 0),
     )
   }
 
@@ -198,7 +317,11 @@ export class Reflector<T extends KubernetesObject> {
     const old = this.store.get(key)
     this.store.set(key, obj)
     if (!old) this.emit('add', obj)
-    else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit('update', obj, old)
+    else if (old.metadata?.uid !== undefined && obj.metadata?.uid !== undefined && old.metadata.uid !== obj.metadata.uid) {
+      // another object under the same name: the old one is gone
+      this.emit('delete', old)
+      this.emit('add', obj)
+    } else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit('update', obj, old)
   }
 
   private emit(kind: 'add' | 'delete', obj: T): void
@@ -214,4 +337,20 @@ export class Reflector<T extends KubernetesObject> {
       }
     }
   }
+}
+
+class ContinueExpired extends Error {
+  constructor(readonly pages: number) {
+    super('the list continue token expired')
+  }
+}
+
+function failureReason(err: unknown): FailureReason {
+  if (err instanceof ShortWatch) return 'short_watch'
+  if (err instanceof KubeApiError) {
+    if (err.gone) return 'expired'
+    if (err.tooManyRequests) return 'throttled'
+    if (err.connectionRefused) return 'refused'
+  }
+  return 'error'
 }

@@ -1,5 +1,8 @@
-// Capped exponential backoff with full jitter (the AWS architecture blog's "full jitter"),
-// used by every retry loop: watches, backend calls, the registrar.
+// Retry pacing. `Backoff` is capped exponential backoff with full jitter (the AWS
+// architecture blog's "full jitter"), for callers that retry one operation: backend calls,
+// the registrar. `BackoffManager` is client-go's ExponentialBackoffManager, for loops that
+// run for the life of the process (reflectors): the step resets only once the loop has
+// gone `resetAfterMs` without needing a backoff, so a fault that recurs keeps its pace.
 
 export interface BackoffOptions {
   initialMs: number
@@ -28,6 +31,48 @@ export class Backoff {
     return this.attempt
   }
 }
+
+export interface BackoffManagerOptions {
+  initialMs: number
+  maxMs: number
+  /** A backoff this long after the previous one starts again from initialMs. */
+  resetAfterMs: number
+  /** Delays are d * (1 + jitter * random): client-go uses 1.0, so [d, 2d). */
+  jitter?: number
+  now?: () => number
+  random?: () => number
+}
+
+export class BackoffManager {
+  private step: number
+  private last: number | undefined
+  private readonly now: () => number
+  private readonly random: () => number
+
+  constructor(private readonly opts: BackoffManagerOptions) {
+    this.step = opts.initialMs
+    this.now = opts.now ?? Date.now
+    this.random = opts.random ?? Math.random
+  }
+
+  /** The next delay; doubles the step unless the previous backoff is long past. */
+  next(): number {
+    const now = this.now()
+    if (this.last !== undefined && now - this.last > this.opts.resetAfterMs) this.step = this.opts.initialMs
+    this.last = now
+    const d = this.step
+    this.step = Math.min(this.opts.maxMs, this.step * 2)
+    return d * (1 + (this.opts.jitter ?? 1) * this.random())
+  }
+}
+
+export interface Clock {
+  now(): number
+  /** Resolves after `ms`, or at once when `signal` aborts. */
+  sleep(ms: number, signal?: AbortSignal): Promise<void>
+}
+
+export const realClock: Clock = { now: () => Date.now(), sleep: (ms, signal) => sleep(ms, signal) }
 
 export function sleep(ms: number, signal?: AbortSignal): Promise<void> {
   return new Promise((resolve) => {

@@ -16,6 +16,7 @@ export type ErrorCode =
   | 'ENLIST_BAD_REQUEST'
   | 'ENLIST_TOO_MANY_REQUESTS'
   | 'ENLIST_SHUTTING_DOWN'
+  | 'ENLIST_ABORTED'
 
 export class EnlistError extends Error {
   readonly code: ErrorCode
@@ -62,6 +63,38 @@ export class OptionError extends EnlistError {
     super('ENLIST_OPTION_INVALID', message, 400)
     this.name = 'OptionError'
   }
+}
+
+/** Work abandoned on purpose: leadership lost, or the process stopping. Level-based
+ *  callers redo it later; it is never a failure to count or report. */
+export class AbortedError extends EnlistError {
+  constructor(what = 'the operation') {
+    super('ENLIST_ABORTED', `${what} was abandoned: the work was cancelled`, 503)
+    this.name = 'AbortedError'
+  }
+}
+
+/** `p`, or an AbortedError as soon as `signal` aborts (p keeps running, unobserved). */
+export function abortable<T>(p: Promise<T>, signal: AbortSignal | undefined, what?: string): Promise<T> {
+  if (!signal) return p
+  if (signal.aborted) {
+    p.catch(() => undefined)
+    return Promise.reject(new AbortedError(what))
+  }
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = (): void => reject(new AbortedError(what))
+    signal.addEventListener('abort', onAbort, { once: true })
+    p.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort)
+        resolve(v)
+      },
+      (err: unknown) => {
+        signal.removeEventListener('abort', onAbort)
+        reject(err instanceof Error ? err : new Error(String(err)))
+      },
+    )
+  })
 }
 
 export function errorMessage(err: unknown): string {

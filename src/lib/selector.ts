@@ -17,26 +17,38 @@ export type LabelMatcher = (labels: Labels | undefined) => boolean
 
 const EMPTY: Labels = Object.freeze({})
 
+/** A label's value; only the object's own properties are labels (never `constructor`,
+ *  `toString` or anything else inherited from Object.prototype). */
+function label(l: Labels, key: string): string | undefined {
+  return Object.hasOwn(l, key) ? l[key] : undefined
+}
+
 export function compileSelector(selector: LabelSelector): LabelMatcher {
   const checks: Array<(l: Labels) => boolean> = []
   for (const [k, v] of Object.entries(selector.matchLabels ?? {})) {
-    checks.push((l) => l[k] === v)
+    checks.push((l) => label(l, k) === v)
   }
   for (const req of selector.matchExpressions ?? []) {
     const { key } = req
     const values = new Set(req.values ?? [])
     switch (req.operator) {
       case 'In':
-        checks.push((l) => l[key] !== undefined && values.has(l[key]))
+        checks.push((l) => {
+          const v = label(l, key)
+          return v !== undefined && values.has(v)
+        })
         break
       case 'NotIn':
-        checks.push((l) => l[key] === undefined || !values.has(l[key]))
+        checks.push((l) => {
+          const v = label(l, key)
+          return v === undefined || !values.has(v)
+        })
         break
       case 'Exists':
-        checks.push((l) => l[key] !== undefined)
+        checks.push((l) => label(l, key) !== undefined)
         break
       case 'DoesNotExist':
-        checks.push((l) => l[key] === undefined)
+        checks.push((l) => label(l, key) === undefined)
         break
     }
   }

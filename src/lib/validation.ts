@@ -38,3 +38,10 @@ export function isLabelValue(s: string): boolean {
 export function isPortName(s: string): boolean {
   return s.length <= 15 && IANA_SVC_NAME.test(s) && /[a-z]/.test(s) && !s.includes('--')
 }
+
+const POD_UID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/
+/** A pod UID as the apiserver makes them (RFC 4122, lowercase): nothing else is ever
+ *  turned into a request path. */
+export function isPodUid(s: string): boolean {
+  return POD_UID.test(s)
+}

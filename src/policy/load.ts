@@ -62,7 +62,12 @@ export function compilePolicy(input: unknown, source = 'policy'): CompiledPolicy
     throw new PolicyError(source, [{ path: '', message: 'must be a mapping with apiVersion: enlist.io/v1alpha1 and kind: Policy' }])
   }
   if (!validateSchema(input)) {
-    throw new PolicyError(source, formatSchemaErrors(validateSchema.errors ?? [], input))
+    // Every error at once: the semantic checks of every section the schema found sound
+    // (typed and defaulted) are reported beside the schema's errors, not after they are fixed.
+    const schemaErrors = validateSchema.errors ?? []
+    const broken = schemaErrors.map((e) => e.instancePath).filter((p) => p !== '')
+    const sound = (prefix: string): boolean => !broken.some((b) => b === prefix || b.startsWith(`${prefix}/`) || prefix.startsWith(`${b}/`))
+    throw new PolicyError(source, [...formatSchemaErrors(schemaErrors, input), ...semanticErrors(input as unknown as PolicySpec, sound)])
   }
   const spec = input as unknown as PolicySpec
   const problems = semanticErrors(spec)
@@ -159,52 +164,63 @@ function formatSchemaErrors(errors: readonly ErrorObject[], root: unknown): Fiel
   return out
 }
 
-function semanticErrors(p: PolicySpec): FieldError[] {
+/** Checks a schema cannot express, for the sections `sound` accepts (all, once the schema passed). */
+function semanticErrors(p: PolicySpec, sound: (prefix: string) => boolean = () => true): FieldError[] {
   const errs: FieldError[] = []
   const add = (path: string, message: string): void => {
     errs.push({ path, message })
   }
 
-  p.injection.excludedNamespaces.forEach((ns, i) => {
-    if (!isDns1123Label(ns)) add(`/injection/excludedNamespaces/${i}`, `"${ns}" is not a valid namespace name (DNS-1123 label)`)
-  })
-  selectorErrors(p.injection.neverInjectSelector, '/injection/neverInjectSelector', add)
-  selectorErrors(p.injection.alwaysInjectSelector, '/injection/alwaysInjectSelector', add)
-
-  const r = p.registrar
-  if (!IMAGE_REFERENCE.test(r.image)) {
-    add('/registrar/image', `"${r.image}" is not an image reference; accepted: [registry[:port]/]name[:tag][@sha256:<64 hex>], e.g. registry.example.com/enlist@sha256:...`)
+  if (sound('/injection')) {
+    p.injection.excludedNamespaces.forEach((ns, i) => {
+      if (!isDns1123Label(ns)) add(`/injection/excludedNamespaces/${i}`, `"${ns}" is not a valid namespace name (DNS-1123 label)`)
+    })
+    selectorErrors(p.injection.neverInjectSelector, '/injection/neverInjectSelector', add)
+    selectorErrors(p.injection.alwaysInjectSelector, '/injection/alwaysInjectSelector', add)
   }
-  urlError(r.registrationURL, ['https:'], '/registrar/registrationURL', add)
-  pemError(r.caBundle, '/registrar/caBundle', add)
-  for (const kind of ['requests', 'limits'] as const) {
-    for (const [name, q] of Object.entries(r.resources[kind] ?? {})) {
-      if (!QUANTITY.test(String(q))) add(`/registrar/resources/${kind}/${name}`, `"${String(q)}" is not a Kubernetes quantity (e.g. 100m, 64Mi)`)
+
+  if (sound('/registrar')) {
+    const r = p.registrar
+    if (!IMAGE_REFERENCE.test(r.image)) {
+      add('/registrar/image', `"${r.image}" is not an image reference; accepted: [registry[:port]/]name[:tag][@sha256:<64 hex>], e.g. registry.example.com/enlist@sha256:...`)
+    }
+    urlError(r.registrationURL, ['https:'], '/registrar/registrationURL', add)
+    pemError(r.caBundle, '/registrar/caBundle', add)
+    for (const kind of ['requests', 'limits'] as const) {
+      for (const [name, q] of Object.entries(r.resources[kind] ?? {})) {
+        if (!QUANTITY.test(String(q))) add(`/registrar/resources/${kind}/${name}`, `"${String(q)}" is not a Kubernetes quantity (e.g. 100m, 64Mi)`)
+      }
     }
   }
 
-  containerNameErrors(p.downwardAPI.containers, '/downwardAPI/containers', add)
-  containerNameErrors(p.preStop.containers, '/preStop/containers', add)
-  p.preStop.exec.command.forEach((c, i) => {
-    if (c.length === 0) add(`/preStop/exec/command/${i}`, 'must not be empty')
-  })
+  if (sound('/downwardAPI')) containerNameErrors(p.downwardAPI.containers, '/downwardAPI/containers', add)
+  if (sound('/preStop')) {
+    containerNameErrors(p.preStop.containers, '/preStop/containers', add)
+    p.preStop.exec.command.forEach((c, i) => {
+      if (c.length === 0) add(`/preStop/exec/command/${i}`, 'must not be empty')
+    })
+  }
 
-  const d = p.discovery
-  if (!isQualifiedName(d.label.key)) add('/discovery/label/key', `"${d.label.key}" is not a valid label key ([prefix/]name)`)
-  if (!isLabelValue(d.label.value)) add('/discovery/label/value', `"${d.label.value}" is not a valid label value`)
-  if (!isQualifiedName(d.annotation)) add('/discovery/annotation', `"${d.annotation}" is not a valid annotation key ([prefix/]name)`)
+  if (sound('/discovery')) {
+    const d = p.discovery
+    if (!isQualifiedName(d.label.key)) add('/discovery/label/key', `"${d.label.key}" is not a valid label key ([prefix/]name)`)
+    if (!isLabelValue(d.label.value)) add('/discovery/label/value', `"${d.label.value}" is not a valid label value`)
+    if (!isQualifiedName(d.annotation)) add('/discovery/annotation', `"${d.annotation}" is not a valid annotation key ([prefix/]name)`)
+  }
 
+  const backends = Array.isArray(p.registry?.backends) ? p.registry.backends : []
   const names = new Set<string>()
   const kubernetesLayouts = new Set<string>()
-  p.registry.backends.forEach((b, i) => {
+  backends.forEach((b, i) => {
     const at = `/registry/backends/${i}`
+    if (!sound(at)) return
     if (!isDns1123Label(b.name)) add(`${at}/name`, `"${b.name}" must be a DNS-1123 label (lowercase letters, digits, '-')`)
     if (names.has(b.name)) add(`${at}/name`, `duplicate backend name "${b.name}"`)
     names.add(b.name)
     // Two kubernetes backends of one layout would write the same pod annotation.
     if (b.type === 'kubernetes' && kubernetesLayouts.has(b.layout)) add(`${at}/type`, `at most one backend of type kubernetes with layout ${b.layout}`)
     if (b.type === 'kubernetes') kubernetesLayouts.add(b.layout)
-    if (usesDubboLayout(b) && !p.tenantOverrides.allowed.includes('metadata')) {
+    if (usesDubboLayout(b) && sound('/tenantOverrides') && !p.tenantOverrides.allowed.includes('metadata')) {
       add(`${at}/layout`, 'layout dubbo needs each pod\'s Dubbo interface from enlist.io/metadata: add metadata to tenantOverrides.allowed')
     }
     backendErrors(b, at, add)

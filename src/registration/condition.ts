@@ -1,7 +1,7 @@
 // The pod condition enlist.io/registered, which the readiness gate waits on.
 
 import type { V1Pod } from '@kubernetes/client-node'
-import { type KubeClient, PatchType } from '../kube/client.js'
+import { type CallOptions, type KubeClient, PatchType } from '../kube/client.js'
 import { REGISTERED_CONDITION } from '../names.js'
 
 /** The condition's reason once a pod asked to be deregistered (DELETE /v1/registrations):
@@ -20,6 +20,7 @@ export async function setRegisteredCondition(
   reason: string,
   message: string,
   at = nowSeconds(),
+  opts?: CallOptions,
 ): Promise<V1Pod> {
   // A strategic merge on conditions keys by type: other conditions are untouched.
   return client.patch<V1Pod>(
@@ -31,5 +32,7 @@ export async function setRegisteredCondition(
       },
     },
     PatchType.strategic,
+    undefined,
+    opts,
   )
 }

@@ -1,17 +1,24 @@
 // A registry backend. Every operation is idempotent: registering twice, or deregistering
-// what is already gone, succeeds.
+// what is already gone, succeeds. Every operation is bounded in time by the backend itself,
+// and should stop early when `opts.signal` aborts (leadership lost, shutdown); one that
+// does not is abandoned by the registry all the same.
 
 import type { V1Pod } from '@kubernetes/client-node'
 import { EnlistError } from '../lib/errors.js'
 import type { EntryRef, RegistryRecord } from './record.js'
 
+export interface BackendCallOptions {
+  /** Fires when the caller no longer wants the answer. */
+  signal?: AbortSignal
+}
+
 export interface Backend {
   readonly name: string
   readonly type: string
-  register(record: RegistryRecord): Promise<void>
-  deregister(ref: EntryRef): Promise<void>
+  register(record: RegistryRecord, opts?: BackendCallOptions): Promise<void>
+  deregister(ref: EntryRef, opts?: BackendCallOptions): Promise<void>
   /** Every entry this backend holds for this cluster (the reconciler removes strays). */
-  list(): Promise<EntryRef[]>
+  list(opts?: BackendCallOptions): Promise<EntryRef[]>
   /** Why the backend cannot serve now (unreachable, misconfigured), or undefined. Reported
    *  in /readyz?verbose and metrics; it never gates admission. */
   health?(): string | undefined
@@ -24,6 +31,9 @@ export interface Backend {
 
 export type BackendOp = 'register' | 'deregister' | 'list'
 
+/** A backend call failed. The message reaches the registrar and pod Events, so it says
+ *  what failed in words safe for tenants (a status, "timed out"): never a URL, a
+ *  credential or what the backend answered. Those go to enlist's own log. */
 export class BackendError extends EnlistError {
   constructor(
     readonly backend: string,

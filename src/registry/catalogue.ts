@@ -32,7 +32,7 @@ const FACTORIES: Factories = {
   },
   http: async (spec, ctx) => {
     const { HttpBackend, secretHeaders } = await import('./http.js')
-    return new HttpBackend(spec, secretHeaders(ctx.secrets, spec.headersFromSecret))
+    return new HttpBackend(spec, secretHeaders(ctx.secrets, spec.headersFromSecret), ctx.log)
   },
   etcd: async (spec, ctx) => {
     const { EtcdBackend } = await import('./etcd.js')

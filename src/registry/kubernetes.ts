@@ -6,7 +6,7 @@
 import type { V1Pod } from '@kubernetes/client-node'
 import { type KubeClient, KubeApiError, PatchType } from '../kube/client.js'
 import type { KubernetesBackendSpec, PolicySpec } from '../policy/policy.js'
-import { type Backend, BackendError } from './backend.js'
+import { type Backend, type BackendCallOptions, BackendError } from './backend.js'
 import { dubboProviderOf } from './dubbo.js'
 import { DUBBO_GO_ANNOTATION, DUBBO_GO_LABEL, dubboGoPairs, encodeDubboGoAnnotation } from './dubbo-go.js'
 import { encodeRecord, type EntryRef, type RegistryRecord } from './record.js'
@@ -34,7 +34,7 @@ export class KubernetesBackend implements Backend {
     this.annotation = dubbo ? DUBBO_GO_ANNOTATION : discovery.annotation
   }
 
-  async register(record: RegistryRecord): Promise<void> {
+  async register(record: RegistryRecord, opts: BackendCallOptions = {}): Promise<void> {
     let value: string
     try {
       value = this.encode(record)
@@ -50,19 +50,19 @@ export class KubernetesBackend implements Backend {
       },
     }
     try {
-      await this.client.patch(podPath(record), patch, PatchType.merge)
+      await this.client.patch(podPath(record), patch, PatchType.merge, undefined, { signal: opts.signal })
     } catch (err) {
       throw this.error('register', err)
     }
   }
 
-  async deregister(ref: EntryRef): Promise<void> {
+  async deregister(ref: EntryRef, opts: BackendCallOptions = {}): Promise<void> {
     try {
       // dubbo-go consumers drop a pod's keys only on its watch DELETED event: taking the label
       // away in the same patch moves the pod out of their selector, and the apiserver sends
       // DELETED with the pod as it was, annotation included.
       const labels = this.spec.layout === 'dubbo' ? { labels: { [this.label.key]: null } } : {}
-      await this.client.patch(podPath(ref), { metadata: { uid: ref.uid, ...labels, annotations: { [this.annotation]: null } } }, PatchType.merge)
+      await this.client.patch(podPath(ref), { metadata: { uid: ref.uid, ...labels, annotations: { [this.annotation]: null } } }, PatchType.merge, undefined, { signal: opts.signal })
     } catch (err) {
       // gone, or a namesake with another uid: either way this entry no longer exists
       if (err instanceof KubeApiError && (err.notFound || err.conflict)) return

@@ -1,12 +1,15 @@
 // The set of backends the policy configures, instrumented. The registration path calls
 // every backend with bounded retries; the controller calls once and lets its queue retry.
+// A call whose caller aborts (leadership lost) is abandoned at once, whether or not the
+// backend honours the signal; a backend whose calls succeed again after failing is
+// announced, so that retries waiting out a long backoff can go now.
 
 import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import type { KubeClient } from '../kube/client.js'
 import type { SecretReader } from '../kube/secrets.js'
 import { Backoff, sleep } from '../lib/backoff.js'
-import { errorMessage } from '../lib/errors.js'
+import { AbortedError, abortable, errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
 import { canonicalJson } from '../lib/canonical-json.js'
 import type { AdvertiseMode, AdvertiseSpec } from '../policy/backends/advertise.js'
@@ -36,6 +39,8 @@ export class RegistryError extends BackendError {
 export interface RetryBudget {
   /** Stop retrying after this time (ms since epoch). Undefined: one attempt. */
   deadline?: number
+  /** Abandon the call (and its retries) when this fires. */
+  signal?: AbortSignal
 }
 
 export class Registry {
@@ -48,6 +53,8 @@ export class Registry {
    *  backend and uid: what the drift check compares the pod's copy against. */
   private readonly written = new Map<string, Advertised>()
   private configuring: Promise<void> = Promise.resolve()
+  private readonly failing = new Set<string>()
+  private readonly recoveredListeners: Array<(backend: string) => void> = []
 
   constructor(
     private readonly client: KubeClient,
@@ -114,9 +121,14 @@ export class Registry {
     return this.current
   }
 
+  /** Called with a backend's name when its calls succeed again after failing. */
+  onRecovered(fn: (backend: string) => void): void {
+    this.recoveredListeners.push(fn)
+  }
+
   /** Writes the record to every backend, each with the address it advertises. */
   async registerAll(record: RegistryRecord, budget: RetryBudget = {}, ctx?: RecordContext): Promise<void> {
-    await this.all('register', async (b) => b.register(await this.recordFor(b, record, ctx)), budget)
+    await this.all('register', async (b, signal) => b.register(await this.recordFor(b, record, ctx), { signal }), budget)
   }
 
   /** The record as backend `b` gets it: its advertise mode (the decision's choice, else the
@@ -150,31 +162,42 @@ export class Registry {
   }
 
   async deregisterAll(ref: EntryRef, budget: RetryBudget = {}): Promise<void> {
-    await this.all('deregister', (b) => b.deregister(ref), budget)
+    await this.all('deregister', (b, signal) => b.deregister(ref, { signal }), budget)
   }
 
-  /** One call, instrumented. */
-  async call<T>(b: Backend, op: BackendOp, fn: () => Promise<T>): Promise<T> {
+  /** One call, instrumented; abandoned (AbortedError) when `signal` fires. */
+  async call<T>(b: Backend, op: BackendOp, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const end = this.metrics.backendDuration.startTimer({ backend: b.name, op })
     try {
-      const v = await fn()
+      const v = await abortable(fn(), signal, `backend ${b.name}: ${op}`)
       this.metrics.backendRequests.inc({ backend: b.name, op, result: 'ok' })
+      if (this.failing.delete(b.name)) {
+        this.log.info({ backend: b.name }, 'backend answers again')
+        for (const l of this.recoveredListeners) l(b.name)
+      }
       return v
     } catch (err) {
+      if (err instanceof AbortedError || signal?.aborted) {
+        this.metrics.backendRequests.inc({ backend: b.name, op, result: 'aborted' })
+        throw err instanceof AbortedError ? err : new AbortedError(`backend ${b.name}: ${op}`)
+      }
       this.metrics.backendRequests.inc({ backend: b.name, op, result: 'error' })
+      this.failing.add(b.name)
       throw err instanceof BackendError ? err : new BackendError(b.name, op, errorMessage(err), true, { cause: err })
     } finally {
       end()
     }
   }
 
-  private async all(op: BackendOp, fn: (b: Backend) => Promise<void>, budget: RetryBudget): Promise<void> {
+  private async all(op: BackendOp, fn: (b: Backend, signal?: AbortSignal) => Promise<void>, budget: RetryBudget): Promise<void> {
     await this.configuring
     // Before the first policy there is nowhere to write: never report that as success.
     if (this.spec === '') throw new RegistryError([new BackendError('registry', op, 'no backends configured yet (waiting for a valid policy)')], op)
-    const results = await Promise.allSettled(this.current.map((b) => this.withRetry(b, op, () => fn(b), budget)))
-    const failures = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as BackendError] : []))
-    if (failures.length > 0) throw new RegistryError(failures, op)
+    const results = await Promise.allSettled(this.current.map((b) => this.withRetry(b, op, () => fn(b, budget.signal), budget)))
+    const rejected = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as BackendError | AbortedError] : []))
+    const aborted = rejected.find((e) => e instanceof AbortedError)
+    if (aborted) throw aborted
+    if (rejected.length > 0) throw new RegistryError(rejected as BackendError[], op)
   }
 
   private async withRetry(b: Backend, op: BackendOp, fn: () => Promise<void>, budget: RetryBudget): Promise<void> {
@@ -182,14 +205,16 @@ export class Registry {
     const backoff = new Backoff({ initialMs: r.initialMs, maxMs: r.maxMs })
     for (;;) {
       try {
-        await this.call(b, op, fn)
+        await this.call(b, op, fn, budget.signal)
         return
       } catch (err) {
+        if (err instanceof AbortedError) throw err
         const e = err as BackendError
         const delay = backoff.next()
         if (!e.retryable || budget.deadline === undefined || Date.now() + delay > budget.deadline) throw e
         this.log.warn({ backend: b.name, op, err: e.message, attempt: backoff.attempts, retryInMs: Math.round(delay) }, 'backend call failed; retrying')
-        await sleep(delay)
+        await sleep(delay, budget.signal)
+        if (budget.signal?.aborted) throw new AbortedError(`backend ${b.name}: ${op}`)
       }
     }
   }

@@ -57,6 +57,9 @@ t.test('render errors: no file, unreadable file, bad YAML, bad flags', async (t)
   t.match(await enlist(['render', '-f', '/nonexistent.yaml']), { code: 2, stderr: /cannot read \/nonexistent\.yaml/ })
   t.match(await enlist(['render', '-f', write('bad.yaml', 'a: [1\n')]), { code: 2, stderr: /document 1/ })
   t.match(await enlist(['render', '-f', '-', '--namespace-labels', 'bad key=x']), { code: 2, stderr: /--namespace-labels: "bad key=x" is invalid/ })
+  t.match(await enlist(['render', '-f', '-', '--namespace-labels', 'foo']), { code: 2, stderr: /--namespace-labels: "foo" is invalid; accepted: key=value pairs separated by commas \(key= for an empty value\)/ })
+  t.match(await enlist(['render', '-f', '-', '--namespace-labels', 'team=a,foo']), { code: 2, stderr: /"foo" is invalid/ })
+  t.match(await enlist(['render', 'manifest.yaml']), { code: 2, stderr: /unexpected argument "manifest\.yaml": name the manifest with -f FILE/ })
   t.match(await enlist(['render', '-f', '-', '--kube-version', 'new']), { code: 2, stderr: /--kube-version: "new" is invalid; accepted: MAJOR.MINOR/ })
   t.match(await enlist(['render', '--bogus']), { code: 2, stderr: /unknown flag --bogus/ })
   t.match(await enlist(['render', '-f', '-', '--policy', write('bad-policy.yaml', 'kind: Policy\n')]), { code: 1, stderr: /invalid policy .*bad-policy\.yaml:\n  \/apiVersion: is required/ })
@@ -80,8 +83,57 @@ t.test('policy validate: valid, invalid (every error, exit 1), ConfigMap manifes
   t.match(cmRun.stderr, /\/injection\/default: must be one of "enabled", "disabled"; got "sometimes"/)
 
   const several = await enlist(['policy', 'validate', join(dir, 'good.yaml'), join(dir, 'bad2.yaml'), '/nonexistent'])
-  t.equal(several.code, 1)
-  t.match(several.stderr, /\/nonexistent: cannot read/)
+  t.equal(several.code, 2, 'a file that cannot be read is a usage error, the worst outcome wins')
+  t.match(several.stderr, /\/nonexistent: cannot read \/nonexistent: no such file/)
+  t.match(several.stderr, /bad2\.yaml: 3 errors/, 'the other files are still checked')
+  t.match(several.stdout, /good\.yaml: valid/)
+})
+
+t.test('policy validate: --help, a ConfigMap without policy.yaml, every error at once', async (t) => {
+  const help = await enlist(['policy', 'validate', '--help'])
+  t.equal(help.code, 0)
+  t.match(help.stdout, /usage: enlist policy validate FILE/)
+  t.equal(help.stderr, '', 'no attempt to read a file named --help')
+  t.match(await enlist(['policy', 'validate', '--bogus', 'x.yaml']), { code: 2, stderr: /unknown flag --bogus/ })
+
+  const noKey = await enlist(['policy', 'validate', write('cm-nokey.yaml', 'apiVersion: v1\nkind: ConfigMap\nmetadata: {name: enlist-policy}\ndata:\n  policy.yml: "kind: Policy"\n')])
+  t.equal(noKey.code, 1)
+  t.match(noKey.stderr, /\/data\/policy\.yaml: ConfigMap enlist-policy has no key policy\.yaml \(it has policy\.yml\); enlist reads the policy from data\.policy\.yaml/)
+  t.match(noKey.stderr, /: 1 error\n/, 'one error that says what is wrong, not the ConfigMap checked as a policy')
+  t.notMatch(noKey.stderr, /apiVersion|unknown field/)
+
+  const both = await enlist(['policy', 'validate', write('both.yaml', HEADER + 'registrar: {position: middle}\ninjection: {excludedNamespaces: [Legacy]}\n')])
+  t.equal(both.code, 1)
+  t.match(both.stderr, /\/registrar\/position: must be one of/)
+  t.match(both.stderr, /\/injection\/excludedNamespaces\/0: "Legacy" is not a valid namespace name/, 'semantic errors beside schema errors')
+})
+
+t.test('relay: its CMDB URL follows the http backend\'s rules', async (t) => {
+  const base = ['relay', '--source=nats', '--url=nats://127.0.0.1:1']
+  const plain = await enlist([...base, '--cmdb-url=http://cmdb.example/api'])
+  t.equal(plain.code, 2)
+  t.match(plain.stderr, /--cmdb-url uses http: .*set --cmdb-allow-insecure-http/)
+  const creds = await enlist([...base, '--cmdb-url=https://admin:s3cret@cmdb.example/api'])
+  t.equal(creds.code, 2)
+  t.match(creds.stderr, /must not hold credentials/)
+  t.notMatch(creds.stderr, /s3cret/, 'the password is not echoed')
+})
+
+t.test('a missing file is exit 2 with the same words, whichever command and flag named it', async (t) => {
+  const m = '/nonexistent/x.yaml'
+  const cases: Array<[string[], RegExp]> = [
+    [['render', '-f', m], /-f: cannot read \/nonexistent\/x\.yaml: no such file/],
+    [['render', '-f', '-', '--policy', m], /--policy: cannot read \/nonexistent\/x\.yaml: no such file/],
+    [['render', '-f', '-', '--ca-bundle', m], /--ca-bundle: cannot read \/nonexistent\/x\.yaml: no such file/],
+    [['policy', 'validate', m], /cannot read \/nonexistent\/x\.yaml: no such file/],
+    [['serve', '--kubeconfig', m], /--kubeconfig: cannot read \/nonexistent\/x\.yaml: no such file/],
+  ]
+  for (const [args, err] of cases) {
+    const r = await enlist(args, { input: '' })
+    t.equal(r.code, 2, args.join(' '))
+    t.match(r.stderr, err)
+    t.notMatch(r.stderr, /\n\s+at /, 'no stack trace')
+  }
 })
 
 t.test('policy schema prints JSON Schema', async (t) => {
@@ -108,6 +160,10 @@ t.test('serve validates its options before starting', async (t) => {
   t.match(await enlist(['serve'], { env: { ENLIST_BODY_LIMIT: 'lots' } }), { code: 2, stderr: /ENLIST_BODY_LIMIT \(environment\): "lots" is invalid/ })
   t.match(await enlist(['serve', '--shutdown-delay', 'soon']), { code: 2, stderr: /--shutdown-delay: "soon" is invalid; accepted: a duration/ })
   const kc = write('kubeconfig', 'current-context: c\ncontexts: [{name: c, context: {cluster: k, user: u}}]\nclusters: [{name: k, cluster: {server: "https://127.0.0.1:1"}}]\nusers: [{name: u, user: {token: t}}]\n')
-  t.match(await enlist(['serve', '--tls-cert', '/nonexistent/tls.crt', '--kubeconfig', kc]), { code: 1, stderr: /cannot read the TLS certificate \/nonexistent\/tls\.crt/ })
+  t.match(await enlist(['serve', '--tls-cert', '/nonexistent/tls.crt', '--kubeconfig', kc]), { code: 2, stderr: /--tls-cert: cannot read \/nonexistent\/tls\.crt: no such file/ })
+  t.match(await enlist(['serve', '--policy', '/nonexistent/p.yaml', '--kubeconfig', kc]), { code: 2, stderr: /--policy: cannot read \/nonexistent\/p\.yaml: no such file/ })
+  t.match(await enlist(['serve', '--leader-elect', 'maybe']), { code: 2, stderr: /unexpected argument "maybe": serve takes flags only/ })
+  t.match(await enlist(['serve', '--cert-ip-addresses', '10.0.0.1,fd00::1,nope']), { code: 2, stderr: /--cert-ip-addresses: "nope" is not an IP address/ })
+  t.match(await enlist(['serve', '--api-request-timeout', 'forever']), { code: 2, stderr: /--api-request-timeout: "forever" is invalid; accepted: a duration/ })
   t.match(await enlist(['serve'], { env: { KUBECONFIG: '', HOME: dir, KUBERNETES_SERVICE_HOST: '' } }), { code: 2, stderr: /no Kubernetes cluster configured: set KUBECONFIG or --kubeconfig, or run in a pod/ })
 })

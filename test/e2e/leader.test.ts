@@ -16,7 +16,7 @@ t.teardown(() => cp.stop())
 const cmdb = await startCmdb()
 t.teardown(() => cmdb.close())
 const policy = (p: Record<string, unknown>) => {
-  p.registry = { backends: [{ name: 'kubernetes', type: 'kubernetes' }, { name: 'cmdb', type: 'http', url: cmdb.url }], reconcileIntervalSeconds: 5 }
+  p.registry = { backends: [{ name: 'kubernetes', type: 'kubernetes' }, { name: 'cmdb', type: 'http', url: cmdb.url, allowInsecureHTTP: true }], reconcileIntervalSeconds: 5 }
 }
 const a = await startEnlist(cp, { args: [...LEASE, '--identity=replica-a'], policy })
 t.teardown(() => a.stop())

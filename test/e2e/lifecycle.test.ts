@@ -19,7 +19,7 @@ const enlist = await startEnlist(cp, {
     p.registry = {
       backends: [
         { name: 'kubernetes', type: 'kubernetes' },
-        { name: 'cmdb', type: 'http', url: cmdb.url, timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } },
+        { name: 'cmdb', type: 'http', url: cmdb.url, allowInsecureHTTP: true, timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } },
       ],
       reconcileIntervalSeconds: 5,
     }

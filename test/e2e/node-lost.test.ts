@@ -32,7 +32,7 @@ async function scenario(): Promise<void> {
   t.teardown(() => cmdb.close())
   await installEnlistOnNode(c, {
     policy: (p) => {
-      p.registry = { backends: [{ name: 'kubernetes', type: 'kubernetes' }, { name: 'cmdb', type: 'http', url: cmdb.url, timeoutSeconds: 5 }] }
+      p.registry = { backends: [{ name: 'kubernetes', type: 'kubernetes' }, { name: 'cmdb', type: 'http', url: cmdb.url, allowInsecureHTTP: true, timeoutSeconds: 5 }] }
     },
   })
   await c.cp.namespace('shop', { 'enlist.io/inject': 'enabled' })

@@ -62,7 +62,7 @@ async function scenarios(): Promise<void> {
       p.registry = {
         backends: [
           { name: 'kubernetes', type: 'kubernetes' },
-          { name: 'cmdb', type: 'http', url: cmdb.url, timeoutSeconds: 5 },
+          { name: 'cmdb', type: 'http', url: cmdb.url, allowInsecureHTTP: true, timeoutSeconds: 5 },
         ],
         reconcileIntervalSeconds: 60,
       }

@@ -30,7 +30,7 @@ const enlist = await startEnlist(cp, {
     p.registry = {
       backends: [
         { name: 'kubernetes', type: 'kubernetes' },
-        { name: 'cmdb', type: 'http', url: cmdb.url, headersFromSecret: 'enlist-registry-credentials', retry: { initialDelayMs: 100, maxDelayMs: 1000 } },
+        { name: 'cmdb', type: 'http', url: cmdb.url, allowInsecureHTTP: true, headersFromSecret: 'enlist-registry-credentials', retry: { initialDelayMs: 100, maxDelayMs: 1000 } },
       ],
       reconcileIntervalSeconds: 5,
     }

@@ -24,7 +24,7 @@ const enlist = await startEnlist(cp, {
     p.registry = {
       backends: [
         { name: 'kubernetes', type: 'kubernetes' },
-        { name: 'cmdb', type: 'http', url: cmdb.url, retry: { initialDelayMs: 100, maxDelayMs: 500 } },
+        { name: 'cmdb', type: 'http', url: cmdb.url, allowInsecureHTTP: true, retry: { initialDelayMs: 100, maxDelayMs: 500 } },
       ],
       reconcileIntervalSeconds: 5,
     }

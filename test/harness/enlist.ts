@@ -57,15 +57,15 @@ export function pointWebhooksAt(o: Record<string, unknown>, port: number, caPem:
   }
 }
 
-/** A kubeconfig for a ServiceAccount, from a TokenRequest. */
-export async function serviceAccountKubeconfig(cp: ControlPlane, namespace: string, name: string, dir: string): Promise<string> {
+/** A kubeconfig for a ServiceAccount, from a TokenRequest; `server` overrides the apiserver URL. */
+export async function serviceAccountKubeconfig(cp: ControlPlane, namespace: string, name: string, dir: string, server = cp.server): Promise<string> {
   const tr = await cp.client.create<{ status: { token: string } }>(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
     apiVersion: 'authentication.k8s.io/v1',
     kind: 'TokenRequest',
     spec: { expirationSeconds: 86400 },
   })
   const path = join(dir, `kubeconfig-${namespace}-${name}`)
-  writeFileSync(path, kubeconfigYaml(cp.server, cp.ca.cert, tr.status.token, namespace), { mode: 0o600 })
+  writeFileSync(path, kubeconfigYaml(server, cp.ca.cert, tr.status.token, namespace), { mode: 0o600 })
   return path
 }
 
@@ -99,6 +99,8 @@ export interface StartEnlistOptions {
   args?: string[]
   /** Run as this kubeconfig instead of the enlist ServiceAccount. */
   kubeconfig?: string
+  /** Reach the apiserver at this URL (a fault proxy in front of it), as the enlist ServiceAccount. */
+  apiserver?: string
   env?: NodeJS.ProcessEnv
   install?: boolean
   /** Edits the installed policy (a parsed policy.yaml). */
@@ -114,7 +116,7 @@ export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {
   const pki = opts.pki ?? (await makePki())
   if (opts.install !== false) await installManifests(cp, port, pki.ca.cert, { policy: opts.policy, dir: opts.manifests })
   const dir = tempDir('enlist-srv-')
-  const kubeconfig = opts.kubeconfig ?? (await serviceAccountKubeconfig(cp, 'enlist-system', 'enlist', dir))
+  const kubeconfig = opts.kubeconfig ?? (await serviceAccountKubeconfig(cp, 'enlist-system', 'enlist', dir, opts.apiserver))
   const args = [
     ENLIST,
     'serve',

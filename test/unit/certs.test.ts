@@ -49,6 +49,29 @@ t.test('x509: a CA and a serving certificate Go and Node both accept', async (t)
   t.not(sx.serialNumber, new X509Certificate((await issueServing({ ca, commonName: 'x', dnsNames: ['x'], validityMs: HOUR })).cert).serialNumber, 'random serials')
 })
 
+t.test('IPv6 and IPv4-mapped addresses: encoded right, and a certificate that has them is not re-issued', async (t) => {
+  const { ipBytes, ipKey } = await import('../../src/lib/ip.js')
+  const hex = (ip: string) => Buffer.from(ipBytes(ip)).toString('hex')
+  t.equal(hex('10.0.0.1'), '0a000001')
+  t.equal(hex('::ffff:10.0.0.1'), '00000000000000000000ffff0a000001', 'the IPv4 tail is four octets, not the group "10.0.0.1"')
+  t.equal(hex('::10.0.0.1'), '0000000000000000000000000a000001')
+  t.equal(hex('1:2:3:4:5:6:10.0.0.1'), '000100020003000400050006' + '0a000001')
+  t.equal(hex('fd00::1'), 'fd000000000000000000000000000001')
+  t.equal(hex('::'), '0'.repeat(32))
+  t.equal(ipKey('FD00:0:0:0:0:0:0:1'), ipKey('fd00::1'), "OpenSSL's spelling is the same address")
+  t.equal(ipKey('0:0:0:0:0:FFFF:A00:1'), ipKey('::ffff:10.0.0.1'))
+  for (const bad of ['1::2::3', 'fe80::1%eth0', '10.0.0', 'x']) t.throws(() => ipBytes(bad), /not an IP address/, bad)
+
+  const ips = ['fd00::1', '::ffff:10.0.0.1', '2001:db8::10', '10.0.0.1']
+  const p: CertPolicy = { ...policy, ipAddresses: ips }
+  const ca = await createCA({ commonName: 'v6-ca', validityMs: 300 * HOUR })
+  const sv = await issueServing({ ca, commonName: 'enlist', dnsNames: p.dnsNames, ipAddresses: ips, validityMs: p.servingValidityMs })
+  t.match(new X509Certificate(sv.cert).subjectAltName, /IP Address:0:0:0:0:0:FFFF:A00:1/, 'the mapped address as OpenSSL reads it')
+  t.equal(planCertificates({ signing: ca, bundle: [ca.cert], serving: sv }, Date.now(), p), undefined, 'nothing to re-issue on the next check')
+  t.match(planCertificates({ signing: ca, bundle: [ca.cert], serving: sv }, Date.now(), { ...p, ipAddresses: [...ips, 'fd00::2'] }), { kind: 'issue-serving', reason: 'the serving certificate lacks IP fd00::2' })
+  t.match(planCertificates({ signing: ca, bundle: [ca.cert], serving: sv }, Date.now(), { ...p, dnsNames: ['enlist.enlist-system'] }), { kind: 'issue-serving' }, 'a DNS name is matched whole, not as a prefix of another')
+})
+
 t.test('the plan: from nothing to a CA and a certificate, then quiet', async (t) => {
   let s: CertState = { bundle: [] }
   const now = Date.now()

@@ -21,6 +21,13 @@ t.test('defaults, flags, = forms, short flags and positionals', async (t) => {
   t.equal(parseFlags(specs, ['--on=false'], {}).on, false)
 })
 
+t.test('a boolean flag takes a following true or false, as users write it', async (t) => {
+  t.equal(parseFlags(specs, ['--on', 'false'], {}).on, false, '--on false is false, not --on and an argument')
+  t.equal(parseFlags(specs, ['--on', 'true'], {}).on, true)
+  t.same(parseFlags(specs, ['--on', 'file.yaml'], {}), { ...parseFlags(specs, [], {}), on: true, _: ['file.yaml'] }, 'anything else stays an argument')
+  t.same(parseFlags(specs, ['--on', '--', 'false'], {})._, ['false'])
+})
+
 t.test('env fills in, flags win', async (t) => {
   t.equal(parseFlags(specs, [], { X_PORT: '7000' }).port, 7000)
   t.equal(parseFlags(specs, ['--port', '7001'], { X_PORT: '7000' }).port, 7001)

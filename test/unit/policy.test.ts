@@ -109,6 +109,9 @@ tenantOverrides:
     url: 'https://cmdb.bank.example/api/v1/instances',
     headersFromSecret: 'cmdb-credentials',
     timeoutSeconds: 3,
+    allowInsecureHTTP: false,
+    maxResponseBytes: 16777216,
+    maxListPages: 1000,
     caBundle: '',
     retry: { initialDelayMs: 200, maxDelayMs: 30000 },
     advertise: { mode: 'podIP', nodeAddressTypes: ['ExternalIP', 'InternalIP'] },
@@ -181,11 +184,32 @@ t.test('semantic errors', async (t) => {
     [HEADER + 'registry: {backends: [{type: zookeeper, name: z, connect: "zk:2181", timeoutSeconds: 30, sessionTimeoutSeconds: 10}]}\n', ['/registry/backends/0/timeoutSeconds: must be shorter than sessionTimeoutSeconds']],
     [HEADER + 'tenantOverrides: {allowed: [service]}\nregistry: {backends: [{type: zookeeper, name: z, connect: "zk:2181", layout: dubbo}]}\n', ['/registry/backends/0/layout: layout dubbo needs each pod\'s Dubbo interface from enlist.io/metadata: add metadata to tenantOverrides.allowed']],
     [HEADER + 'registry: {backends: [{type: kubernetes, name: a}, {type: kubernetes, name: b, layout: dubbo}, {type: kubernetes, name: c, layout: dubbo}]}\n', ['/registry/backends/2/type: at most one backend of type kubernetes with layout dubbo']],
-    [HEADER + 'registry: {backends: [{type: http, name: c, url: "ftp://x"}]}\n', ['/registry/backends/0/url: "ftp://x" must use https or http']],
+    [HEADER + 'registry: {backends: [{type: http, name: c, url: "ftp://x"}]}\n', ['/registry/backends/0/url: must use https (or http with allowInsecureHTTP: true); got ftp']],
+    [HEADER + 'registry: {backends: [{type: http, name: c, url: "http://cmdb"}]}\n', ['/registry/backends/0/url: uses http: the record and credentials would cross the network in clear; use https, or set allowInsecureHTTP: true']],
+    [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://admin:s3cret@cmdb/x"}]}\n', ['/registry/backends/0/url: must not hold credentials (user:password@): put them in a Secret named by headersFromSecret']],
+    [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://cmdb/x?token=1"}]}\n', ['/registry/backends/0/url: must not have a query or a fragment: records are at {url}/{pod uid}']],
+    [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://cmdb", maxListPages: 0}]}\n', ['/registry/backends/0/maxListPages: must be >= 1; got 0']],
     [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://x", headersFromSecret: "Bad"}]}\n', ['/registry/backends/0/headersFromSecret: "Bad" is not a valid Secret name']],
     [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://x", retry: {initialDelayMs: 5000, maxDelayMs: 1000}}]}\n', ['/registry/backends/0/retry/maxDelayMs: must be >= initialDelayMs']],
   ]
   for (const [text, want] of cases) t.same(errorsOf(text), want, JSON.stringify(text))
+  t.doesNotThrow(() => loadPolicy(HEADER + 'registry: {backends: [{type: http, name: c, url: "http://cmdb", allowInsecureHTTP: true}]}\n'), 'plain http when the policy says so')
+  t.notMatch(errorsOf(HEADER + 'registry: {backends: [{type: http, name: c, url: "https://admin:s3cret@cmdb/x"}]}\n').join('\n'), /s3cret/, 'a password in the URL is never echoed')
+})
+
+t.test('semantic errors come with the schema errors, not after they are fixed', async (t) => {
+  t.same(
+    errorsOf(HEADER + 'registrar: {position: middle}\ninjection: {excludedNamespaces: [Legacy]}\ndiscovery: {annotation: "/x"}\nregistry: {backends: [{type: http, name: c}, {type: http, name: D, url: "http://x"}]}\n'),
+    [
+      '/registrar/position: must be one of "first", "last"; got "middle"',
+      '/registry/backends/0/url: is required',
+      '/injection/excludedNamespaces/0: "Legacy" is not a valid namespace name (DNS-1123 label)',
+      '/discovery/annotation: "/x" is not a valid annotation key ([prefix/]name)',
+      '/registry/backends/1/name: "D" must be a DNS-1123 label (lowercase letters, digits, \'-\')',
+      '/registry/backends/1/url: uses http: the record and credentials would cross the network in clear; use https, or set allowInsecureHTTP: true',
+    ],
+    'the sections the schema found sound are checked too; the broken ones (registrar, backend 0) are not',
+  )
 })
 
 t.test('YAML syntax errors name the line', async (t) => {

@@ -5,7 +5,7 @@ import type { V1Endpoints, V1Pod, V1Service } from '@kubernetes/client-node'
 import { WorkQueue } from '../../src/controller/queue.js'
 import { Backoff } from '../../src/lib/backoff.js'
 import { identityOf, tokenExpiry } from '../../src/registration/auth.js'
-import { missingDependencies, parseDependencies } from '../../src/registration/dependencies.js'
+import { endpointsReady, missingDependencies, parseDependencies } from '../../src/registration/dependencies.js'
 import { buildRecord, decodeRecord, encodeRecord, fromPairs, toPairs, type RegistryRecord } from '../../src/registry/record.js'
 
 const record: RegistryRecord = {
@@ -87,7 +87,7 @@ t.test('dependency readiness', async (t) => {
     ['shop/cache', { subsets: [{ addresses: [{ ip: '1.1.1.3' }], ports: [{ port: 6379 }] }] }],
     ['pay/ledger', { subsets: [{ notReadyAddresses: [{ ip: '1.1.1.4' }], ports: [{ name: 'grpc', port: 443 }] }] }],
   ])
-  const facts = { service: (ns: string, n: string) => services.get(`${ns}/${n}`), endpoints: (ns: string, n: string) => endpoints.get(`${ns}/${n}`) }
+  const facts = { service: (ns: string, n: string) => services.get(`${ns}/${n}`), readyEndpoints: (ns: string, n: string, port?: string) => endpointsReady(endpoints.get(`${ns}/${n}`), port) }
   const check = (v: string) => missingDependencies(parseDependencies(v), facts)
   t.same(check(''), [])
   t.same(check('shop/db'), [], 'any ready endpoint')
@@ -144,6 +144,34 @@ t.test('work queue: dedup, no parallel processing of a key, rate-limited retries
   q.shutdown()
   t.equal(await waiting, undefined, 'waiters are released on shutdown')
   t.equal(await q.get(), undefined)
+})
+
+t.test('work queue: what waits out a delay can be retried now, all of it or the first due', async (t) => {
+  const q = new WorkQueue(60_000, 300_000)
+  q.addAfter('in-50s', 50_000)
+  q.addAfter('in-20s', 20_000)
+  q.addRateLimited('failed-twice')
+  q.forget('failed-twice')
+  q.retryNow()
+  t.equal(await q.get(), 'in-50s', 'retryNow queues everything waiting')
+  q.done('in-50s')
+  t.equal(await q.get(), 'in-20s')
+  q.done('in-20s')
+  t.equal(await q.get(), 'failed-twice')
+  q.done('failed-twice')
+  q.addAfter('in-50s', 50_000)
+  q.addAfter('in-20s', 20_000)
+  q.addAfter('in-30s', 30_000)
+  t.equal(q.waiting, 3)
+  t.equal(q.retryEarliest(), 'in-20s', 'the one whose delay ends first')
+  t.equal(q.waiting, 2)
+  t.equal(await q.get(), 'in-20s')
+  q.addRateLimited('x')
+  q.addRateLimited('x')
+  q.retryNow()
+  t.equal(q.retries('x'), 2, 'a key retried early keeps its failure count: failing again backs off from there')
+  q.shutdown()
+  t.equal(q.retryEarliest(), undefined)
 })
 
 t.test('backoff: exponential, capped, jittered within bounds', async (t) => {

@@ -27,6 +27,15 @@ t.test('label selectors', async (t) => {
   t.ok(compileSelector({})({ a: 'b' }))
   t.notOk(compileAny([])({ a: 'b' }), 'an empty list matches nothing')
   t.ok(compileAny([{ matchLabels: { a: 'x' } }, { matchLabels: { b: 'y' } }])({ b: 'y' }))
+  // only a pod's own labels are labels: nothing inherited from Object.prototype
+  const inherited = ['constructor', 'toString', '__proto__', 'hasOwnProperty', 'valueOf']
+  for (const key of inherited) {
+    t.ok(compileSelector({ matchExpressions: [{ key, operator: 'DoesNotExist' }] })({ app: 'x' }), `DoesNotExist ${key}`)
+    t.notOk(compileSelector({ matchExpressions: [{ key, operator: 'Exists' }] })({ app: 'x' }), `Exists ${key}`)
+    t.ok(compileSelector({ matchExpressions: [{ key, operator: 'NotIn', values: ['a'] }] })({ app: 'x' }), `NotIn ${key}`)
+  }
+  t.ok(compileSelector({ matchExpressions: [{ key: 'constructor', operator: 'In', values: ['a'] }] })(JSON.parse('{"constructor": "a"}') as Record<string, string>), 'a real label of that name counts')
+  t.notOk(compileSelector({ matchLabels: { toString: 'x' } })({}), 'matchLabels too')
   t.equal(formatSelector({ matchLabels: { a: 'b' }, matchExpressions: [{ key: 'c', operator: 'In', values: ['d', 'e'] }, { key: 'f', operator: 'DoesNotExist' }, { key: 'g', operator: 'Exists' }, { key: 'h', operator: 'NotIn', values: ['i'] }] }), 'a=b,c in (d,e),!f,g,h notin (i)')
 })
 

@@ -1,16 +1,23 @@
 // registry.backends[] of type http: a CMDB or registry with a REST interface.
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
-import { pemError, urlError } from './checks.js'
+import { pemError } from './checks.js'
 import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
-import type { BackendSchema } from './types.js'
+import type { AddError, BackendSchema } from './types.js'
 
 export interface HttpBackendSpec {
   name: string
   type: 'http'
   advertise: AdvertiseSpec
   url: string
+  /** Plain http is refused unless this is set (the record and credentials cross in clear). */
+  allowInsecureHTTP: boolean
+  /** Each request, answer included, completes within this. */
   timeoutSeconds: number
+  /** The largest answer accepted (one list page included). */
+  maxResponseBytes: number
+  /** The most pages one list may take (`continue` tokens or Link rel="next"). */
+  maxListPages: number
   caBundle: string
   headersFromSecret: string
   retry: { initialDelayMs: number; maxDelayMs: number }
@@ -26,7 +33,10 @@ export const httpBackend: BackendSchema<HttpBackendSpec> = {
       name: { type: 'string', minLength: 1, maxLength: 63 },
       type: { const: 'http' },
       url: { type: 'string', minLength: 1 },
+      allowInsecureHTTP: { type: 'boolean', default: false },
       timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 60, default: 5 },
+      maxResponseBytes: { type: 'integer', minimum: 1024, maximum: 1073741824, default: 16777216 },
+      maxListPages: { type: 'integer', minimum: 1, maximum: 100000, default: 1000 },
       caBundle: { type: 'string', default: '' },
       headersFromSecret: { type: 'string', default: '' },
       advertise: advertiseSchema,
@@ -42,11 +52,26 @@ export const httpBackend: BackendSchema<HttpBackendSpec> = {
     },
   },
   check(b, at, add) {
-    urlError(b.url, ['https:', 'http:'], `${at}/url`, add)
+    backendUrlErrors(b, `${at}/url`, add)
     pemError(b.caBundle, `${at}/caBundle`, add)
     if (b.headersFromSecret !== '' && !isDns1123Subdomain(b.headersFromSecret)) {
       add(`${at}/headersFromSecret`, `"${b.headersFromSecret}" is not a valid Secret name`)
     }
     if (b.retry.maxDelayMs < b.retry.initialDelayMs) add(`${at}/retry/maxDelayMs`, 'must be >= initialDelayMs')
   },
+}
+
+/** The URL's problems; none are echoed with the URL itself, which may hold a password. */
+export function backendUrlErrors(b: Pick<HttpBackendSpec, 'url' | 'allowInsecureHTTP'>, at: string, add: AddError): void {
+  let u: URL
+  try {
+    u = new URL(b.url)
+  } catch {
+    add(at, 'is not a URL')
+    return
+  }
+  if (u.protocol !== 'https:' && u.protocol !== 'http:') add(at, `must use https (or http with allowInsecureHTTP: true); got ${u.protocol.slice(0, -1)}`)
+  else if (u.protocol === 'http:' && !b.allowInsecureHTTP) add(at, 'uses http: the record and credentials would cross the network in clear; use https, or set allowInsecureHTTP: true')
+  if (u.username !== '' || u.password !== '') add(at, 'must not hold credentials (user:password@): put them in a Secret named by headersFromSecret')
+  if (u.search !== '' || u.hash !== '') add(at, 'must not have a query or a fragment: records are at {url}/{pod uid}')
 }

@@ -1,0 +1,235 @@
+// The reflector's pacing and recovery against a fake apiserver on a fake clock: whatever the
+// apiserver does, it never storms (client-go's few requests per second at most), it relists
+// only when it must, and its store and the pod cache's uid index stay right.
+import t from 'tap'
+import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node'
+import { type CallOptions, KubeApiError, type Query } from '../../src/kube/client.js'
+import { ManagedPods } from '../../src/kube/pods.js'
+import { type ListWatchClient, Reflector } from '../../src/kube/reflector.js'
+import type { Clock } from '../../src/lib/backoff.js'
+import { silentLogger } from '../../src/log.js'
+import { createMetrics } from '../../src/metrics.js'
+
+/** Virtual time: only sleeps move it. Past `until`, sleeps hold until the reflector stops. */
+class FakeClock implements Clock {
+  now_ = 0
+  sleeps: number[] = []
+  private reachedResolve!: () => void
+  readonly reached = new Promise<void>((r) => (this.reachedResolve = r))
+  constructor(readonly until: number) {}
+  now(): number {
+    return this.now_
+  }
+  advance(ms: number): void {
+    this.now_ += ms
+  }
+  async sleep(ms: number, signal?: AbortSignal): Promise<void> {
+    if (signal?.aborted) return
+    this.sleeps.push(ms)
+    this.now_ += ms
+    await new Promise((r) => setImmediate(r))
+    if (this.now_ >= this.until) {
+      this.reachedResolve()
+      await new Promise<void>((r) => signal?.addEventListener('abort', () => r(), { once: true }))
+    }
+  }
+}
+
+type WatchMode = 'end-at-once' | 'gone' | 'throttled' | 'last-and-deliver' | 'hang' | 'refused'
+
+interface Req {
+  verb: 'LIST' | 'WATCH'
+  at: number
+  query: Query
+}
+
+/** An apiserver holding ConfigMaps (or pods), with a watch that does what `watchMode` says. */
+class FakeApi implements ListWatchClient {
+  readonly metrics = createMetrics({ defaultMetrics: false })
+  requests: Req[] = []
+  objects: Array<Record<string, unknown>> = []
+  rv = 100
+  watchMode: WatchMode = 'end-at-once'
+  continueGone = false
+  retryAfterMs = 5000
+  onWatch?: (query: Query, emit: (e: unknown) => void) => void
+
+  constructor(private readonly clock: FakeClock) {}
+
+  async get<T>(path: string, query: Query = {}, _opts?: CallOptions): Promise<T> {
+    await new Promise((r) => setImmediate(r)) // as a real request, it yields to the event loop
+    this.requests.push({ verb: 'LIST', at: this.clock.now(), query })
+    if (query.continue !== undefined && this.continueGone) throw new KubeApiError(410, 'Expired', 'The provided continue parameter is too old', 'GET', path)
+    const limit = Number(query.limit ?? 0)
+    const from = Number(query.continue ?? 0)
+    const items = limit ? this.objects.slice(from, from + limit) : this.objects
+    const more = limit > 0 && from + limit < this.objects.length
+    return { metadata: { resourceVersion: String(this.rv), ...(more ? { continue: String(from + limit) } : {}) }, items } as T
+  }
+
+  async watch(path: string, query: Query, onEvent: (event: unknown) => void, signal: AbortSignal): Promise<void> {
+    await new Promise((r) => setImmediate(r))
+    this.requests.push({ verb: 'WATCH', at: this.clock.now(), query })
+    this.onWatch?.(query, onEvent)
+    switch (this.watchMode) {
+      case 'end-at-once':
+        return
+      case 'gone':
+        throw new KubeApiError(410, 'Expired', 'too old resource version', 'GET', path)
+      case 'throttled':
+        throw new KubeApiError(429, 'TooManyRequests', 'slow down', 'GET', path, this.retryAfterMs)
+      case 'refused':
+        throw new KubeApiError(0, 'ConnectionRefused', 'connect ECONNREFUSED', 'GET', path)
+      case 'last-and-deliver':
+        this.clock.advance(60_000)
+        onEvent({ type: 'BOOKMARK', object: { metadata: { resourceVersion: String(++this.rv) } } })
+        return
+      case 'hang':
+        await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }))
+    }
+  }
+
+  count(verb: 'LIST' | 'WATCH'): number {
+    return this.requests.filter((r) => r.verb === verb).length
+  }
+}
+
+const cm = (name: string, uid = `uid-${name}`, rv = '1'): Record<string, unknown> => ({ metadata: { name, namespace: 'n', uid, resourceVersion: rv } })
+
+function setup(until: number, opts: { pageSize?: number } = {}) {
+  const clock = new FakeClock(until)
+  const api = new FakeApi(clock)
+  api.objects = [cm('a'), cm('b'), cm('c')]
+  const r = new Reflector<V1ConfigMap>({ client: api, log: silentLogger(), name: 'test', path: '/api/v1/configmaps', clock, pageSize: opts.pageSize })
+  return { clock, api, r }
+}
+
+async function runUntil(r: Reflector<V1ConfigMap>, clock: FakeClock): Promise<void> {
+  r.start()
+  await clock.reached
+  await r.stop()
+}
+
+t.test('watches that end at once: backed off and relisted, never a storm', async (t) => {
+  const { clock, api, r } = setup(20_000)
+  await runUntil(r, clock)
+  const total = api.requests.length
+  t.comment(`watches ending at once: ${total} requests in 20 s of virtual time (${api.count('LIST')} lists, ${api.count('WATCH')} watches); delays ${clock.sleeps.map((s) => (s / 1000).toFixed(1)).join(', ')} s`)
+  t.ok(total <= 14, `${total} requests in 20 s, client-go's pace (the unfixed reflector made 18,201)`)
+  t.ok(r.synced)
+  t.equal(api.count('LIST'), api.count('WATCH'), 'each short watch is followed by a relist, as client-go does')
+  clock.sleeps.forEach((s, i) => t.ok(s >= Math.min(800 * 2 ** i, 30_000) && s < 2 * Math.min(800 * 2 ** i, 30_000), `delay ${i + 1}: ${Math.round(s)} ms, in [d, 2d) of 0.8 s doubling`))
+  const failures = (await api.metrics.reflectorFailures.get()).values
+  t.equal(failures.find((v) => v.labels.reason === 'short_watch')?.value, clock.sleeps.length, 'each counted as a short watch')
+})
+
+t.test('410 on every watch: a relist after a backoff each time', async (t) => {
+  const { clock, api, r } = setup(20_000)
+  api.watchMode = 'gone'
+  await runUntil(r, clock)
+  t.comment(`410 on every watch: ${api.requests.length} requests in 20 s`)
+  t.ok(api.requests.length <= 14, `${api.requests.length} requests in 20 s (the unfixed reflector: 1,831)`)
+  t.ok(clock.sleeps.length >= 3 && clock.sleeps.every((s) => s >= 800))
+  t.ok(((await api.metrics.reflectorFailures.get()).values.find((v) => v.labels.reason === 'expired')?.value ?? 0) >= 3)
+})
+
+t.test("a continue token that expires falls back to one full list, as client-go's pager does", async (t) => {
+  const { clock, api, r } = setup(20_000, { pageSize: 2 })
+  api.objects = Array.from({ length: 7 }, (_, i) => cm(`o${i}`))
+  api.continueGone = true
+  api.watchMode = 'gone' // and every watch fails, so it relists again and again
+  await runUntil(r, clock)
+  const lists = api.requests.filter((q) => q.verb === 'LIST')
+  t.comment(`410 on continue and on every watch: ${api.requests.length} requests in 20 s`)
+  t.same(lists.slice(0, 3).map((q) => [q.query.limit, q.query.continue]), [[2, undefined], [2, '2'], [undefined, undefined]], 'first page, expired continue, one full list')
+  t.equal(r.size, 7, 'every object stored')
+  t.ok(api.requests.length <= 30, `${api.requests.length} requests in 20 s (the unfixed reflector: 221,001 lists in 1 s)`)
+})
+
+t.test('429 and refused connections: back off (at least Retry-After) and watch again, without relisting', async (t) => {
+  const { clock, api, r } = setup(60_000)
+  api.watchMode = 'throttled'
+  api.retryAfterMs = 7000
+  await runUntil(r, clock)
+  t.equal(api.count('LIST'), 1, 'the resourceVersion is still good: no relist')
+  t.ok(clock.sleeps.every((s) => s >= 7000), `every wait honours Retry-After: ${clock.sleeps.map((s) => Math.round(s)).join(', ')} ms`)
+  t.ok(api.count('WATCH') <= 10, `${api.count('WATCH')} watches in 60 s`)
+
+  const b = setup(20_000)
+  b.api.watchMode = 'refused'
+  await runUntil(b.r, b.clock)
+  t.equal(b.api.count('LIST'), 1)
+  t.ok(b.api.count('WATCH') <= 8, `${b.api.count('WATCH')} watch attempts in 20 s against a refused connection`)
+})
+
+t.test('a watch that lasted and delivered is resumed at once from its resourceVersion', async (t) => {
+  const { clock, api, r } = setup(10 * 60_000)
+  api.watchMode = 'last-and-deliver'
+  const seenRv: unknown[] = []
+  api.onWatch = (q) => seenRv.push(q.resourceVersion)
+  r.start()
+  // ten healthy watches of a minute each: no sleeps, one list
+  while (api.count('WATCH') < 10) await new Promise((res) => setImmediate(res))
+  api.watchMode = 'hang'
+  await new Promise((res) => setImmediate(res))
+  await r.stop()
+  t.equal(api.count('LIST'), 1, 'no relist')
+  t.same(clock.sleeps, [], 'no backoff')
+  t.same(seenRv.slice(0, 3), ['100', '101', '102'], 'each from the bookmark the last one delivered')
+})
+
+t.test('the backoff starts over only after two minutes without a failure', async (t) => {
+  const { clock, api, r } = setup(Number.MAX_SAFE_INTEGER)
+  r.start()
+  while (clock.sleeps.length < 5) await new Promise((res) => setImmediate(res))
+  const grown = clock.sleeps.at(-1)!
+  // now healthy for ten minutes of watches, then failing again
+  api.watchMode = 'last-and-deliver'
+  while (api.count('WATCH') < 20) await new Promise((res) => setImmediate(res))
+  api.watchMode = 'end-at-once'
+  const before = clock.sleeps.length
+  while (clock.sleeps.length < before + 1) await new Promise((res) => setImmediate(res))
+  await r.stop()
+  t.ok(grown >= 12_800, `grown to ${Math.round(grown)} ms while failing`)
+  t.ok(clock.sleeps[before]! < 1600, `back to ${Math.round(clock.sleeps[before]!)} ms after a healthy stretch`)
+
+  // but watches that end cleanly after a second or two, with nothing delivered, do not reset it
+  const s = setup(Number.MAX_SAFE_INTEGER)
+  s.api.onWatch = () => s.clock.advance(1500)
+  s.r.start()
+  while (s.api.count('WATCH') < 40) await new Promise((res) => setImmediate(res))
+  await s.r.stop()
+  t.equal(s.clock.sleeps.length, 0, 'a watch that lasted over a second is not a failure (client-go)')
+})
+
+t.test('a stop during a backoff or a hanging watch returns at once', async (t) => {
+  const { api, r } = setup(Number.MAX_SAFE_INTEGER)
+  api.watchMode = 'hang'
+  r.start()
+  while (api.count('WATCH') < 1) await new Promise((res) => setImmediate(res))
+  await r.stop()
+  t.pass('stopped')
+})
+
+t.test('a relist that finds a namesake with another uid: the old pod is deleted, the uid index is right', async (t) => {
+  const clock = new FakeClock(Number.MAX_SAFE_INTEGER)
+  const api = new FakeApi(clock)
+  const pod = (uid: string, rv: string) => ({ metadata: { name: 'web-0', namespace: 'shop', uid, resourceVersion: rv, labels: { 'enlist.io/managed': 'true' } } })
+  api.objects = [pod('uid-old', '5')]
+  api.watchMode = 'hang'
+  const pods = new ManagedPods(api, silentLogger())
+  // the reflector inside uses the real clock; make the first watch fail after the swap
+  const events: string[] = []
+  pods.on({ add: (p) => events.push(`add ${p.metadata?.uid}`), update: (p) => events.push(`update ${p.metadata?.uid}`), delete: (p) => events.push(`delete ${p.metadata?.uid}`) })
+  pods.start()
+  t.teardown(() => pods.stop())
+  while (!pods.synced) await new Promise((res) => setImmediate(res))
+  t.equal(pods.byUid('uid-old')?.metadata?.name, 'web-0')
+  // while the watch was down the StatefulSet pod was deleted and made again
+  api.objects = [pod('uid-new', '9')]
+  api.watchMode = 'gone'
+  while (!events.includes('add uid-new')) await new Promise((res) => setTimeout(res, 20))
+  t.same(events, ['add uid-old', 'delete uid-old', 'add uid-new'], 'a delete of the old pod and an add of the new, never an update')
+  t.equal(pods.byUid('uid-old'), undefined, 'the old uid no longer maps to the new pod')
+  t.equal((pods.byUid('uid-new') as V1Pod | undefined)?.metadata?.resourceVersion, '9')
+})
