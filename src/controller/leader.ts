@@ -140,7 +140,8 @@ export class LeaderElector {
   private startLeading(): void {
     this.leading = true
     this.o.metrics.leader.set(1)
-    this.o.log.info({ identity: this.o.identity }, 'became leader: starting the leader-only work')
+    // the text operators (and tests) search for: kept as it was
+    this.o.log.info({ identity: this.o.identity }, 'became leader: starting the controller')
     const work = new AbortController()
     this.work = work
     void Promise.resolve()

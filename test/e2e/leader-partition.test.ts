@@ -77,7 +77,7 @@ t.test('a partitioned leader steps down before the other takes over: never two l
   const stopped = lastLog(leader, 'stopped leading: abandoning the leader-only work')
   const workStopped = lastLog(leader, 'the leader-only work has stopped')
   const controllerStopped = lastLog(leader, 'controller stopped')
-  const became = lastLog(follower, 'became leader: starting the leader-only work')
+  const became = lastLog(follower, 'became leader: starting the controller')
   const started = follower.logs().filter((l) => l.msg === 'controller started').at(-1)
   t.ok(stopped && workStopped && controllerStopped && became && started, 'both sides logged their turn')
   t.comment(
