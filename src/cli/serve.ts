@@ -9,12 +9,12 @@ import { type KubeVersion, parseKubeVersion } from '../admission/settings.js'
 import type { CertificateAuthority } from '../certs/self-managed.js'
 import { LeaderElector } from '../controller/leader.js'
 import { KeyRotator, KeyStore } from '../decision/keys.js'
-import { sealKeyOf } from '../decision/status.js'
 import { RegistryController } from '../controller/registry-controller.js'
 import { KubeClient } from '../kube/client.js'
 import { loadCredentials } from '../kube/credentials.js'
 import { EventRecorder } from '../kube/events.js'
 import { NamespaceCache } from '../kube/namespaces.js'
+import { sealKeyOfView } from '../kube/pod-view.js'
 import { ManagedPods } from '../kube/pods.js'
 import { SecretReader } from '../kube/secrets.js'
 import { Backoff, sleep } from '../lib/backoff.js'
@@ -28,6 +28,7 @@ import { ConfigMapPolicySource, FilePolicySource, type PolicySource, PolicyStore
 import { DEFAULT_AUTH_LIMITS, TokenAuthenticator } from '../registration/auth.js'
 import { DependencyCache } from '../registration/dependencies.js'
 import { RegistrationService } from '../registration/service.js'
+import { recordAnnotationsOf } from '../registry/kubernetes.js'
 import { Registry } from '../registry/registry.js'
 import { buildServer, closeGracefully, type EnlistServer } from '../server/app.js'
 import { Readiness } from '../server/readiness.js'
@@ -264,10 +265,14 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const keys = new KeyStore(client, installNamespace, DECISION_KEYS_SECRET, log, metrics)
 
   // --- registration: caches and the API on every replica -----------------------
-  const pods = new ManagedPods(client, log)
+  const pods = new ManagedPods(client, log, { ring: () => keys.ring })
+  keys.onChange((ring) => pods.keysChanged(ring))
   const dependencies = new DependencyCache(client, log)
   const registry = new Registry(client, pods, new SecretReader(client, installNamespace), metrics, log)
-  policy.onChange((p) => void registry.configure(p.spec))
+  policy.onChange((p) => {
+    pods.setRecordAnnotations(recordAnnotationsOf(p.spec))
+    void registry.configure(p.spec)
+  })
   manager.add({ name: 'registry', start: () => undefined, stop: () => registry.close() })
   readiness.addReport(() => registry.health().map((h) => ({ check: `backend ${h.backend}`, reason: h.reason })))
   const events = new EventRecorder(client, log, identity)
@@ -298,8 +303,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
     events,
     metrics,
     log,
-    keys,
+    keysKnown: () => keys.ring !== undefined,
     sweepIntervalMs: () => (policy.current?.spec.registry.reconcileIntervalSeconds ?? 60) * 1000,
+    sweepRate: () => policy.current?.spec.registry.sweepRequestsPerSecond ?? 50,
   })
   const rotator = new KeyRotator({
     client,
@@ -309,7 +315,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
       if (!pods.synced) return undefined
       const ids = new Set<string>()
       for (const p of pods.pods()) {
-        const k = sealKeyOf(p)
+        const k = sealKeyOfView(p)
         if (k) ids.add(k)
       }
       return ids
@@ -351,8 +357,15 @@ export async function serve(argv: readonly string[]): Promise<void> {
   readiness.add('decision-keys', () =>
     keys.ready ? undefined : `no decision key yet in Secret ${installNamespace}/${DECISION_KEYS_SECRET}${keys.problem ? `: ${keys.problem}` : keys.reflector.error ? `: ${keys.reflector.error}` : ' (the leader creates it)'}`,
   )
-  readiness.add('pod-cache', () => (pods.synced ? undefined : `managed pod cache not synced${pods.reflector.error ? `: ${pods.reflector.error}` : ''}`))
-  readiness.add('dependency-cache', () => (dependencies.synced ? undefined : dependencies.waitingReason))
+  // Admission needs only the above: a fresh replica serves it within seconds whatever the
+  // cluster's size. The pod and dependency caches sync meanwhile (the registration API
+  // answers 503 while it cannot judge dependencies); /readyz?verbose says how far they are.
+  readiness.addReport(() => {
+    const out: Array<{ check: string; reason: string }> = []
+    if (!pods.synced) out.push({ check: 'pod-cache', reason: `managed pod cache syncing: ${pods.reflector.listed} pods listed${pods.reflector.error ? `; ${pods.reflector.error}` : ''}` })
+    if (!dependencies.synced) out.push({ check: 'dependency-cache', reason: dependencies.waitingReason })
+    return out
+  })
 
   let app: EnlistServer | undefined
   manager

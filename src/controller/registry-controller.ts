@@ -12,17 +12,17 @@
 
 import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
+import type { PodView } from '../kube/pod-view.js'
 import { type KubeClient, KubeApiError } from '../kube/client.js'
 import type { EventRecorder } from '../kube/events.js'
 import type { ManagedPods } from '../kube/pods.js'
 import { AbortedError, errorMessage } from '../lib/errors.js'
+import { TokenBucket } from '../lib/rate-limit.js'
 import type { Metrics } from '../metrics.js'
 import { DEREGISTERED_REASON, setRegisteredCondition } from '../registration/condition.js'
-import type { KeyRing } from '../decision/keyring.js'
-import { openPodStatus } from '../decision/status.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import type { Backend } from '../registry/backend.js'
-import { buildRecord, type EntryRef, registeredCondition, type RegistryRecord } from '../registry/record.js'
+import { buildRecord, type ConditionSource, type EntryRef, registeredCondition, type RegistryRecord } from '../registry/record.js'
 import type { Registry } from '../registry/registry.js'
 import { WorkQueue } from './queue.js'
 
@@ -33,19 +33,28 @@ export interface ControllerOptions {
   events: EventRecorder
   metrics: Metrics
   log: Logger
-  /** The decision keys: a pod's registration parameters come only from its sealed status. */
-  keys: { readonly ring: KeyRing | undefined }
+  /** Whether the decision keys are known yet: until they are, a cached pod without an
+   *  opened seal may still have one (it is deregistered when it goes, to be safe). */
+  keysKnown: () => boolean
   sweepIntervalMs: () => number
+  /** Requests per second one backend's sweep may make (registry.sweepRequestsPerSecond). */
+  sweepRate?: () => number
   workers?: number
 }
 
 /** A live pod that asked to be deregistered (DELETE /v1/registrations) wants no entry. */
-function deregisteredOnRequest(pod: V1Pod): boolean {
+function deregisteredOnRequest(pod: ConditionSource): boolean {
   const c = registeredCondition(pod)
   return c?.status === 'False' && c.reason === DEREGISTERED_REASON
 }
 
-export function isGoing(pod: V1Pod): false | string {
+/** What isGoing reads, in either shape of a pod. */
+export interface GoingSource {
+  metadata?: { deletionTimestamp?: unknown }
+  status?: { phase?: string }
+}
+
+export function isGoing(pod: GoingSource): false | string {
   if (pod.metadata?.deletionTimestamp) return 'the pod is terminating'
   const phase = pod.status?.phase
   if (phase === 'Succeeded' || phase === 'Failed') return `the pod has finished (${phase})`
@@ -60,8 +69,8 @@ const SWEEP_FAILURES_IN_A_ROW = 10
 // within seconds of an outage's end, for one extra call per period while it lasts.
 const PROBE_MS = 5000
 
-function podRef(pod: V1Pod): EntryRef {
-  return { uid: pod.metadata?.uid ?? '', namespace: pod.metadata?.namespace ?? '', pod: pod.metadata?.name ?? '' }
+function podRef(pod: PodView): EntryRef {
+  return { uid: pod.metadata.uid, namespace: pod.metadata.namespace, pod: pod.metadata.name }
 }
 
 export class RegistryController {
@@ -146,8 +155,8 @@ export class RegistryController {
     this.o.log.info('controller stopped')
   }
 
-  private enqueue(p: V1Pod): void {
-    const uid = p.metadata?.uid
+  private enqueue(p: PodView): void {
+    const uid = p.metadata.uid
     if (!uid || !this.queue) return
     // Pods on their way out need the controller; registration is the registrar's. A live
     // registered pod needs it only when its own copy of the record was edited.
@@ -160,23 +169,21 @@ export class RegistryController {
    * and no condition was never registered: deregistering it would only load the backends.
    * Until the keys are known, assume it could.
    */
-  private mayBeRegistered(p: V1Pod): boolean {
+  private mayBeRegistered(p: PodView): boolean {
     if (registeredCondition(p) !== undefined) return true
-    const ring = this.o.keys.ring
-    return !ring || openPodStatus(p, ring).ok
+    return !this.o.keysKnown() || p.enlist.sealed !== undefined || p.enlist.pending !== undefined
   }
 
   /** The record enlist wrote for a registered, live pod, as its sealed decision makes it. */
-  private expectedRecord(p: V1Pod): RegistryRecord | undefined {
+  private expectedRecord(p: PodView): RegistryRecord | undefined {
     const cond = registeredCondition(p)
-    if (cond?.status !== 'True' || !cond.lastTransitionTime || !p.status?.podIP) return undefined
-    const opened = openPodStatus(p, this.o.keys.ring)
-    if (!opened.ok) return undefined
-    return buildRecord(p, opened.status.decision, cond.lastTransitionTime)
+    const sealed = p.enlist.sealed
+    if (cond?.status !== 'True' || !cond.lastTransitionTime || !p.status.podIP || !sealed) return undefined
+    return buildRecord(p, sealed.decision, cond.lastTransitionTime)
   }
 
   /** Backends whose copy of a registered pod's record, kept on the pod, was edited. */
-  private drifted(p: V1Pod): string[] {
+  private drifted(p: PodView): string[] {
     const backends = this.o.registry.backends.filter((b) => b.drifted)
     if (backends.length === 0) return []
     const record = this.expectedRecord(p)
@@ -191,9 +198,8 @@ export class RegistryController {
   }
 
   /** The advertise modes the pod's sealed decision chose, if any. */
-  private chosenAdvertise(p: V1Pod): Record<string, AdvertiseMode> | undefined {
-    const opened = openPodStatus(p, this.o.keys.ring)
-    return opened.ok ? opened.status.decision.advertise : undefined
+  private chosenAdvertise(p: PodView): Readonly<Record<string, AdvertiseMode>> | undefined {
+    return p.enlist.sealed?.decision.advertise
   }
 
   private async work(queue: WorkQueue, signal: AbortSignal): Promise<void> {
@@ -254,7 +260,7 @@ export class RegistryController {
   }
 
   /** Writes a live registered pod's record again where a tenant edited enlist's copy. */
-  private async repair(pod: V1Pod, signal?: AbortSignal): Promise<void> {
+  private async repair(pod: PodView, signal?: AbortSignal): Promise<void> {
     const record = this.expectedRecord(pod)
     if (!record) return
     const advertise = this.chosenAdvertise(pod)
@@ -287,9 +293,13 @@ export class RegistryController {
   /** One backend's sweep; returns how many steps failed. */
   private async sweepBackend(b: Backend, signal: AbortSignal): Promise<number> {
     const { registry, pods, metrics, log } = this.o
+    // Paced: a sweep of 50,000 entries spreads its requests out rather than flood the backend.
+    const rate = this.o.sweepRate?.() ?? 50
+    const bucket = new TokenBucket(rate, rate)
+    const pace = (): Promise<void> => bucket.wait(signal)
     let entries: EntryRef[]
     try {
-      entries = await registry.call(b, 'list', () => b.list({ signal }), signal)
+      entries = await registry.call(b, 'list', () => b.list({ signal, pace }), signal)
     } catch (err) {
       if (signal.aborted || err instanceof AbortedError) return 0
       metrics.sweepFailures.inc({ backend: b.name, op: 'list' })
@@ -320,7 +330,8 @@ export class RegistryController {
     for (const e of entries) {
       have.add(e.uid)
       const go = await step('deregister', e, async () => {
-        if (await this.isLive(e, signal)) return
+        if (await this.isLive(e, signal, pace)) return
+        await pace()
         await registry.call(b, 'deregister', () => b.deregister(e, { signal }), signal)
         metrics.strays.inc({ backend: b.name })
         log.info({ backend: b.name, pod: `${e.namespace}/${e.pod}`, uid: e.uid }, 'removed a stray entry: its pod no longer exists')
@@ -328,15 +339,16 @@ export class RegistryController {
       if (!go) return failures
     }
     for (const pod of pods.pods()) {
-      const uid = pod.metadata?.uid
+      const uid = pod.metadata.uid
       const cond = registeredCondition(pod)
       if (!uid || have.has(uid) || isGoing(pod) || cond?.status !== 'True') continue
       const record = this.expectedRecord(pod)
       if (!record) continue // no decision of enlist's: it was never registered by enlist
       const go = await step('register', podRef(pod), async () => {
+        await pace()
         await registry.call(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) }), { signal }), signal)
         metrics.repaired.inc({ backend: b.name })
-        log.warn({ backend: b.name, pod: `${pod.metadata?.namespace}/${pod.metadata?.name}`, uid }, 'backend had lost a registered pod; wrote it again')
+        log.warn({ backend: b.name, pod: `${pod.metadata.namespace}/${pod.metadata.name}`, uid }, 'backend had lost a registered pod; wrote it again')
       })
       if (!go) return failures
     }
@@ -344,10 +356,11 @@ export class RegistryController {
   }
 
   /** A live pod owns this entry. When the cache does not know the uid, ask the apiserver. */
-  private async isLive(e: EntryRef, signal: AbortSignal): Promise<boolean> {
+  private async isLive(e: EntryRef, signal: AbortSignal, pace: () => Promise<void>): Promise<boolean> {
     const cached = this.o.pods.byUid(e.uid)
     if (cached) return !isGoing(cached) && !deregisteredOnRequest(cached)
     if (!e.namespace || !e.pod) return false
+    await pace()
     try {
       const pod = await this.o.client.get<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(e.namespace)}/pods/${encodeURIComponent(e.pod)}`, undefined, { signal })
       return pod.metadata?.uid === e.uid && !isGoing(pod)

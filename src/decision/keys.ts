@@ -29,6 +29,7 @@ export class KeyStore {
   readonly reflector: Reflector<V1Secret>
   private current: KeyRing | undefined
   private lastRefresh = 0
+  private readonly listeners: Array<(ring: KeyRing) => void> = []
   /** Why the Secret could not be used, while no ring is held. */
   problem: string | undefined
 
@@ -62,6 +63,11 @@ export class KeyStore {
 
   get ready(): boolean {
     return this.current !== undefined && activeKey(this.current, Date.now()) !== undefined
+  }
+
+  /** Called with each ring loaded (a key added, retired or revoked). */
+  onChange(fn: (ring: KeyRing) => void): void {
+    this.listeners.push(fn)
   }
 
   /** The key to sign with now. */
@@ -98,9 +104,11 @@ export class KeyStore {
       return
     }
     try {
-      this.current = parseKeyRing(Buffer.from(raw, 'base64').toString('utf8'))
+      const ring = parseKeyRing(Buffer.from(raw, 'base64').toString('utf8'))
+      this.current = ring
       this.problem = undefined
-      this.metrics.decisionKeys.set(this.current.keys.length)
+      this.metrics.decisionKeys.set(ring.keys.length)
+      for (const l of this.listeners) l(ring)
     } catch (err) {
       this.reject(errorMessage(err))
     }

@@ -77,6 +77,27 @@ export function checkPeer(pod: V1Pod, annotation = DEFAULT_ANNOTATION): PeerChec
   return { peer: record }
 }
 
+/** The fields of a pod checkPeer reads, and nothing else. */
+export function slimPeer(p: V1Pod, annotation = DEFAULT_ANNOTATION): V1Pod {
+  const m = p.metadata ?? {}
+  const managed = m.labels?.[MANAGED_LABEL]
+  const record = m.annotations?.[annotation]
+  const cond = p.status?.conditions?.find((c) => c.type === REGISTERED_CONDITION)
+  return {
+    metadata: {
+      uid: m.uid,
+      namespace: m.namespace,
+      name: m.name,
+      resourceVersion: m.resourceVersion,
+      ...(m.deletionTimestamp ? { deletionTimestamp: m.deletionTimestamp } : {}),
+      ...(managed !== undefined ? { labels: { [MANAGED_LABEL]: managed } } : {}),
+      ...(record !== undefined ? { annotations: { [annotation]: record } } : {}),
+    },
+    spec: { nodeName: p.spec?.nodeName, containers: [] },
+    status: { phase: p.status?.phase, podIP: p.status?.podIP, hostIP: p.status?.hostIP, ...(cond ? { conditions: [cond] } : {}) },
+  }
+}
+
 /** The record a pod publishes, or undefined when it is not (or no longer) a believed peer. */
 export function peerOf(pod: V1Pod, annotation = DEFAULT_ANNOTATION): RegistryRecord | undefined {
   const c = checkPeer(pod, annotation)
@@ -107,6 +128,8 @@ export class PeerWatcher {
         name: `peers in ${ns}`,
         path: `/api/v1/namespaces/${encodeURIComponent(ns)}/pods`,
         labelSelector: `${label.key}=${label.value}`,
+        // a consumer watching thousands of peers keeps only what checkPeer reads
+        transform: (p) => slimPeer(p, annotation),
       })
       const seen = (pod: V1Pod): void => {
         const c = checkPeer(pod, annotation)

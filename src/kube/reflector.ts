@@ -28,7 +28,13 @@ export interface ListWatchClient {
   readonly metrics?: KubeMetrics
 }
 
-export interface ReflectorOptions<T extends KubernetesObject> {
+/** What a stored object must have: a name (and namespace) to key it, and a version and
+ *  uid to tell changes and replacements. KubernetesObjects have them; so do slim views. */
+export interface Keyed {
+  metadata?: { name?: string; namespace?: string; uid?: string; resourceVersion?: string }
+}
+
+export interface ReflectorOptions<T extends KubernetesObject, S extends Keyed = T> {
   client: ListWatchClient
   /** Collection path, e.g. /api/v1/namespaces or /api/v1/pods. */
   path: string
@@ -37,7 +43,7 @@ export interface ReflectorOptions<T extends KubernetesObject> {
   labelSelector?: string
   fieldSelector?: string
   /** Slims objects before they are stored (memory, and copies on the hot path). */
-  transform?: (obj: T) => T
+  transform?: (obj: T) => S
   /** Objects per list page (default 500, as client-go). */
   pageSize?: number
   /** Time, for tests (default: the real clock). */
@@ -73,7 +79,7 @@ const MAX_RETRY_AFTER_MS = 60_000
 // Watches spread their renewals over 5 to 10 minutes, as client-go's do.
 const MIN_WATCH_TIMEOUT_S = 300
 
-export function objectKey(obj: KubernetesObject): string {
+export function objectKey(obj: Keyed): string {
   const m = obj.metadata
   return m?.namespace ? `${m.namespace}/${m.name ?? ''}` : (m?.name ?? '')
 }
@@ -88,9 +94,10 @@ class ShortWatch extends Error {
   }
 }
 
-export class Reflector<T extends KubernetesObject> {
-  private readonly store = new Map<string, T>()
-  private readonly handlers: Array<ReflectorHandlers<T>> = []
+/** Lists and watches objects T, and stores them as S (T itself unless a transform slims them). */
+export class Reflector<T extends KubernetesObject, S extends Keyed = T> {
+  private readonly store = new Map<string, S>()
+  private readonly handlers: Array<ReflectorHandlers<S>> = []
   private readonly abort = new AbortController()
   private readonly clock: Clock
   private readonly backoff: BackoffManager
@@ -99,13 +106,27 @@ export class Reflector<T extends KubernetesObject> {
   private syncWaiters: Array<() => void> = []
   private loop: Promise<void> | undefined
   private lastError: string | undefined
+  private watchAbort: AbortController | undefined
+  private relistWanted = false
+  /** Objects received by lists so far (the first list's progress, for readiness). */
+  listed = 0
 
-  constructor(private readonly opts: ReflectorOptions<T>) {
+  constructor(private readonly opts: ReflectorOptions<T, S>) {
     this.clock = opts.clock ?? realClock
     this.backoff = new BackoffManager({ ...(opts.backoff ?? BACKOFF), jitter: 1, now: () => this.clock.now() })
   }
 
-  on(handlers: ReflectorHandlers<T>): void {
+  /**
+   * Lists again now (what the transform keeps has changed): the watch in progress ends, and
+   * a fresh list replaces every stored object, emitting updates for those that changed.
+   */
+  relistNow(): void {
+    if (!this.loop) return
+    this.relistWanted = true
+    this.watchAbort?.abort()
+  }
+
+  on(handlers: ReflectorHandlers<S>): void {
     this.handlers.push(handlers)
   }
 
@@ -118,11 +139,11 @@ export class Reflector<T extends KubernetesObject> {
     return this.lastError
   }
 
-  get(key: string): T | undefined {
+  get(key: string): S | undefined {
     return this.store.get(key)
   }
 
-  list(): IterableIterator<T> {
+  list(): IterableIterator<S> {
     return this.store.values()
   }
 
@@ -169,17 +190,23 @@ export class Reflector<T extends KubernetesObject> {
     this.metrics?.reflectorBackoff.set({ reflector: this.opts.name }, 0)
   }
 
-  /** Lists, then watches until a watch fails in a way that needs a relist (thrown). */
+  /** Lists, then watches until a watch fails in a way that needs a relist (thrown), or a
+   *  relist is asked for (returns). */
   private async listAndWatch(): Promise<void> {
     const signal = this.abort.signal
+    this.relistWanted = false
     await this.relist()
     while (!signal.aborted) {
       const started = this.clock.now()
       let events = 0
+      const watch = new AbortController()
+      this.watchAbort = watch
+      const onStop = (): void => watch.abort()
+      signal.addEventListener('abort', onStop, { once: true })
       try {
-        await this.watchOnce(() => events++)
+        await this.watchOnce(() => events++, watch.signal)
       } catch (err) {
-        if (signal.aborted) return
+        if (signal.aborted || this.relistWanted) return
         // the apiserver is there but busy, or not listening yet: the resourceVersion is
         // still good, so back off and watch again without relisting
         if (err instanceof KubeApiError && (err.tooManyRequests || err.connectionRefused)) {
@@ -187,8 +214,11 @@ export class Reflector<T extends KubernetesObject> {
           continue
         }
         throw err
+      } finally {
+        signal.removeEventListener('abort', onStop)
+        this.watchAbort = undefined
       }
-      if (signal.aborted) return
+      if (signal.aborted || this.relistWanted) return
       if (events === 0 && this.clock.now() - started < SHORT_WATCH_MS) throw new ShortWatch()
       // a watch that lasted or delivered ended normally: resume from where it was
     }
@@ -271,18 +301,22 @@ export class Reflector<T extends KubernetesObject> {
     return page.metadata?.resourceVersion ?? ''
   }
 
+  private slim(raw: T): S {
+    return this.opts.transform ? this.opts.transform(raw) : (raw as unknown as S)
+  }
+
   private storeAll(items: readonly T[], seen: Set<string>): void {
-    const { transform } = this.opts
     for (const raw of items) {
-      const obj = transform ? transform(raw) : raw
+      const obj = this.slim(raw)
+      this.listed++
       const key = objectKey(obj)
       seen.add(key)
       this.upsert(key, obj)
     }
   }
 
-  private async watchOnce(delivered: () => void): Promise<void> {
-    const { client, path, labelSelector, fieldSelector, transform } = this.opts
+  private async watchOnce(delivered: () => void, signal: AbortSignal): Promise<void> {
+    const { client, path, labelSelector, fieldSelector } = this.opts
     const timeoutSeconds = MIN_WATCH_TIMEOUT_S + Math.floor(Math.random() * MIN_WATCH_TIMEOUT_S)
     await client.watch(
       path,
@@ -297,7 +331,7 @@ export class Reflector<T extends KubernetesObject> {
         const rv = ev.object.metadata?.resourceVersion
         if (rv) this.resourceVersion = rv
         if (ev.type === 'BOOKMARK') return
-        const obj = transform ? transform(ev.object) : ev.object
+        const obj = this.slim(ev.object)
         const key = objectKey(obj)
         if (ev.type === 'DELETED') {
           const old = this.store.get(key)
@@ -307,13 +341,13 @@ export class Reflector<T extends KubernetesObject> {
           this.upsert(key, obj)
         }
       },
-      this.abort.signal,
+      signal,
       // accepted: whatever it waited out before, this reflector is not backing off now
       () => this.metrics?.reflectorBackoff.set({ reflector: this.opts.name }, 0),
     )
   }
 
-  private upsert(key: string, obj: T): void {
+  private upsert(key: string, obj: S): void {
     const old = this.store.get(key)
     this.store.set(key, obj)
     if (!old) this.emit('add', obj)
@@ -324,9 +358,9 @@ export class Reflector<T extends KubernetesObject> {
     } else if (old.metadata?.resourceVersion !== obj.metadata?.resourceVersion) this.emit('update', obj, old)
   }
 
-  private emit(kind: 'add' | 'delete', obj: T): void
-  private emit(kind: 'update', obj: T, old: T): void
-  private emit(kind: 'add' | 'update' | 'delete', obj: T, old?: T): void {
+  private emit(kind: 'add' | 'delete', obj: S): void
+  private emit(kind: 'update', obj: S, old: S): void
+  private emit(kind: 'add' | 'update' | 'delete', obj: S, old?: S): void {
     for (const h of this.handlers) {
       try {
         if (kind === 'add') h.add?.(obj)

@@ -24,6 +24,23 @@ export class TokenBucket {
     return true
   }
 
+  /** Takes a token, waiting for one if need be (resolves early if `signal` fires). */
+  async wait(signal?: AbortSignal): Promise<void> {
+    while (!this.take()) {
+      if (signal?.aborted) return
+      const ms = Math.max(1, Math.ceil(((1 - this.tokens) / this.rate) * 1000))
+      await new Promise<void>((resolve) => {
+        const timer = setTimeout(done, ms)
+        function done(): void {
+          clearTimeout(timer)
+          signal?.removeEventListener('abort', done)
+          resolve()
+        }
+        signal?.addEventListener('abort', done, { once: true })
+      })
+    }
+  }
+
   /** Seconds until a token is available (0 if one is now). */
   waitSeconds(): number {
     this.refill()

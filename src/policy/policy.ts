@@ -38,7 +38,7 @@ export interface PolicySpec {
   preStop: { mode: PreStopMode; drainSeconds: number; containers: string[]; exec: { command: string[] } }
   readinessGate: { enabled: boolean }
   discovery: { label: { key: string; value: string }; annotation: string }
-  registry: { backends: BackendSpec[]; reconcileIntervalSeconds: number }
+  registry: { backends: BackendSpec[]; reconcileIntervalSeconds: number; sweepRequestsPerSecond: number }
   tenantOverrides: { allowed: TenantOverride[] }
 }
 

@@ -176,6 +176,7 @@ export const policySchema = {
           default: [{ name: 'kubernetes', type: 'kubernetes' }],
         },
         reconcileIntervalSeconds: { type: 'integer', minimum: 5, maximum: 86400, default: 60 },
+        sweepRequestsPerSecond: { type: 'integer', minimum: 1, maximum: 10000, default: 50 },
       },
     },
     tenantOverrides: {

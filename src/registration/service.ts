@@ -74,6 +74,9 @@ export class RegistrationService {
     const reg = await this.decisionOf(pod, id)
 
     const deps = parseDependencies(reg.dependsOn.join(','))
+    if (deps.length > 0 && !this.d.dependencies.synced) {
+      throw new EnlistError('ENLIST_UNAVAILABLE', 'this replica is still reading Services and their endpoints, so it cannot judge dependencies yet; retry shortly', 503)
+    }
     let missing = missingDependencies(deps, this.d.dependencies)
     if (missing.length > 0 && opts.waitMs > 0 && !this.shutdown.signal.aborted) {
       const release = this.held.acquire(id.uid)
@@ -199,15 +202,11 @@ export class RegistrationService {
     return d
   }
 
-  /** The caller's pod: managed by enlist and the very pod its token is bound to. */
+  /** The caller's pod, from the apiserver (one GET: the cache keeps only a slim view, and
+   *  may not have synced yet): managed by enlist and the very pod its token is bound to. */
   private async livePod(id: PodIdentity): Promise<V1Pod> {
-    const pod = this.d.pods.get(id.namespace, id.pod) ?? (await this.fetchPod(id))
-    if (pod.metadata?.uid !== id.uid) {
-      // The cache may hold a namesake that has since been replaced; ask once more.
-      const fresh = await this.fetchPod(id)
-      if (fresh.metadata?.uid !== id.uid) throw new EnlistError('ENLIST_FORBIDDEN', `the token is bound to pod uid ${id.uid}, but ${id.namespace}/${id.pod} is ${fresh.metadata?.uid}`, 403)
-      return this.checkManaged(fresh, id)
-    }
+    const pod = await this.fetchPod(id)
+    if (pod.metadata?.uid !== id.uid) throw new EnlistError('ENLIST_FORBIDDEN', `the token is bound to pod uid ${id.uid}, but ${id.namespace}/${id.pod} is ${pod.metadata?.uid}`, 403)
     return this.checkManaged(pod, id)
   }
 
@@ -224,9 +223,8 @@ export class RegistrationService {
     const deadline = Date.now() + Math.min(waitMs, 10_000)
     while (!pod.status?.podIP && Date.now() < deadline && !signal?.aborted && !this.shutdown.signal.aborted) {
       await sleep(100, signal)
-      const cached = this.d.pods.byUid(id.uid)
-      if (cached?.status?.podIP) return cached
-      if (Date.now() >= deadline) pod = await this.fetchPod(id)
+      // the watch cache sees the IP as soon as the kubelet reports it; then read the pod
+      if (this.d.pods.byUid(id.uid)?.status.podIP || Date.now() >= deadline) pod = await this.fetchPod(id)
     }
     return pod
   }

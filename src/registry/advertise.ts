@@ -10,12 +10,18 @@
 // A failure is a backend failure of the registration (retried, the registrar waits), never
 // a silently wrong address.
 
-import type { V1Node, V1Pod, V1Service } from '@kubernetes/client-node'
+import type { V1Node, V1Service } from '@kubernetes/client-node'
 import type { KubeClient } from '../kube/client.js'
 import { KubeApiError } from '../kube/client.js'
 import { errorMessage } from '../lib/errors.js'
 import type { AdvertiseMode, AdvertiseSpec } from '../policy/backends/advertise.js'
 import type { Advertised, AdvertisedPort, RegistryRecord } from './record.js'
+
+/** What the address is chosen from: a pod as the apiserver sends it, or as the cache keeps it. */
+export interface AdvertiseSource {
+  metadata?: { labels?: Readonly<Record<string, string>> }
+  spec?: { containers?: ReadonlyArray<{ ports?: ReadonlyArray<{ name?: string; containerPort: number; protocol?: string; hostPort?: number }> }> }
+}
 
 export class AdvertiseError extends Error {
   readonly code = 'ENLIST_ADVERTISE_FAILED'
@@ -48,7 +54,7 @@ export class Advertiser {
     this.nodeTtlMs = opts.nodeTtlMs ?? 30_000
   }
 
-  async resolve(pod: V1Pod, record: RegistryRecord, mode: AdvertiseMode, spec: AdvertiseSpec): Promise<Advertised> {
+  async resolve(pod: AdvertiseSource, record: RegistryRecord, mode: AdvertiseMode, spec: AdvertiseSpec): Promise<Advertised> {
     const who = `pod ${record.namespace}/${record.pod}`
     if (mode === 'podIP') return record.advertised
     if (mode === 'hostIP') {

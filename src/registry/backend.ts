@@ -3,13 +3,16 @@
 // and should stop early when `opts.signal` aborts (leadership lost, shutdown); one that
 // does not is abandoned by the registry all the same.
 
-import type { V1Pod } from '@kubernetes/client-node'
+import type { PodView } from '../kube/pod-view.js'
 import { EnlistError } from '../lib/errors.js'
 import type { EntryRef, RegistryRecord } from './record.js'
 
 export interface BackendCallOptions {
   /** Fires when the caller no longer wants the answer. */
   signal?: AbortSignal
+  /** Awaited before each request the call makes to the backend (a sweep's rate limit:
+   *  a paged list waits before every page). */
+  pace?: () => Promise<void>
 }
 
 export interface Backend {
@@ -23,8 +26,9 @@ export interface Backend {
    *  in /readyz?verbose and metrics; it never gates admission. */
   health?(): string | undefined
   /** For a backend that keeps the record on the pod itself (kubernetes): whether the
-   *  pod's copy differs from `record`, i.e. someone but enlist edited it. */
-  drifted?(pod: V1Pod, record: RegistryRecord): boolean
+   *  pod's copy (as the cache keeps it: a digest) differs from `record`, i.e. someone but
+   *  enlist edited it. */
+  drifted?(pod: PodView, record: RegistryRecord): boolean
   /** Releases connections; called when the policy replaces the backend, and at exit. */
   close?(): Promise<void> | void
 }

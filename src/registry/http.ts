@@ -88,6 +88,7 @@ export class HttpBackend implements Backend {
     for (let page = 1; url; page++) {
       if (page > this.spec.maxListPages) throw new BackendError(this.name, 'list', `the list has more than ${this.spec.maxListPages} pages (maxListPages)`, false)
       visited.add(url.href)
+      await opts.pace?.()
       const res = await this.send('list', 'GET', url, opts.signal)
       if (res.status < 200 || res.status >= 300) throw this.statusError('list', 'GET', url, res)
       let body: unknown

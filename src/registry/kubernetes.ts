@@ -3,7 +3,8 @@
 // `layout: dubbo` writes dubbo-go's Kubernetes registry instead (src/registry/dubbo-go.ts), so
 // unmodified dubbo-go consumers discover the pods, and the apps need no RBAC of their own.
 
-import type { V1Pod } from '@kubernetes/client-node'
+import type { PodView } from '../kube/pod-view.js'
+import { recordDigest } from '../kube/pod-view.js'
 import { type KubeClient, KubeApiError, PatchType } from '../kube/client.js'
 import type { KubernetesBackendSpec, PolicySpec } from '../policy/policy.js'
 import { type Backend, type BackendCallOptions, BackendError } from './backend.js'
@@ -13,7 +14,7 @@ import { encodeRecord, type EntryRef, type RegistryRecord } from './record.js'
 
 export interface PodLookup {
   /** Managed pods from the cache. */
-  pods(): Iterable<V1Pod>
+  pods(): Iterable<PodView>
 }
 
 export class KubernetesBackend implements Backend {
@@ -70,15 +71,19 @@ export class KubernetesBackend implements Backend {
     }
   }
 
-  drifted(pod: V1Pod, record: RegistryRecord): boolean {
-    const m = pod.metadata
+  drifted(pod: PodView, record: RegistryRecord): boolean {
     let want: string
     try {
       want = this.encode(record)
     } catch {
       return false // nothing enlist could write either
     }
-    return m?.annotations?.[this.annotation] !== want || m?.labels?.[this.label.key] !== this.label.value
+    return pod.enlist.records[this.annotation] !== recordDigest(want) || pod.metadata.labels[this.label.key] !== this.label.value
+  }
+
+  /** The annotation that holds the record in this layout (what the pod cache keeps a digest of). */
+  get recordAnnotation(): string {
+    return this.annotation
   }
 
   /** The annotation's value for this layout; throws DubboFormatError for unusable metadata. */
@@ -91,8 +96,8 @@ export class KubernetesBackend implements Backend {
     for (const pod of this.cache.pods()) {
       // The entry is the annotation on this pod: it is this pod's whatever the record says
       // (a record a tenant wrote may name any uid).
-      if (pod.metadata?.annotations?.[this.annotation] === undefined) continue
-      out.push({ uid: pod.metadata?.uid ?? '', namespace: pod.metadata?.namespace ?? '', pod: pod.metadata?.name ?? '' })
+      if (pod.enlist.records[this.annotation] === undefined) continue
+      out.push({ uid: pod.metadata.uid, namespace: pod.metadata.namespace, pod: pod.metadata.name })
     }
     return out
   }
@@ -105,4 +110,10 @@ export class KubernetesBackend implements Backend {
 
 function podPath(r: { namespace: string; pod: string }): string {
   return `/api/v1/namespaces/${encodeURIComponent(r.namespace)}/pods/${encodeURIComponent(r.pod)}`
+}
+
+/** The annotations the kubernetes backends of a policy write records into (what the pod
+ *  cache keeps a digest of, to tell an edited record). */
+export function recordAnnotationsOf(policy: Pick<PolicySpec, 'registry' | 'discovery'>): string[] {
+  return policy.registry.backends.filter((b) => b.type === 'kubernetes').map((b) => (b.layout === 'dubbo' ? DUBBO_GO_ANNOTATION : policy.discovery.annotation))
 }

@@ -1,7 +1,6 @@
 // The registry record (docs/design.md) and its flat form for the pod annotation: base64 of a
 // JSON array of {"k":..,"v":..} string pairs. Pure.
 
-import type { V1Pod } from '@kubernetes/client-node'
 import type { Decision } from '../decision/status.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import { RECORD_FIELDS, REGISTERED_CONDITION } from '../names.js'
@@ -56,7 +55,15 @@ export interface EntryRef {
 /** What the record takes from admission's sealed decision (src/decision/status.ts). */
 export type RecordDecision = Pick<Decision, 'service' | 'metadata'>
 
-export function buildRecord(pod: V1Pod, reg: RecordDecision, registeredAt: string): RegistryRecord {
+/** What a record is built from: a pod as the apiserver sends it, or as the cache keeps it
+ *  (src/kube/pod-view.ts). */
+export interface RecordSource {
+  metadata?: { uid?: string; namespace?: string; name?: string }
+  spec?: { nodeName?: string; containers?: ReadonlyArray<{ ports?: ReadonlyArray<{ name?: string; containerPort: number; protocol?: string }> }> }
+  status?: { podIP?: string; podIPs?: ReadonlyArray<{ ip?: string }>; hostIP?: string }
+}
+
+export function buildRecord(pod: RecordSource, reg: RecordDecision, registeredAt: string): RegistryRecord {
   const ports: RecordPort[] = []
   for (const c of pod.spec?.containers ?? []) {
     for (const p of c.ports ?? []) {
@@ -93,7 +100,12 @@ export function refOf(r: { uid: string; namespace: string; pod: string }): Entry
 
 export type ConditionState = { status: 'True' | 'False' | 'Unknown'; lastTransitionTime?: string; reason?: string }
 
-export function registeredCondition(pod: V1Pod): ConditionState | undefined {
+/** Where a pod's conditions are, in either shape. */
+export interface ConditionSource {
+  status?: { conditions?: ReadonlyArray<{ type: string; status: string; reason?: string; lastTransitionTime?: unknown }> }
+}
+
+export function registeredCondition(pod: ConditionSource): ConditionState | undefined {
   const c = pod.status?.conditions?.find((x) => x.type === REGISTERED_CONDITION)
   if (!c) return undefined
   const t = c.lastTransitionTime as unknown

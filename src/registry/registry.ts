@@ -4,7 +4,6 @@
 // backend honours the signal; a backend whose calls succeed again after failing is
 // announced, so that retries waiting out a long backoff can go now.
 
-import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import type { KubeClient } from '../kube/client.js'
 import type { SecretReader } from '../kube/secrets.js'
@@ -14,7 +13,7 @@ import type { Metrics } from '../metrics.js'
 import { canonicalJson } from '../lib/canonical-json.js'
 import type { AdvertiseMode, AdvertiseSpec } from '../policy/backends/advertise.js'
 import type { PolicySpec } from '../policy/policy.js'
-import { AdvertiseError, Advertiser } from './advertise.js'
+import { AdvertiseError, Advertiser, type AdvertiseSource } from './advertise.js'
 import { type Backend, BackendError, type BackendOp } from './backend.js'
 import { createBackend } from './catalogue.js'
 import type { PodLookup } from './kubernetes.js'
@@ -22,7 +21,7 @@ import type { Advertised, EntryRef, RegistryRecord } from './record.js'
 
 /** The pod a record is for, and the advertise modes its sealed decision chose. */
 export interface RecordContext {
-  pod: V1Pod
+  pod: AdvertiseSource
   advertise?: Readonly<Record<string, AdvertiseMode>>
 }
 

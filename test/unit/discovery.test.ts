@@ -1,7 +1,7 @@
 // enlist/discovery believes a record only when what a tenant cannot forge agrees with it.
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
-import { checkPeer, peerOf } from '../../src/discovery/index.js'
+import { checkPeer, peerOf, slimPeer } from '../../src/discovery/index.js'
 import { encodeRecord, type RegistryRecord } from '../../src/registry/record.js'
 
 const record: RegistryRecord = {
@@ -64,4 +64,12 @@ t.test('pods that are going or carry no record are simply not peers', async (t) 
   const bare = pod()
   delete bare.metadata!.annotations
   t.same(checkPeer(bare), { none: true })
+})
+
+t.test('a consumer\'s cache keeps what the check reads: the same verdict on the slim pod', async (t) => {
+  const cases = [pod(), pod({ labels: {} }), pod({ registered: 'none' }), pod({ record: { ip: '203.0.113.7' } }), pod({ podIP: '10.9.9.9' }), pod({ deleting: true }), pod({ phase: 'Failed' })]
+  for (const p of cases) t.same(checkPeer(slimPeer(p)), checkPeer(p))
+  const full = pod()
+  full.spec!.containers = [{ name: 'app', image: 'x', env: [{ name: 'A', value: 'x'.repeat(1000) }] }]
+  t.ok(JSON.stringify(slimPeer(full)).length < JSON.stringify(full).length / 2, 'and little else')
 })

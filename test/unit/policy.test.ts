@@ -43,7 +43,7 @@ t.test('the header alone is a complete policy with documented defaults', async (
     preStop: { mode: 'auto', drainSeconds: 5, containers: ['*'], exec: { command: [] } },
     readinessGate: { enabled: true },
     discovery: { label: { key: 'app.io/label', value: 'app.io-value' }, annotation: 'app.io/annotation' },
-    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes', layout: 'enlist', dubboLabelValue: 'dubbo.io.provider', advertise: { mode: 'podIP', nodeAddressTypes: ['ExternalIP', 'InternalIP'] } }], reconcileIntervalSeconds: 60 },
+    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes', layout: 'enlist', dubboLabelValue: 'dubbo.io.provider', advertise: { mode: 'podIP', nodeAddressTypes: ['ExternalIP', 'InternalIP'] } }], reconcileIntervalSeconds: 60, sweepRequestsPerSecond: 50 },
     tenantOverrides: { allowed: ['podOptIn', 'dependsOn', 'metadata', 'service', 'drainSeconds'] },
   })
   t.same([...p.excludedNamespaces], ['kube-system', 'kube-public', 'kube-node-lease', 'enlist-system'])

@@ -2,7 +2,7 @@
 // apiserver does, it never storms (client-go's few requests per second at most), it relists
 // only when it must, and its store and the pod cache's uid index stay right.
 import t from 'tap'
-import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node'
+import type { V1ConfigMap } from '@kubernetes/client-node'
 import { type CallOptions, KubeApiError, type Query } from '../../src/kube/client.js'
 import { ManagedPods } from '../../src/kube/pods.js'
 import { type ListWatchClient, Reflector } from '../../src/kube/reflector.js'
@@ -217,7 +217,7 @@ t.test('a relist that finds a namesake with another uid: the old pod is deleted,
   const pod = (uid: string, rv: string) => ({ metadata: { name: 'web-0', namespace: 'shop', uid, resourceVersion: rv, labels: { 'enlist.io/managed': 'true' } } })
   api.objects = [pod('uid-old', '5')]
   api.watchMode = 'hang'
-  const pods = new ManagedPods(api, silentLogger())
+  const pods = new ManagedPods(api, silentLogger(), { ring: () => undefined })
   // the reflector inside uses the real clock; make the first watch fail after the swap
   const events: string[] = []
   pods.on({ add: (p) => events.push(`add ${p.metadata?.uid}`), update: (p) => events.push(`update ${p.metadata?.uid}`), delete: (p) => events.push(`delete ${p.metadata?.uid}`) })
@@ -231,5 +231,5 @@ t.test('a relist that finds a namesake with another uid: the old pod is deleted,
   while (!events.includes('add uid-new')) await new Promise((res) => setTimeout(res, 20))
   t.same(events, ['add uid-old', 'delete uid-old', 'add uid-new'], 'a delete of the old pod and an add of the new, never an update')
   t.equal(pods.byUid('uid-old'), undefined, 'the old uid no longer maps to the new pod')
-  t.equal((pods.byUid('uid-new') as V1Pod | undefined)?.metadata?.resourceVersion, '9')
+  t.equal(pods.byUid('uid-new')?.metadata.resourceVersion, '9')
 })
