@@ -140,6 +140,13 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['result'] as const,
       registers: [registry],
     }),
+    sweepDuration: new Histogram({
+      name: 'enlist_reconcile_duration_seconds',
+      help: 'How long one backend\'s sweep took (paced by registry.sweepRequestsPerSecond).',
+      labelNames: ['backend'] as const,
+      buckets: [0.01, 0.1, 0.5, 1, 5, 10, 30, 60, 120, 300, 600, 1800],
+      registers: [registry],
+    }),
     lastReconcile: new Gauge({
       name: 'enlist_reconcile_last_success_timestamp_seconds',
       help: 'When a full registry reconcile last succeeded for every backend.',

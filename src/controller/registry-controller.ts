@@ -69,6 +69,16 @@ const SWEEP_FAILURES_IN_A_ROW = 10
 // within seconds of an outage's end, for one extra call per period while it lasts.
 const PROBE_MS = 5000
 
+/** What one backend's sweep did, logged with "registry sweep finished". */
+interface SweepStats {
+  backend: string
+  entries: number
+  removed: number
+  rewritten: number
+  failures: number
+  ms: number
+}
+
 function podRef(pod: PodView): EntryRef {
   return { uid: pod.metadata.uid, namespace: pod.metadata.namespace, pod: pod.metadata.name }
 }
@@ -279,19 +289,27 @@ export class RegistryController {
   /** Lists every backend; removes entries of pods that are gone, re-writes lost ones.
    *  An aborted sweep (leadership lost) stops where it is and counts nothing. */
   async sweep(signal: AbortSignal = new AbortController().signal): Promise<void> {
-    const { registry, metrics } = this.o
+    const { registry, metrics, log } = this.o
     let failures = 0
+    const started = Date.now()
+    const backends: SweepStats[] = []
     for (const b of registry.backends) {
       if (signal.aborted) return
-      failures += await this.sweepBackend(b, signal)
+      const began = Date.now()
+      const stats = await this.sweepBackend(b, signal)
+      stats.ms = Date.now() - began
+      metrics.sweepDuration.observe({ backend: b.name }, stats.ms / 1000)
+      backends.push(stats)
+      failures += stats.failures
     }
     if (signal.aborted) return
     metrics.reconciles.inc({ result: failures > 0 ? 'error' : 'ok' })
     if (failures === 0) metrics.lastReconcile.set(Date.now() / 1000)
+    log.info({ durationMs: Date.now() - started, pods: this.o.pods.size, backends }, 'registry sweep finished')
   }
 
-  /** One backend's sweep; returns how many steps failed. */
-  private async sweepBackend(b: Backend, signal: AbortSignal): Promise<number> {
+  /** One backend's sweep, and what it did. */
+  private async sweepBackend(b: Backend, signal: AbortSignal): Promise<SweepStats> {
     const { registry, pods, metrics, log } = this.o
     // Paced: a sweep of 50,000 entries spreads its requests out rather than flood the backend.
     const rate = this.o.sweepRate?.() ?? 50
@@ -301,11 +319,13 @@ export class RegistryController {
     try {
       entries = await registry.call(b, 'list', () => b.list({ signal, pace }), signal)
     } catch (err) {
-      if (signal.aborted || err instanceof AbortedError) return 0
+      const stats: SweepStats = { backend: b.name, entries: 0, removed: 0, rewritten: 0, failures: 0, ms: 0 }
+      if (signal.aborted || err instanceof AbortedError) return stats
       metrics.sweepFailures.inc({ backend: b.name, op: 'list' })
       log.error({ backend: b.name, err: errorMessage(err) }, 'registry sweep could not list this backend; the next sweep retries')
-      return 1
+      return { ...stats, failures: 1 }
     }
+    const stats: SweepStats = { backend: b.name, entries: entries.length, removed: 0, rewritten: 0, failures: 0, ms: 0 }
     let failures = 0
     let inARow = 0
     /** Runs one step; false ends this backend's sweep (aborted, or too many failures in a row). */
@@ -333,10 +353,11 @@ export class RegistryController {
         if (await this.isLive(e, signal, pace)) return
         await pace()
         await registry.call(b, 'deregister', () => b.deregister(e, { signal }), signal)
+        stats.removed++
         metrics.strays.inc({ backend: b.name })
         log.info({ backend: b.name, pod: `${e.namespace}/${e.pod}`, uid: e.uid }, 'removed a stray entry: its pod no longer exists')
       })
-      if (!go) return failures
+      if (!go) return { ...stats, failures }
     }
     for (const pod of pods.pods()) {
       const uid = pod.metadata.uid
@@ -347,12 +368,13 @@ export class RegistryController {
       const go = await step('register', podRef(pod), async () => {
         await pace()
         await registry.call(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) }), { signal }), signal)
+        stats.rewritten++
         metrics.repaired.inc({ backend: b.name })
         log.warn({ backend: b.name, pod: `${pod.metadata.namespace}/${pod.metadata.name}`, uid }, 'backend had lost a registered pod; wrote it again')
       })
-      if (!go) return failures
+      if (!go) return { ...stats, failures }
     }
-    return failures
+    return { ...stats, failures }
   }
 
   /** A live pod owns this entry. When the cache does not know the uid, ask the apiserver. */
