@@ -124,7 +124,7 @@ function startReplica(cp: ControlPlane, pki: TestPki, port: number, args: string
 
 const stopReplica = (r: Replica, signal: NodeJS.Signals = 'SIGTERM') =>
   new Promise<void>((resolve) => {
-    if (r.child.exitCode !== null) return resolve()
+    if (r.child.exitCode !== null || r.child.signalCode !== null) return resolve()
     r.child.once('exit', () => resolve())
     r.child.kill(signal)
   })
@@ -190,10 +190,12 @@ async function main(): Promise<void> {
     const nsStarted = Date.now()
     await inPool(nsNames, CONCURRENCY, async (name, i) => {
       await client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name, labels: { 'enlist.io/inject': i % 2 === 0 ? 'enabled' : 'disabled', team: `t${i % 97}` } } }).catch(ignoreConflict)
+      // no controller manager here, so no token controller making each namespace's default account
+      await client.create(`/api/v1/namespaces/${name}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default' } }).catch(ignoreConflict)
     }, 'namespaces')
     log(`${NAMESPACES} namespaces in ${((Date.now() - nsStarted) / 1000).toFixed(0)} s`)
     const port = await freePort()
-    await installManifests(cp, port, pki.ca.cert, {
+    const install = (servedBy = port) => installManifests(cp, servedBy, pki.ca.cert, {
       policy: (p) => {
         p.registry = {
           backends: [
@@ -205,6 +207,7 @@ async function main(): Promise<void> {
         }
       },
     })
+    await install()
     const base = startReplica(cp, pki, port, ['--identity=baseline', '--leader-elect=false'])
     replicas.push(base)
     await waitSynced(base, pki, 'the baseline replica')
@@ -214,6 +217,9 @@ async function main(): Promise<void> {
     log(`baseline (${NAMESPACES} namespaces, no managed pods): RSS ${baseline.rssMb.toFixed(0)} MB, heap ${baseline.heapMb.toFixed(0)} MB`)
 
     // --- fill: pods as enlist injected them, registered, their record written ----------------
+    // No replica serves while the cluster fills (the pods come injected), so the webhook is
+    // taken out meanwhile: with failurePolicy Fail it would refuse every pod.
+    await client.delete('/apis/admissionregistration.k8s.io/v1/mutatingwebhookconfigurations/enlist')
     const fillStarted = Date.now()
     const tpl = injectedTemplate()
     const decision = JSON.parse(tpl.metadata!.annotations!['enlist.io/status']!.replace(/,"seal":.*$/, '}')) as { decision: { service: string; metadata: Record<string, string> } }
@@ -239,6 +245,7 @@ async function main(): Promise<void> {
     const podJson = JSON.stringify(await client.get(`/api/v1/namespaces/team-0/pods/orders-0`))
     results.fill = { seconds: Math.round(fillS), podsPerSecond: Math.round(PODS / fillS), podJsonBytes: podJson.length }
     log(`${PODS} pods created, registered and recorded in ${fillS.toFixed(0)} s (${podJson.length} bytes of JSON each)`)
+    await install()
 
     // --- a fresh replica: start-up, memory, and the sweep at start --------------------------
     cmdb.requests.length = 0
@@ -262,9 +269,14 @@ async function main(): Promise<void> {
     const lat: number[] = []
     for (let i = 0; i < 200; i++) {
       const t0 = performance.now()
-      const r = await request(`${a.url}/mutate`, { method: 'POST', body: review.replace('"namespace": "shop"', `"namespace": "team-${2 * (i % 100)}"`), ca: pki.ca.cert })
+      const r = await request(`${a.url}/mutate`, { method: 'POST', body: review.replace('"namespace": "shop"', `"namespace": "team-${(2 * i) % NAMESPACES}"`), ca: pki.ca.cert })
       if (r.status !== 200) throw new Error(`admission answered ${r.status}`)
       lat.push(performance.now() - t0)
+    }
+    if (process.env.SCALE_DEBUG) {
+      const adm = a.lines.filter((l) => l.includes('"admission"'))
+      for (const l of [...adm.slice(0, 3), ...adm.slice(-3)]) log(l)
+      log(`${adm.length} admission lines; latencies ${lat.slice(0, 5).map((x) => x.toFixed(1)).join(' ')}`)
     }
     results.admissionAtScale = { p50Ms: round1(percentile(lat, 50)), p99Ms: round1(percentile(lat, 99)) }
 
@@ -276,6 +288,7 @@ async function main(): Promise<void> {
       const killedAt = Date.now()
       await stopReplica(a, 'SIGKILL')
       const started = await waitLog(b, 'the new leader starting its controller', (l) => l.msg === 'controller started' && Date.parse(String(l.time)) >= killedAt, 120_000)
+      await install(b.port) // the webhook and the registrars now reach replica b
       const swept = await waitSweep(b, killedAt, 3_600_000)
       results.failover = { controllerStartedS: round1((started - killedAt) / 1000), firstSweepDoneS: round1((swept.doneAt - killedAt) / 1000) }
       log(`failover: the new leader's controller started ${((started - killedAt) / 1000).toFixed(1)} s after the leader was killed (lease 15 s), its first sweep done after ${((swept.doneAt - killedAt) / 1000).toFixed(1)} s`)
