@@ -10,7 +10,7 @@ import { Reflector } from '../kube/reflector.js'
 import { sleep } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
-import { checkPair, type CertificateProvider, type ServingCertificate } from '../server/tls.js'
+import { checkPair, type CertificateProvider, type ServingCertificate } from './provider.js'
 import { type CertAction, type CertPolicy, type CertState, planCertificates, splitPem } from './plan.js'
 import { createCA, crossSign, issueServing } from './x509.js'
 

@@ -33,7 +33,8 @@ import { Registry } from '../registry/registry.js'
 import { buildServer, closeGracefully, type EnlistServer } from '../server/app.js'
 import { Readiness } from '../server/readiness.js'
 import { registrationRoutes } from '../server/routes/registrations.js'
-import { CertificateFiles, type CertificateProvider } from '../server/tls.js'
+import { CertificateFiles } from '../certs/files.js'
+import type { CertificateProvider } from '../certs/provider.js'
 import { type FlagSpecs, helpText, type Parsed, parseFlags, requireReadable } from './flags.js'
 
 export const serveFlags = {

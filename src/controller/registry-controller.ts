@@ -15,14 +15,15 @@ import type { Logger } from 'pino'
 import type { PodView } from '../kube/pod-view.js'
 import { type KubeClient, KubeApiError } from '../kube/client.js'
 import type { EventRecorder } from '../kube/events.js'
+import { type PodRef, podPath, podRef } from '../kube/pod-ref.js'
 import type { ManagedPods } from '../kube/pods.js'
 import { AbortedError, errorMessage } from '../lib/errors.js'
 import { TokenBucket } from '../lib/rate-limit.js'
 import type { Metrics } from '../metrics.js'
-import { DEREGISTERED_REASON, setRegisteredCondition } from '../registration/condition.js'
+import { deregisteredOnRequest, registeredCondition, setRegisteredCondition } from '../registration/condition.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import type { Backend } from '../registry/backend.js'
-import { buildRecord, type ConditionSource, type EntryRef, registeredCondition, type RegistryRecord } from '../registry/record.js'
+import { buildRecord, type RegistryRecord } from '../registry/record.js'
 import type { Registry } from '../registry/registry.js'
 import { WorkQueue } from './queue.js'
 
@@ -40,12 +41,6 @@ export interface ControllerOptions {
   /** Requests per second one backend's sweep may make (registry.sweepRequestsPerSecond). */
   sweepRate?: () => number
   workers?: number
-}
-
-/** A live pod that asked to be deregistered (DELETE /v1/registrations) wants no entry. */
-function deregisteredOnRequest(pod: ConditionSource): boolean {
-  const c = registeredCondition(pod)
-  return c?.status === 'False' && c.reason === DEREGISTERED_REASON
 }
 
 /** What isGoing reads, in either shape of a pod. */
@@ -79,10 +74,6 @@ interface SweepStats {
   ms: number
 }
 
-function podRef(pod: PodView): EntryRef {
-  return { uid: pod.metadata.uid, namespace: pod.metadata.namespace, pod: pod.metadata.name }
-}
-
 export class RegistryController {
   private queue: WorkQueue | undefined
   private workers: Array<Promise<void>> = []
@@ -91,7 +82,7 @@ export class RegistryController {
   private abort: AbortController | undefined
   private probeTimer: NodeJS.Timeout | undefined
   /** Pods seen deleted, kept until every backend has confirmed their deregistration. */
-  private readonly gone = new Map<string, EntryRef>()
+  private readonly gone = new Map<string, PodRef>()
   /** Terminating pods already deregistered everywhere (a terminating pod cannot come back). */
   private readonly done = new Set<string>()
 
@@ -228,7 +219,7 @@ export class RegistryController {
         const pod = this.o.pods.byUid(uid)
         if (pod && queue.retries(uid) === 1) {
           const ref = podRef(pod)
-          this.o.events.record({ namespace: ref.namespace, name: ref.pod, uid }, 'Warning', 'DeregistrationFailed', `${errorMessage(err)}; retrying until it succeeds`)
+          this.o.events.record(ref, 'Warning', 'DeregistrationFailed', `${errorMessage(err)}; retrying until it succeeds`)
         }
       } finally {
         queue.done(uid)
@@ -259,11 +250,11 @@ export class RegistryController {
     await this.o.registry.deregisterAll(ref, { signal })
     if (registeredCondition(pod)?.status === 'True') {
       try {
-        await setRegisteredCondition(this.o.client, { namespace: ref.namespace, name: ref.pod, uid }, 'False', 'Deregistered', why, undefined, { signal })
+        await setRegisteredCondition(this.o.client, ref, 'False', 'Deregistered', why, undefined, { signal })
       } catch (err) {
         if (!(err instanceof KubeApiError && (err.notFound || err.conflict))) throw err
       }
-      this.o.events.record({ namespace: ref.namespace, name: ref.pod, uid }, 'Normal', 'Deregistered', `deregistered: ${why}`)
+      this.o.events.record(ref, 'Normal', 'Deregistered', `deregistered: ${why}`)
     }
     this.done.add(uid)
     this.o.log.info({ pod: `${ref.namespace}/${ref.pod}`, uid, reason: why }, 'deregistered')
@@ -281,7 +272,7 @@ export class RegistryController {
       this.o.metrics.repaired.inc({ backend: b.name })
       const ref = podRef(pod)
       this.o.metrics.trustRejections.inc({ where: 'record', reason: 'edited' })
-      this.o.events.record({ namespace: ref.namespace, name: ref.pod, uid: ref.uid }, 'Warning', 'RecordRestored', `the discovery record on this pod was edited; enlist wrote its own again (backend ${b.name})`)
+      this.o.events.record(ref, 'Warning', 'RecordRestored', `the discovery record on this pod was edited; enlist wrote its own again (backend ${b.name})`)
       this.o.log.warn({ backend: b.name, pod: `${ref.namespace}/${ref.pod}`, uid: ref.uid }, 'a registered pod\'s record was edited; restored it')
     }
   }
@@ -315,7 +306,7 @@ export class RegistryController {
     const rate = this.o.sweepRate?.() ?? 50
     const bucket = new TokenBucket(rate, rate)
     const pace = (): Promise<void> => bucket.wait(signal)
-    let entries: EntryRef[]
+    let entries: PodRef[]
     try {
       entries = await registry.call(b, 'list', () => b.list({ signal, pace }), signal)
     } catch (err) {
@@ -329,7 +320,7 @@ export class RegistryController {
     let failures = 0
     let inARow = 0
     /** Runs one step; false ends this backend's sweep (aborted, or too many failures in a row). */
-    const step = async (op: string, pod: EntryRef, fn: () => Promise<void>): Promise<boolean> => {
+    const step = async (op: string, pod: PodRef, fn: () => Promise<void>): Promise<boolean> => {
       try {
         await fn()
         inARow = 0
@@ -378,13 +369,13 @@ export class RegistryController {
   }
 
   /** A live pod owns this entry. When the cache does not know the uid, ask the apiserver. */
-  private async isLive(e: EntryRef, signal: AbortSignal, pace: () => Promise<void>): Promise<boolean> {
+  private async isLive(e: PodRef, signal: AbortSignal, pace: () => Promise<void>): Promise<boolean> {
     const cached = this.o.pods.byUid(e.uid)
     if (cached) return !isGoing(cached) && !deregisteredOnRequest(cached)
     if (!e.namespace || !e.pod) return false
     await pace()
     try {
-      const pod = await this.o.client.get<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(e.namespace)}/pods/${encodeURIComponent(e.pod)}`, undefined, { signal })
+      const pod = await this.o.client.get<V1Pod>(podPath(e), undefined, { signal })
       return pod.metadata?.uid === e.uid && !isGoing(pod)
     } catch (err) {
       if (err instanceof KubeApiError && err.notFound) return false

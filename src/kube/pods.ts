@@ -8,6 +8,7 @@ import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import type { KeyRing } from '../decision/keyring.js'
 import { MANAGED_LABEL } from '../names.js'
+import { podsPath } from './pod-ref.js'
 import { type PodView, reopen, revalidate, viewOf } from './pod-view.js'
 import { type ListWatchClient, objectKey, Reflector, type ReflectorHandlers } from './reflector.js'
 
@@ -30,7 +31,7 @@ export class ManagedPods {
       client,
       log,
       name: 'managed pods',
-      path: '/api/v1/pods',
+      path: podsPath(),
       labelSelector: `${MANAGED_LABEL}=true`,
       transform: (p) => viewOf(p, { ring: o.ring(), recordAnnotations: this.recordAnnotations }),
     })

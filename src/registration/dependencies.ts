@@ -6,7 +6,7 @@
 
 import type { V1EndpointSlice, V1Endpoints, V1Service } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
-import { type Dependency, formatDependency, parseDependsOn } from '../admission/annotations.js'
+import { type Dependency, formatDependency } from '../contract/dependencies.js'
 import { KubeApiError } from '../kube/client.js'
 import { type ListWatchClient, objectKey, Reflector } from '../kube/reflector.js'
 import { Backoff, sleep } from '../lib/backoff.js'
@@ -43,13 +43,6 @@ export function slicesReady(slices: Iterable<V1EndpointSlice>, portName?: string
     if (portName === undefined || (s.ports ?? []).some((p) => (p.name ?? '') === portName)) return true
   }
   return false
-}
-
-/** Parses ENLIST_DEPENDS_ON (written by admission, fully qualified). */
-export function parseDependencies(value: string): Dependency[] {
-  if (value.trim() === '') return []
-  const r = parseDependsOn(value, '')
-  return r.ok ? r.value : []
 }
 
 /** What is not ready yet, each with why. Empty: all ready. */

@@ -17,7 +17,8 @@ import { AdvertiseError, Advertiser, type AdvertiseSource } from './advertise.js
 import { type Backend, BackendError, type BackendOp } from './backend.js'
 import { createBackend } from './catalogue.js'
 import type { PodLookup } from './kubernetes.js'
-import type { Advertised, EntryRef, RegistryRecord } from './record.js'
+import type { PodRef } from '../kube/pod-ref.js'
+import type { Advertised, RegistryRecord } from './record.js'
 
 /** The pod a record is for, and the advertise modes its sealed decision chose. */
 export interface RecordContext {
@@ -160,7 +161,7 @@ export class Registry {
     return advertised && advertised.mode === mode ? { ...record, advertised } : undefined
   }
 
-  async deregisterAll(ref: EntryRef, budget: RetryBudget = {}): Promise<void> {
+  async deregisterAll(ref: PodRef, budget: RetryBudget = {}): Promise<void> {
     await this.all('deregister', (b, signal) => b.deregister(ref, { signal }), budget)
   }
 

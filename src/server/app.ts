@@ -9,7 +9,7 @@ import type { Readiness } from './readiness.js'
 import { healthRoutes } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { mutateRoutes, type MutateOptions } from './routes/mutate.js'
-import type { CertificateProvider } from './tls.js'
+import type { CertificateProvider } from '../certs/provider.js'
 
 export interface ServerOptions {
   host: string

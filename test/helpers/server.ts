@@ -10,7 +10,7 @@ import { createMetrics, type Metrics } from '../../src/metrics.js'
 import { PolicyStore } from '../../src/policy/source.js'
 import { buildServer, type EnlistServer } from '../../src/server/app.js'
 import { Readiness } from '../../src/server/readiness.js'
-import { CertificateFiles } from '../../src/server/tls.js'
+import { CertificateFiles } from '../../src/certs/files.js'
 import { testKeys } from './keys.js'
 import { makePki, type TestPki } from './https.js'
 

@@ -2,7 +2,6 @@
 import t, { type Test } from 'tap'
 import {
   parseContainerList,
-  parseDependsOn,
   parseDrainSeconds,
   parseMetadata,
   parseNamespaceOptIn,
@@ -11,8 +10,9 @@ import {
   parseReadinessGate,
   parseRegistrarTimeout,
   parseServiceName,
-  type Result,
 } from '../../src/admission/annotations.js'
+import type { Result } from '../../src/contract/annotation-error.js'
+import { parseDependsOn } from '../../src/contract/dependencies.js'
 
 function value<T>(t: Test, r: Result<T>): T | undefined {
   if (!r.ok) {

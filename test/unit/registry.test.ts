@@ -5,7 +5,8 @@ import type { V1Endpoints, V1Pod, V1Service } from '@kubernetes/client-node'
 import { WorkQueue } from '../../src/controller/queue.js'
 import { Backoff } from '../../src/lib/backoff.js'
 import { identityOf, tokenExpiry } from '../../src/registration/auth.js'
-import { endpointsReady, missingDependencies, parseDependencies } from '../../src/registration/dependencies.js'
+import { parseDecidedDependencies } from '../../src/contract/dependencies.js'
+import { endpointsReady, missingDependencies } from '../../src/registration/dependencies.js'
 import { buildRecord, decodeRecord, encodeRecord, fromPairs, toPairs, type RegistryRecord } from '../../src/registry/record.js'
 
 const record: RegistryRecord = {
@@ -88,7 +89,7 @@ t.test('dependency readiness', async (t) => {
     ['pay/ledger', { subsets: [{ notReadyAddresses: [{ ip: '1.1.1.4' }], ports: [{ name: 'grpc', port: 443 }] }] }],
   ])
   const facts = { service: (ns: string, n: string) => services.get(`${ns}/${n}`), readyEndpoints: (ns: string, n: string, port?: string) => endpointsReady(endpoints.get(`${ns}/${n}`), port) }
-  const check = (v: string) => missingDependencies(parseDependencies(v), facts)
+  const check = (v: string) => missingDependencies(parseDecidedDependencies([v]), facts)
   t.same(check(''), [])
   t.same(check('shop/db'), [], 'any ready endpoint')
   t.same(check('shop/db:5432'), [], 'by port number')
