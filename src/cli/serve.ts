@@ -29,7 +29,7 @@ import { DEFAULT_AUTH_LIMITS, TokenAuthenticator } from '../registration/auth.js
 import { DependencyCache } from '../registration/dependencies.js'
 import { RegistrationService } from '../registration/service.js'
 import { recordAnnotationsOf } from '../registry/kubernetes.js'
-import { Registry } from '../registry/registry.js'
+import { BackendSet } from '../registry/backend-set.js'
 import { buildServer, closeGracefully, type EnlistServer } from '../server/app.js'
 import { Readiness } from '../server/readiness.js'
 import { registrationRoutes } from '../server/routes/registrations.js'
@@ -269,7 +269,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const pods = new ManagedPods(client, log, { ring: () => keys.ring })
   keys.onChange((ring) => pods.keysChanged(ring))
   const dependencies = new DependencyCache(client, log)
-  const registry = new Registry(client, pods, new SecretReader(client, installNamespace), metrics, log)
+  const registry = new BackendSet(client, pods, new SecretReader(client, installNamespace), metrics, log)
   policy.onChange((p) => {
     pods.setRecordAnnotations(recordAnnotationsOf(p.spec))
     void registry.configure(p.spec)

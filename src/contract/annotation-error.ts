@@ -2,8 +2,10 @@
 // and the accepted form, because that text reaches kubectl. Shared by admission's parsers
 // and the contracts in this folder that admission writes and registration reads back.
 
+import type { ErrorCode } from '../lib/errors.js'
+
 export class AnnotationError extends Error {
-  readonly code = 'ENLIST_ANNOTATION_INVALID'
+  readonly code = 'ENLIST_ANNOTATION_INVALID' satisfies ErrorCode
   constructor(
     readonly key: string,
     readonly value: string,

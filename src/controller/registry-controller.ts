@@ -24,13 +24,13 @@ import { deregisteredOnRequest, registeredCondition, setRegisteredCondition } fr
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import type { Backend } from '../registry/backend.js'
 import { buildRecord, type RegistryRecord } from '../registry/record.js'
-import type { Registry } from '../registry/registry.js'
+import type { BackendSet } from '../registry/backend-set.js'
 import { WorkQueue } from './queue.js'
 
 export interface ControllerOptions {
   client: KubeClient
   pods: ManagedPods
-  registry: Registry
+  registry: BackendSet
   events: EventRecorder
   metrics: Metrics
   log: Logger
@@ -43,17 +43,18 @@ export interface ControllerOptions {
   workers?: number
 }
 
-/** What isGoing reads, in either shape of a pod. */
-export interface GoingSource {
+/** What goneReason reads, in either shape of a pod. */
+export interface GoneSource {
   metadata?: { deletionTimestamp?: unknown }
   status?: { phase?: string }
 }
 
-export function isGoing(pod: GoingSource): false | string {
+/** Why the pod is on its way out (terminating, or finished), or undefined while it lives. */
+export function goneReason(pod: GoneSource): string | undefined {
   if (pod.metadata?.deletionTimestamp) return 'the pod is terminating'
   const phase = pod.status?.phase
   if (phase === 'Succeeded' || phase === 'Failed') return `the pod has finished (${phase})`
-  return false
+  return undefined
 }
 
 // This many failures in a row end a backend's sweep: the backend or the apiserver is down,
@@ -161,7 +162,7 @@ export class RegistryController {
     if (!uid || !this.queue) return
     // Pods on their way out need the controller; registration is the registrar's. A live
     // registered pod needs it only when its own copy of the record was edited.
-    if (isGoing(p) ? !this.done.has(uid) : this.drifted(p).length > 0) this.queue.add(uid)
+    if (goneReason(p) ? !this.done.has(uid) : this.drifted(p).length > 0) this.queue.add(uid)
   }
 
   /**
@@ -239,7 +240,7 @@ export class RegistryController {
       this.o.log.info({ pod: `${ref.namespace}/${ref.pod}`, uid }, 'deregistered: the pod is gone')
       return
     }
-    const why = isGoing(pod)
+    const why = goneReason(pod)
     if (!why) return this.repair(pod, signal)
     if (this.done.has(uid)) return
     const ref = podRef(pod)
@@ -268,7 +269,7 @@ export class RegistryController {
     for (const b of this.o.registry.backends) {
       const expected = b.drifted && this.o.registry.expectedFor(b, record, advertise)
       if (!expected || !b.drifted!(pod, expected)) continue
-      await this.o.registry.call(b, 'register', async () => b.register(await this.o.registry.recordFor(b, record, { pod, advertise }), { signal }), signal)
+      await this.o.registry.attempt(b, 'register', async () => b.register(await this.o.registry.recordFor(b, record, { pod, advertise }), { signal }), signal)
       this.o.metrics.repaired.inc({ backend: b.name })
       const ref = podRef(pod)
       this.o.metrics.trustRejections.inc({ where: 'record', reason: 'edited' })
@@ -308,7 +309,7 @@ export class RegistryController {
     const pace = (): Promise<void> => bucket.wait(signal)
     let entries: PodRef[]
     try {
-      entries = await registry.call(b, 'list', () => b.list({ signal, pace }), signal)
+      entries = await registry.attempt(b, 'list', () => b.list({ signal, pace }), signal)
     } catch (err) {
       const stats: SweepStats = { backend: b.name, entries: 0, removed: 0, rewritten: 0, failures: 0, ms: 0 }
       if (signal.aborted || err instanceof AbortedError) return stats
@@ -343,7 +344,7 @@ export class RegistryController {
       const go = await step('deregister', e, async () => {
         if (await this.isLive(e, signal, pace)) return
         await pace()
-        await registry.call(b, 'deregister', () => b.deregister(e, { signal }), signal)
+        await registry.attempt(b, 'deregister', () => b.deregister(e, { signal }), signal)
         stats.removed++
         metrics.strays.inc({ backend: b.name })
         log.info({ backend: b.name, pod: `${e.namespace}/${e.pod}`, uid: e.uid }, 'removed a stray entry: its pod no longer exists')
@@ -353,12 +354,12 @@ export class RegistryController {
     for (const pod of pods.pods()) {
       const uid = pod.metadata.uid
       const cond = registeredCondition(pod)
-      if (!uid || have.has(uid) || isGoing(pod) || cond?.status !== 'True') continue
+      if (!uid || have.has(uid) || goneReason(pod) || cond?.status !== 'True') continue
       const record = this.expectedRecord(pod)
       if (!record) continue // no decision of enlist's: it was never registered by enlist
       const go = await step('register', podRef(pod), async () => {
         await pace()
-        await registry.call(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) }), { signal }), signal)
+        await registry.attempt(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) }), { signal }), signal)
         stats.rewritten++
         metrics.repaired.inc({ backend: b.name })
         log.warn({ backend: b.name, pod: `${pod.metadata.namespace}/${pod.metadata.name}`, uid }, 'backend had lost a registered pod; wrote it again')
@@ -371,12 +372,12 @@ export class RegistryController {
   /** A live pod owns this entry. When the cache does not know the uid, ask the apiserver. */
   private async isLive(e: PodRef, signal: AbortSignal, pace: () => Promise<void>): Promise<boolean> {
     const cached = this.o.pods.byUid(e.uid)
-    if (cached) return !isGoing(cached) && !deregisteredOnRequest(cached)
+    if (cached) return !goneReason(cached) && !deregisteredOnRequest(cached)
     if (!e.namespace || !e.pod) return false
     await pace()
     try {
       const pod = await this.o.client.get<V1Pod>(podPath(e), undefined, { signal })
-      return pod.metadata?.uid === e.uid && !isGoing(pod)
+      return pod.metadata?.uid === e.uid && !goneReason(pod)
     } catch (err) {
       if (err instanceof KubeApiError && err.notFound) return false
       throw err

@@ -18,7 +18,7 @@ import { ConcurrencyLimit } from '../lib/rate-limit.js'
 import type { Metrics } from '../metrics.js'
 import { MANAGED_LABEL, STATUS_ANNOTATION } from '../names.js'
 import { buildRecord, type RegistryRecord } from '../registry/record.js'
-import { type Registry, RegistryError } from '../registry/registry.js'
+import { type BackendSet, RegistryError } from '../registry/backend-set.js'
 import type { PodIdentity, TokenAuthenticator } from './auth.js'
 import { DEREGISTERED_REASON, nowSeconds, registeredCondition, setRegisteredCondition } from './condition.js'
 import { type DependencyCache, type Missing, missingDependencies } from './dependencies.js'
@@ -35,7 +35,7 @@ export interface RegistrationDeps {
   auth: TokenAuthenticator
   pods: ManagedPods
   dependencies: DependencyCache
-  registry: Registry
+  registry: BackendSet
   events: EventRecorder
   /** The keys that verify what admission decided (enlist.io/status). */
   keys: KeyStore

@@ -4,6 +4,7 @@
 import type { Decision } from '../decision/status.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import { RECORD_FIELDS } from '../names.js'
+import type { ErrorCode } from '../lib/errors.js'
 
 export interface RecordPort {
   name?: string
@@ -157,7 +158,7 @@ export function encodeRecord(r: RegistryRecord): string {
 }
 
 export class RecordDecodeError extends Error {
-  readonly code = 'ENLIST_RECORD_INVALID'
+  readonly code = 'ENLIST_RECORD_INVALID' satisfies ErrorCode
 }
 
 export function decodeRecord(value: string): RegistryRecord {

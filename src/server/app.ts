@@ -4,6 +4,7 @@
 import type { Server as HttpsServer } from 'node:https'
 import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
+import type { ErrorCode } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
 import type { Readiness } from './readiness.js'
 import { healthRoutes } from './routes/health.js'
@@ -67,11 +68,11 @@ export async function buildServer(opts: ServerOptions) {
     } else {
       log.error({ route, status, code: err.code, err: err.message, stack: err.stack }, 'request failed')
     }
-    return reply.code(status).send({ code: err.code ?? 'ENLIST_INTERNAL', message: err.message })
+    return reply.code(status).send({ code: err.code ?? ('ENLIST_INTERNAL' satisfies ErrorCode), message: err.message })
   })
   app.setNotFoundHandler((req, reply) => {
     metrics.badRequests.inc({ route: 'not-found', code: '404' })
-    return reply.code(404).send({ code: 'ENLIST_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` })
+    return reply.code(404).send({ code: 'ENLIST_NOT_FOUND' satisfies ErrorCode, message: `no route ${req.method} ${req.url.split('?')[0]}` })
   })
 
   await app.register(healthRoutes, { readiness: opts.readiness })

@@ -43,7 +43,7 @@ export interface RetryBudget {
   signal?: AbortSignal
 }
 
-export class Registry {
+export class BackendSet {
   private current: Backend[] = []
   private spec = ''
   private readonly retry = new Map<string, { initialMs: number; maxMs: number }>()
@@ -165,8 +165,10 @@ export class Registry {
     await this.all('deregister', (b, signal) => b.deregister(ref, { signal }), budget)
   }
 
-  /** One call, instrumented; abandoned (AbortedError) when `signal` fires. */
-  async call<T>(b: Backend, op: BackendOp, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  /** One attempt at a backend call, no retry: timed and counted by backend and op, and
+   *  abandoned (AbortedError) when `signal` fires; the first success after a failure
+   *  announces the backend's recovery (onRecovered). Other errors become BackendErrors. */
+  async attempt<T>(b: Backend, op: BackendOp, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const end = this.metrics.backendDuration.startTimer({ backend: b.name, op })
     try {
       const v = await abortable(fn(), signal, `backend ${b.name}: ${op}`)
@@ -205,7 +207,7 @@ export class Registry {
     const backoff = new Backoff({ initialMs: r.initialMs, maxMs: r.maxMs })
     for (;;) {
       try {
-        await this.call(b, op, fn, budget.signal)
+        await this.attempt(b, op, fn, budget.signal)
         return
       } catch (err) {
         if (err instanceof AbortedError) throw err
