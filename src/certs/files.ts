@@ -22,6 +22,7 @@ export interface CertificateFilesOptions {
 }
 
 export class CertificateFiles implements CertificateProvider {
+  readonly name = 'certificate'
   private cur: ServingCertificate
   private digest: string
   private readonly listeners: Array<(c: ServingCertificate) => void> = []

@@ -13,7 +13,9 @@ export interface ServingCertificate {
   notAfter: Date
 }
 
+/** A runnable (src/manager.ts) serving the current pair and announcing each new one. */
 export interface CertificateProvider {
+  readonly name: string
   readonly current: ServingCertificate
   onChange(fn: (c: ServingCertificate) => void): void
   start(): void

@@ -76,6 +76,7 @@ interface SweepStats {
 }
 
 export class RegistryController {
+  readonly name = 'controller'
   private queue: WorkQueue | undefined
   private workers: Array<Promise<void>> = []
   private sweepTimer: NodeJS.Timeout | undefined
@@ -107,6 +108,11 @@ export class RegistryController {
       o.log.info({ backend, waiting: this.queue.waiting }, 'a backend recovered: retrying the waiting reconciles now')
       this.queue.retryNow()
     })
+  }
+
+  /** Leader only (src/manager.ts). */
+  needLeaderElection(): boolean {
+    return true
   }
 
   get running(): boolean {

@@ -76,6 +76,7 @@ export type EndpointsSource = 'discovery.k8s.io/v1' | 'discovery.k8s.io/v1beta1'
 
 /** Service and endpoint caches, cluster-wide, slimmed to what readiness needs. */
 export class DependencyCache implements ServiceFacts {
+  readonly name = 'dependency-cache'
   readonly services: Reflector<V1Service>
   private endpointsCache: Reflector<V1Endpoints> | undefined
   private slices: Reflector<V1EndpointSlice> | undefined
