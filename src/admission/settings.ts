@@ -104,7 +104,7 @@ export function resolveSettings(
   }
 
   const s: Settings = {
-    service: labels['app.kubernetes.io/name'] ?? labels['app'] ?? workload.name,
+    service: labels['app.kubernetes.io/name'] ?? labels.app ?? workload.name,
     dependsOn: [],
     metadata: undefined,
     drainSeconds: spec.preStop.drainSeconds,

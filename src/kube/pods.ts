@@ -27,7 +27,7 @@ export class ManagedPods extends Cache {
   constructor(
     client: ListWatchClient,
     log: Logger,
-    private readonly o: ManagedPodsOptions,
+    o: ManagedPodsOptions,
   ) {
     super()
     this.reflector = new Reflector<V1Pod, PodView>({

@@ -179,7 +179,10 @@ export class HttpBackend implements Backend {
         settled = true
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
-        if (!err) return resolve(answer!)
+        if (!err) {
+          resolve(answer!)
+          return
+        }
         req.destroy()
         if (!(err instanceof AbortedError)) this.log.warn({ backend: this.name, op, method, url: url.href, err: detail ?? err.message }, 'backend request failed')
         reject(err)

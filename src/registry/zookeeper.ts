@@ -12,7 +12,7 @@ import { errorMessage } from '../lib/errors.js'
 import { zookeeperRoot } from '../policy/backends/zookeeper.js'
 import type { ZookeeperBackendSpec } from '../policy/policy.js'
 import { type Backend, BackendError, type BackendOp } from './backend.js'
-import { dubboProviderOf, enlistOwner, providerNodeName, providersPath } from './dubbo.js'
+import { type DubboProvider, dubboProviderOf, enlistOwner, providerNodeName, providersPath } from './dubbo.js'
 import type { PodRef } from '../kube/pod-ref.js'
 import type { RegistryRecord } from './record.js'
 import { ZK, ZkError, ZkSession } from './zookeeper-session.js'
@@ -92,7 +92,7 @@ export class ZookeeperBackend implements Backend {
     await this.call('register', async () => {
       const acl = await this.prepare()
       if (this.spec.layout === 'dubbo') {
-        let provider
+        let provider: DubboProvider
         try {
           provider = dubboProviderOf(record)
         } catch (err) {
