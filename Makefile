@@ -22,7 +22,7 @@ dist/.built: node_modules/.installed tsconfig.build.json scripts/compile-policy-
 	@chmod +x dist/cli/main.js
 	@touch $@
 
-.PHONY: help deps build typecheck test unit e2e bench bench-scale bench-node certs image docker-image deploy demo control-plane clean
+.PHONY: help deps build typecheck lint test unit e2e bench bench-scale bench-node certs image docker-image deploy demo control-plane clean
 
 help: ## list the targets
 	@grep -hE '^[a-z0-9-]+:.*## ' $(MAKEFILE_LIST) | sed -E 's/:.*## /\t/' | awk -F'\t' '{printf "  make %-14s %s\n", $$1, $$2}'
@@ -34,10 +34,13 @@ build: dist/.built ## compile TypeScript to dist/
 typecheck: deps ## type-check sources, tests and benchmarks
 	npx --no-install tsc -p tsconfig.json
 
-test: build typecheck ## run every test (unit and end-to-end on a real control plane)
+lint: deps ## lint sources, tests and benchmarks with ESLint and typescript-eslint (eslint.config.js)
+	npx --no-install eslint --max-warnings 0 .
+
+test: build typecheck lint ## run every test (unit and end-to-end on a real control plane)
 	scripts/test.sh
 
-unit: build ## run the tests that need no control plane
+unit: build lint ## run the tests that need no control plane
 	ENLIST_NO_CONTROL_PLANE=1 scripts/test.sh test/unit test/server test/cli
 
 e2e: build ## run the end-to-end tests on a real control plane

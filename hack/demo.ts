@@ -71,10 +71,10 @@ onInterrupt(async () => {
 
 /** examples/checkout.yaml, with its image replaced by the local test app: there is no registry here. */
 function checkoutManifest(image: string): string {
-  const docs = parseAllDocuments(readFileSync(join(REPO, 'examples/checkout.yaml'), 'utf8')).map((d) => d.toJS() as Record<string, any>)
+  const docs = parseAllDocuments(readFileSync(join(REPO, 'examples/checkout.yaml'), 'utf8')).map((d) => d.toJS() as { kind?: string; spec?: { template: { spec: { containers: V1Container[] } } } })
   for (const d of docs) {
-    if (d.kind !== 'Deployment') continue
-    for (const ct of d.spec.template.spec.containers as V1Container[]) {
+    if (d.kind !== 'Deployment' || !d.spec) continue
+    for (const ct of d.spec.template.spec.containers) {
       ct.image = image
       ct.imagePullPolicy = 'Never'
       ct.readinessProbe = { httpGet: { path: '/', port: 8080 }, periodSeconds: 1 }

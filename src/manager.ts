@@ -1,5 +1,10 @@
 // The manager, after controller-runtime's: it owns the runnables (caches, sources, the
 // server, leader-only controllers), starts them in order and stops them in reverse.
+// Runnables that need leader election (controller-runtime's LeaderElectionRunnable) run
+// only while this replica leads: the election starts where the first of them was added,
+// starts them in order when the lease is won (with a signal that fires the moment it is
+// lost) and stops them together when it is lost or at exit. Without an election, this
+// replica leads alone from that point on.
 // Shutdown drains first: readiness goes false, then after the delay the server stops
 // accepting, finishes what is in flight, and the rest stops.
 
@@ -10,23 +15,41 @@ import type { Readiness } from './server/readiness.js'
 
 export interface Runnable {
   readonly name: string
-  start(): void | Promise<void>
+  /** `signal`, for a runnable that needs leader election: fires when leadership is lost. */
+  start(signal?: AbortSignal): void | Promise<void>
   stop(): Promise<void>
+  /** True: started only on the replica holding the lease, and stopped when it is lost. */
+  needLeaderElection?(): boolean
+}
+
+/** What the leader election calls as this replica wins and loses the lease. */
+export interface LeadershipHooks {
+  onStartedLeading(signal?: AbortSignal): Promise<void>
+  onStoppedLeading(): Promise<void>
+}
+
+export interface ManagerOptions {
+  log: Logger
+  readiness: Readiness
+  /** On stop, stay up (not ready) this long before stopping anything. */
+  shutdownDelayMs?: number
+  /** Makes the leader election (a runnable) that calls `hooks`; absent: lead alone. */
+  leaderElection?: (hooks: LeadershipHooks) => Runnable
 }
 
 export class Manager {
   private readonly runnables: Runnable[] = []
+  private readonly leaderOnly: Runnable[] = []
   private started: Runnable[] = []
   private stopping: Promise<void> | undefined
 
-  constructor(
-    private readonly log: Logger,
-    private readonly readiness: Readiness,
-    private readonly shutdownDelayMs = 0,
-  ) {}
+  constructor(private readonly o: ManagerOptions) {}
 
   add(r: Runnable): this {
-    this.runnables.push(r)
+    if (r.needLeaderElection?.()) {
+      if (this.leaderOnly.length === 0) this.runnables.push(this.election())
+      this.leaderOnly.push(r)
+    } else this.runnables.push(r)
     return this
   }
 
@@ -39,7 +62,7 @@ export class Manager {
         return
       }
       this.started.push(r)
-      this.log.debug({ runnable: r.name }, 'started')
+      this.o.log.debug({ runnable: r.name }, 'started')
     }
   }
 
@@ -48,18 +71,31 @@ export class Manager {
     return this.stopping
   }
 
+  private election(): Runnable {
+    const hooks: LeadershipHooks = {
+      onStartedLeading: async (signal) => {
+        for (const r of this.leaderOnly) await r.start(signal)
+      },
+      onStoppedLeading: async () => {
+        await Promise.all(this.leaderOnly.map((r) => r.stop()))
+      },
+    }
+    return this.o.leaderElection?.(hooks) ?? { name: 'leader-election', start: () => hooks.onStartedLeading(), stop: () => hooks.onStoppedLeading() }
+  }
+
   private async doStop(): Promise<void> {
-    this.readiness.drain()
-    if (this.shutdownDelayMs > 0) {
-      this.log.info({ delayMs: this.shutdownDelayMs }, 'shutting down: not ready, still serving while endpoints catch up')
-      await sleep(this.shutdownDelayMs)
+    const { log, readiness, shutdownDelayMs = 0 } = this.o
+    readiness.drain()
+    if (shutdownDelayMs > 0) {
+      log.info({ delayMs: shutdownDelayMs }, 'shutting down: not ready, still serving while endpoints catch up')
+      await sleep(shutdownDelayMs)
     }
     for (const r of [...this.started].reverse()) {
       try {
         await r.stop()
-        this.log.debug({ runnable: r.name }, 'stopped')
+        log.debug({ runnable: r.name }, 'stopped')
       } catch (err) {
-        this.log.error({ runnable: r.name, err: errorMessage(err) }, 'stop failed')
+        log.error({ runnable: r.name, err: errorMessage(err) }, 'stop failed')
       }
     }
     this.started = []

@@ -31,12 +31,7 @@ export const DECISION_KEYS_SECRET = 'enlist-decision-keys'
 /** The entries of MutatingWebhookConfiguration/enlist, in manifest order. */
 export const WEBHOOK_NAMES = ['namespace.inject.enlist.io', 'object.inject.enlist.io', 'annotation.inject.enlist.io'] as const
 
-// The registrar's configuration. Registration parameters are deliberately not among them:
-// the registration API takes those from the sealed enlist.io/status only (src/decision/).
-export const ENV_REGISTRATION_URL = 'ENLIST_REGISTRATION_URL'
-export const ENV_CA_BUNDLE = 'ENLIST_CA_BUNDLE'
-export const ENV_TOKEN_FILE = 'ENLIST_TOKEN_FILE'
-export const ENV_TIMEOUT_SECONDS = 'ENLIST_TIMEOUT_SECONDS'
+// The registrar's environment variables: src/contract/registrar-env.ts.
 
 export const TOKEN_REVIEW_POD_NAME = 'authentication.kubernetes.io/pod-name'
 export const TOKEN_REVIEW_POD_UID = 'authentication.kubernetes.io/pod-uid'

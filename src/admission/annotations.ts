@@ -1,11 +1,13 @@
 // Parsers for what users write in labels and annotations. Each failure names the
 // annotation, the value and the accepted form, because that text reaches kubectl.
+// enlist.io/depends-on is parsed in src/contract/dependencies.ts: registration reads its
+// sealed form back.
 
-import { isDns1035Label, isDns1123Label, isPortName } from '../lib/validation.js'
+import { AnnotationError, fail, ok, type Result } from '../contract/annotation-error.js'
+import { isDns1123Label } from '../lib/validation.js'
 import { ADVERTISE_MODES, type AdvertiseMode } from '../policy/backends/advertise.js'
 import {
   ADVERTISE_ANNOTATION,
-  DEPENDS_ON_ANNOTATION,
   DRAIN_SECONDS_ANNOTATION,
   ENV_CONTAINERS_ANNOTATION,
   INJECT_KEY,
@@ -17,29 +19,6 @@ import {
   SERVICE_ANNOTATION,
 } from '../names.js'
 import type { PreStopMode } from '../policy/policy.js'
-
-export class AnnotationError extends Error {
-  readonly code = 'ENLIST_ANNOTATION_INVALID'
-  constructor(
-    readonly key: string,
-    readonly value: string,
-    readonly problem: string,
-    readonly accepted: string,
-    readonly where: 'annotation' | 'label' = 'annotation',
-  ) {
-    super(`${where} ${key}: ${quote(value)} is invalid: ${problem}; accepted: ${accepted}`)
-    this.name = 'AnnotationError'
-  }
-}
-
-function quote(v: string): string {
-  const s = JSON.stringify(v)
-  return s.length > 120 ? s.slice(0, 117) + '..."' : s
-}
-
-export type Result<T> = { ok: true; value: T } | { ok: false; error: AnnotationError }
-const ok = <T>(value: T): Result<T> => ({ ok: true, value })
-const fail = <T>(error: AnnotationError): Result<T> => ({ ok: false, error })
 
 // --- opt-in ---------------------------------------------------------------
 
@@ -68,67 +47,6 @@ export function parseNamespaceOptIn(labels: Readonly<Record<string, string>> | u
   const v = labels?.[INJECT_KEY]
   if (v === undefined) return undefined
   return v === 'enabled' || v === 'disabled' ? v : 'invalid'
-}
-
-// --- dependencies ---------------------------------------------------------
-
-export interface Dependency {
-  namespace: string
-  service: string
-  /** Service port number or name; absent: any ready endpoint will do. */
-  port?: number | string
-}
-
-const DEPENDS_ON_FORM = '"[namespace/]service[:port]" separated by commas, e.g. "mysql:3306, payments/ledger"'
-
-export function parseDependsOn(value: string, podNamespace: string): Result<Dependency[]> {
-  const out: Dependency[] = []
-  const seen = new Set<string>()
-  const entries = value.split(',')
-  for (let i = 0; i < entries.length; i++) {
-    const raw = entries[i]!.trim()
-    const where = `entry ${i + 1}`
-    const bad = (problem: string): Result<Dependency[]> =>
-      fail(new AnnotationError(DEPENDS_ON_ANNOTATION, value, `${where} ${quote(raw)}: ${problem}`, DEPENDS_ON_FORM))
-    if (raw === '') {
-      if (entries.length === 1) return bad('no dependency given')
-      return bad('empty entry')
-    }
-    let rest = raw
-    let namespace = podNamespace
-    const slash = rest.indexOf('/')
-    if (slash !== -1) {
-      namespace = rest.slice(0, slash)
-      rest = rest.slice(slash + 1)
-      if (!isDns1123Label(namespace)) return bad(`namespace "${namespace}" is not a valid namespace name`)
-    }
-    let port: number | string | undefined
-    const colon = rest.indexOf(':')
-    if (colon !== -1) {
-      const p = rest.slice(colon + 1)
-      rest = rest.slice(0, colon)
-      if (/^[0-9]+$/.test(p)) {
-        const n = Number(p)
-        if (n < 1 || n > 65535) return bad(`port ${p} is out of range 1-65535`)
-        port = n
-      } else if (isPortName(p)) {
-        port = p
-      } else {
-        return bad(`port "${p}" is neither a number 1-65535 nor a port name`)
-      }
-    }
-    if (!isDns1035Label(rest)) return bad(`service "${rest}" is not a valid Service name`)
-    const key = `${namespace}/${rest}:${port ?? ''}`
-    if (seen.has(key)) continue
-    seen.add(key)
-    out.push(port === undefined ? { namespace, service: rest } : { namespace, service: rest, port })
-  }
-  return ok(out)
-}
-
-export function formatDependency(d: Dependency, podNamespace?: string): string {
-  const ns = d.namespace === podNamespace ? '' : `${d.namespace}/`
-  return `${ns}${d.service}${d.port === undefined ? '' : `:${d.port}`}`
 }
 
 // --- metadata -------------------------------------------------------------

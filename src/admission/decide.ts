@@ -3,7 +3,8 @@
 
 import { INJECT_KEY } from '../names.js'
 import type { CompiledPolicy } from '../policy/policy.js'
-import { type AnnotationError, parseNamespaceOptIn, parsePodOptIn } from './annotations.js'
+import type { AnnotationError } from '../contract/annotation-error.js'
+import { parseNamespaceOptIn, parsePodOptIn } from './annotations.js'
 
 export type InjectReason = 'pod-opt-in' | 'namespace-opt-in' | 'always-inject-selector' | 'policy-default'
 

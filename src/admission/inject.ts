@@ -8,14 +8,12 @@
 // patch is mostly string concatenation, and its cost is linear in the size of the pod.
 
 import type { V1Container, V1EnvVar, V1LifecycleHandler, V1Pod, V1Volume } from '@kubernetes/client-node'
+import { formatDependency } from '../contract/dependencies.js'
+import { registrarFixedEnv, registrarTimeoutEnv, TOKEN_FILE_NAME } from '../contract/registrar-env.js'
 import { pointer } from '../lib/json-pointer.js'
 import type { DecisionKey } from '../decision/keyring.js'
 import { type InjectionStatus, serviceAccountOf, STATUS_VERSION, statusText } from '../decision/status.js'
 import {
-  ENV_CA_BUNDLE,
-  ENV_REGISTRATION_URL,
-  ENV_TIMEOUT_SECONDS,
-  ENV_TOKEN_FILE,
   MANAGED_LABEL,
   REGISTERED_CONDITION,
   REGISTRAR_CONTAINER,
@@ -26,7 +24,6 @@ import {
 } from '../names.js'
 import type { CompiledPolicy, DownwardApiVariable } from '../policy/policy.js'
 import { DOWNWARD_API_VARIABLES } from '../policy/schema.js'
-import { formatDependency } from './annotations.js'
 import type { Settings } from './settings.js'
 
 /** A patch operation whose value, if any, is already JSON. Only `add` touches what the
@@ -96,7 +93,7 @@ function fragments(policy: CompiledPolicy): Fragments {
       name: TOKEN_VOLUME,
       projected: {
         defaultMode: 0o444,
-        sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: policy.spec.registrar.tokenExpirationSeconds, path: 'token' } }],
+        sources: [{ serviceAccountToken: { audience: TOKEN_AUDIENCE, expirationSeconds: policy.spec.registrar.tokenExpirationSeconds, path: TOKEN_FILE_NAME } }],
       },
     }
     f = {
@@ -135,9 +132,7 @@ function registrarJson(f: Fragments, policy: CompiledPolicy, settings: Settings,
   if (!t) {
     const fixedEnv = [
       ...DOWNWARD_API_VARIABLES.map((v) => ENV_JSON[v]),
-      JSON.stringify({ name: ENV_REGISTRATION_URL, value: r.registrationURL }),
-      JSON.stringify({ name: ENV_TOKEN_FILE, value: `${TOKEN_MOUNT_PATH}/token` }),
-      ...(ca ? [JSON.stringify({ name: ENV_CA_BUNDLE, value: ca })] : []),
+      ...registrarFixedEnv(r.registrationURL, ca).map((e) => JSON.stringify(e)),
     ].join(',')
     const c: Omit<V1Container, 'env'> & { env: string } = {
       name: REGISTRAR_CONTAINER,
@@ -166,7 +161,7 @@ function registrarJson(f: Fragments, policy: CompiledPolicy, settings: Settings,
     if (f.registrar.size >= 4) f.registrar.clear()
     f.registrar.set(ca, t)
   }
-  const env = `,${JSON.stringify({ name: ENV_TIMEOUT_SECONDS, value: String(settings.registrarTimeoutSeconds) })}`
+  const env = `,${JSON.stringify(registrarTimeoutEnv(settings.registrarTimeoutSeconds))}`
   return t.prefix + env + t.suffix
 }
 

@@ -108,7 +108,7 @@ export function skipUnparsed(
 ): UnparsedSkip | undefined {
   if (!podCannotMatter(text)) return undefined
   const g = glimpse(text)
-  if (!g || !g.podCreate || !SUPPORTED_VERSIONS.has(g.apiVersion)) return undefined
+  if (!g?.podCreate || !SUPPORTED_VERSIONS.has(g.apiVersion)) return undefined
   const labels = g.namespace ? namespaceLabels(g.namespace) : undefined
   // a namespace not in the cache yet: admit() waits for it
   if (labels === undefined && !policy.excludedNamespaces.has(g.namespace)) return undefined
@@ -220,6 +220,7 @@ const MAX_WARNING = 256
 function withWarnings(response: AdmissionResponse, warnings: readonly string[]): AdmissionResponse {
   if (warnings.length === 0) return response
   response.warnings = warnings.map((w) => {
+    // eslint-disable-next-line no-control-regex -- control characters are what it removes
     const clean = w.replace(/[\x00-\x1f\x7f]+/g, ' ')
     return clean.length > MAX_WARNING ? clean.slice(0, MAX_WARNING - 3) + '...' : clean
   })

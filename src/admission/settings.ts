@@ -18,19 +18,17 @@ import { containerFilter } from '../policy/load.js'
 import { dubboMetadataError } from '../registry/dubbo.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import type { CompiledPolicy, ContainerFilter, PreStopMode, TenantOverride } from '../policy/policy.js'
+import { AnnotationError, type Result } from '../contract/annotation-error.js'
+import { type Dependency, parseDependsOn } from '../contract/dependencies.js'
 import {
-  AnnotationError,
-  type Dependency,
   parseAdvertise,
   parseContainerList,
-  parseDependsOn,
   parseDrainSeconds,
   parseMetadata,
   parsePreStopMode,
   parseReadinessGate,
   parseRegistrarTimeout,
   parseServiceName,
-  type Result,
 } from './annotations.js'
 import type { Workload } from './workload.js'
 
@@ -106,7 +104,7 @@ export function resolveSettings(
   }
 
   const s: Settings = {
-    service: labels['app.kubernetes.io/name'] ?? labels['app'] ?? workload.name,
+    service: labels['app.kubernetes.io/name'] ?? labels.app ?? workload.name,
     dependsOn: [],
     metadata: undefined,
     drainSeconds: spec.preStop.drainSeconds,

@@ -6,11 +6,12 @@ import { X509Certificate } from 'node:crypto'
 import type { V1Secret } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import { type CallOptions, type KubeClient, KubeApiError, PatchType } from '../kube/client.js'
+import { Cache } from '../kube/cache.js'
 import { Reflector } from '../kube/reflector.js'
 import { sleep } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
-import { checkPair, type CertificateProvider, type ServingCertificate } from '../server/tls.js'
+import { checkPair, type CertificateProvider, type ServingCertificate } from './provider.js'
 import { type CertAction, type CertPolicy, type CertState, planCertificates, splitPem } from './plan.js'
 import { createCA, crossSign, issueServing } from './x509.js'
 
@@ -61,10 +62,16 @@ export interface SelfManagedOptions {
 /** The leader's side: create, renew and publish. Started and stopped with leadership,
  *  as often as it comes and goes; a stop abandons the apiserver calls in flight. */
 export class CertificateAuthority {
+  readonly name = 'certificate-authority'
   private abort = new AbortController()
   private loop: Promise<void> | undefined
 
   constructor(private readonly o: SelfManagedOptions) {}
+
+  /** Leader only (src/manager.ts). */
+  needLeaderElection(): boolean {
+    return true
+  }
 
   start(signal?: AbortSignal): void {
     if (this.loop) return
@@ -184,8 +191,9 @@ export class CertificateAuthority {
 }
 
 /** Every replica's side: the serving certificate from the Secret, live. */
-export class SecretCertificates implements CertificateProvider {
-  private readonly reflector: Reflector<V1Secret>
+export class SecretCertificates extends Cache implements CertificateProvider {
+  readonly name = 'certificate'
+  readonly reflector: Reflector<V1Secret>
   private cur: ServingCertificate | undefined
   private readonly listeners: Array<(c: ServingCertificate) => void> = []
   private readyWaiters: Array<() => void> = []
@@ -193,10 +201,12 @@ export class SecretCertificates implements CertificateProvider {
   constructor(
     client: KubeClient,
     namespace: string,
-    private readonly name: string,
+    private readonly secretName: string,
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {
+    super()
+    const name = secretName
     this.reflector = new Reflector<V1Secret>({
       client,
       log,
@@ -221,13 +231,9 @@ export class SecretCertificates implements CertificateProvider {
     this.listeners.push(fn)
   }
 
-  start(): void {
-    this.reflector.start()
-  }
-
-  stop(): Promise<void> {
+  override stop(): Promise<void> {
     for (const w of this.readyWaiters) w()
-    return this.reflector.stop()
+    return super.stop()
   }
 
   /** Resolves once the Secret holds a usable certificate. */
@@ -242,7 +248,7 @@ export class SecretCertificates implements CertificateProvider {
     if (this.cur && this.cur.cert === s.serving.cert && this.cur.ca === s.bundle.join('')) return
     let next: ServingCertificate
     try {
-      next = checkPair(s.serving.cert, s.serving.key, s.bundle.join(''), `secret ${this.name}`)
+      next = checkPair(s.serving.cert, s.serving.key, s.bundle.join(''), `secret ${this.secretName}`)
     } catch (err) {
       this.metrics.tlsReloads.inc({ result: 'invalid' })
       this.log.error({ err: errorMessage(err) }, 'the TLS Secret holds an unusable certificate; still serving the previous one')

@@ -1,14 +1,14 @@
 // `enlist register`: flags default to the env the webhook injects into enlist-registrar.
 
 import { readFileSync, writeSync } from 'node:fs'
-import { ENV_CA_BUNDLE, ENV_REGISTRATION_URL, ENV_TIMEOUT_SECONDS, ENV_TOKEN_FILE, TOKEN_MOUNT_PATH } from '../names.js'
+import { ENV_CA_BUNDLE, ENV_REGISTRATION_URL, ENV_TIMEOUT_SECONDS, ENV_TOKEN_FILE, TOKEN_FILE } from '../contract/registrar-env.js'
 import { EXIT_MISCONFIGURED, register } from '../registrar/registrar.js'
 import { type FlagSpecs, helpText, parseFlags } from './flags.js'
 
 const registerFlags = {
   url: { kind: 'string', env: ENV_REGISTRATION_URL, help: 'registration API URL' },
   'ca-file': { kind: 'string', help: `CA bundle file to verify the server (default: the PEM in ${ENV_CA_BUNDLE}, else system roots)` },
-  'token-file': { kind: 'string', env: ENV_TOKEN_FILE, default: `${TOKEN_MOUNT_PATH}/token`, help: 'projected service-account token (audience enlist)' },
+  'token-file': { kind: 'string', env: ENV_TOKEN_FILE, default: TOKEN_FILE, help: 'projected service-account token (audience enlist)' },
   timeout: { kind: 'duration', env: ENV_TIMEOUT_SECONDS, default: '300', min: 1000, help: 'give up (exit 1) after this long; a bare number is seconds' },
   help: { kind: 'bool', short: 'h', help: 'show this help' },
 } satisfies FlagSpecs

@@ -8,6 +8,7 @@ import { createLogger } from '../log.js'
 import { INSTALL_NAMESPACE } from '../names.js'
 import { backendUrlErrors } from '../policy/backends/http.js'
 import { type FlagSpecs, helpText, type Parsed, parseFlags } from './flags.js'
+import type { EventSource } from '../relay/source.js'
 
 export const relayFlags = {
   source: { kind: 'string', env: 'ENLIST_RELAY_SOURCE', help: 'nats or amqp (required)' },
@@ -130,7 +131,7 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
     log,
   )
   const credentialsDir = o['credentials-dir']
-  let source
+  let source: EventSource
   if (o.source === 'nats') {
     const { NatsSource } = await import('../relay/nats.js')
     const { natsCredentialsFrom } = await import('../registry/nats/backend.js')

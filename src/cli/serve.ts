@@ -5,23 +5,23 @@
 import { randomBytes } from 'node:crypto'
 import { isIP } from 'node:net'
 import { hostname } from 'node:os'
-import { type KubeVersion, parseKubeVersion } from '../admission/settings.js'
+import { parseKubeVersion } from '../admission/settings.js'
 import type { CertificateAuthority } from '../certs/self-managed.js'
 import { LeaderElector } from '../controller/leader.js'
 import { KeyRotator, KeyStore } from '../decision/keys.js'
 import { RegistryController } from '../controller/registry-controller.js'
 import { KubeClient } from '../kube/client.js'
+import { ServerVersion } from '../kube/server-version.js'
 import { loadCredentials } from '../kube/credentials.js'
 import { EventRecorder } from '../kube/events.js'
 import { NamespaceCache } from '../kube/namespaces.js'
 import { sealKeyOfView } from '../kube/pod-view.js'
 import { ManagedPods } from '../kube/pods.js'
 import { SecretReader } from '../kube/secrets.js'
-import { Backoff, sleep } from '../lib/backoff.js'
 import { errorMessage, OptionError } from '../lib/errors.js'
 import { isDns1123Label, isDns1123Subdomain } from '../lib/validation.js'
 import { createLogger, type Logger } from '../log.js'
-import { Manager, type Runnable } from '../manager.js'
+import { Manager } from '../manager.js'
 import { createMetrics } from '../metrics.js'
 import { DECISION_KEYS_SECRET, INSTALL_NAMESPACE, LEASE_NAME, POLICY_CONFIGMAP, WEBHOOK_CONFIGURATION } from '../names.js'
 import { ConfigMapPolicySource, FilePolicySource, type PolicySource, PolicyStore } from '../policy/source.js'
@@ -29,11 +29,11 @@ import { DEFAULT_AUTH_LIMITS, TokenAuthenticator } from '../registration/auth.js
 import { DependencyCache } from '../registration/dependencies.js'
 import { RegistrationService } from '../registration/service.js'
 import { recordAnnotationsOf } from '../registry/kubernetes.js'
-import { Registry } from '../registry/registry.js'
+import { BackendSet } from '../registry/backend-set.js'
 import { buildServer, closeGracefully, type EnlistServer } from '../server/app.js'
 import { Readiness } from '../server/readiness.js'
-import { registrationRoutes } from '../server/routes/registrations.js'
-import { CertificateFiles, type CertificateProvider } from '../server/tls.js'
+import { CertificateFiles } from '../certs/files.js'
+import type { CertificateProvider } from '../certs/provider.js'
 import { type FlagSpecs, helpText, type Parsed, parseFlags, requireReadable } from './flags.js'
 
 export const serveFlags = {
@@ -147,45 +147,6 @@ export function validateServeOptions(o: ServeOptions): void {
   if (o['self-signed'] && o['ca-overlap'] >= o['ca-validity'] / 3) throw new OptionError('--ca-overlap must be shorter than a third of --ca-validity')
 }
 
-/** Asks the apiserver its version once at start (retrying until it answers). */
-class ServerVersion implements Runnable {
-  readonly name = 'server-version'
-  value: KubeVersion | undefined
-  private readonly abort = new AbortController()
-  private loop: Promise<void> | undefined
-
-  constructor(
-    private readonly client: KubeClient,
-    private readonly log: Logger,
-    fixed: KubeVersion | undefined,
-  ) {
-    this.value = fixed
-  }
-
-  start(): void {
-    if (this.value) return
-    this.loop = (async () => {
-      const backoff = new Backoff({ initialMs: 500, maxMs: 15_000 })
-      while (!this.abort.signal.aborted) {
-        try {
-          const v = await this.client.version({ signal: this.abort.signal })
-          this.value = { major: v.major, minor: v.minor }
-          this.log.info({ version: v.gitVersion }, 'kube-apiserver version')
-          return
-        } catch (err) {
-          this.log.warn({ err: errorMessage(err) }, 'cannot read the apiserver version; retrying')
-          await sleep(backoff.next(), this.abort.signal)
-        }
-      }
-    })()
-  }
-
-  async stop(): Promise<void> {
-    this.abort.abort()
-    await this.loop
-  }
-}
-
 export async function serve(argv: readonly string[]): Promise<void> {
   const o = parseFlags(serveFlags, argv)
   if (o.help) {
@@ -213,7 +174,29 @@ export async function serve(argv: readonly string[]): Promise<void> {
   })
   const installNamespace = o['leader-election-namespace']
   const identity = o.identity ?? `${hostname()}-${randomBytes(3).toString('hex')}`
-  const manager = new Manager(log, readiness, o['shutdown-delay']).add({ name: 'kube-client', start: () => undefined, stop: async () => client.close() })
+  const manager = new Manager({
+    log,
+    readiness,
+    shutdownDelayMs: o['shutdown-delay'],
+    // Leader-only work gets the leadership's signal: losing the lease abandons its calls at once.
+    leaderElection: o['leader-elect']
+      ? (hooks) =>
+          new LeaderElector({
+            client,
+            namespace: installNamespace,
+            name: LEASE_NAME,
+            identity,
+            leaseDurationMs: o['lease-duration'],
+            renewDeadlineMs: o['renew-deadline'],
+            retryPeriodMs: o['retry-period'],
+            log,
+            metrics,
+            ...hooks,
+            // two leaders must never act at once: better a restart of this replica
+            onStopOverrun: () => log.flush(() => process.exit(1)),
+          })
+      : undefined, // --leader-elect=false: this replica leads alone
+  }).add({ name: 'kube-client', start: () => undefined, stop: async () => client.close() })
 
   // --- the serving certificate: files, or the self-managed Secret --------------
   let certificate: CertificateProvider
@@ -247,7 +230,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
     certificate = new CertificateFiles({ certFile: o['tls-cert'], keyFile: o['tls-key'], caFile: o['tls-ca'], log, metrics })
     certificateReady = async () => undefined
   }
-  manager.add({ name: 'certificate', start: () => certificate.start(), stop: () => certificate.stop() })
+  manager.add(certificate)
 
   // --- admission: namespaces and the policy -----------------------------------
   const version = new ServerVersion(client, log, o['kube-version'] ? parseKubeVersion(o['kube-version']) : undefined)
@@ -268,7 +251,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const pods = new ManagedPods(client, log, { ring: () => keys.ring })
   keys.onChange((ring) => pods.keysChanged(ring))
   const dependencies = new DependencyCache(client, log)
-  const registry = new Registry(client, pods, new SecretReader(client, installNamespace), metrics, log)
+  const registry = new BackendSet(client, pods, new SecretReader(client, installNamespace), metrics, log)
   policy.onChange((p) => {
     pods.setRecordAnnotations(recordAnnotationsOf(p.spec))
     void registry.configure(p.spec)
@@ -324,33 +307,6 @@ export async function serve(argv: readonly string[]): Promise<void> {
     log,
     metrics,
   })
-  // Leader-only work gets the leadership's signal: losing the lease abandons its calls at once.
-  const lead = async (signal?: AbortSignal): Promise<void> => {
-    authority?.start(signal)
-    rotator.start(signal)
-    await controller.start(signal)
-  }
-  const unlead = async (): Promise<void> => {
-    await Promise.all([controller.stop(), authority?.stop(), rotator.stop()])
-  }
-  const leader: Pick<Runnable, 'start' | 'stop'> = o['leader-elect']
-    ? new LeaderElector({
-        client,
-        namespace: installNamespace,
-        name: LEASE_NAME,
-        identity,
-        leaseDurationMs: o['lease-duration'],
-        renewDeadlineMs: o['renew-deadline'],
-        retryPeriodMs: o['retry-period'],
-        log,
-        metrics,
-        onStartedLeading: lead,
-        onStoppedLeading: unlead,
-        // two leaders must never act at once: better a restart of this replica
-        onStopOverrun: () => log.flush(() => process.exit(1)),
-      })
-    : { start: () => lead(), stop: unlead }
-
   readiness.add('policy', () => (policy.current ? undefined : `no valid policy loaded${policy.lastError ? `: ${policy.lastError}` : ' yet'}`))
   readiness.add('namespace-cache', () => (namespaces.synced ? undefined : `namespace cache not synced${namespaces.reflector.error ? `: ${namespaces.reflector.error}` : ''}`))
   readiness.add('server-version', () => (version.value ? undefined : 'apiserver version not known yet'))
@@ -368,23 +324,19 @@ export async function serve(argv: readonly string[]): Promise<void> {
   })
 
   let app: EnlistServer | undefined
+  manager.add(version).add(namespaces).add(source).add(keys).add(pods).add(dependencies)
+  // Leader only, in this order; the election starts here, before the server: in
+  // self-managed mode the leader makes the certificate it serves.
+  if (authority) manager.add(authority)
   manager
-    .add(version)
-    .add({ name: 'namespace-cache', start: () => namespaces.start(), stop: () => namespaces.stop() })
-    .add({ name: 'policy-source', start: () => source.start(), stop: () => source.stop() })
-    .add({ name: 'decision-keys', start: () => keys.start(), stop: () => keys.stop() })
-    .add({ name: 'pod-cache', start: () => pods.start(), stop: () => pods.stop() })
-    .add({ name: 'dependency-cache', start: () => dependencies.start(), stop: () => dependencies.stop() })
-    // before the server: in self-managed mode the leader makes the certificate it serves
-    .add({ name: 'leader-election', start: () => leader.start(), stop: () => leader.stop() })
+    .add(rotator)
+    .add(controller)
     .add({
       name: 'server',
       start: async () => {
         await certificateReady()
         if (readiness.shuttingDown) return
         app = await buildServer({
-          host: o['bind-address'],
-          port: o.port,
           bodyLimit: o['body-limit'],
           certificate,
           log,
@@ -401,11 +353,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
             },
             namespaceWaitMs: o['namespace-wait'],
           },
-          plugins: [
-            async (a) => {
-              await a.register(registrationRoutes, { service: registration, metrics, log })
-            },
-          ],
+          registration: { service: registration },
         })
         await app.listen({ host: o['bind-address'], port: o.port })
         log.info({ address: `https://${o['bind-address']}:${o.port}`, policy: o.policy ?? o['policy-configmap'], identity, selfSigned: o['self-signed'] }, 'enlist serving')

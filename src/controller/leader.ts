@@ -63,6 +63,7 @@ function microTime(d = new Date()): string {
 }
 
 export class LeaderElector {
+  readonly name = 'leader-election'
   private leading = false
   private readonly abort = new AbortController()
   private work: AbortController | undefined

@@ -15,21 +15,22 @@ import type { Logger } from 'pino'
 import type { PodView } from '../kube/pod-view.js'
 import { type KubeClient, KubeApiError } from '../kube/client.js'
 import type { EventRecorder } from '../kube/events.js'
+import { type PodRef, podPath, podRef } from '../kube/pod-ref.js'
 import type { ManagedPods } from '../kube/pods.js'
 import { AbortedError, errorMessage } from '../lib/errors.js'
 import { TokenBucket } from '../lib/rate-limit.js'
 import type { Metrics } from '../metrics.js'
-import { DEREGISTERED_REASON, setRegisteredCondition } from '../registration/condition.js'
+import { deregisteredOnRequest, registeredCondition, setRegisteredCondition } from '../registration/condition.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import type { Backend } from '../registry/backend.js'
-import { buildRecord, type ConditionSource, type EntryRef, registeredCondition, type RegistryRecord } from '../registry/record.js'
-import type { Registry } from '../registry/registry.js'
+import { buildRecord, type RegistryRecord } from '../registry/record.js'
+import type { BackendSet } from '../registry/backend-set.js'
 import { WorkQueue } from './queue.js'
 
 export interface ControllerOptions {
   client: KubeClient
   pods: ManagedPods
-  registry: Registry
+  registry: BackendSet
   events: EventRecorder
   metrics: Metrics
   log: Logger
@@ -42,23 +43,18 @@ export interface ControllerOptions {
   workers?: number
 }
 
-/** A live pod that asked to be deregistered (DELETE /v1/registrations) wants no entry. */
-function deregisteredOnRequest(pod: ConditionSource): boolean {
-  const c = registeredCondition(pod)
-  return c?.status === 'False' && c.reason === DEREGISTERED_REASON
-}
-
-/** What isGoing reads, in either shape of a pod. */
-export interface GoingSource {
+/** What goneReason reads, in either shape of a pod. */
+export interface GoneSource {
   metadata?: { deletionTimestamp?: unknown }
   status?: { phase?: string }
 }
 
-export function isGoing(pod: GoingSource): false | string {
+/** Why the pod is on its way out (terminating, or finished), or undefined while it lives. */
+export function goneReason(pod: GoneSource): string | undefined {
   if (pod.metadata?.deletionTimestamp) return 'the pod is terminating'
   const phase = pod.status?.phase
   if (phase === 'Succeeded' || phase === 'Failed') return `the pod has finished (${phase})`
-  return false
+  return undefined
 }
 
 // This many failures in a row end a backend's sweep: the backend or the apiserver is down,
@@ -79,11 +75,8 @@ interface SweepStats {
   ms: number
 }
 
-function podRef(pod: PodView): EntryRef {
-  return { uid: pod.metadata.uid, namespace: pod.metadata.namespace, pod: pod.metadata.name }
-}
-
 export class RegistryController {
+  readonly name = 'controller'
   private queue: WorkQueue | undefined
   private workers: Array<Promise<void>> = []
   private sweepTimer: NodeJS.Timeout | undefined
@@ -91,7 +84,7 @@ export class RegistryController {
   private abort: AbortController | undefined
   private probeTimer: NodeJS.Timeout | undefined
   /** Pods seen deleted, kept until every backend has confirmed their deregistration. */
-  private readonly gone = new Map<string, EntryRef>()
+  private readonly gone = new Map<string, PodRef>()
   /** Terminating pods already deregistered everywhere (a terminating pod cannot come back). */
   private readonly done = new Set<string>()
 
@@ -115,6 +108,11 @@ export class RegistryController {
       o.log.info({ backend, waiting: this.queue.waiting }, 'a backend recovered: retrying the waiting reconciles now')
       this.queue.retryNow()
     })
+  }
+
+  /** Leader only (src/manager.ts). */
+  needLeaderElection(): boolean {
+    return true
   }
 
   get running(): boolean {
@@ -170,7 +168,7 @@ export class RegistryController {
     if (!uid || !this.queue) return
     // Pods on their way out need the controller; registration is the registrar's. A live
     // registered pod needs it only when its own copy of the record was edited.
-    if (isGoing(p) ? !this.done.has(uid) : this.drifted(p).length > 0) this.queue.add(uid)
+    if (goneReason(p) ? !this.done.has(uid) : this.drifted(p).length > 0) this.queue.add(uid)
   }
 
   /**
@@ -228,7 +226,7 @@ export class RegistryController {
         const pod = this.o.pods.byUid(uid)
         if (pod && queue.retries(uid) === 1) {
           const ref = podRef(pod)
-          this.o.events.record({ namespace: ref.namespace, name: ref.pod, uid }, 'Warning', 'DeregistrationFailed', `${errorMessage(err)}; retrying until it succeeds`)
+          this.o.events.record(ref, 'Warning', 'DeregistrationFailed', `${errorMessage(err)}; retrying until it succeeds`)
         }
       } finally {
         queue.done(uid)
@@ -248,7 +246,7 @@ export class RegistryController {
       this.o.log.info({ pod: `${ref.namespace}/${ref.pod}`, uid }, 'deregistered: the pod is gone')
       return
     }
-    const why = isGoing(pod)
+    const why = goneReason(pod)
     if (!why) return this.repair(pod, signal)
     if (this.done.has(uid)) return
     const ref = podRef(pod)
@@ -259,11 +257,11 @@ export class RegistryController {
     await this.o.registry.deregisterAll(ref, { signal })
     if (registeredCondition(pod)?.status === 'True') {
       try {
-        await setRegisteredCondition(this.o.client, { namespace: ref.namespace, name: ref.pod, uid }, 'False', 'Deregistered', why, undefined, { signal })
+        await setRegisteredCondition(this.o.client, ref, 'False', 'Deregistered', why, undefined, { signal })
       } catch (err) {
         if (!(err instanceof KubeApiError && (err.notFound || err.conflict))) throw err
       }
-      this.o.events.record({ namespace: ref.namespace, name: ref.pod, uid }, 'Normal', 'Deregistered', `deregistered: ${why}`)
+      this.o.events.record(ref, 'Normal', 'Deregistered', `deregistered: ${why}`)
     }
     this.done.add(uid)
     this.o.log.info({ pod: `${ref.namespace}/${ref.pod}`, uid, reason: why }, 'deregistered')
@@ -277,11 +275,11 @@ export class RegistryController {
     for (const b of this.o.registry.backends) {
       const expected = b.drifted && this.o.registry.expectedFor(b, record, advertise)
       if (!expected || !b.drifted!(pod, expected)) continue
-      await this.o.registry.call(b, 'register', async () => b.register(await this.o.registry.recordFor(b, record, { pod, advertise }), { signal }), signal)
+      await this.o.registry.attempt(b, 'register', async () => b.register(await this.o.registry.recordFor(b, record, { pod, advertise }), { signal }), signal)
       this.o.metrics.repaired.inc({ backend: b.name })
       const ref = podRef(pod)
       this.o.metrics.trustRejections.inc({ where: 'record', reason: 'edited' })
-      this.o.events.record({ namespace: ref.namespace, name: ref.pod, uid: ref.uid }, 'Warning', 'RecordRestored', `the discovery record on this pod was edited; enlist wrote its own again (backend ${b.name})`)
+      this.o.events.record(ref, 'Warning', 'RecordRestored', `the discovery record on this pod was edited; enlist wrote its own again (backend ${b.name})`)
       this.o.log.warn({ backend: b.name, pod: `${ref.namespace}/${ref.pod}`, uid: ref.uid }, 'a registered pod\'s record was edited; restored it')
     }
   }
@@ -315,9 +313,9 @@ export class RegistryController {
     const rate = this.o.sweepRate?.() ?? 50
     const bucket = new TokenBucket(rate, rate)
     const pace = (): Promise<void> => bucket.wait(signal)
-    let entries: EntryRef[]
+    let entries: PodRef[]
     try {
-      entries = await registry.call(b, 'list', () => b.list({ signal, pace }), signal)
+      entries = await registry.attempt(b, 'list', () => b.list({ signal, pace }), signal)
     } catch (err) {
       const stats: SweepStats = { backend: b.name, entries: 0, removed: 0, rewritten: 0, failures: 0, ms: 0 }
       if (signal.aborted || err instanceof AbortedError) return stats
@@ -329,7 +327,7 @@ export class RegistryController {
     let failures = 0
     let inARow = 0
     /** Runs one step; false ends this backend's sweep (aborted, or too many failures in a row). */
-    const step = async (op: string, pod: EntryRef, fn: () => Promise<void>): Promise<boolean> => {
+    const step = async (op: string, pod: PodRef, fn: () => Promise<void>): Promise<boolean> => {
       try {
         await fn()
         inARow = 0
@@ -352,7 +350,7 @@ export class RegistryController {
       const go = await step('deregister', e, async () => {
         if (await this.isLive(e, signal, pace)) return
         await pace()
-        await registry.call(b, 'deregister', () => b.deregister(e, { signal }), signal)
+        await registry.attempt(b, 'deregister', () => b.deregister(e, { signal }), signal)
         stats.removed++
         metrics.strays.inc({ backend: b.name })
         log.info({ backend: b.name, pod: `${e.namespace}/${e.pod}`, uid: e.uid }, 'removed a stray entry: its pod no longer exists')
@@ -362,12 +360,12 @@ export class RegistryController {
     for (const pod of pods.pods()) {
       const uid = pod.metadata.uid
       const cond = registeredCondition(pod)
-      if (!uid || have.has(uid) || isGoing(pod) || cond?.status !== 'True') continue
+      if (!uid || have.has(uid) || goneReason(pod) || cond?.status !== 'True') continue
       const record = this.expectedRecord(pod)
       if (!record) continue // no decision of enlist's: it was never registered by enlist
       const go = await step('register', podRef(pod), async () => {
         await pace()
-        await registry.call(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) }), { signal }), signal)
+        await registry.attempt(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) }), { signal }), signal)
         stats.rewritten++
         metrics.repaired.inc({ backend: b.name })
         log.warn({ backend: b.name, pod: `${pod.metadata.namespace}/${pod.metadata.name}`, uid }, 'backend had lost a registered pod; wrote it again')
@@ -378,14 +376,14 @@ export class RegistryController {
   }
 
   /** A live pod owns this entry. When the cache does not know the uid, ask the apiserver. */
-  private async isLive(e: EntryRef, signal: AbortSignal, pace: () => Promise<void>): Promise<boolean> {
+  private async isLive(e: PodRef, signal: AbortSignal, pace: () => Promise<void>): Promise<boolean> {
     const cached = this.o.pods.byUid(e.uid)
-    if (cached) return !isGoing(cached) && !deregisteredOnRequest(cached)
+    if (cached) return !goneReason(cached) && !deregisteredOnRequest(cached)
     if (!e.namespace || !e.pod) return false
     await pace()
     try {
-      const pod = await this.o.client.get<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(e.namespace)}/pods/${encodeURIComponent(e.pod)}`, undefined, { signal })
-      return pod.metadata?.uid === e.uid && !isGoing(pod)
+      const pod = await this.o.client.get<V1Pod>(podPath(e), undefined, { signal })
+      return pod.metadata?.uid === e.uid && !goneReason(pod)
     } catch (err) {
       if (err instanceof KubeApiError && err.notFound) return false
       throw err

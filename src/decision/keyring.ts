@@ -6,6 +6,7 @@
 // still names it, so a pod whose init container re-runs years later can still register.
 
 import { randomBytes } from 'node:crypto'
+import type { ErrorCode } from '../lib/errors.js'
 
 export interface DecisionKey {
   /** Named in every seal it makes; letters, digits and '-'. */
@@ -26,7 +27,7 @@ export const MIN_SECRET_BYTES = 32
 const KEY_ID = /^[a-z0-9][a-z0-9-]{0,62}$/
 
 export class KeyRingError extends Error {
-  readonly code = 'ENLIST_KEYRING_INVALID'
+  readonly code = 'ENLIST_KEYRING_INVALID' satisfies ErrorCode
   constructor(message: string) {
     super(message)
     this.name = 'KeyRingError'

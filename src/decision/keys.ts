@@ -6,6 +6,7 @@
 import type { V1Secret } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import { type KubeClient, KubeApiError } from '../kube/client.js'
+import { Cache } from '../kube/cache.js'
 import { Reflector } from '../kube/reflector.js'
 import { sleep } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
@@ -25,7 +26,8 @@ import {
 const REFRESH_MIN_INTERVAL_MS = 5_000
 
 /** Every replica: the ring from the Secret, kept current by a watch. */
-export class KeyStore {
+export class KeyStore extends Cache {
+  readonly name = 'decision-keys'
   readonly reflector: Reflector<V1Secret>
   private current: KeyRing | undefined
   private lastRefresh = 0
@@ -36,10 +38,12 @@ export class KeyStore {
   constructor(
     private readonly client: KubeClient,
     readonly namespace: string,
-    readonly name: string,
+    readonly secretName: string,
     private readonly log: Logger,
     private readonly metrics: Metrics,
   ) {
+    super()
+    const name = secretName
     this.reflector = new Reflector<V1Secret>({
       client,
       log,
@@ -75,14 +79,6 @@ export class KeyStore {
     return this.current ? activeKey(this.current, now) : undefined
   }
 
-  start(): void {
-    this.reflector.start()
-  }
-
-  stop(): Promise<void> {
-    return this.reflector.stop()
-  }
-
   /** Reads the Secret now when `keyId` is unknown (a key newer than our watch has shown),
    *  at most every few seconds. Resolves whether the key is known afterwards. */
   async ensure(keyId: string): Promise<boolean> {
@@ -90,7 +86,7 @@ export class KeyStore {
     if (Date.now() - this.lastRefresh < REFRESH_MIN_INTERVAL_MS) return false
     this.lastRefresh = Date.now()
     try {
-      this.load(await this.client.get<V1Secret>(`/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets/${encodeURIComponent(this.name)}`))
+      this.load(await this.client.get<V1Secret>(`/api/v1/namespaces/${encodeURIComponent(this.namespace)}/secrets/${encodeURIComponent(this.secretName)}`))
     } catch (err) {
       this.log.warn({ err: errorMessage(err) }, 'cannot read the decision key Secret')
     }
@@ -100,7 +96,7 @@ export class KeyStore {
   private load(s: V1Secret): void {
     const raw = s.data?.[KEYRING_KEY]
     if (raw === undefined) {
-      this.reject(`Secret ${this.namespace}/${this.name} has no key ${KEYRING_KEY}`)
+      this.reject(`Secret ${this.namespace}/${this.secretName} has no key ${KEYRING_KEY}`)
       return
     }
     try {
@@ -117,7 +113,7 @@ export class KeyStore {
   private reject(problem: string): void {
     this.metrics.decisionKeyErrors.inc()
     this.problem = problem
-    this.log.error({ secret: `${this.namespace}/${this.name}`, problem, keeping: this.current ? this.current.keys.map((k) => k.id) : null }, 'decision key Secret rejected')
+    this.log.error({ secret: `${this.namespace}/${this.secretName}`, problem, keeping: this.current ? this.current.keys.map((k) => k.id) : null }, 'decision key Secret rejected')
   }
 }
 
@@ -134,12 +130,18 @@ export interface RotatorOptions {
 
 /** The leader: creates the Secret, adds a key ahead of use, retires keys no pod names. */
 export class KeyRotator {
+  readonly name = 'decision-key-rotator'
   private abort: AbortController | undefined
   private loop: Promise<void> | undefined
 
   constructor(private readonly o: RotatorOptions) {}
 
-  /** Leader-only: `signal` (leadership) firing abandons the apiserver calls in flight. */
+  /** Leader only (src/manager.ts). */
+  needLeaderElection(): boolean {
+    return true
+  }
+
+  /** `signal` (leadership) firing abandons the apiserver calls in flight. */
   start(signal?: AbortSignal): void {
     if (this.loop) return
     const abort = new AbortController()
@@ -167,7 +169,7 @@ export class KeyRotator {
   async reconcile(signal?: AbortSignal): Promise<void> {
     const { client, store, log } = this.o
     const opts = { signal }
-    const path = `/api/v1/namespaces/${encodeURIComponent(store.namespace)}/secrets/${encodeURIComponent(store.name)}`
+    const path = `/api/v1/namespaces/${encodeURIComponent(store.namespace)}/secrets/${encodeURIComponent(store.secretName)}`
     let secret: V1Secret | undefined
     try {
       secret = await client.get<V1Secret>(path, undefined, opts)
@@ -185,7 +187,7 @@ export class KeyRotator {
         return
       }
     } else if (secret) {
-      log.error({ secret: `${store.namespace}/${store.name}` }, `decision key Secret has no ${KEYRING_KEY}; fix or delete it, enlist will not overwrite it`)
+      log.error({ secret: `${store.namespace}/${store.secretName}` }, `decision key Secret has no ${KEYRING_KEY}; fix or delete it, enlist will not overwrite it`)
       return
     }
     // Retiring needs to know every key a live pod names; until then, only add.
@@ -199,7 +201,7 @@ export class KeyRotator {
           apiVersion: 'v1',
           kind: 'Secret',
           type: 'Opaque',
-          metadata: { name: store.name, namespace: store.namespace, labels: { 'app.kubernetes.io/name': 'enlist', 'app.kubernetes.io/component': 'decision-keys' } },
+          metadata: { name: store.secretName, namespace: store.namespace, labels: { 'app.kubernetes.io/name': 'enlist', 'app.kubernetes.io/component': 'decision-keys' } },
           data,
         }, undefined, opts)
       } else {

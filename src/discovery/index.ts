@@ -16,6 +16,7 @@
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node'
 import { KubeClient } from '../kube/client.js'
 import { type Credentials, fromKubeConfig, loadCredentials } from '../kube/credentials.js'
+import { podsPath } from '../kube/pod-ref.js'
 import { Reflector } from '../kube/reflector.js'
 import { silentLogger, type Logger } from '../log.js'
 import { MANAGED_LABEL, REGISTERED_CONDITION } from '../names.js'
@@ -126,7 +127,7 @@ export class PeerWatcher {
         client: this.client!,
         log,
         name: `peers in ${ns}`,
-        path: `/api/v1/namespaces/${encodeURIComponent(ns)}/pods`,
+        path: podsPath(ns),
         labelSelector: `${label.key}=${label.value}`,
         // a consumer watching thousands of peers keeps only what checkPeer reads
         transform: (p) => slimPeer(p, annotation),

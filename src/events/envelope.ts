@@ -4,6 +4,7 @@
 // contract; the unit tests hold the three together. Pure.
 
 import type { RecordPort, RegistryRecord } from '../registry/record.js'
+import type { ErrorCode } from '../lib/errors.js'
 
 export const EVENT_TYPES = {
   registered: 'io.enlist.registration.registered',
@@ -109,7 +110,7 @@ export function encodeEvent(e: RegistrationEvent): Buffer {
 // --- parsing (consumers) ----------------------------------------------------------------
 
 export class EventFormatError extends Error {
-  readonly code = 'ENLIST_EVENT_INVALID'
+  readonly code = 'ENLIST_EVENT_INVALID' satisfies ErrorCode
   constructor(message: string) {
     super(message)
     this.name = 'EventFormatError'

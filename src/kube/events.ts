@@ -4,12 +4,7 @@ import { randomBytes } from 'node:crypto'
 import type { Logger } from 'pino'
 import { errorMessage } from '../lib/errors.js'
 import type { KubeClient } from './client.js'
-
-export interface PodRef {
-  namespace: string
-  name: string
-  uid: string
-}
+import type { PodRef } from './pod-ref.js'
 
 // Retries repeat failures every few seconds: one event per pod and reason in this window
 // is enough for `kubectl describe`, and keeps an outage from flooding etcd with Events.
@@ -39,8 +34,8 @@ export class EventRecorder {
     const event = {
       apiVersion: 'v1',
       kind: 'Event',
-      metadata: { name: `${pod.name}.${randomBytes(8).toString('hex')}`, namespace: pod.namespace },
-      involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: pod.namespace, name: pod.name, uid: pod.uid },
+      metadata: { name: `${pod.pod}.${randomBytes(8).toString('hex')}`, namespace: pod.namespace },
+      involvedObject: { apiVersion: 'v1', kind: 'Pod', namespace: pod.namespace, name: pod.pod, uid: pod.uid },
       type,
       reason,
       message: message.slice(0, 1024),
@@ -52,7 +47,7 @@ export class EventRecorder {
       count: 1,
     }
     this.client.create(`/api/v1/namespaces/${encodeURIComponent(pod.namespace)}/events`, event).catch((err: unknown) => {
-      this.log.warn({ pod: `${pod.namespace}/${pod.name}`, reason, err: errorMessage(err) }, 'cannot record event')
+      this.log.warn({ pod: `${pod.namespace}/${pod.pod}`, reason, err: errorMessage(err) }, 'cannot record event')
     })
   }
 }

@@ -4,6 +4,7 @@
 import type { V1Namespace } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import type { KubeClient } from './client.js'
+import { Cache } from './cache.js'
 import { Reflector } from './reflector.js'
 
 export interface NamespaceLookup {
@@ -15,11 +16,13 @@ export interface NamespaceLookup {
 
 const NO_LABELS: Readonly<Record<string, string>> = Object.freeze({})
 
-export class NamespaceCache implements NamespaceLookup {
+export class NamespaceCache extends Cache implements NamespaceLookup {
+  readonly name = 'namespace-cache'
   readonly reflector: Reflector<V1Namespace>
   private readonly waiters = new Map<string, Set<() => void>>()
 
   constructor(client: KubeClient, log: Logger) {
+    super()
     this.reflector = new Reflector<V1Namespace>({
       client,
       log,
@@ -34,22 +37,6 @@ export class NamespaceCache implements NamespaceLookup {
       }),
     })
     this.reflector.on({ add: (ns) => this.wake(ns.metadata?.name ?? '') })
-  }
-
-  start(): void {
-    this.reflector.start()
-  }
-
-  stop(): Promise<void> {
-    return this.reflector.stop()
-  }
-
-  get synced(): boolean {
-    return this.reflector.synced
-  }
-
-  get size(): number {
-    return this.reflector.size
   }
 
   labels(name: string): Readonly<Record<string, string>> | undefined {

@@ -8,6 +8,8 @@ import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import type { KeyRing } from '../decision/keyring.js'
 import { MANAGED_LABEL } from '../names.js'
+import { Cache } from './cache.js'
+import { podsPath } from './pod-ref.js'
 import { type PodView, reopen, revalidate, viewOf } from './pod-view.js'
 import { type ListWatchClient, objectKey, Reflector, type ReflectorHandlers } from './reflector.js'
 
@@ -16,7 +18,8 @@ export interface ManagedPodsOptions {
   ring: () => KeyRing | undefined
 }
 
-export class ManagedPods {
+export class ManagedPods extends Cache {
+  readonly name = 'pod-cache'
   readonly reflector: Reflector<V1Pod, PodView>
   private readonly uidToKey = new Map<string, string>()
   private recordAnnotations: readonly string[] = []
@@ -24,13 +27,14 @@ export class ManagedPods {
   constructor(
     client: ListWatchClient,
     log: Logger,
-    private readonly o: ManagedPodsOptions,
+    o: ManagedPodsOptions,
   ) {
+    super()
     this.reflector = new Reflector<V1Pod, PodView>({
       client,
       log,
       name: 'managed pods',
-      path: '/api/v1/pods',
+      path: podsPath(),
       labelSelector: `${MANAGED_LABEL}=true`,
       transform: (p) => viewOf(p, { ring: o.ring(), recordAnnotations: this.recordAnnotations }),
     })
@@ -66,22 +70,6 @@ export class ManagedPods {
 
   on(h: ReflectorHandlers<PodView>): void {
     this.reflector.on(h)
-  }
-
-  start(): void {
-    this.reflector.start()
-  }
-
-  stop(): Promise<void> {
-    return this.reflector.stop()
-  }
-
-  get synced(): boolean {
-    return this.reflector.synced
-  }
-
-  get size(): number {
-    return this.reflector.size
   }
 
   get(namespace: string, name: string): PodView | undefined {

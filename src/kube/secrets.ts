@@ -4,9 +4,10 @@
 
 import type { V1Secret } from '@kubernetes/client-node'
 import { type KubeClient, KubeApiError } from './client.js'
+import type { ErrorCode } from '../lib/errors.js'
 
 export class SecretError extends Error {
-  readonly code = 'ENLIST_SECRET_UNAVAILABLE'
+  readonly code = 'ENLIST_SECRET_UNAVAILABLE' satisfies ErrorCode
   constructor(
     message: string,
     /** A retry may help (the apiserver was unreachable), or not (missing, forbidden). */

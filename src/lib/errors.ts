@@ -17,6 +17,18 @@ export type ErrorCode =
   | 'ENLIST_TOO_MANY_REQUESTS'
   | 'ENLIST_SHUTTING_DOWN'
   | 'ENLIST_ABORTED'
+  // returned by the HTTP layer only (no error class carries them)
+  | 'ENLIST_INTERNAL'
+  | 'ENLIST_NOT_FOUND'
+  // errors of parsers and stores, never sent over HTTP as such
+  | 'ENLIST_EVENT_INVALID'
+  | 'ENLIST_KEYRING_INVALID'
+  | 'ENLIST_ADVERTISE_FAILED'
+  | 'ENLIST_DUBBO_INVALID'
+  | 'ENLIST_DUBBO_GO_INVALID'
+  | 'ENLIST_RECORD_INVALID'
+  | 'ENLIST_LEDGER_FULL'
+  | 'ENLIST_SECRET_UNAVAILABLE'
 
 export class EnlistError extends Error {
   readonly code: ErrorCode

@@ -6,6 +6,7 @@ import { readFile } from 'node:fs/promises'
 import type { V1ConfigMap } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import type { KubeClient } from '../kube/client.js'
+import { Cache } from '../kube/cache.js'
 import { Reflector } from '../kube/reflector.js'
 import { errorMessage, PolicyError } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
@@ -92,7 +93,9 @@ export class PolicyStore {
   }
 }
 
+/** A runnable (src/manager.ts) feeding a PolicyStore. */
 export interface PolicySource {
+  readonly name: string
   start(): void
   stop(): Promise<void>
   /** True once a first attempt to read the source has finished. */
@@ -101,6 +104,7 @@ export interface PolicySource {
 
 /** A policy file, polled once a second (robust to editors and Secret/ConfigMap volume symlink swaps). */
 export class FilePolicySource implements PolicySource {
+  readonly name = 'policy-source'
   private timer: NodeJS.Timeout | undefined
   private last: string | undefined
   private syncedFlag = false
@@ -153,8 +157,9 @@ export class FilePolicySource implements PolicySource {
 }
 
 /** The policy ConfigMap, watched: a change takes effect as soon as the event arrives. */
-export class ConfigMapPolicySource implements PolicySource {
-  private readonly reflector: Reflector<V1ConfigMap>
+export class ConfigMapPolicySource extends Cache implements PolicySource {
+  readonly name = 'policy-source'
+  readonly reflector: Reflector<V1ConfigMap>
   private readonly ref: string
 
   constructor(
@@ -164,6 +169,7 @@ export class ConfigMapPolicySource implements PolicySource {
     private readonly store: PolicyStore,
     log: Logger,
   ) {
+    super()
     this.ref = `${namespace}/${name}`
     this.reflector = new Reflector<V1ConfigMap>({
       client,
@@ -182,7 +188,7 @@ export class ConfigMapPolicySource implements PolicySource {
     })
   }
 
-  get synced(): boolean {
+  override get synced(): boolean {
     return this.reflector.synced && this.store.current !== undefined
   }
 
@@ -190,15 +196,11 @@ export class ConfigMapPolicySource implements PolicySource {
     return this.reflector.error
   }
 
-  start(): void {
-    this.reflector.start()
+  override start(): void {
+    super.start()
     void this.reflector.waitForSync().then((ok) => {
       if (ok && this.reflector.size === 0 && !this.store.current) this.store.applyDefault(`ConfigMap ${this.ref} does not exist`)
     })
-  }
-
-  stop(): Promise<void> {
-    return this.reflector.stop()
   }
 
   private applyConfigMap(cm: V1ConfigMap): void {

@@ -6,7 +6,7 @@
 
 import type { V1EndpointSlice, V1Endpoints, V1Service } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
-import { type Dependency, formatDependency, parseDependsOn } from '../admission/annotations.js'
+import { type Dependency, formatDependency } from '../contract/dependencies.js'
 import { KubeApiError } from '../kube/client.js'
 import { type ListWatchClient, objectKey, Reflector } from '../kube/reflector.js'
 import { Backoff, sleep } from '../lib/backoff.js'
@@ -45,13 +45,6 @@ export function slicesReady(slices: Iterable<V1EndpointSlice>, portName?: string
   return false
 }
 
-/** Parses ENLIST_DEPENDS_ON (written by admission, fully qualified). */
-export function parseDependencies(value: string): Dependency[] {
-  if (value.trim() === '') return []
-  const r = parseDependsOn(value, '')
-  return r.ok ? r.value : []
-}
-
 /** What is not ready yet, each with why. Empty: all ready. */
 export function missingDependencies(deps: readonly Dependency[], facts: ServiceFacts): Missing[] {
   const out: Missing[] = []
@@ -83,6 +76,7 @@ export type EndpointsSource = 'discovery.k8s.io/v1' | 'discovery.k8s.io/v1beta1'
 
 /** Service and endpoint caches, cluster-wide, slimmed to what readiness needs. */
 export class DependencyCache implements ServiceFacts {
+  readonly name = 'dependency-cache'
   readonly services: Reflector<V1Service>
   private endpointsCache: Reflector<V1Endpoints> | undefined
   private slices: Reflector<V1EndpointSlice> | undefined

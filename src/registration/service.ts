@@ -5,21 +5,23 @@
 import { randomBytes } from 'node:crypto'
 import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
+import { parseDecidedDependencies } from '../contract/dependencies.js'
 import type { KeyStore } from '../decision/keys.js'
 import { type Decision, openPodStatus } from '../decision/status.js'
 import { type KubeClient, KubeApiError } from '../kube/client.js'
 import type { EventRecorder } from '../kube/events.js'
+import { podPath, podRef } from '../kube/pod-ref.js'
 import type { ManagedPods } from '../kube/pods.js'
 import { sleep } from '../lib/backoff.js'
 import { EnlistError, type ErrorCode, errorMessage, TooManyRequests } from '../lib/errors.js'
 import { ConcurrencyLimit } from '../lib/rate-limit.js'
 import type { Metrics } from '../metrics.js'
 import { MANAGED_LABEL, STATUS_ANNOTATION } from '../names.js'
-import { buildRecord, refOf, registeredCondition, type RegistryRecord } from '../registry/record.js'
-import { type Registry, RegistryError } from '../registry/registry.js'
+import { buildRecord, type RegistryRecord } from '../registry/record.js'
+import { type BackendSet, RegistryError } from '../registry/backend-set.js'
 import type { PodIdentity, TokenAuthenticator } from './auth.js'
-import { DEREGISTERED_REASON, nowSeconds, setRegisteredCondition } from './condition.js'
-import { type DependencyCache, type Missing, missingDependencies, parseDependencies } from './dependencies.js'
+import { DEREGISTERED_REASON, nowSeconds, registeredCondition, setRegisteredCondition } from './condition.js'
+import { type DependencyCache, type Missing, missingDependencies } from './dependencies.js'
 
 export class DependenciesNotReady extends EnlistError {
   constructor(readonly missing: readonly Missing[]) {
@@ -33,7 +35,7 @@ export interface RegistrationDeps {
   auth: TokenAuthenticator
   pods: ManagedPods
   dependencies: DependencyCache
-  registry: Registry
+  registry: BackendSet
   events: EventRecorder
   /** The keys that verify what admission decided (enlist.io/status). */
   keys: KeyStore
@@ -73,7 +75,7 @@ export class RegistrationService {
     if (pod.metadata?.deletionTimestamp) throw new EnlistError('ENLIST_CONFLICT', `pod ${id.namespace}/${id.pod} is being deleted`, 409)
     const reg = await this.decisionOf(pod, id)
 
-    const deps = parseDependencies(reg.dependsOn.join(','))
+    const deps = parseDecidedDependencies(reg.dependsOn)
     if (deps.length > 0 && !this.d.dependencies.synced) {
       throw new EnlistError('ENLIST_UNAVAILABLE', 'this replica is still reading Services and their endpoints, so it cannot judge dependencies yet; retry shortly', 503)
     }
@@ -125,7 +127,7 @@ export class RegistrationService {
     // Deleted while we wrote? Then it must not stay registered.
     const now = this.d.pods.byUid(id.uid)
     if (now?.metadata?.deletionTimestamp) {
-      await this.d.registry.deregisterAll(refOf(record)).catch(() => undefined) // the controller retries
+      await this.d.registry.deregisterAll(podRef(record)).catch(() => undefined) // the controller retries
       throw new EnlistError('ENLIST_CONFLICT', `pod ${id.namespace}/${id.pod} is being deleted`, 409)
     }
     if (!already) {
@@ -231,14 +233,10 @@ export class RegistrationService {
 
   private async fetchPod(id: PodIdentity): Promise<V1Pod> {
     try {
-      return await this.d.client.get<V1Pod>(`/api/v1/namespaces/${encodeURIComponent(id.namespace)}/pods/${encodeURIComponent(id.pod)}`)
+      return await this.d.client.get<V1Pod>(podPath(id))
     } catch (err) {
       if (err instanceof KubeApiError && err.notFound) throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} does not exist`, 403)
       throw this.internal('ENLIST_UNAVAILABLE', `cannot read pod ${id.namespace}/${id.pod} from the apiserver`, err, id)
     }
   }
-}
-
-function podRef(id: PodIdentity): { namespace: string; name: string; uid: string } {
-  return { namespace: id.namespace, name: id.pod, uid: id.uid }
 }

@@ -13,7 +13,7 @@
 import type { V1Node, V1Service } from '@kubernetes/client-node'
 import type { KubeClient } from '../kube/client.js'
 import { KubeApiError } from '../kube/client.js'
-import { errorMessage } from '../lib/errors.js'
+import { errorMessage, type ErrorCode } from '../lib/errors.js'
 import type { AdvertiseMode, AdvertiseSpec } from '../policy/backends/advertise.js'
 import type { Advertised, AdvertisedPort, RegistryRecord } from './record.js'
 
@@ -24,7 +24,7 @@ export interface AdvertiseSource {
 }
 
 export class AdvertiseError extends Error {
-  readonly code = 'ENLIST_ADVERTISE_FAILED'
+  readonly code = 'ENLIST_ADVERTISE_FAILED' satisfies ErrorCode
   constructor(
     message: string,
     /** False when only a change to the pod or the policy can help. */

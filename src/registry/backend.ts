@@ -5,7 +5,8 @@
 
 import type { PodView } from '../kube/pod-view.js'
 import { EnlistError } from '../lib/errors.js'
-import type { EntryRef, RegistryRecord } from './record.js'
+import type { PodRef } from '../kube/pod-ref.js'
+import type { RegistryRecord } from './record.js'
 
 export interface BackendCallOptions {
   /** Fires when the caller no longer wants the answer. */
@@ -19,9 +20,9 @@ export interface Backend {
   readonly name: string
   readonly type: string
   register(record: RegistryRecord, opts?: BackendCallOptions): Promise<void>
-  deregister(ref: EntryRef, opts?: BackendCallOptions): Promise<void>
+  deregister(ref: PodRef, opts?: BackendCallOptions): Promise<void>
   /** Every entry this backend holds for this cluster (the reconciler removes strays). */
-  list(opts?: BackendCallOptions): Promise<EntryRef[]>
+  list(opts?: BackendCallOptions): Promise<PodRef[]>
   /** Why the backend cannot serve now (unreachable, misconfigured), or undefined. Reported
    *  in /readyz?verbose and metrics; it never gates admission. */
   health?(): string | undefined

@@ -14,6 +14,7 @@
 // * registry/kubernetes/listener.go: consumers take the text after "/providers/" as the URL.
 
 import { type DubboProvider, goQueryEscape, PROVIDERS_CATEGORY, toFullString } from './dubbo.js'
+import type { ErrorCode } from '../lib/errors.js'
 
 export const DUBBO_GO_ANNOTATION = 'dubbo.io/annotation'
 export const DUBBO_GO_LABEL = 'dubbo.io/label'
@@ -42,7 +43,7 @@ export function encodeDubboGoAnnotation(pairs: readonly DubboGoPair[]): string {
 }
 
 export class DubboGoDecodeError extends Error {
-  readonly code = 'ENLIST_DUBBO_GO_INVALID'
+  readonly code = 'ENLIST_DUBBO_GO_INVALID' satisfies ErrorCode
 }
 
 /** Reads an annotation as dubbo-go's unmarshalRecord does (strict padded URL-safe base64). */

@@ -15,6 +15,7 @@
 //   `version` and `classifier`: those are what consumers need.
 
 import type { RecordPort, RegistryRecord } from './record.js'
+import type { ErrorCode } from '../lib/errors.js'
 
 export const DUBBO_PROTOCOL_VERSION = '2.0.2'
 export const DUBBO_DEFAULT_ROOT = '/dubbo'
@@ -50,7 +51,7 @@ export interface DubboInput {
 }
 
 export class DubboFormatError extends Error {
-  readonly code = 'ENLIST_DUBBO_INVALID'
+  readonly code = 'ENLIST_DUBBO_INVALID' satisfies ErrorCode
   constructor(message: string) {
     super(message)
     this.name = 'DubboFormatError'

@@ -17,14 +17,15 @@ import { SecretError, type SecretReader } from '../kube/secrets.js'
 import { errorMessage } from '../lib/errors.js'
 import type { EtcdBackendSpec } from '../policy/policy.js'
 import { type Backend, BackendError, type BackendOp } from './backend.js'
-import type { EntryRef, RegistryRecord } from './record.js'
+import type { PodRef } from '../kube/pod-ref.js'
+import type { RegistryRecord } from './record.js'
 
 /** Keys a credentials Secret may hold (all optional). */
 export const ETCD_SECRET_KEYS = { username: 'username', password: 'password', cert: 'tls.crt', key: 'tls.key' } as const
 
 interface Known {
   key: string
-  ref: EntryRef
+  ref: PodRef
 }
 
 export class EtcdBackend implements Backend {
@@ -53,7 +54,7 @@ export class EtcdBackend implements Backend {
     this.known.set(record.uid, { key, ref: { uid: record.uid, namespace: record.namespace, pod: record.pod } })
   }
 
-  async deregister(ref: EntryRef): Promise<void> {
+  async deregister(ref: PodRef): Promise<void> {
     const keys = await this.call('deregister', async (c) => {
       const known = this.known.get(ref.uid)
       if (known) return [known.key]
@@ -65,7 +66,7 @@ export class EtcdBackend implements Backend {
     this.known.delete(ref.uid)
   }
 
-  async list(): Promise<EntryRef[]> {
+  async list(): Promise<PodRef[]> {
     const keys = await this.call('list', (c) => c.getAll().prefix(this.spec.prefix).keys())
     const seen = new Set<string>()
     const unknown: string[] = []

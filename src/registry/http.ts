@@ -20,7 +20,8 @@ import { silentLogger } from '../log.js'
 import { backendUrlErrors } from '../policy/backends/http.js'
 import type { HttpBackendSpec } from '../policy/policy.js'
 import { type Backend, type BackendCallOptions, BackendError, type BackendOp } from './backend.js'
-import type { EntryRef, RegistryRecord } from './record.js'
+import type { PodRef } from '../kube/pod-ref.js'
+import type { RegistryRecord } from './record.js'
 
 export type HeaderSource = () => Promise<Record<string, string>>
 
@@ -73,15 +74,15 @@ export class HttpBackend implements Backend {
     if (res.status < 200 || res.status >= 300) throw this.statusError('register', 'PUT', this.entryUrl('register', record.uid), res)
   }
 
-  async deregister(ref: EntryRef, opts: BackendCallOptions = {}): Promise<void> {
+  async deregister(ref: PodRef, opts: BackendCallOptions = {}): Promise<void> {
     const url = this.entryUrl('deregister', ref.uid)
     const res = await this.send('deregister', 'DELETE', url, opts.signal)
     if (res.status === 404 || res.status === 410) return
     if (res.status < 200 || res.status >= 300) throw this.statusError('deregister', 'DELETE', url, res)
   }
 
-  async list(opts: BackendCallOptions = {}): Promise<EntryRef[]> {
-    const out: EntryRef[] = []
+  async list(opts: BackendCallOptions = {}): Promise<PodRef[]> {
+    const out: PodRef[] = []
     const visited = new Set<string>()
     let ignored = 0
     let url: URL | undefined = this.listUrl
@@ -178,7 +179,10 @@ export class HttpBackend implements Backend {
         settled = true
         clearTimeout(timer)
         signal?.removeEventListener('abort', onAbort)
-        if (!err) return resolve(answer!)
+        if (!err) {
+          resolve(answer!)
+          return
+        }
         req.destroy()
         if (!(err instanceof AbortedError)) this.log.warn({ backend: this.name, op, method, url: url.href, err: detail ?? err.message }, 'backend request failed')
         reject(err)

@@ -10,7 +10,8 @@ import type { KubernetesBackendSpec, PolicySpec } from '../policy/policy.js'
 import { type Backend, type BackendCallOptions, BackendError } from './backend.js'
 import { dubboProviderOf } from './dubbo.js'
 import { DUBBO_GO_ANNOTATION, DUBBO_GO_LABEL, dubboGoPairs, encodeDubboGoAnnotation } from './dubbo-go.js'
-import { encodeRecord, type EntryRef, type RegistryRecord } from './record.js'
+import { type PodRef, podPath } from '../kube/pod-ref.js'
+import { encodeRecord, type RegistryRecord } from './record.js'
 
 export interface PodLookup {
   /** Managed pods from the cache. */
@@ -57,7 +58,7 @@ export class KubernetesBackend implements Backend {
     }
   }
 
-  async deregister(ref: EntryRef, opts: BackendCallOptions = {}): Promise<void> {
+  async deregister(ref: PodRef, opts: BackendCallOptions = {}): Promise<void> {
     try {
       // dubbo-go consumers drop a pod's keys only on its watch DELETED event: taking the label
       // away in the same patch moves the pod out of their selector, and the apiserver sends
@@ -91,8 +92,8 @@ export class KubernetesBackend implements Backend {
     return this.spec.layout === 'dubbo' ? encodeDubboGoAnnotation(dubboGoPairs(dubboProviderOf(record))) : encodeRecord(record)
   }
 
-  async list(): Promise<EntryRef[]> {
-    const out: EntryRef[] = []
+  async list(): Promise<PodRef[]> {
+    const out: PodRef[] = []
     for (const pod of this.cache.pods()) {
       // The entry is the annotation on this pod: it is this pod's whatever the record says
       // (a record a tenant wrote may name any uid).
@@ -106,10 +107,6 @@ export class KubernetesBackend implements Backend {
     const retryable = !(err instanceof KubeApiError) || err.status === 0 || err.status >= 500 || err.status === 429 || err.status === 409
     return new BackendError(this.name, op, (err as Error).message, retryable, { cause: err })
   }
-}
-
-function podPath(r: { namespace: string; pod: string }): string {
-  return `/api/v1/namespaces/${encodeURIComponent(r.namespace)}/pods/${encodeURIComponent(r.pod)}`
 }
 
 /** The annotations the kubernetes backends of a policy write records into (what the pod

@@ -3,7 +3,8 @@
 
 import type { Decision } from '../decision/status.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
-import { RECORD_FIELDS, REGISTERED_CONDITION } from '../names.js'
+import { RECORD_FIELDS } from '../names.js'
+import type { ErrorCode } from '../lib/errors.js'
 
 export interface RecordPort {
   name?: string
@@ -43,13 +44,6 @@ export interface RegistryRecord {
   metadata: Record<string, string>
   registeredAt: string
   advertised: Advertised
-}
-
-/** Identifies an entry for deregistration, even once its pod is gone. */
-export interface EntryRef {
-  uid: string
-  namespace: string
-  pod: string
 }
 
 /** What the record takes from admission's sealed decision (src/decision/status.ts). */
@@ -92,28 +86,6 @@ export function buildRecord(pod: RecordSource, reg: RecordDecision, registeredAt
 
 export function podIPAdvertised(ip: string, ports: readonly RecordPort[]): Advertised {
   return { mode: 'podIP', address: ip, ports: ports.map((p) => ({ ...(p.name ? { name: p.name } : {}), port: p.port, containerPort: p.port, protocol: p.protocol })) }
-}
-
-export function refOf(r: { uid: string; namespace: string; pod: string }): EntryRef {
-  return { uid: r.uid, namespace: r.namespace, pod: r.pod }
-}
-
-export type ConditionState = { status: 'True' | 'False' | 'Unknown'; lastTransitionTime?: string; reason?: string }
-
-/** Where a pod's conditions are, in either shape. */
-export interface ConditionSource {
-  status?: { conditions?: ReadonlyArray<{ type: string; status: string; reason?: string; lastTransitionTime?: unknown }> }
-}
-
-export function registeredCondition(pod: ConditionSource): ConditionState | undefined {
-  const c = pod.status?.conditions?.find((x) => x.type === REGISTERED_CONDITION)
-  if (!c) return undefined
-  const t = c.lastTransitionTime as unknown
-  return {
-    status: c.status as ConditionState['status'],
-    lastTransitionTime: typeof t === 'string' ? t : t instanceof Date ? t.toISOString() : undefined,
-    reason: c.reason,
-  }
 }
 
 // --- the flat k/v form ------------------------------------------------------
@@ -186,7 +158,7 @@ export function encodeRecord(r: RegistryRecord): string {
 }
 
 export class RecordDecodeError extends Error {
-  readonly code = 'ENLIST_RECORD_INVALID'
+  readonly code = 'ENLIST_RECORD_INVALID' satisfies ErrorCode
 }
 
 export function decodeRecord(value: string): RegistryRecord {

@@ -12,8 +12,9 @@ import { errorMessage } from '../lib/errors.js'
 import { zookeeperRoot } from '../policy/backends/zookeeper.js'
 import type { ZookeeperBackendSpec } from '../policy/policy.js'
 import { type Backend, BackendError, type BackendOp } from './backend.js'
-import { dubboProviderOf, enlistOwner, providerNodeName, providersPath } from './dubbo.js'
-import type { EntryRef, RegistryRecord } from './record.js'
+import { type DubboProvider, dubboProviderOf, enlistOwner, providerNodeName, providersPath } from './dubbo.js'
+import type { PodRef } from '../kube/pod-ref.js'
+import type { RegistryRecord } from './record.js'
 import { ZK, ZkError, ZkSession } from './zookeeper-session.js'
 
 /** Keys a credentials Secret may hold (both optional). */
@@ -57,7 +58,7 @@ export class ZookeeperBackend implements Backend {
   private lastError: string | undefined
   /** uid -> where its node lives and whose it is (immutable facts), so deregistration and the
    *  sweep need no scan for pods this replica has seen. */
-  private readonly known = new Map<string, { dir: string; ref: EntryRef }>()
+  private readonly known = new Map<string, { dir: string; ref: PodRef }>()
   /** Directories known to exist (skips mkdirp's round trips; forgotten on NO_NODE). */
   private readonly dirs = new Set<string>()
 
@@ -91,7 +92,7 @@ export class ZookeeperBackend implements Backend {
     await this.call('register', async () => {
       const acl = await this.prepare()
       if (this.spec.layout === 'dubbo') {
-        let provider
+        let provider: DubboProvider
         try {
           provider = dubboProviderOf(record)
         } catch (err) {
@@ -108,7 +109,7 @@ export class ZookeeperBackend implements Backend {
     })
   }
 
-  async deregister(ref: EntryRef): Promise<void> {
+  async deregister(ref: PodRef): Promise<void> {
     await this.call('deregister', async () => {
       await this.prepare()
       const dirs = this.known.has(ref.uid) ? [this.known.get(ref.uid)!.dir] : await this.findDirs(ref)
@@ -126,10 +127,10 @@ export class ZookeeperBackend implements Backend {
     })
   }
 
-  async list(): Promise<EntryRef[]> {
+  async list(): Promise<PodRef[]> {
     return this.call('list', async () => {
       await this.prepare()
-      const seen = new Map<string, { dir: string; ref: EntryRef }>()
+      const seen = new Map<string, { dir: string; ref: PodRef }>()
       if (this.spec.layout === 'dubbo') {
         for (const iface of await this.childrenOrNone(this.root === '/' ? '/' : this.root)) {
           const dir = `${this.base()}/${iface}/providers`
@@ -205,7 +206,7 @@ export class ZookeeperBackend implements Backend {
     }
   }
 
-  private owner(dir: string, child: string): EntryRef | undefined {
+  private owner(dir: string, child: string): PodRef | undefined {
     if (this.spec.layout === 'dubbo') return enlistOwner(child)
     const known = this.known.get(child)
     if (known) return known.ref
@@ -214,7 +215,7 @@ export class ZookeeperBackend implements Backend {
   }
 
   /** Where a pod this replica has not seen may have its node. */
-  private async findDirs(ref: EntryRef): Promise<string[]> {
+  private async findDirs(ref: PodRef): Promise<string[]> {
     if (this.spec.layout === 'dubbo') {
       const dirs: string[] = []
       for (const iface of await this.childrenOrNone(this.root === '/' ? '/' : this.root)) {

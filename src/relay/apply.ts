@@ -12,12 +12,13 @@
 // DELETE and checked after the PUT, so a PUT can never land after both.
 
 import { type EventKind, kindOf, type RegistrationEvent } from '../events/envelope.js'
-import type { EntryRef, RegistryRecord } from '../registry/record.js'
+import type { PodRef } from '../kube/pod-ref.js'
+import type { RegistryRecord } from '../registry/record.js'
 
 export interface Cmdb {
   register(record: RegistryRecord): Promise<void>
-  deregister(ref: EntryRef): Promise<void>
-  list(): Promise<EntryRef[]>
+  deregister(ref: PodRef): Promise<void>
+  list(): Promise<PodRef[]>
 }
 
 export interface Tombstones {
@@ -44,7 +45,7 @@ export class RecentIds {
 export async function applyEvent(e: RegistrationEvent, cmdb: Cmdb, tombstones: Tombstones, recent: RecentIds): Promise<{ kind: EventKind; outcome: Outcome }> {
   const kind = kindOf(e)
   if (recent.has(e.id)) return { kind, outcome: 'duplicate' }
-  const ref: EntryRef = { uid: e.data.uid, namespace: e.data.namespace, pod: e.data.pod }
+  const ref: PodRef = { uid: e.data.uid, namespace: e.data.namespace, pod: e.data.pod }
   let outcome: Outcome = 'applied'
   if (e.type === 'io.enlist.registration.deregistered') {
     await tombstones.add(ref.uid, new Date())

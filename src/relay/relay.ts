@@ -6,7 +6,7 @@
 import http from 'node:http'
 import type { Logger } from 'pino'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
-import { EventFormatError, kindOf, parseEvent } from '../events/envelope.js'
+import { EventFormatError, kindOf, parseEvent, type RegistrationEvent } from '../events/envelope.js'
 import { Backoff, sleep } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
 import { applyEvent, type Cmdb, RecentIds, rebuild } from './apply.js'
@@ -128,7 +128,7 @@ export class Relay {
   private async handle(d: Delivery): Promise<void> {
     const { metrics, log } = this.o
     if (d.redelivered) metrics.redeliveries.inc()
-    let e
+    let e: RegistrationEvent
     try {
       e = parseEvent(d.body)
     } catch (err) {

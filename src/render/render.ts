@@ -44,7 +44,9 @@ const TEMPLATE_PATHS: Readonly<Record<string, readonly string[]>> = {
 /** Injects into every pod (template) of `docs`, in place; returns what happened to each. */
 export function renderDocuments(docs: unknown[], opts: RenderOptions): RenderDiagnostic[] {
   const out: RenderDiagnostic[] = []
-  docs.forEach((doc, i) => visit(doc, i, opts, out))
+  docs.forEach((doc, i) => {
+    visit(doc, i, opts, out)
+  })
   return out
 }
 

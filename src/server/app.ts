@@ -2,26 +2,27 @@
 // and timeouts chosen for the apiserver as a client.
 
 import type { Server as HttpsServer } from 'node:https'
-import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
+import Fastify, { type FastifyError } from 'fastify'
 import type { Logger } from 'pino'
+import type { ErrorCode } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
 import type { Readiness } from './readiness.js'
 import { healthRoutes } from './routes/health.js'
 import { metricsRoutes } from './routes/metrics.js'
 import { mutateRoutes, type MutateOptions } from './routes/mutate.js'
-import type { CertificateProvider } from './tls.js'
+import { type RegistrationsOptions, registrationRoutes } from './routes/registrations.js'
+import type { CertificateProvider } from '../certs/provider.js'
 
 export interface ServerOptions {
-  host: string
-  port: number
   bodyLimit: number
   certificate: CertificateProvider
   log: Logger
   metrics: Metrics
   readiness: Readiness
+  /** POST /mutate */
   admission: Omit<MutateOptions, 'metrics' | 'log'>
-  /** Extra route plugins (the registration API), registered after the built-in ones. */
-  plugins?: Array<(app: FastifyInstance) => Promise<void>>
+  /** POST and DELETE /v1/registrations; absent: not served. */
+  registration?: Omit<RegistrationsOptions, 'metrics' | 'log'>
 }
 
 // Above the apiserver's 90 s idle timeout, so it is always the client that closes
@@ -67,17 +68,17 @@ export async function buildServer(opts: ServerOptions) {
     } else {
       log.error({ route, status, code: err.code, err: err.message, stack: err.stack }, 'request failed')
     }
-    return reply.code(status).send({ code: err.code ?? 'ENLIST_INTERNAL', message: err.message })
+    return reply.code(status).send({ code: err.code ?? ('ENLIST_INTERNAL' satisfies ErrorCode), message: err.message })
   })
   app.setNotFoundHandler((req, reply) => {
     metrics.badRequests.inc({ route: 'not-found', code: '404' })
-    return reply.code(404).send({ code: 'ENLIST_NOT_FOUND', message: `no route ${req.method} ${req.url.split('?')[0]}` })
+    return reply.code(404).send({ code: 'ENLIST_NOT_FOUND' satisfies ErrorCode, message: `no route ${req.method} ${req.url.split('?')[0]}` })
   })
 
   await app.register(healthRoutes, { readiness: opts.readiness })
   await app.register(metricsRoutes, { registry: metrics.registry })
   await app.register(mutateRoutes, { ...opts.admission, metrics, log })
-  for (const p of opts.plugins ?? []) await app.register(p)
+  if (opts.registration) await app.register(registrationRoutes, { ...opts.registration, metrics, log })
   return app
 }
 

@@ -62,7 +62,7 @@ t.test('render errors: no file, unreadable file, bad YAML, bad flags', async (t)
   t.match(await enlist(['render', 'manifest.yaml']), { code: 2, stderr: /unexpected argument "manifest\.yaml": name the manifest with -f FILE/ })
   t.match(await enlist(['render', '-f', '-', '--kube-version', 'new']), { code: 2, stderr: /--kube-version: "new" is invalid; accepted: MAJOR.MINOR/ })
   t.match(await enlist(['render', '--bogus']), { code: 2, stderr: /unknown flag --bogus/ })
-  t.match(await enlist(['render', '-f', '-', '--policy', write('bad-policy.yaml', 'kind: Policy\n')]), { code: 1, stderr: /invalid policy .*bad-policy\.yaml:\n  \/apiVersion: is required/ })
+  t.match(await enlist(['render', '-f', '-', '--policy', write('bad-policy.yaml', 'kind: Policy\n')]), { code: 1, stderr: /invalid policy .*bad-policy\.yaml:\n {2}\/apiVersion: is required/ })
 })
 
 t.test('policy validate: valid, invalid (every error, exit 1), ConfigMap manifests', async (t) => {

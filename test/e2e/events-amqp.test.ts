@@ -76,7 +76,7 @@ const warning = async (re: RegExp) => {
       return r.warnings.find((w) => w.check === 'backend amqp' && re.test(w.reason))
     }, 30_000, 200)
   } catch (err) {
-    throw new Error(`${(err as Error).message}; last warnings: ${last}`)
+    throw new Error(`${(err as Error).message}; last warnings: ${last}`, { cause: err })
   }
 }
 

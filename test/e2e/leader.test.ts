@@ -53,7 +53,7 @@ t.test('exactly one leader; both replicas register pods', async (t) => {
 
 t.test('kill the leader: the other takes over within the lease duration and deregisters', async (t) => {
   const pod = await registered('survivor', follower)
-  leader.process.child.pid && process.kill(-leader.process.child.pid, 'SIGKILL')
+  if (leader.process.child.pid) process.kill(-leader.process.child.pid, 'SIGKILL')
   const killed = Date.now()
   await waitFor('the follower to lead', () => isLeader(follower), 15_000, 100)
   const takeover = Date.now() - killed

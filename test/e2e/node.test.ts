@@ -6,7 +6,8 @@
 // One cluster for the file; the node-lost case has its own (node-lost.test.ts).
 import t from 'tap'
 import type { V1Container, V1EndpointSubset, V1Endpoints, V1Job, V1Pod } from '@kubernetes/client-node'
-import { ENV_REGISTRATION_URL, REGISTERED_CONDITION, REGISTRAR_CONTAINER, TOKEN_AUDIENCE, TOKEN_VOLUME } from '../../src/names.js'
+import { ENV_REGISTRATION_URL } from '../../src/contract/registrar-env.js'
+import { REGISTERED_CONDITION, REGISTRAR_CONTAINER, TOKEN_AUDIENCE, TOKEN_VOLUME } from '../../src/names.js'
 import { decodeRecord } from '../../src/registry/record.js'
 import { startCmdb, type Cmdb } from '../harness/cmdb.js'
 import { type NodeCluster, startNodeCluster } from '../harness/cluster.js'

@@ -77,7 +77,7 @@ t.test('a restarted server with an invalid policy in the ConfigMap is not ready'
     const r = await request(`${enlist.url}/readyz`, { ca: enlist.pki.ca.cert }).catch(() => undefined)
     return r && r.status === 503 && r.body.includes('/injection/default') ? r : undefined
   })
-  t.match(notReady.json(), { ready: false, failing: [{ check: 'policy', reason: /no valid policy loaded: invalid policy enlist-system\/enlist-policy:\n  \/injection\/default: must be one of "enabled", "disabled"; got "perhaps"/ }] })
+  t.match(notReady.json(), { ready: false, failing: [{ check: 'policy', reason: /no valid policy loaded: invalid policy enlist-system\/enlist-policy:\n {2}\/injection\/default: must be one of "enabled", "disabled"; got "perhaps"/ }] })
   const refused = await cp.kubectl(['create', '-n', 'shop', '--dry-run=server', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' }, spec: { containers: [{ name: 'a', image: 'b' }] } }) })
   t.not(refused.code, 0, 'labelled namespaces refuse pods rather than skip injection')
   await enlist.stop()

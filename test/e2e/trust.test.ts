@@ -255,9 +255,9 @@ t.test('hostile bodies are refused fast while real reviews are answered', async 
   stop = true
   const outcomes = await attack
   t.comment(`${hostile} rounds of hostile bodies; real pods created in ${created.join(', ')} ms`)
-  t.ok(outcomes.filter((s, i) => i % 3 === 0).every((s) => s === 400), 'deep nesting: 400')
-  t.ok(outcomes.filter((s, i) => i % 3 === 1).every((s) => s === 400), 'a huge array that is no review: 400')
-  t.ok(outcomes.filter((s, i) => i % 3 === 2).every((s) => s === 413 || s === 0), 'over the body limit: 413')
+  t.ok(outcomes.filter((_s, i) => i % 3 === 0).every((s) => s === 400), 'deep nesting: 400')
+  t.ok(outcomes.filter((_s, i) => i % 3 === 1).every((s) => s === 400), 'a huge array that is no review: 400')
+  t.ok(outcomes.filter((_s, i) => i % 3 === 2).every((s) => s === 413 || s === 0), 'over the body limit: 413')
   const withBody = await api('POST', 'x', '', { body: JSON.stringify({ data: 'x'.repeat(4096) }) })
   t.equal(withBody.status, 413, 'the registration API takes no body')
 })

@@ -33,7 +33,7 @@ t.test('reinvocation next to a webhook that changes the pod after enlist: nothin
       const ops: unknown[] = []
       if (!p.spec!.containers.some((c) => c.name === 'mesh-proxy')) ops.push({ op: 'add', path: '/spec/containers/-', value: { name: 'mesh-proxy', image: 'proxy:1' } })
       if (!p.metadata?.labels) ops.push({ op: 'add', path: '/metadata/labels', value: { mesh: 'on' } })
-      else if (p.metadata.labels['mesh'] === undefined) ops.push({ op: 'add', path: '/metadata/labels/mesh', value: 'on' })
+      else if (p.metadata.labels.mesh === undefined) ops.push({ op: 'add', path: '/metadata/labels/mesh', value: 'on' })
       const response: Record<string, unknown> = { uid: review.request.uid, allowed: true }
       if (ops.length > 0) Object.assign(response, { patchType: 'JSONPatch', patch: Buffer.from(JSON.stringify(ops)).toString('base64') })
       res.setHeader('content-type', 'application/json')

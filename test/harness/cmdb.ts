@@ -122,20 +122,27 @@ export async function startCmdb(base = '/api/v1/instances', host = '127.0.0.1'):
   const list = (query: string, reply: (status: number, payload?: unknown, headers?: Record<string, string>) => void): void => {
     const all = [...cmdb.records.values()]
     const size = cmdb.pageSize
-    if (!size) return reply(200, { items: all })
+    if (!size) {
+      reply(200, { items: all })
+      return
+    }
     const q = new URLSearchParams(query)
     const from = cmdb.paging === 'link' || cmdb.paging === 'elsewhere' ? (Number(q.get('page') ?? '1') - 1) * size : Number(q.get('continue') ?? '0')
     const items = all.slice(from, from + size)
     const more = from + size < all.length
     switch (cmdb.paging) {
       case 'continue':
-        return reply(200, { items, ...(more ? { continue: String(from + size) } : {}) })
+        reply(200, { items, ...(more ? { continue: String(from + size) } : {}) })
+        break
       case 'loop':
-        return reply(200, { items, continue: '0' })
+        reply(200, { items, continue: '0' })
+        break
       case 'link':
-        return reply(200, items, more ? { link: `<${base}?page=${from / size + 2}>; rel="next"` } : {})
+        reply(200, items, more ? { link: `<${base}?page=${from / size + 2}>; rel="next"` } : {})
+        break
       case 'elsewhere':
-        return reply(200, items, { link: '<http://127.0.0.2:1/steal?page=2>; rel="next"' })
+        reply(200, items, { link: '<http://127.0.0.2:1/steal?page=2>; rel="next"' })
+        break
     }
   }
 

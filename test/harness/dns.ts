@@ -57,7 +57,9 @@ function reply(query: Buffer, q: { flags: number; end: number }, rcode: number, 
   rr.writeUInt16BE(1, 4) // IN
   rr.writeUInt32BE(5, 6) // TTL 5 s
   rr.writeUInt16BE(4, 10)
-  ipv4.split('.').forEach((o, k) => rr.writeUInt8(Number(o), 12 + k))
+  ipv4.split('.').forEach((o, k) => {
+    rr.writeUInt8(Number(o), 12 + k)
+  })
   return Buffer.concat([head, rr])
 }
 

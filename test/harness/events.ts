@@ -134,6 +134,6 @@ export async function waitForCmdb(cmdb: Cmdb, want: () => Promise<Set<string>>, 
       return w.size === have.size && [...w].every((u) => have.has(u))
     }, timeoutMs, 250)
   } catch (err) {
-    throw new Error(`${(err as Error).message}: ${last}`)
+    throw new Error(`${(err as Error).message}: ${last}`, { cause: err })
   }
 }

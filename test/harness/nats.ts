@@ -31,7 +31,9 @@ export interface NatsCluster {
 }
 
 let removers: Array<() => void> = []
-process.once('exit', () => removers.forEach((f) => f()))
+process.once('exit', () => {
+  for (const f of removers) f()
+})
 
 export async function startNats(opts: { size?: 1 | 3 } = {}): Promise<NatsCluster> {
   const size = opts.size ?? 1

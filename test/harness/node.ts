@@ -57,7 +57,7 @@ export interface TestNode {
   stop(): Promise<void>
 }
 
-function containerdConfig(dir: string, net: NodeNetwork, pause: string): string {
+function containerdConfig(dir: string, _net: NodeNetwork, pause: string): string {
   const q = JSON.stringify
   return `version = 2
 root = ${q(join(dir, 'containerd', 'root'))}

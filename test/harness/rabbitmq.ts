@@ -30,7 +30,9 @@ export interface RabbitMq {
 }
 
 let cleanups: Array<() => void> = []
-process.once('exit', () => cleanups.forEach((f) => f()))
+process.once('exit', () => {
+  for (const f of cleanups) f()
+})
 
 /** Starts a broker; ports are picked free, and picked again if another process took one
  *  between the pick and the broker's listen (parallel tests). */

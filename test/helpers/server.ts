@@ -10,7 +10,7 @@ import { createMetrics, type Metrics } from '../../src/metrics.js'
 import { PolicyStore } from '../../src/policy/source.js'
 import { buildServer, type EnlistServer } from '../../src/server/app.js'
 import { Readiness } from '../../src/server/readiness.js'
-import { CertificateFiles } from '../../src/server/tls.js'
+import { CertificateFiles } from '../../src/certs/files.js'
 import { testKeys } from './keys.js'
 import { makePki, type TestPki } from './https.js'
 
@@ -44,8 +44,6 @@ export async function startTestServer(opts: { bodyLimit?: number; shutdownDelayM
   const certificate = new CertificateFiles({ certFile: pki.certFile, keyFile: pki.keyFile, log, metrics, intervalMs: 100 })
   readiness.add('policy', () => (policy.current ? undefined : 'no policy'))
   const app = await buildServer({
-    host: '127.0.0.1',
-    port: 0,
     bodyLimit: opts.bodyLimit ?? 8 * 1024 * 1024,
     certificate,
     log,
@@ -60,8 +58,8 @@ export async function startTestServer(opts: { bodyLimit?: number; shutdownDelayM
       namespaceWaitMs: 10,
     },
   })
-  const manager = new Manager(log, readiness, opts.shutdownDelayMs ?? 0)
-    .add({ name: 'certificate', start: () => certificate.start(), stop: () => certificate.stop() })
+  const manager = new Manager({ log, readiness, shutdownDelayMs: opts.shutdownDelayMs ?? 0 })
+    .add(certificate)
     .add({ name: 'server', start: async () => void (await app.listen({ host: '127.0.0.1', port: 0 })), stop: () => app.close() })
   await manager.start()
   const port = (app.server.address() as AddressInfo).port

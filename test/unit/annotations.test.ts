@@ -2,7 +2,6 @@
 import t, { type Test } from 'tap'
 import {
   parseContainerList,
-  parseDependsOn,
   parseDrainSeconds,
   parseMetadata,
   parseNamespaceOptIn,
@@ -11,8 +10,9 @@ import {
   parseReadinessGate,
   parseRegistrarTimeout,
   parseServiceName,
-  type Result,
 } from '../../src/admission/annotations.js'
+import type { Result } from '../../src/contract/annotation-error.js'
+import { parseDependsOn } from '../../src/contract/dependencies.js'
 
 function value<T>(t: Test, r: Result<T>): T | undefined {
   if (!r.ok) {
@@ -87,7 +87,7 @@ t.test('metadata: accepted', async (t) => {
   t.same(value(t, parseMetadata('{"weight":"10","版本":"v1"}')), { weight: '10', 版本: 'v1' })
   const proto = value(t, parseMetadata('{"__proto__":"x"}'))
   t.equal(Object.getPrototypeOf(proto), null, 'no prototype to pollute')
-  t.equal(proto?.['__proto__'], 'x', '__proto__ stays a plain key')
+  t.equal(proto && Object.getOwnPropertyDescriptor(proto, '__proto__')?.value, 'x', '__proto__ stays a plain key')
 })
 
 t.test('metadata: rejected', async (t) => {

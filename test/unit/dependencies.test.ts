@@ -4,7 +4,8 @@ import t from 'tap'
 import type { V1EndpointSlice } from '@kubernetes/client-node'
 import { type CallOptions, KubeApiError, type Query } from '../../src/kube/client.js'
 import type { ListWatchClient } from '../../src/kube/reflector.js'
-import { DependencyCache, endpointsReady, missingDependencies, parseDependencies, slicesReady } from '../../src/registration/dependencies.js'
+import { parseDecidedDependencies } from '../../src/contract/dependencies.js'
+import { DependencyCache, endpointsReady, missingDependencies, slicesReady } from '../../src/registration/dependencies.js'
 import { silentLogger } from '../../src/log.js'
 
 const slice = (ready: Array<boolean | undefined>, ports: Array<string | undefined>): V1EndpointSlice => ({
@@ -65,6 +66,6 @@ t.test('the newest EndpointSlice API served and allowed, else Endpoints', async 
 })
 
 t.test('readiness through the cache reads the chosen API', async (t) => {
-  const deps = parseDependencies('shop/db:pg')
+  const deps = parseDecidedDependencies(['shop/db:pg'])
   t.same(missingDependencies(deps, { service: () => ({ spec: { ports: [{ name: 'pg', port: 5432 }] } }), readyEndpoints: (_ns, _n, port) => slicesReady([slice([true], ['pg'])], port) }), [])
 })

@@ -86,7 +86,9 @@ t.test('headers from the Secret are sent; errors say what failed, whether to ret
   const broken = new HttpBackend(spec(cmdb.url, { headersFromSecret: 'creds' }), async () => {
     throw new Error('cannot read Secret enlist-system/creds for backend headers (not found)')
   }, log)
-  t.teardown(() => [good, bad, broken].forEach((b) => b.close()))
+  t.teardown(() => {
+    for (const b of [good, bad, broken]) b.close()
+  })
   await good.register(record)
   const e401 = await bad.register(record).catch((e: Error) => e)
   t.match(e401, { code: 'ENLIST_BACKEND_FAILED', retryable: false, message: 'backend cmdb: register failed: HTTP 401' })

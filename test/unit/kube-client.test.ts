@@ -5,7 +5,7 @@ import t from 'tap'
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
 import pino from 'pino'
-import { KubeApiError, KubeClient, parseWarnings, requestInfo } from '../../src/kube/client.js'
+import { type KubeApiError, KubeClient, parseWarnings, requestInfo } from '../../src/kube/client.js'
 import { createMetrics } from '../../src/metrics.js'
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void

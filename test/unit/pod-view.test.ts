@@ -6,12 +6,13 @@
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
 import { readFileSync } from 'node:fs'
-import { isGoing } from '../../src/controller/registry-controller.js'
+import { goneReason } from '../../src/controller/registry-controller.js'
 import { newKey } from '../../src/decision/keyring.js'
 import { recordDigest, reopen, revalidate, sealKeyOfView, viewOf } from '../../src/kube/pod-view.js'
 import { admit } from '../../src/admission/review.js'
 import { KubernetesBackend } from '../../src/registry/kubernetes.js'
-import { buildRecord, encodeRecord, registeredCondition } from '../../src/registry/record.js'
+import { registeredCondition } from '../../src/registration/condition.js'
+import { buildRecord, encodeRecord } from '../../src/registry/record.js'
 import type { KubeClient } from '../../src/kube/client.js'
 import { applyOps, decodePatch, FACTS_ENABLED, makePolicy, TEST_KEYS } from '../helpers/fixtures.js'
 
@@ -62,11 +63,11 @@ t.test('every kept field, and the same answers as the whole pod', async (t) => {
 
   t.same(registeredCondition(v), registeredCondition(pod))
   t.same(buildRecord(v, v.enlist.sealed!.decision, 'T'), buildRecord(pod, v.enlist.sealed!.decision, 'T'), 'the same record from the view as from the pod')
-  t.equal(isGoing(v), isGoing(pod))
+  t.equal(goneReason(v), goneReason(pod))
   const deleting = { ...pod, metadata: { ...pod.metadata, deletionTimestamp: '2026-11-23T13:00:00Z' as never } }
-  t.equal(isGoing(viewOf(deleting, opts)), 'the pod is terminating')
+  t.equal(goneReason(viewOf(deleting, opts)), 'the pod is terminating')
   t.equal(viewOf(deleting, opts).metadata.deletionTimestamp, '2026-11-23T13:00:00Z')
-  t.equal(isGoing(viewOf({ ...pod, status: { ...pod.status, phase: 'Succeeded' } }, opts)), 'the pod has finished (Succeeded)')
+  t.equal(goneReason(viewOf({ ...pod, status: { ...pod.status, phase: 'Succeeded' } }, opts)), 'the pod has finished (Succeeded)')
 
   const single = viewOf({ ...pod, status: { ...pod.status, podIPs: [{ ip: '10.244.0.7' }] } }, opts)
   t.equal(single.status.podIPs, undefined, 'one IP is podIP: not kept twice')

@@ -118,7 +118,7 @@ t.test('watches that end at once: backed off and relisted, never a storm', async
   t.ok(total <= 14, `${total} requests in 20 s, client-go's pace (the unfixed reflector made 18,201)`)
   t.ok(r.synced)
   t.equal(api.count('LIST'), api.count('WATCH'), 'each short watch is followed by a relist, as client-go does')
-  clock.sleeps.forEach((s, i) => t.ok(s >= Math.min(800 * 2 ** i, 30_000) && s < 2 * Math.min(800 * 2 ** i, 30_000), `delay ${i + 1}: ${Math.round(s)} ms, in [d, 2d) of 0.8 s doubling`))
+  clock.sleeps.forEach((s, i) => void t.ok(s >= Math.min(800 * 2 ** i, 30_000) && s < 2 * Math.min(800 * 2 ** i, 30_000), `delay ${i + 1}: ${Math.round(s)} ms, in [d, 2d) of 0.8 s doubling`))
   const failures = (await api.metrics.reflectorFailures.get()).values
   t.equal(failures.find((v) => v.labels.reason === 'short_watch')?.value, clock.sleeps.length, 'each counted as a short watch')
 })

@@ -44,7 +44,9 @@ export const etcdBackend: BackendSchema<EtcdBackendSpec> = {
     },
   },
   check(b, at, add) {
-    b.endpoints.forEach((e, i) => urlError(e, ['https:', 'http:'], `${at}/endpoints/${i}`, add))
+    b.endpoints.forEach((e, i) => {
+      urlError(e, ['https:', 'http:'], `${at}/endpoints/${i}`, add)
+    })
     const schemes = new Set(b.endpoints.map((e) => e.split(':')[0]))
     if (schemes.size > 1) add(`${at}/endpoints`, 'must all use https, or all http: one connection setting serves every endpoint')
     // The prefix is the scope the sweep owns: "/enlist" would also own "/enlist-other/...".

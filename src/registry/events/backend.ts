@@ -19,7 +19,8 @@ import {
 } from '../../events/envelope.js'
 import { errorMessage } from '../../lib/errors.js'
 import { type Backend, BackendError, type BackendOp } from '../backend.js'
-import type { EntryRef, RegistryRecord } from '../record.js'
+import type { PodRef } from '../../kube/pod-ref.js'
+import type { RegistryRecord } from '../record.js'
 import type { EventMetrics } from './metrics.js'
 
 export interface LedgerEntry {
@@ -101,7 +102,7 @@ export class EventBackend implements Backend {
     })
   }
 
-  deregister(ref: EntryRef): Promise<void> {
+  deregister(ref: PodRef): Promise<void> {
     return this.locked(ref.uid, async () => {
       // Not in the ledger: never published as registered, or its deregistration was already
       // acked (the entry goes only after that). Publishing again from what the pod cache says
@@ -114,9 +115,9 @@ export class EventBackend implements Backend {
 
   /** Every pod the ledger holds as registered. Deregistrations an interruption left half
    *  done are finished here, so the sweep completes them too. */
-  async list(): Promise<EntryRef[]> {
+  async list(): Promise<PodRef[]> {
     const entries = await this.ledger('list', 'list', () => this.o.ledger.list())
-    const out: EntryRef[] = []
+    const out: PodRef[] = []
     for (const { uid, entry } of entries) {
       if (entry.state === 'deregistered') {
         await this.locked(uid, () => this.finishDeregistration(uid, entry))

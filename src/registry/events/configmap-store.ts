@@ -9,6 +9,7 @@ import { createHash } from 'node:crypto'
 import type { V1ConfigMap } from '@kubernetes/client-node'
 import { type KubeClient, KubeApiError } from '../../kube/client.js'
 import { Backoff, sleep } from '../../lib/backoff.js'
+import type { ErrorCode } from '../../lib/errors.js'
 
 export interface ConfigMapStoreOptions {
   client: KubeClient
@@ -27,7 +28,7 @@ export interface ConfigMapStoreOptions {
 
 /** A write was refused because its shard is full: a configuration problem (too many entries). */
 export class StoreFullError extends Error {
-  readonly code = 'ENLIST_LEDGER_FULL'
+  readonly code = 'ENLIST_LEDGER_FULL' satisfies ErrorCode
 }
 
 interface Pending {

@@ -119,7 +119,7 @@ export class KvLedger implements Ledger {
   async get(uid: string): Promise<LedgerEntry | undefined> {
     const { kv } = await this.ready()
     const e = await kv.get(uid)
-    if (!e || e.operation !== 'PUT' || e.length === 0) return undefined
+    if (e?.operation !== 'PUT' || e.length === 0) return undefined
     return e.json<LedgerEntry>()
   }
 

@@ -72,7 +72,7 @@ export async function openBucket(nc: NatsConnection, s: StreamSettings, create: 
     return await kvm.open(s.bucket, { allow_direct: info.config.allow_direct ?? false, timeout: s.timeoutMs })
   } catch (err) {
     if (!isNotFound(err)) throw err
-    if (!create) throw new Error(`key-value bucket ${s.bucket} does not exist (enlist creates it on its first connection)`)
+    if (!create) throw new Error(`key-value bucket ${s.bucket} does not exist (enlist creates it on its first connection)`, { cause: err })
   }
   return kvm.create(s.bucket, {
     history: 1,

@@ -5,7 +5,7 @@
 import { randomBytes } from 'node:crypto'
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
-import { EnlistError, errorMessage, TooManyRequests } from '../../lib/errors.js'
+import { EnlistError, type ErrorCode, errorMessage, TooManyRequests } from '../../lib/errors.js'
 import { parseDuration } from '../../lib/units.js'
 import type { Metrics } from '../../metrics.js'
 import { DependenciesNotReady, type RegistrationService } from '../../registration/service.js'
@@ -40,7 +40,7 @@ export const registrationRoutes: FastifyPluginAsync<RegistrationsOptions> = asyn
     // A bug of ours: the details go to the log, the caller gets a reference to them.
     const ref = randomBytes(4).toString('hex')
     log.error({ ref, op, err: errorMessage(err), stack: (err as Error).stack }, 'registration request failed')
-    return reply.code(500).send({ code: 'ENLIST_INTERNAL', message: `internal error (enlist log ref ${ref})` })
+    return reply.code(500).send({ code: 'ENLIST_INTERNAL' satisfies ErrorCode, message: `internal error (enlist log ref ${ref})` })
   }
 
   app.post<{ Querystring: { wait?: string } }>('/v1/registrations', { bodyLimit: BODY_LIMIT }, async (req, reply) => {

@@ -1,46 +1,15 @@
-// The serving certificate. Files are polled and, when they change and form a valid pair,
+// The serving certificate from files (--tls-cert, --tls-key, --tls-ca). Files are polled and, when they change and form a valid pair,
 // swapped into the running server with setSecureContext: new connections get the new
 // certificate, open ones carry on, nothing restarts. A half-written pair (cert updated,
 // key not yet) is not an error worth more than a retry on the next tick.
 
-import { X509Certificate, createHash } from 'node:crypto'
+import { createHash } from 'node:crypto'
 import { readFile } from 'node:fs/promises'
 import { readFileSync } from 'node:fs'
-import tls from 'node:tls'
 import type { Logger } from 'pino'
 import { EnlistError, errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
-
-export interface ServingCertificate {
-  cert: string
-  key: string
-  /** CA bundle that verifies `cert`; handed to the registrar. */
-  ca: string
-  notAfter: Date
-}
-
-export interface CertificateProvider {
-  readonly current: ServingCertificate
-  onChange(fn: (c: ServingCertificate) => void): void
-  start(): void
-  stop(): Promise<void>
-}
-
-/** Checks a cert/key pair; throws ENLIST_TLS_INVALID naming what is wrong. */
-export function checkPair(cert: string, key: string, ca: string, origin: string): ServingCertificate {
-  let x509: X509Certificate
-  try {
-    x509 = new X509Certificate(cert)
-  } catch (err) {
-    throw new EnlistError('ENLIST_TLS_INVALID', `${origin}: the certificate is not PEM X.509: ${errorMessage(err)}`, 500)
-  }
-  try {
-    tls.createSecureContext({ cert, key })
-  } catch (err) {
-    throw new EnlistError('ENLIST_TLS_INVALID', `${origin}: certificate and key do not form a pair: ${errorMessage(err)}`, 500)
-  }
-  return { cert, key, ca, notAfter: new Date(x509.validTo) }
-}
+import { type CertificateProvider, checkPair, type ServingCertificate } from './provider.js'
 
 export interface CertificateFilesOptions {
   certFile: string
@@ -53,6 +22,7 @@ export interface CertificateFilesOptions {
 }
 
 export class CertificateFiles implements CertificateProvider {
+  readonly name = 'certificate'
   private cur: ServingCertificate
   private digest: string
   private readonly listeners: Array<(c: ServingCertificate) => void> = []

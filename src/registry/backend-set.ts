@@ -17,7 +17,8 @@ import { AdvertiseError, Advertiser, type AdvertiseSource } from './advertise.js
 import { type Backend, BackendError, type BackendOp } from './backend.js'
 import { createBackend } from './catalogue.js'
 import type { PodLookup } from './kubernetes.js'
-import type { Advertised, EntryRef, RegistryRecord } from './record.js'
+import type { PodRef } from '../kube/pod-ref.js'
+import type { Advertised, RegistryRecord } from './record.js'
 
 /** The pod a record is for, and the advertise modes its sealed decision chose. */
 export interface RecordContext {
@@ -42,7 +43,7 @@ export interface RetryBudget {
   signal?: AbortSignal
 }
 
-export class Registry {
+export class BackendSet {
   private current: Backend[] = []
   private spec = ''
   private readonly retry = new Map<string, { initialMs: number; maxMs: number }>()
@@ -160,12 +161,14 @@ export class Registry {
     return advertised && advertised.mode === mode ? { ...record, advertised } : undefined
   }
 
-  async deregisterAll(ref: EntryRef, budget: RetryBudget = {}): Promise<void> {
+  async deregisterAll(ref: PodRef, budget: RetryBudget = {}): Promise<void> {
     await this.all('deregister', (b, signal) => b.deregister(ref, { signal }), budget)
   }
 
-  /** One call, instrumented; abandoned (AbortedError) when `signal` fires. */
-  async call<T>(b: Backend, op: BackendOp, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
+  /** One attempt at a backend call, no retry: timed and counted by backend and op, and
+   *  abandoned (AbortedError) when `signal` fires; the first success after a failure
+   *  announces the backend's recovery (onRecovered). Other errors become BackendErrors. */
+  async attempt<T>(b: Backend, op: BackendOp, fn: () => Promise<T>, signal?: AbortSignal): Promise<T> {
     const end = this.metrics.backendDuration.startTimer({ backend: b.name, op })
     try {
       const v = await abortable(fn(), signal, `backend ${b.name}: ${op}`)
@@ -204,7 +207,7 @@ export class Registry {
     const backoff = new Backoff({ initialMs: r.initialMs, maxMs: r.maxMs })
     for (;;) {
       try {
-        await this.call(b, op, fn, budget.signal)
+        await this.attempt(b, op, fn, budget.signal)
         return
       } catch (err) {
         if (err instanceof AbortedError) throw err

@@ -1,0 +1,36 @@
+// The one reference to a pod: its namespace, name and uid. The field is `pod`, as in the
+// registry record (docs/design.md), so every record, token identity and backend entry is a
+// PodRef as it stands; the uid tells the pod from a namesake that replaced it. Registry
+// entries outlive their pods, so a PodRef is what deregistration works from.
+
+export interface PodRef {
+  namespace: string
+  pod: string
+  uid: string
+}
+
+/** A pod in the shape the apiserver and the caches keep (metadata.name). */
+interface PodObject {
+  metadata: { namespace: string; name: string; uid: string }
+}
+
+/** Just the reference, from a record, a token identity, an entry, or a cached pod. */
+export function podRef(p: PodRef | PodObject): PodRef {
+  if ('metadata' in p) return { namespace: p.metadata.namespace, pod: p.metadata.name, uid: p.metadata.uid }
+  return { namespace: p.namespace, pod: p.pod, uid: p.uid }
+}
+
+/** The pod's API path (or its subresource's); names are escaped. */
+export function podPath(ref: Pick<PodRef, 'namespace' | 'pod'>, subresource?: 'status' | 'binding'): string {
+  return `${podsPath(ref.namespace)}/${encodeURIComponent(ref.pod)}${subresource ? `/${subresource}` : ''}`
+}
+
+/** The pods collection of a namespace, or of every namespace. */
+export function podsPath(namespace?: string): string {
+  return namespace === undefined ? '/api/v1/pods' : `/api/v1/namespaces/${encodeURIComponent(namespace)}/pods`
+}
+
+/** namespace/name, as logs and messages say it. */
+export function podName(ref: Pick<PodRef, 'namespace' | 'pod'>): string {
+  return `${ref.namespace}/${ref.pod}`
+}
