@@ -12,6 +12,7 @@ import { promisify } from 'node:util'
 import { parse, parseAllDocuments, stringify } from 'yaml'
 import { enlist } from '../helpers/cli.js'
 import { startControlPlane } from '../harness/control-plane.js'
+import { kustomizeKubectl as kustomizeKubectlPath } from '../harness/kustomize.js'
 import { tempDir } from '../helpers/temp.js'
 import { loadPolicy } from '../../src/policy/load.js'
 import { admit } from '../../src/admission/review.js'
@@ -23,7 +24,7 @@ type Obj = Record<string, unknown> & { apiVersion: string; kind: string; metadat
 const REPO = new URL('../../', import.meta.url).pathname
 const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as { version: string }).version
 const run = promisify(execFile)
-const kustomizeKubectl = (await run(join(REPO, 'hack/kustomize.sh'), { maxBuffer: 1 << 20 })).stdout.trim().split('\n').pop()!
+const kustomizeKubectl = await kustomizeKubectlPath()
 
 const cp = await startControlPlane()
 t.teardown(() => cp.stop())
