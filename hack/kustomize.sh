@@ -2,7 +2,7 @@
 # Prints the path of a kubectl whose built-in kustomize is v5 (kubectl v1.33.9, kustomize
 # v5.6.0), fetching it once into $ENLIST_KUSTOMIZE_CACHE (default ~/.cache/enlist/kubectl).
 #
-# Why: the manifests use kustomize Components, `patches` and `replacements`, which the
+# Why: the manifests use kustomize Components, `patches` and `labels`, which the
 # kustomize inside the tests' kubectl v1.20 cannot render. The tests render with this one and
 # apply with the control plane's own kubectl.
 #
