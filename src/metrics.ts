@@ -20,8 +20,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     registry,
     admissions: new Counter({
       name: 'enlist_admission_requests_total',
-      help: 'Admission requests by verdict (injected, skipped, denied, ignored, error) and reason.',
-      labelNames: ['verdict', 'reason'] as const,
+      help: 'Admission requests by verdict (injected, skipped, denied, ignored, error), reason and HTTP status code of the answer (503: not ready).',
+      labelNames: ['verdict', 'reason', 'code'] as const,
       registers: [registry],
     }),
     admissionDuration: new Histogram({
@@ -29,6 +29,11 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       help: 'Time from request body parsed to response ready, by verdict.',
       labelNames: ['verdict'] as const,
       buckets: ADMISSION_BUCKETS,
+      registers: [registry],
+    }),
+    admissionsInFlight: new Gauge({
+      name: 'enlist_admission_requests_in_flight',
+      help: 'POST /mutate requests being served (body being read included).',
       registers: [registry],
     }),
     admissionsUnparsed: new Counter({
@@ -73,9 +78,17 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
         if (n !== undefined) this.set(n)
       },
     }),
+    caExpiration: new Gauge({
+      name: 'enlist_ca_certificate_expiration_timestamp_seconds',
+      help: 'When the self-managed CA that signs serving certificates expires (Unix time; leader only).',
+      registers: [registry],
+      collect() {
+        if (tls.caNotAfter) this.set(tls.caNotAfter.getTime() / 1000)
+      },
+    }),
     caExpiry: new Gauge({
       name: 'enlist_ca_certificate_expiry_seconds',
-      help: 'Seconds until the self-managed CA that signs serving certificates expires.',
+      help: 'Seconds until the self-managed CA that signs serving certificates expires (deprecated: use enlist_ca_certificate_expiration_timestamp_seconds - time()).',
       registers: [registry],
       collect() {
         if (tls.caNotAfter) this.set((tls.caNotAfter.getTime() - Date.now()) / 1000)
@@ -88,9 +101,17 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       registers: [registry],
     }),
     tls,
+    certificateExpiration: new Gauge({
+      name: 'enlist_tls_certificate_expiration_timestamp_seconds',
+      help: 'When the serving certificate in use expires (Unix time).',
+      registers: [registry],
+      collect() {
+        if (tls.notAfter) this.set(tls.notAfter.getTime() / 1000)
+      },
+    }),
     certificateExpiry: new Gauge({
       name: 'enlist_tls_certificate_expiry_seconds',
-      help: 'Seconds until the serving certificate in use expires.',
+      help: 'Seconds until the serving certificate in use expires (deprecated: use enlist_tls_certificate_expiration_timestamp_seconds - time()).',
       registers: [registry],
       collect() {
         if (tls.notAfter) this.set((tls.notAfter.getTime() - Date.now()) / 1000)
@@ -98,8 +119,8 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     registrations: new Counter({
       name: 'enlist_registrations_total',
-      help: 'Registration API calls by operation (register, deregister) and result.',
-      labelNames: ['op', 'result'] as const,
+      help: 'Registration API calls by operation (register, deregister), result and HTTP status code of the answer.',
+      labelNames: ['op', 'result', 'code'] as const,
       registers: [registry],
     }),
     registrationDuration: new Histogram({

@@ -144,8 +144,8 @@ function registrarJson(f: Fragments, policy: CompiledPolicy, settings: Settings,
       resources: r.resources,
       securityContext: {
         runAsNonRoot: true,
-        runAsUser: r.runAsUser,
-        runAsGroup: r.runAsUser,
+        // no runAsUser in the policy (OpenShift): the SCC assigns the namespace's UID
+        ...(r.runAsUser !== undefined ? { runAsUser: r.runAsUser, runAsGroup: r.runAsUser } : {}),
         privileged: false,
         allowPrivilegeEscalation: false,
         readOnlyRootFilesystem: true,

@@ -8,6 +8,9 @@ export interface Workload {
   name: string
 }
 
+/** Set by OpenShift on a DeploymentConfig's ReplicationControllers and their pods. */
+export const DEPLOYMENT_CONFIG_ANNOTATION = 'openshift.io/deployment-config.name'
+
 // CronJob-made Jobs are named <cronjob>-<scheduled minutes since epoch>.
 const CRONJOB_SUFFIX = /^(.+)-[0-9]{8,11}$/
 
@@ -19,6 +22,12 @@ export function workloadOf(meta: V1ObjectMeta | undefined): Workload {
       if (hash && owner.name.endsWith(`-${hash}`)) {
         return { kind: 'Deployment', name: owner.name.slice(0, -hash.length - 1) }
       }
+    }
+    // OpenShift: a DeploymentConfig's pods belong to its ReplicationController <dc>-<version>,
+    // which the deployer annotates with the DeploymentConfig's name (and so the pods too).
+    if (owner.kind === 'ReplicationController') {
+      const dc = meta?.annotations?.[DEPLOYMENT_CONFIG_ANNOTATION]
+      if (dc && owner.name.startsWith(`${dc}-`)) return { kind: 'DeploymentConfig', name: dc }
     }
     if (owner.kind === 'Job') {
       const m = CRONJOB_SUFFIX.exec(owner.name)

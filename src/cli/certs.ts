@@ -65,7 +65,7 @@ export async function certsCommand(argv: readonly string[]): Promise<number> {
         apiVersion: 'v1',
         kind: 'Secret',
         type: 'kubernetes.io/tls',
-        metadata: { name: 'enlist-tls', namespace: o.namespace, labels: { 'app.kubernetes.io/name': 'enlist' } },
+        metadata: { name: 'enlist-tls', namespace: o.namespace, labels: { 'app.kubernetes.io/name': 'enlist', 'app.kubernetes.io/component': 'certificates' } },
         data: { 'tls.crt': b64(serving.cert), 'tls.key': b64(serving.key), 'ca.crt': b64(ca.cert) },
       }),
     { mode: 0o600 },

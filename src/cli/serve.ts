@@ -24,13 +24,15 @@ import { createLogger, type Logger } from '../log.js'
 import { Manager } from '../manager.js'
 import { createMetrics } from '../metrics.js'
 import { DECISION_KEYS_SECRET, INSTALL_NAMESPACE, LEASE_NAME, POLICY_CONFIGMAP, WEBHOOK_CONFIGURATION } from '../names.js'
+import { imageReferenceError } from '../policy/load.js'
 import { ConfigMapPolicySource, FilePolicySource, type PolicySource, PolicyStore } from '../policy/source.js'
 import { DEFAULT_AUTH_LIMITS, TokenAuthenticator } from '../registration/auth.js'
 import { DependencyCache } from '../registration/dependencies.js'
 import { RegistrationService } from '../registration/service.js'
 import { recordAnnotationsOf } from '../registry/kubernetes.js'
 import { BackendSet } from '../registry/backend-set.js'
-import { buildServer, closeGracefully, type EnlistServer } from '../server/app.js'
+import type { FastifyInstance } from 'fastify'
+import { buildMetricsServer, buildServer, closeGracefully, type EnlistServer, parseBindAddress } from '../server/app.js'
 import { Readiness } from '../server/readiness.js'
 import { CertificateFiles } from '../certs/files.js'
 import type { CertificateProvider } from '../certs/provider.js'
@@ -39,6 +41,16 @@ import { type FlagSpecs, helpText, type Parsed, parseFlags, requireReadable } fr
 export const serveFlags = {
   port: { kind: 'int', env: 'ENLIST_PORT', default: '8443', min: 1, max: 65535, help: 'HTTPS port for every endpoint' },
   'bind-address': { kind: 'string', env: 'ENLIST_BIND_ADDRESS', default: '0.0.0.0', help: 'address to listen on' },
+  'metrics-bind-address': {
+    kind: 'string',
+    env: 'ENLIST_METRICS_BIND_ADDRESS',
+    help: 'also serve /metrics, /healthz and /readyz over plain HTTP at HOST:PORT or :PORT (default: off; HTTPS only)',
+  },
+  image: {
+    kind: 'string',
+    env: 'ENLIST_IMAGE',
+    help: "enlist's own image: the registrar's when the policy sets no registrar.image (the manifests set it from the Deployment)",
+  },
   'tls-cert': { kind: 'string', env: 'ENLIST_TLS_CERT', default: '/etc/enlist/tls/tls.crt', help: 'serving certificate (PEM), re-read when it changes' },
   'tls-key': { kind: 'string', env: 'ENLIST_TLS_KEY', default: '/etc/enlist/tls/tls.key', help: 'serving key (PEM), re-read when it changes' },
   'tls-ca': { kind: 'string', env: 'ENLIST_TLS_CA', help: 'CA bundle the registrar trusts (default: ca.crt beside --tls-cert)' },
@@ -141,6 +153,17 @@ export function validateServeOptions(o: ServeOptions): void {
     throw new OptionError(`--policy-configmap: ${JSON.stringify(o['policy-configmap'])} is invalid; accepted: namespace/name`)
   }
   if (o['kube-version'] !== undefined) parseKubeVersion(o['kube-version'])
+  if (o.image !== undefined) {
+    const problem = imageReferenceError(o.image)
+    if (problem) throw new OptionError(`--image (ENLIST_IMAGE): ${problem}`)
+  }
+  if (o['metrics-bind-address'] !== undefined) {
+    try {
+      parseBindAddress(o['metrics-bind-address'])
+    } catch (err) {
+      throw new OptionError(`--metrics-bind-address: ${errorMessage(err)}`)
+    }
+  }
   if (o.kubeconfig !== undefined) requireReadable(o.kubeconfig, '--kubeconfig')
   if (o['renew-deadline'] >= o['lease-duration']) throw new OptionError('--renew-deadline must be shorter than --lease-duration')
   if (o['retry-period'] >= o['renew-deadline']) throw new OptionError('--retry-period must be shorter than --renew-deadline')
@@ -236,7 +259,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const version = new ServerVersion(client, log, o['kube-version'] ? parseKubeVersion(o['kube-version']) : undefined)
   const namespaces = new NamespaceCache(client, log)
   metrics.probes.namespaces = () => namespaces.size
-  const policy = new PolicyStore(log, metrics)
+  const policy = new PolicyStore(log, metrics, { image: o.image })
   let source: PolicySource
   if (o.policy) source = new FilePolicySource(o.policy, policy, log)
   else {
@@ -322,6 +345,24 @@ export async function serve(argv: readonly string[]): Promise<void> {
     if (!dependencies.synced) out.push({ check: 'dependency-cache', reason: dependencies.waitingReason })
     return out
   })
+
+  // the optional plain-HTTP listener for metrics and probes, up from the start
+  let plain: FastifyInstance | undefined
+  const plainAt = o['metrics-bind-address'] !== undefined ? parseBindAddress(o['metrics-bind-address']) : undefined
+  if (plainAt) {
+    manager.add({
+      name: 'metrics-server',
+      start: async () => {
+        const server = await buildMetricsServer({ metrics, readiness })
+        plain = server
+        await server.listen(plainAt)
+        log.info({ address: `http://${plainAt.host}:${plainAt.port}` }, 'serving /metrics, /healthz and /readyz over plain HTTP')
+      },
+      stop: async () => {
+        await plain?.close()
+      },
+    })
+  }
 
   let app: EnlistServer | undefined
   manager.add(version).add(namespaces).add(source).add(keys).add(pods).add(dependencies)

@@ -42,10 +42,25 @@ const IMAGE_REFERENCE = new RegExp(
     `${PATH_COMPONENT}(?:/${PATH_COMPONENT})*(?::[\\w][\\w.-]{0,127})?(?:@sha256:[a-f0-9]{64})?$`,
 )
 
+/** The registrar image when neither the policy nor enlist's own image (--image) names one. */
+export const DEFAULT_REGISTRAR_IMAGE = 'enlist:0.1.0'
+
+/** What the policy falls back to where it is silent, from enlist's own settings. */
+export interface PolicyDefaults {
+  /** enlist's own image (serve --image, ENLIST_IMAGE): the registrar's when the policy names none. */
+  image?: string
+}
+
+/** Why `value` is not an image reference, or undefined when it is one. */
+export function imageReferenceError(value: string): string | undefined {
+  if (IMAGE_REFERENCE.test(value)) return undefined
+  return `${JSON.stringify(value)} is not an image reference; accepted: [registry[:port]/]name[:tag][@sha256:<64 hex>], e.g. registry.example.com/enlist@sha256:...`
+}
+
 const QUANTITY = /^[+-]?(\d+(\.\d*)?|\.\d+)(([KMGTPE]i)|[numkMGTPE]|[eE][+-]?\d+)?$/
 
 /** Parses and validates policy YAML; throws PolicyError listing every problem. */
-export function loadPolicy(text: string, source = 'policy.yaml'): CompiledPolicy {
+export function loadPolicy(text: string, source = 'policy.yaml', defaults: PolicyDefaults = {}): CompiledPolicy {
   const doc = parseDocument(text, { prettyErrors: true, uniqueKeys: true })
   if (doc.errors.length > 0) {
     throw new PolicyError(
@@ -53,11 +68,11 @@ export function loadPolicy(text: string, source = 'policy.yaml'): CompiledPolicy
       doc.errors.map((e) => ({ path: yamlPosition(e.linePos?.[0]), message: `YAML: ${firstLine(e.message)}` })),
     )
   }
-  return compilePolicy(doc.toJS({ maxAliasCount: 100 }) as unknown, source)
+  return compilePolicy(doc.toJS({ maxAliasCount: 100 }) as unknown, source, defaults)
 }
 
 /** Validates an already-parsed document (mutated: defaults are filled in). */
-export function compilePolicy(input: unknown, source = 'policy'): CompiledPolicy {
+export function compilePolicy(input: unknown, source = 'policy', defaults: PolicyDefaults = {}): CompiledPolicy {
   if (input === null || typeof input !== 'object' || Array.isArray(input)) {
     throw new PolicyError(source, [{ path: '', message: 'must be a mapping with apiVersion: enlist.io/v1alpha1 and kind: Policy' }])
   }
@@ -70,6 +85,7 @@ export function compilePolicy(input: unknown, source = 'policy'): CompiledPolicy
     throw new PolicyError(source, [...formatSchemaErrors(schemaErrors, input), ...semanticErrors(input as unknown as PolicySpec, sound)])
   }
   const spec = input as unknown as PolicySpec
+  spec.registrar.image ??= defaults.image ?? DEFAULT_REGISTRAR_IMAGE
   const problems = semanticErrors(spec)
   if (problems.length > 0) throw new PolicyError(source, problems)
 
@@ -87,8 +103,8 @@ export function compilePolicy(input: unknown, source = 'policy'): CompiledPolicy
 }
 
 /** The built-in default: what a cluster gets when the admin has written only the header. */
-export function defaultPolicy(): CompiledPolicy {
-  return compilePolicy({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy' }, 'built-in default')
+export function defaultPolicy(defaults: PolicyDefaults = {}): CompiledPolicy {
+  return compilePolicy({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy' }, 'built-in default', defaults)
 }
 
 export function containerFilter(names: readonly string[]): ContainerFilter {
@@ -181,9 +197,8 @@ function semanticErrors(p: PolicySpec, sound: (prefix: string) => boolean = () =
 
   if (sound('/registrar')) {
     const r = p.registrar
-    if (!IMAGE_REFERENCE.test(r.image)) {
-      add('/registrar/image', `"${r.image}" is not an image reference; accepted: [registry[:port]/]name[:tag][@sha256:<64 hex>], e.g. registry.example.com/enlist@sha256:...`)
-    }
+    const imageError = r.image === undefined ? undefined : imageReferenceError(r.image)
+    if (imageError) add('/registrar/image', imageError)
     urlError(r.registrationURL, ['https:'], '/registrar/registrationURL', add)
     pemError(r.caBundle, '/registrar/caBundle', add)
     for (const kind of ['requests', 'limits'] as const) {

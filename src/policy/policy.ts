@@ -22,6 +22,7 @@ export interface PolicySpec {
     alwaysInjectSelector: LabelSelector[]
   }
   registrar: {
+    /** Always set once compiled: the policy's, else enlist's own image (PolicyDefaults). */
     image: string
     imagePullPolicy: 'Always' | 'IfNotPresent' | 'Never'
     command: string[]
@@ -30,7 +31,8 @@ export interface PolicySpec {
     timeoutSeconds: number
     registrationURL: string
     caBundle: string
-    runAsUser: number
+    /** Absent: the registrar runs as the UID the image or the cluster (an OpenShift SCC) gives it. */
+    runAsUser?: number
     tokenExpirationSeconds: number
     resources: V1ResourceRequirements
   }

@@ -89,7 +89,9 @@ export const policySchema = {
       additionalProperties: false,
       default: {},
       properties: {
-        image: { type: 'string', minLength: 1, default: 'enlist:0.1.0' },
+        // absent: enlist's own image (serve --image, ENLIST_IMAGE; the manifests copy the
+        // Deployment's image there), else DEFAULT_REGISTRAR_IMAGE
+        image: { type: 'string', minLength: 1 },
         imagePullPolicy: { enum: ['Always', 'IfNotPresent', 'Never'], default: 'IfNotPresent' },
         command: { type: 'array', items: { type: 'string' }, default: [] },
         args: { type: 'array', items: { type: 'string' }, default: ['register'] },
@@ -101,7 +103,8 @@ export const policySchema = {
           default: 'https://enlist.enlist-system.svc:443/v1/registrations',
         },
         caBundle: { type: 'string', default: '' },
-        runAsUser: { type: 'integer', minimum: 1, default: 65532 },
+        // absent: no fixed UID (OpenShift's restricted-v2 SCC assigns one per namespace)
+        runAsUser: { type: 'integer', minimum: 1 },
         tokenExpirationSeconds: { type: 'integer', minimum: 600, maximum: 86400, default: 3600 },
         resources: {
           type: 'object',

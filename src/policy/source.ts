@@ -11,7 +11,7 @@ import { Reflector } from '../kube/reflector.js'
 import { errorMessage, PolicyError } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
 import { POLICY_KEY } from '../names.js'
-import { defaultPolicy, loadPolicy } from './load.js'
+import { defaultPolicy, loadPolicy, type PolicyDefaults } from './load.js'
 import type { CompiledPolicy } from './policy.js'
 
 export class PolicyStore {
@@ -26,6 +26,8 @@ export class PolicyStore {
   constructor(
     private readonly log: Logger,
     private readonly metrics: Metrics,
+    /** Where the policy is silent: enlist's own image for the registrar. */
+    private readonly defaults: PolicyDefaults = {},
   ) {}
 
   get current(): CompiledPolicy | undefined {
@@ -49,7 +51,7 @@ export class PolicyStore {
     if (text === this.text && this.policy) return true
     let next: CompiledPolicy
     try {
-      next = loadPolicy(text, source)
+      next = loadPolicy(text, source, this.defaults)
     } catch (err) {
       this.reject(err, source)
       return false
@@ -63,7 +65,7 @@ export class PolicyStore {
   applyDefault(reason: string): void {
     this.log.warn({ reason }, 'no policy found; serving the built-in default policy (injection only where opted in)')
     this.text = undefined
-    this.set(defaultPolicy(), 'built-in default')
+    this.set(defaultPolicy(this.defaults), 'built-in default')
   }
 
   reject(err: unknown, source: string): void {

@@ -84,7 +84,7 @@ export class RegistrationService {
       const release = this.held.acquire(id.uid)
       if (release === 'key') throw new TooManyRequests(`pod ${id.namespace}/${id.pod} already has a registration request waiting`, 2)
       if (release === 'total') {
-        this.d.metrics.registrations.inc({ op: 'register', result: 'long-poll-limit' })
+        this.d.metrics.registrations.inc({ op: 'register', result: 'long-poll-limit', code: '429' })
         throw new TooManyRequests('enlist holds as many waiting registrations as it allows; retry shortly', 5)
       }
       try {

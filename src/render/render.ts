@@ -39,6 +39,8 @@ const TEMPLATE_PATHS: Readonly<Record<string, readonly string[]>> = {
   ReplicationController: ['template'],
   Job: ['template'],
   CronJob: ['jobTemplate', 'spec', 'template'],
+  // OpenShift (apps.openshift.io/v1)
+  DeploymentConfig: ['template'],
 }
 
 /** Injects into every pod (template) of `docs`, in place; returns what happened to each. */

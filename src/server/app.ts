@@ -2,7 +2,7 @@
 // and timeouts chosen for the apiserver as a client.
 
 import type { Server as HttpsServer } from 'node:https'
-import Fastify, { type FastifyError } from 'fastify'
+import Fastify, { type FastifyError, type FastifyInstance } from 'fastify'
 import type { Logger } from 'pino'
 import type { ErrorCode } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
@@ -83,6 +83,27 @@ export async function buildServer(opts: ServerOptions) {
 }
 
 export type EnlistServer = Awaited<ReturnType<typeof buildServer>>
+
+/**
+ * The optional plain-HTTP listener (serve --metrics-bind-address): GET /metrics, /healthz and
+ * /readyz only, for Prometheus setups and probes that do not speak TLS to enlist. The same
+ * metrics and readiness as the HTTPS server; no admission, no registration API.
+ */
+export async function buildMetricsServer(opts: Pick<ServerOptions, 'metrics' | 'readiness'>): Promise<FastifyInstance> {
+  const app = Fastify({ logger: false, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, requestTimeout: 30_000, forceCloseConnections: true })
+  app.setNotFoundHandler((req, reply) => reply.code(404).send({ code: 'ENLIST_NOT_FOUND' satisfies ErrorCode, message: `no route ${req.method} ${req.url.split('?')[0]} (this listener serves /metrics, /healthz and /readyz)` }))
+  await app.register(healthRoutes, { readiness: opts.readiness })
+  await app.register(metricsRoutes, { registry: opts.metrics.registry })
+  return app
+}
+
+/** "host:port" or ":port" (all addresses) -> its parts; throws on anything else. */
+export function parseBindAddress(value: string): { host: string; port: number } {
+  const m = /^(?:\[([0-9a-fA-F:.]+)\]|([^:[\]]*)):([0-9]{1,5})$/.exec(value)
+  const port = m ? Number(m[3]) : 0
+  if (!m || port < 1 || port > 65535) throw new Error(`${JSON.stringify(value)} is invalid; accepted: HOST:PORT or :PORT, e.g. :8080 or 0.0.0.0:8080 ([::]:8080 for IPv6)`)
+  return { host: m[1] ?? (m[2] || '0.0.0.0'), port }
+}
 
 /**
  * Stops the server the way the apiserver and registrars expect: no new requests, those in

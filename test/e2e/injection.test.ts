@@ -78,7 +78,7 @@ t.test('opt out with "false" in a labelled namespace: not injected, the user is 
   const pod = await cp.client.get<V1Pod>('/api/v1/namespaces/shop/pods/optout')
   t.notOk(injected(pod))
   t.match(await admissionLog((l) => l.pod === 'optout'), { decision: 'skipped', reason: 'pod-opt-out' })
-  t.match(await enlist.metrics(), /enlist_admission_requests_total\{verdict="skipped",reason="pod-opt-out"\} 1/)
+  t.match(await enlist.metrics(), /enlist_admission_requests_total\{verdict="skipped",reason="pod-opt-out",code="200"\} 1/)
 
   // a label "false" is stopped by the apiserver itself (objectSelector): enlist is not called
   const l = await cp.kubectl(['create', '-n', 'plain', '-f', '-'], { input: podYaml('optout-label', { labels: { 'enlist.io/inject': 'false' } }) })
@@ -103,7 +103,7 @@ t.test('disabled namespaces, enlist-system and kube-system: nothing injected', a
   const version = await cp.client.version()
   if (version.minor < 21) {
     t.match(await admissionLog((l) => l.namespace === 'kube-system'), { decision: 'skipped', reason: 'excluded-namespace' })
-    t.match(await enlist.metrics(), /enlist_admission_requests_total\{verdict="skipped",reason="excluded-namespace"\} [1-9]/)
+    t.match(await enlist.metrics(), /enlist_admission_requests_total\{verdict="skipped",reason="excluded-namespace",code="200"\} [1-9]/)
   }
   await new Promise((r) => setTimeout(r, 600))
   t.notOk(enlist.logs().some((l) => l.msg === 'admission' && l.namespace === 'enlist-system'), 'enlist-system never reaches enlist')
@@ -116,7 +116,7 @@ t.test('neverInjectSelector from the policy', async (t) => {
   const [pod] = await createDeployment(cp, 'shop', deployment('nightly', { labels: { tier: 'batch' } }))
   t.notOk(injected(pod!))
   t.match(await admissionLog((l) => l.workload === 'Deployment/nightly'), { decision: 'skipped', reason: 'never-inject-selector' })
-  t.match(await enlist.metrics(), /enlist_admission_requests_total\{verdict="skipped",reason="never-inject-selector"\} 1/)
+  t.match(await enlist.metrics(), /enlist_admission_requests_total\{verdict="skipped",reason="never-inject-selector",code="200"\} 1/)
 })
 
 t.test('bad annotations: the create is refused with a message naming the annotation and the form', async (t) => {
@@ -132,7 +132,7 @@ t.test('bad annotations: the create is refused with a message naming the annotat
     t.match(r.stderr, message)
   }
   t.equal((await listPods(cp, 'shop')).filter((p) => p.metadata?.name === 'bad').length, 0)
-  t.match(await enlist.metrics(), /enlist_admission_requests_total\{verdict="denied",reason="invalid-annotation"\} 3/)
+  t.match(await enlist.metrics(), /enlist_admission_requests_total\{verdict="denied",reason="invalid-annotation",code="200"\} 3/)
 })
 
 t.test('--dry-run=server gives the same pod as a real create, and leaves nothing behind', async (t) => {

@@ -120,7 +120,7 @@ t.test('a pod registers before its app starts, into both backends, and becomes R
   const again = await runRegistrar(cp, pod)
   t.equal(again.code, 0)
   t.equal(decodeRecord((await get(pod)).metadata!.annotations!['app.io/annotation']!).registeredAt, record.registeredAt)
-  t.match(await enlist.metrics(), /enlist_registrations_total\{op="register",result="registered"\} 2/)
+  t.match(await enlist.metrics(), /enlist_registrations_total\{op="register",result="registered",code="200"\} 2/)
 })
 
 t.test('a pod may register only itself', async (t) => {

@@ -10,6 +10,7 @@ import type { V1Deployment, V1Endpoints } from '@kubernetes/client-node'
 import { parse, parseAllDocuments, stringify } from 'yaml'
 import type { NodeCluster } from './cluster.js'
 import { waitFor } from './processes.js'
+import { kustomize } from './kustomize.js'
 
 const REPO = new URL('../../', import.meta.url).pathname
 export const ENLIST_NS = 'enlist-system'
@@ -30,8 +31,8 @@ export interface InstallOptions {
 
 export async function installEnlistOnNode(c: NodeCluster, opts: InstallOptions = {}): Promise<EnlistOnNode> {
   const overlay = opts.overlay ?? 'manifests/overlays/self-managed'
-  const k = await c.cp.kubectl(['kustomize', join(REPO, overlay)])
-  if (k.code !== 0) throw new Error(`kubectl kustomize ${overlay}: ${k.stderr}`)
+  const k = await kustomize(join(REPO, overlay))
+  if (k.code !== 0) throw new Error(`kustomize ${overlay}: ${k.stderr}`)
   const objects = parseAllDocuments(k.stdout).map((d) => d.toJS() as Record<string, unknown>).filter(Boolean)
   for (const o of objects) {
     if (o.kind === 'PodDisruptionBudget' && o.apiVersion === 'policy/v1') o.apiVersion = 'policy/v1beta1'

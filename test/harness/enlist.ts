@@ -10,6 +10,7 @@ import { makePki, request, type TestPki } from '../helpers/https.js'
 import { type ControlPlane, kubeconfigYaml } from './control-plane.js'
 import { freePort, supervise, type Supervised, waitFor } from './processes.js'
 import { tempDir } from '../helpers/temp.js'
+import { kustomize } from './kustomize.js'
 
 const REPO = new URL('../../', import.meta.url).pathname
 
@@ -31,8 +32,8 @@ export async function installManifests(
   opts: { dir?: string; policy?: (p: Record<string, unknown>) => void } = {},
 ): Promise<InstalledManifests> {
   const dir = opts.dir ?? 'manifests/base'
-  const k = await cp.kubectl(['kustomize', join(REPO, dir)])
-  if (k.code !== 0) throw new Error(`kubectl kustomize ${dir}: ${k.stderr}`)
+  const k = await kustomize(join(REPO, dir))
+  if (k.code !== 0) throw new Error(`kustomize ${dir}: ${k.stderr}`)
   const objects = parseAllDocuments(k.stdout)
     .map((d) => d.toJS() as Record<string, unknown>)
     .filter((o) => o && !NOT_INSTALLED.has(String(o.kind)))

@@ -6,6 +6,7 @@ import tls from 'node:tls'
 import { makePod } from '../helpers/fixtures.js'
 import { request, serialOf } from '../helpers/https.js'
 import { reviewBody, startTestServer } from '../helpers/server.js'
+import { buildMetricsServer, parseBindAddress } from '../../src/server/app.js'
 
 const pod = makePod({ metadata: { generateName: 'web-', namespace: 'shop', labels: { app: 'web' } } })
 
@@ -131,15 +132,88 @@ t.test('decisions by namespace, and their metrics', async (t) => {
   t.match(denied.json(), { response: { allowed: false, status: { code: 400, message: /enlist\.io\/depends-on/ } } })
 
   const m = (await request(`${s.url}/metrics`, { agent: s.agent })).body
-  t.match(m, /enlist_admission_requests_total\{verdict="injected",reason="namespace-opt-in"\} 1/)
-  t.match(m, /enlist_admission_requests_total\{verdict="skipped",reason="not-opted-in"\} 2/)
-  t.match(m, /enlist_admission_requests_total\{verdict="skipped",reason="namespace-opt-out"\} 1/)
-  t.match(m, /enlist_admission_requests_total\{verdict="skipped",reason="excluded-namespace"\} 1/)
-  t.match(m, /enlist_admission_requests_total\{verdict="denied",reason="invalid-annotation"\} 1/)
+  t.match(m, /enlist_admission_requests_total\{verdict="injected",reason="namespace-opt-in",code="200"\} 1/)
+  t.match(m, /enlist_admission_requests_total\{verdict="skipped",reason="not-opted-in",code="200"\} 2/)
+  t.match(m, /enlist_admission_requests_total\{verdict="skipped",reason="namespace-opt-out",code="200"\} 1/)
+  t.match(m, /enlist_admission_requests_total\{verdict="skipped",reason="excluded-namespace",code="200"\} 1/)
+  t.match(m, /enlist_admission_requests_total\{verdict="denied",reason="invalid-annotation",code="200"\} 1/)
   t.match(m, /enlist_admission_duration_seconds_bucket\{le="0.00025",verdict="injected"\} \d/)
   t.match(m, /enlist_policy_generation 1/)
   t.match(m, new RegExp(`enlist_policy_info\\{hash="${s.policy.current!.hash}",source="test"\\} 1`))
   t.match(m, /enlist_tls_certificate_expiry_seconds \d+/)
+  // Prometheus conventions: expiry as a timestamp, alerts compute the time left with time()
+  const ts = Number(/^enlist_tls_certificate_expiration_timestamp_seconds (\S+)$/m.exec(m)?.[1])
+  t.equal(ts, new Date(s.certificate.current.notAfter).getTime() / 1000, 'the serving certificate\'s notAfter, in Unix seconds')
+  t.match(m, /enlist_admission_requests_in_flight 0/, 'none in flight once answered')
+})
+
+t.test('admissions in flight, and the status code of answers that are not 200', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  // a request whose body is still arriving is in flight
+  const body = reviewBody(pod)
+  const req = https.request(`${s.url}/mutate`, { method: 'POST', agent: s.agent, headers: { 'content-type': 'application/json', 'content-length': String(body.length) } })
+  const answered = new Promise<number>((resolve, reject) => {
+    req.on('response', (res) => {
+      res.resume()
+      res.on('end', () => resolve(res.statusCode ?? 0))
+    })
+    req.on('error', reject)
+  })
+  req.write(body.slice(0, 100))
+  const metric = async () => (await request(`${s.url}/metrics`, { agent: s.agent })).body
+  let m = ''
+  for (let i = 0; i < 50 && !/enlist_admission_requests_in_flight 1/.test(m); i++) m = await metric()
+  t.match(m, /enlist_admission_requests_in_flight 1/, 'one in flight while its body arrives')
+  req.end(body.slice(100))
+  t.equal(await answered, 200)
+  t.match(await metric(), /enlist_admission_requests_in_flight 0/)
+
+  // a client that hangs up mid-body is no longer in flight
+  const gone = https.request(`${s.url}/mutate`, { method: 'POST', agent: false, ca: s.pki.ca.cert, headers: { 'content-type': 'application/json', 'content-length': String(body.length) } })
+  gone.on('error', () => undefined)
+  gone.write(body.slice(0, 100))
+  for (let i = 0; i < 50 && !/enlist_admission_requests_in_flight 1/.test(m); i++) m = await metric()
+  t.match(m, /enlist_admission_requests_in_flight 1/)
+  gone.destroy()
+  for (let i = 0; i < 50 && !/enlist_admission_requests_in_flight 0/.test(m); i++) {
+    await new Promise((r) => setTimeout(r, 20))
+    m = await metric()
+  }
+  t.match(m, /enlist_admission_requests_in_flight 0/, 'a hang-up ends it')
+
+  // no policy: 503, counted with its code
+  const empty = await startTestServer({ policy: 'not: a policy\n' })
+  t.teardown(() => empty.close())
+  const res = await request(`${empty.url}/mutate`, { method: 'POST', body: reviewBody(pod), agent: empty.agent })
+  t.equal(res.status, 503)
+  t.match((await request(`${empty.url}/metrics`, { agent: empty.agent })).body, /enlist_admission_requests_total\{verdict="error",reason="no-policy",code="503"\} 1/)
+})
+
+t.test('the plain-HTTP listener (serve --metrics-bind-address): metrics and probes only', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  const plain = await buildMetricsServer({ metrics: s.metrics, readiness: s.readiness })
+  t.teardown(() => plain.close())
+  await plain.listen({ host: '127.0.0.1', port: 0 })
+  const url = `http://127.0.0.1:${(plain.server.address() as { port: number }).port}`
+  const get = async (path: string, method = 'GET') => {
+    const r = await fetch(`${url}${path}`, { method })
+    return { status: r.status, body: await r.text() }
+  }
+  t.match(await get('/metrics'), { status: 200, body: /enlist_admission_requests_in_flight 0/ })
+  t.match(await get('/healthz'), { status: 200, body: 'ok' })
+  t.match(await get('/readyz'), { status: 200, body: 'ok' })
+  t.match(await get('/mutate', 'POST'), { status: 404, body: /this listener serves \/metrics, \/healthz and \/readyz/ })
+  t.match(await get('/v1/registrations', 'POST'), { status: 404 })
+})
+
+t.test('parseBindAddress', async (t) => {
+  t.same(parseBindAddress(':8080'), { host: '0.0.0.0', port: 8080 })
+  t.same(parseBindAddress('127.0.0.1:9090'), { host: '127.0.0.1', port: 9090 })
+  t.same(parseBindAddress('[::]:8080'), { host: '::', port: 8080 })
+  t.same(parseBindAddress('localhost:1'), { host: 'localhost', port: 1 })
+  for (const bad of ['8080', ':0', ':65536', 'a:b', '::8080', '', '1.2.3.4:']) t.throws(() => parseBindAddress(bad), /is invalid; accepted: HOST:PORT or :PORT/, bad)
 })
 
 t.test('health and readiness', async (t) => {

@@ -69,8 +69,6 @@ t.test('a bare pod gets exactly every item', async (t) => {
           resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
           securityContext: {
             runAsNonRoot: true,
-            runAsUser: 65532,
-            runAsGroup: 65532,
             privileged: false,
             allowPrivilegeEscalation: false,
             readOnlyRootFilesystem: true,
@@ -460,6 +458,7 @@ t.test('custom registrar command, image and resources from the policy', async (t
   t.same(r.command, ['/enlist'])
   t.same(r.args, ['register', '--verbose'])
   t.equal(r.securityContext?.runAsUser, 1001)
+  t.equal(r.securityContext?.runAsGroup, 1001)
   t.same(r.resources, { requests: { cpu: '5m' } })
   t.equal(got.spec?.volumes?.[0]?.projected?.sources?.[0]?.serviceAccountToken?.expirationSeconds, 600)
 })
@@ -486,4 +485,11 @@ t.test('injection leaves the input pod untouched', async (t) => {
   const before = structuredClone(pod)
   inject(pod)
   t.same(pod, before)
+})
+
+t.test('no registrar.runAsUser: no fixed UID or GID, still non-root (OpenShift restricted-v2)', async (t) => {
+  const r = registrarOf(inject(makePod(), makePolicy({})).pod)
+  t.equal(r.securityContext?.runAsUser, undefined)
+  t.equal(r.securityContext?.runAsGroup, undefined)
+  t.match(r.securityContext, { runAsNonRoot: true, allowPrivilegeEscalation: false, readOnlyRootFilesystem: true, capabilities: { drop: ['ALL'] } })
 })

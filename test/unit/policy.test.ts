@@ -1,7 +1,7 @@
 // Policy documents: defaults, every kind of error with its exact text, hashing.
 import t from 'tap'
 import { PolicyError } from '../../src/lib/errors.js'
-import { compilePolicy, defaultPolicy, loadPolicy } from '../../src/policy/load.js'
+import { compilePolicy, defaultPolicy, imageReferenceError, loadPolicy } from '../../src/policy/load.js'
 import { policySchema } from '../../src/policy/schema.js'
 import { BACKEND_TYPES } from '../../src/policy/backends/index.js'
 
@@ -32,7 +32,6 @@ t.test('the header alone is a complete policy with documented defaults', async (
       timeoutSeconds: 300,
       registrationURL: 'https://enlist.enlist-system.svc:443/v1/registrations',
       caBundle: '',
-      runAsUser: 65532,
       tokenExpirationSeconds: 3600,
       resources: { requests: { cpu: '10m', memory: '64Mi' }, limits: { cpu: '500m', memory: '128Mi' } },
     },
@@ -255,4 +254,24 @@ t.test('the registrar image: a distribution reference, which may be pinned by di
   for (const bad of ['Enlist:1', 'enlist:1 ', 'enlist@sha256:abc', 'enlist:', '/enlist']) {
     t.throws(image(bad), { errors: [{ path: '/registrar/image', message: /is not an image reference; accepted: \[registry\[:port\]\/\]name\[:tag\]\[@sha256:<64 hex>\]/ }] }, bad)
   }
+})
+
+t.test("registrar.image: the policy's, else enlist's own image, else the built-in default", async (t) => {
+  t.equal(loadPolicy(HEADER).spec.registrar.image, 'enlist:0.1.0', 'no image anywhere: the built-in default')
+  t.equal(loadPolicy(HEADER, 'p', { image: 'registry.example.com/enlist:0.2.0' }).spec.registrar.image, 'registry.example.com/enlist:0.2.0', "absent: enlist's own")
+  const own = loadPolicy(HEADER + 'registrar: {image: "other.example.com/enlist:9"}\n', 'p', { image: 'registry.example.com/enlist:0.2.0' })
+  t.equal(own.spec.registrar.image, 'other.example.com/enlist:9', "the policy's wins")
+  t.not(loadPolicy(HEADER, 'p', { image: 'a:1' }).hash, loadPolicy(HEADER, 'p', { image: 'a:2' }).hash, "enlist's image is part of the policy's hash")
+  t.equal(defaultPolicy({ image: 'a:1' }).spec.registrar.image, 'a:1', 'the built-in default policy too')
+  t.equal(imageReferenceError('registry.example.com:5000/platform/enlist:0.2.0'), undefined)
+  t.equal(imageReferenceError('registry.example.com/enlist@sha256:' + 'a'.repeat(64)), undefined)
+  t.match(imageReferenceError('Registry/Enlist'), /"Registry\/Enlist" is not an image reference; accepted: \[registry\[:port\]\/\]name/)
+  t.match(imageReferenceError(''), /is not an image reference/)
+})
+
+t.test('registrar.runAsUser is optional (OpenShift assigns UIDs)', async (t) => {
+  t.equal(loadPolicy(HEADER).spec.registrar.runAsUser, undefined)
+  t.equal(loadPolicy(HEADER + 'registrar: {runAsUser: 1000}\n').spec.registrar.runAsUser, 1000)
+  t.throws(() => loadPolicy(HEADER + 'registrar: {runAsUser: 0}\n'), { errors: [{ path: '/registrar/runAsUser' }] }, 'never root')
+  t.throws(() => loadPolicy(HEADER + 'registrar: {runAsUser: "65532"}\n'), { errors: [{ path: '/registrar/runAsUser' }] }, 'an integer')
 })

@@ -138,3 +138,28 @@ t.test('objects without a template or metadata are handled', async (t) => {
   t.same(diags.map((d) => d.object), ['Pod/(unnamed)'])
   t.ok((docs[3] as { metadata: { annotations: Record<string, string> } }).metadata.annotations['enlist.io/status'])
 })
+
+t.test('an OpenShift DeploymentConfig (apps.openshift.io/v1): its template is previewed like a Deployment\'s', async (t) => {
+  const text = `
+apiVersion: apps.openshift.io/v1
+kind: DeploymentConfig
+metadata: {name: frontend, namespace: shop}
+spec:
+  replicas: 2
+  selector: {name: frontend}
+  triggers: [{type: ConfigChange}]
+  template:
+    metadata: {labels: {name: frontend}}
+    spec: {containers: [{name: web, image: x, ports: [{containerPort: 8080}]}]}
+`
+  const docs = parseAllDocuments(text).map((d) => d.toJS() as unknown)
+  const diags = renderDocuments(docs, enabled)
+  t.same(diags.map((d) => [d.object, d.verdict]), [['DeploymentConfig/frontend', 'injected']])
+  const template = (docs[0] as { spec: { template: never } }).spec.template
+  t.same(missingItems(template), [], 'every item injected into spec.template')
+  const meta = (template as { metadata: { annotations: Record<string, string>; labels: Record<string, string> } }).metadata
+  t.equal(meta.labels['enlist.io/managed'], 'true')
+  const decision = (JSON.parse(meta.annotations['enlist.io/status']!) as { decision: { service: string } }).decision
+  t.equal(decision.service, 'frontend', 'the workload name is the DeploymentConfig')
+  t.same((docs[0] as { spec: { triggers: unknown } }).spec.triggers, [{ type: 'ConfigChange' }], 'the rest of the object is kept')
+})

@@ -51,6 +51,15 @@ t.test('workload names', async (t) => {
   const job = (name: string) => ({ ownerReferences: [{ apiVersion: 'batch/v1', kind: 'Job', name, uid: 'u', controller: true }] })
   t.same(workloadOf(job('nightly-28345120')), { kind: 'CronJob', name: 'nightly' })
   t.same(workloadOf(job('migrate')), { kind: 'Job', name: 'migrate' })
+  // OpenShift: a DeploymentConfig's pods belong to its ReplicationController <dc>-<version>
+  const rc = (name: string, dc?: string) => ({
+    generateName: `${name}-`,
+    annotations: (dc ? { 'openshift.io/deployment-config.name': dc } : {}) as Record<string, string>,
+    ownerReferences: [{ apiVersion: 'v1', kind: 'ReplicationController', name, uid: 'u', controller: true }],
+  })
+  t.same(workloadOf(rc('frontend-3', 'frontend')), { kind: 'DeploymentConfig', name: 'frontend' })
+  t.same(workloadOf(rc('frontend-3')), { kind: 'ReplicationController', name: 'frontend-3' }, 'a bare ReplicationController')
+  t.same(workloadOf(rc('other-3', 'frontend')), { kind: 'ReplicationController', name: 'other-3' }, 'the annotation names another')
   t.same(workloadOf(job('migrate-2')), { kind: 'Job', name: 'migrate-2' })
   t.same(workloadOf({ ownerReferences: [{ apiVersion: 'apps/v1', kind: 'StatefulSet', name: 'db', uid: 'u', controller: true }] }), { kind: 'StatefulSet', name: 'db' })
   t.same(

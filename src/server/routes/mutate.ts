@@ -29,16 +29,28 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
   // prom-client hashes a label object on every call; bind each combination once.
   const counted = new Map<string, { inc(): void }>()
   const timed = new Map<string, { observe(v: number): void }>()
-  const count = (verdict: string, reason: string, seconds?: number): void => {
-    const key = `${verdict}/${reason}`
+  const count = (verdict: string, reason: string, seconds?: number, code = '200'): void => {
+    const key = `${verdict}/${reason}/${code}`
     let c = counted.get(key)
-    if (!c) counted.set(key, (c = metrics.admissions.labels({ verdict, reason })))
+    if (!c) counted.set(key, (c = metrics.admissions.labels({ verdict, reason, code })))
     c.inc()
     if (seconds === undefined) return
     let h = timed.get(verdict)
     if (!h) timed.set(verdict, (h = metrics.admissionDuration.labels({ verdict })))
     h.observe(seconds)
   }
+
+  // Requests in flight, from the first byte to the connection's answer (or hang-up): 'close'
+  // fires once either way. The hook is this plugin's only, so it counts /mutate alone.
+  const inFlight = metrics.admissionsInFlight
+  const done = (): void => {
+    inFlight.dec()
+  }
+  app.addHook('onRequest', (_req, reply, next) => {
+    inFlight.inc()
+    reply.raw.once('close', done)
+    next()
+  })
 
   // Encapsulated: other routes keep fastify's default parser. A review that can be decided
   // from its raw text (a pod not for enlist, skipped for its namespace) is never parsed.
@@ -71,12 +83,12 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
     const policy = opts.policy.current
     if (!policy) {
       // Not ready: /readyz says so too. The apiserver applies the failure policy.
-      count('error', 'no-policy')
+      count('error', 'no-policy', undefined, '503')
       return reply.code(503).send({ code: 'ENLIST_UNAVAILABLE', message: 'no valid policy loaded yet' })
     }
     const keys = opts.keys()
     if (!keys) {
-      count('error', 'no-decision-key')
+      count('error', 'no-decision-key', undefined, '503')
       return reply.code(503).send({ code: 'ENLIST_UNAVAILABLE', message: 'no decision key loaded yet' })
     }
     let outcome: AdmissionOutcome

@@ -24,7 +24,8 @@ const BODY_LIMIT = 1024
 export const registrationRoutes: FastifyPluginAsync<RegistrationsOptions> = async (app, { service, metrics, log, maxWaitMs = 60_000 }) => {
   const fail = (reply: FastifyReply, op: string, err: unknown, end: (l: { result: string }) => void): FastifyReply => {
     const result = err instanceof EnlistError ? err.code.replace(/^ENLIST_/, '').toLowerCase() : 'internal'
-    metrics.registrations.inc({ op, result })
+    const status = err instanceof EnlistError ? err.statusCode : 500
+    metrics.registrations.inc({ op, result, code: String(status) })
     end({ result })
     if (err instanceof DependenciesNotReady) {
       return reply.code(503).header('Retry-After', RETRY_AFTER_SECONDS).send({ code: err.code, message: err.message, missing: err.missing })
@@ -59,7 +60,7 @@ export const registrationRoutes: FastifyPluginAsync<RegistrationsOptions> = asyn
     metrics.registrationsInFlight.inc()
     try {
       const record = await service.register(req.headers.authorization, { waitMs, signal: abort.signal, client: req.ip })
-      metrics.registrations.inc({ op: 'register', result: 'registered' })
+      metrics.registrations.inc({ op: 'register', result: 'registered', code: '200' })
       end({ result: 'registered' })
       return { registered: true, record }
     } catch (err) {
@@ -73,7 +74,7 @@ export const registrationRoutes: FastifyPluginAsync<RegistrationsOptions> = asyn
     const end = metrics.registrationDuration.startTimer({ op: 'deregister' })
     try {
       await service.deregister(req.headers.authorization, req.ip)
-      metrics.registrations.inc({ op: 'deregister', result: 'deregistered' })
+      metrics.registrations.inc({ op: 'deregister', result: 'deregistered', code: '200' })
       end({ result: 'deregistered' })
       return { deregistered: true }
     } catch (err) {
