@@ -202,7 +202,7 @@ export function buildInjection(input: InjectInput): Injection {
     for (const [k] of wantLabels) status.injected.labels.push(k)
   } else {
     for (const [k, v] of wantLabels) {
-      const have = labels[k]
+      const have = Object.hasOwn(labels, k) ? labels[k] : undefined // own keys only: a label key may be any name
       if (have === undefined) {
         ops.push({ path: pointer('metadata', 'labels', k), json: JSON.stringify(v) })
         status.injected.labels.push(k)

@@ -53,7 +53,7 @@ async function render(t: Test, dir: string): Promise<Obj[]> {
   try {
     r = await run(kustomizeKubectl, ['kustomize', join(copy, 'manifests', dir)], { maxBuffer: 16 << 20 })
   } catch (err) {
-    throw new Error(`kustomize ${dir}: ${(err as { stderr?: string }).stderr ?? String(err)}`)
+    throw new Error(`kustomize ${dir}: ${(err as { stderr?: string }).stderr ?? String(err)}`, { cause: err })
   }
   t.equal(r.stderr, '', `${dir}: kustomize v5 renders it without warnings`)
   const objects = parseAllDocuments(r.stdout).map((d) => d.toJS() as Obj).filter(Boolean)
