@@ -271,12 +271,12 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
   }
 }
 
-/** In 1.20 a pod can be created only once its service account has a token Secret. */
 /** A control plane stopped when `t` ends: how an end-to-end file starts. */
 export function controlPlaneFor(t: Owner, opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
   return owned(t, startControlPlane(opts), (cp) => cp.stop())
 }
 
+/** In 1.20 a pod can be created only once its service account has a token Secret. */
 export async function waitForServiceAccount(client: KubeClient, namespace: string, name: string): Promise<void> {
   await waitFor(`service account ${namespace}/${name}`, async () => {
     const sa = await client.get<{ secrets?: Array<{ name: string }> }>(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}`)
