@@ -17,7 +17,7 @@ import { SecretError, type SecretReader } from '../kube/secrets.js'
 import { errorMessage } from '../lib/errors.js'
 import type { EtcdBackendSpec } from '../policy/policy.js'
 import { type Backend, BackendError, type BackendOp } from './backend.js'
-import type { PodRef } from '../kube/pod-ref.js'
+import { type PodRef, podRef } from '../kube/pod-ref.js'
 import type { RegistryRecord } from './record.js'
 
 /** Keys a credentials Secret may hold (all optional). */
@@ -51,7 +51,7 @@ export class EtcdBackend implements Backend {
   async register(record: RegistryRecord): Promise<void> {
     const key = this.keyOf(record)
     await this.call('register', (c) => c.put(key).value(JSON.stringify(record)).exec())
-    this.known.set(record.uid, { key, ref: { uid: record.uid, namespace: record.namespace, pod: record.pod } })
+    this.known.set(record.uid, { key, ref: podRef(record) })
   }
 
   async deregister(ref: PodRef): Promise<void> {

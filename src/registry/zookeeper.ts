@@ -13,7 +13,7 @@ import { zookeeperRoot } from '../policy/backends/zookeeper.js'
 import type { ZookeeperBackendSpec } from '../policy/policy.js'
 import { type Backend, BackendError, type BackendOp } from './backend.js'
 import { type DubboProvider, dubboProviderOf, enlistOwner, providerNodeName, providersPath } from './dubbo.js'
-import type { PodRef } from '../kube/pod-ref.js'
+import { type PodRef, podRef } from '../kube/pod-ref.js'
 import type { RegistryRecord } from './record.js'
 import { ZK, ZkError, ZkSession } from './zookeeper-session.js'
 
@@ -87,7 +87,7 @@ export class ZookeeperBackend implements Backend {
   }
 
   async register(record: RegistryRecord): Promise<void> {
-    const ref = { uid: record.uid, namespace: record.namespace, pod: record.pod }
+    const ref = podRef(record)
     const data = Buffer.from(JSON.stringify(record))
     await this.call('register', async () => {
       const acl = await this.prepare()

@@ -6,26 +6,22 @@
 // within seconds. Each phase starts enlist afresh, so that one phase's backoff does not
 // carry into the next; the figures are printed.
 import t from 'tap'
-import { startCmdb } from '../harness/cmdb.js'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
+import { cmdbFor } from '../harness/cmdb.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
 import { startFaultProxy } from '../harness/fault-proxy.js'
 import { cmdbPolicy, faultPhase, registeredPod } from '../harness/faults.js'
+import { owned } from '../harness/processes.js'
 
 const FAULT_MS = 10_000
 // client-go's reflector settles at one list and one watch per 30-60 s; this bound still
 // tells a paced client from a storm by two orders of magnitude
 const MAX_RATE = 3
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const cmdb = await startCmdb()
-t.teardown(() => cmdb.close())
-const proxy = await startFaultProxy(cp)
-t.teardown(() => proxy.close())
-const enlist = await startEnlist(cp, { apiserver: proxy.url, args: ['--api-request-timeout=5s'], policy: cmdbPolicy(cmdb) })
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
+const cp = await controlPlaneFor(t)
+const cmdb = await cmdbFor(t)
+const proxy = await owned(t, startFaultProxy(cp), (p) => p.close())
+const enlist = await enlistFor(t, cp, { apiserver: proxy.url, args: ['--api-request-timeout=5s'], policy: cmdbPolicy(cmdb), optIn: ['shop'] })
 
 for (const fault of ['watch-end', 'watch-gone', 'continue-gone', 'throttle'] as const) {
   t.test(`${fault}: paced like client-go, nothing lost, recovered`, async (t) => {

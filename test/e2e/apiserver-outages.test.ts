@@ -6,27 +6,22 @@
 // replica runs with --leader-elect false: its controller runs without a Lease.
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
-import { startCmdb } from '../harness/cmdb.js'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
+import { cmdbFor, waitForNoEntry } from '../harness/cmdb.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
 import { type Fault, startFaultProxy } from '../harness/fault-proxy.js'
 import { cmdbPolicy, deletePod, faultPhase, registeredPod } from '../harness/faults.js'
 import { boundToken } from '../harness/kubelet.js'
-import { waitFor } from '../harness/processes.js'
+import { owned } from '../harness/processes.js'
 import { request } from '../helpers/https.js'
 
 const FAULT_MS = 10_000
 const MAX_RATE = 3
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const cmdb = await startCmdb()
-t.teardown(() => cmdb.close())
-const proxy = await startFaultProxy(cp)
-t.teardown(() => proxy.close())
-const enlist = await startEnlist(cp, { apiserver: proxy.url, args: ['--api-request-timeout=3s', '--leader-elect', 'false'], policy: cmdbPolicy(cmdb) })
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
+const cp = await controlPlaneFor(t)
+const cmdb = await cmdbFor(t)
+const proxy = await owned(t, startFaultProxy(cp), (p) => p.close())
+const enlist = await enlistFor(t, cp, { apiserver: proxy.url, args: ['--api-request-timeout=3s', '--leader-elect', 'false'], policy: cmdbPolicy(cmdb), optIn: ['shop'] })
 
 t.test('--leader-elect false: the controller runs, no Lease is touched', async (t) => {
   await enlist.waitForLog('the controller', (l) => l.msg === 'controller started')
@@ -87,7 +82,7 @@ t.test('flaps, and the CMDB down among them: no deregistration is lost', async (
   cmdb.down = false
   const ended = Date.now()
   for (const p of pods) {
-    await waitFor(`${p.metadata!.name} deregistered`, async () => !cmdb.records.has(p.metadata!.uid!), 120_000, 50)
+    await waitForNoEntry(cmdb, p.metadata!.uid!, `${p.metadata!.name} deregistered`, 120_000, 50)
   }
   const recovered = Date.now()
   t.comment(`flaps for ${((ended - began) / 1000).toFixed(1)} s (resets, 500s, a stall, 410s; the CMDB down for 6 s of it): all 4 pods deleted meanwhile deregistered ${((recovered - ended) / 1000).toFixed(1)} s after the last flap`)

@@ -6,32 +6,26 @@
 import t from 'tap'
 import { randomUUID } from 'node:crypto'
 import type { V1Pod } from '@kubernetes/client-node'
-import { type CmdbFault, startCmdb } from '../harness/cmdb.js'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
+import { type CmdbFault, cmdbFor, waitForNoEntry } from '../harness/cmdb.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
 import { cmdbPolicy, deletePod, registeredPod } from '../harness/faults.js'
 import { createDeployment, deployment } from '../harness/k8s.js'
 import { runRegistrar, startPod } from '../harness/kubelet.js'
 import { waitFor } from '../harness/processes.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const cmdb = await startCmdb()
-t.teardown(() => cmdb.close())
-const enlist = await startEnlist(cp, {
+const cp = await controlPlaneFor(t)
+const cmdb = await cmdbFor(t)
+const enlist = await enlistFor(t, cp, {
   args: ['--backend-budget=1s'],
   policy: (p) => {
     cmdbPolicy(cmdb)(p)
     ;(p.registry as { reconcileIntervalSeconds: number }).reconcileIntervalSeconds = 5
   },
+  optIn: ['shop'],
 })
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
 
-const metric = async (name: string): Promise<number> => {
-  const m = new RegExp(`^${name.replace(/[{}"]/g, (c) => `\\${c}`)} (\\d+)`, 'm').exec(await enlist.metrics())
-  return m ? Number(m[1]) : 0
-}
+const metric = async (series: string): Promise<number> => (await enlist.metric(series)) ?? 0
 
 t.test('an outage: deregistrations wait it out, then go within seconds, none lost', async (t) => {
   const pods: V1Pod[] = []
@@ -43,7 +37,7 @@ t.test('an outage: deregistrations wait it out, then go within seconds, none los
   const deletesDuring = cmdb.requests.filter((r) => r.method === 'DELETE').length
   const up = Date.now()
   cmdb.down = false
-  for (const p of pods) await waitFor(`${p.metadata!.name} deregistered`, async () => !cmdb.records.has(p.metadata!.uid!), 60_000, 50)
+  for (const p of pods) await waitForNoEntry(cmdb, p.metadata!.uid!, `${p.metadata!.name} deregistered`, 60_000, 50)
   const recovered = Date.now() - up
   t.comment(`CMDB outage of ~10 s with 3 pods deleted: ${deletesDuring} DELETEs during it; all deregistered ${recovered} ms after it ended`)
   t.ok(recovered < 15_000, `within seconds (${recovered} ms)`)
@@ -60,7 +54,7 @@ for (const fault of ['error', 'stall', 'drip', 'reset'] satisfies CmdbFault[]) {
     const tries = cmdb.requests.filter((r) => r.method === 'DELETE' && r.path.endsWith(pod.metadata!.uid!) && r.at >= since).length
     const healed = Date.now()
     cmdb.fault = undefined
-    await waitFor(`${pod.metadata!.name} deregistered`, async () => !cmdb.records.has(pod.metadata!.uid!), 60_000, 50)
+    await waitForNoEntry(cmdb, pod.metadata!.uid!, `${pod.metadata!.name} deregistered`, 60_000, 50)
     t.comment(`CMDB ${fault} for 6 s: ${tries} DELETE attempts meanwhile; deregistered ${Date.now() - healed} ms after it ended`)
     t.ok(tries >= 1 && tries <= 8, `${tries} attempts in 6 s`)
     t.ok(Date.now() - healed < 20_000)

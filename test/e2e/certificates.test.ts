@@ -4,12 +4,13 @@
 import t from 'tap'
 import tls from 'node:tls'
 import { X509Certificate } from 'node:crypto'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor, metricValue } from '../harness/enlist.js'
+import { podsPath } from '../../src/kube/pod-ref.js'
+import { podManifest } from '../harness/k8s.js'
 import { waitFor } from '../harness/processes.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
+const cp = await controlPlaneFor(t)
 const common = [
   '--self-signed',
   '--cert-ip-addresses=127.0.0.1',
@@ -21,11 +22,8 @@ const common = [
   '--renew-deadline=3s',
   '--retry-period=500ms',
 ]
-const a = await startEnlist(cp, { manifests: 'manifests/overlays/self-managed', selfSigned: true, args: [...common, '--identity=replica-a'] })
-t.teardown(() => a.stop())
-const b = await startEnlist(cp, { install: false, selfSigned: true, pki: a.pki, args: [...common, '--identity=replica-b'] })
-t.teardown(() => b.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
+const a = await enlistFor(t, cp, { manifests: 'manifests/overlays/self-managed', selfSigned: true, args: [...common, '--identity=replica-a'] })
+const b = await enlistFor(t, cp, { install: false, selfSigned: true, pki: a.pki, args: [...common, '--identity=replica-b'], optIn: ['shop'] })
 
 const secret = async () => {
   const s = await cp.client.get<{ data: Record<string, string> }>('/api/v1/namespaces/enlist-system/secrets/enlist-tls')
@@ -63,7 +61,7 @@ t.test('rotations while pods are created: none fails, every replica follows', as
   const creating = (async () => {
     for (let i = 0; !stop; i++) {
       try {
-        await cp.client.create('/api/v1/namespaces/shop/pods', { apiVersion: 'v1', kind: 'Pod', metadata: { name: `p-${i}` }, spec: { containers: [{ name: 'app', image: 'nginx' }] } })
+        await cp.client.create(podsPath('shop'), podManifest(`p-${i}`))
         created++
       } catch (err) {
         failures.push(`pod p-${i}: ${(err as Error).message}`)
@@ -102,6 +100,6 @@ t.test('rotations while pods are created: none fails, every replica follows', as
 t.test('the leader exports when its certificates expire', async (t) => {
   const m = await a.metrics()
   t.match(m, /enlist_tls_certificate_expiry_seconds \d/)
-  const leaderMetrics = /^enlist_leader 1$/m.test(m) ? m : await b.metrics()
+  const leaderMetrics = metricValue(m, 'enlist_leader') === 1 ? m : await b.metrics()
   t.match(leaderMetrics, /enlist_ca_certificate_expiry_seconds \d/)
 })

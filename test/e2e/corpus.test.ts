@@ -5,15 +5,13 @@
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
 import { corpus, lostValues, missingItems, templateOf } from '../helpers/corpus.js'
-import { startControlPlane, waitForServiceAccount } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
+import { controlPlaneFor, waitForServiceAccount } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
 import { listPods } from '../harness/k8s.js'
 import { waitFor } from '../harness/processes.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const enlist = await startEnlist(cp)
-t.teardown(() => enlist.stop())
+const cp = await controlPlaneFor(t)
+await enlistFor(t, cp)
 
 const entries = corpus()
 const nsOf = (i: number, side: 'on' | 'off') => `corpus-${i}-${side}`

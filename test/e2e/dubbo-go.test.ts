@@ -4,44 +4,42 @@
 // enlist deregisters it (while the pod is still terminating).
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
-import { runRegistrar, startPod } from '../harness/kubelet.js'
-import { waitFor } from '../harness/processes.js'
+import { podPath, podsPath } from '../../src/kube/pod-ref.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
+import { podManifest } from '../harness/k8s.js'
+import { startRegistered } from '../harness/kubelet.js'
+import { owned, waitFor } from '../harness/processes.js'
 import { startDubboGoConsumer } from '../helpers/dubbo-go-consumer.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const enlist = await startEnlist(cp, {
+const cp = await controlPlaneFor(t)
+await enlistFor(t, cp, {
   policy: (p) => {
     p.registry = { backends: [{ name: 'dubbo-go', type: 'kubernetes', layout: 'dubbo' }], reconcileIntervalSeconds: 5 }
   },
+  optIn: ['shop'],
 })
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
-const consumer = await startDubboGoConsumer(cp.client, 'shop')
-t.teardown(() => consumer.stop())
+const consumer = await owned(t, startDubboGoConsumer(cp.client, 'shop'), (c) => c.stop())
 const IFACE = 'com.acme.Orders'
 const view = () => consumer.providers(IFACE).map((p) => `${p.host}:${p.port}`)
 
 async function provider(name: string): Promise<V1Pod> {
-  const created = await cp.client.create<V1Pod>('/api/v1/namespaces/shop/pods', {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, labels: { app: 'orders' }, annotations: { 'enlist.io/metadata': JSON.stringify({ interface: IFACE, methods: 'get' }) } },
-    spec: { containers: [{ name: 'app', image: 'orders:1', ports: [{ name: 'dubbo', containerPort: 20880 }] }] },
-  })
-  const pod = await startPod(cp, created)
-  const run = await runRegistrar(cp, pod)
-  if (run.code !== 0) throw new Error(`registrar exited ${run.code}: ${run.stdout}${run.stderr}`)
-  return pod
+  const created = await cp.client.create<V1Pod>(
+    podsPath('shop'),
+    podManifest(name, {
+      labels: { app: 'orders' },
+      annotations: { 'enlist.io/metadata': JSON.stringify({ interface: IFACE, methods: 'get' }) },
+      containers: [{ name: 'app', image: 'orders:1', ports: [{ name: 'dubbo', containerPort: 20880 }] }],
+    }),
+  )
+  return startRegistered(cp, created)
 }
 
 t.test('dubbo-go consumers discover the pods enlist registered, beside one dubbo-go wrote', async (t) => {
   // a provider pod exactly as dubbo-go's own provider writes it (outside enlist: opted out)
   const url = `dubbo://10.9.9.9:20000/${IFACE}?anyhost=true&category=providers&dubbo=dubbo-provider-golang-1.5.0&interface=${IFACE}&methods=get&side=provider`
   const pairs = [{ k: `/dubbo/${IFACE}/providers`, v: '' }, { k: `/dubbo/${IFACE}/providers/${encodeURIComponent(url)}`, v: '' }]
-  await cp.client.create('/api/v1/namespaces/shop/pods', {
+  await cp.client.create(podsPath('shop'), {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
@@ -57,13 +55,14 @@ t.test('dubbo-go consumers discover the pods enlist registered, beside one dubbo
   await waitFor('the consumer sees three providers', async () => JSON.stringify(view()) === JSON.stringify(want), 30_000, 100)
   const enlisted = consumer.providers(IFACE).find((p) => p.host === a.status!.podIP)!
   t.match(enlisted.params, { interface: IFACE, methods: 'get', side: 'provider', application: 'orders' })
-  const fresh = await cp.client.get<V1Pod>(`/api/v1/namespaces/shop/pods/orders-a`)
+  const ordersA = podPath({ namespace: 'shop', pod: 'orders-a' })
+  const fresh = await cp.client.get<V1Pod>(ordersA)
   t.equal(fresh.metadata!.labels!['dubbo.io/label'], 'dubbo.io.provider', "dubbo-go's provider label")
 
   // a graceful delete: the pod lingers terminating, but the consumer drops it at once
-  await cp.client.delete('/api/v1/namespaces/shop/pods/orders-a')
+  await cp.client.delete(ordersA)
   await waitFor('the consumer lost orders-a', async () => !view().includes(`${a.status!.podIP}:20880`), 30_000, 100)
-  const terminating = await cp.client.get<V1Pod>('/api/v1/namespaces/shop/pods/orders-a')
+  const terminating = await cp.client.get<V1Pod>(ordersA)
   t.ok(terminating.metadata!.deletionTimestamp, 'while the pod is still terminating')
   t.equal(terminating.metadata!.labels?.['dubbo.io/label'], undefined, 'the label went with the annotation')
   t.same(view(), [`${b.status!.podIP}:20880`, '10.9.9.9:20000'].sort(), 'nothing else changed')

@@ -4,26 +4,26 @@
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
 import { Etcd3 } from 'etcd3'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
+import { podPath } from '../../src/kube/pod-ref.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
 import { startEtcd } from '../harness/etcd.js'
-import { runRegistrar, startPod } from '../harness/kubelet.js'
-import { waitFor } from '../harness/processes.js'
+import { createPod } from '../harness/events.js'
+import { refOf } from '../harness/k8s.js'
+import { register } from '../harness/kubelet.js'
+import { owned, waitFor } from '../harness/processes.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const etcd = await startEtcd()
-t.teardown(() => etcd.close())
-const enlist = await startEnlist(cp, {
+const cp = await controlPlaneFor(t)
+const etcd = await owned(t, startEtcd(), (e) => e.close())
+const enlist = await enlistFor(t, cp, {
   policy: (p) => {
     p.registry = {
       backends: [{ name: 'etcd', type: 'etcd', endpoints: etcd.endpoints, prefix: '/registry/enlist/', timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } }],
       reconcileIntervalSeconds: 5,
     }
   },
+  optIn: ['shop'],
 })
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
 
 const reader = new Etcd3({ hosts: etcd.endpoints })
 t.teardown(() => reader.close())
@@ -33,18 +33,11 @@ const exactly = (what: string, pods: V1Pod[]) => waitFor(what, async () => JSON.
 
 let n = 0
 async function provider(): Promise<V1Pod> {
-  const created = await cp.client.create<V1Pod>('/api/v1/namespaces/shop/pods', {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name: `orders-${++n}`, labels: { app: 'orders' } },
-    spec: { containers: [{ name: 'app', image: 'orders:1', ports: [{ name: 'http', containerPort: 8080 }] }] },
-  })
-  const pod = await startPod(cp, created)
-  const run = await runRegistrar(cp, pod)
-  if (run.code !== 0) throw new Error(`registrar exited ${run.code}: ${run.stdout}${run.stderr}`)
+  const pod = await createPod(cp, 'shop', `orders-${++n}`)
+  await register(cp, pod)
   return pod
 }
-const remove = (pod: V1Pod, force = false) => cp.client.delete(`/api/v1/namespaces/shop/pods/${pod.metadata!.name}`, force ? { gracePeriodSeconds: 0 } : undefined)
+const remove = (pod: V1Pod, force = false) => cp.client.delete(podPath(refOf(pod)), force ? { gracePeriodSeconds: 0 } : undefined)
 const live: V1Pod[] = []
 
 t.test('keys appear with their pods and go exactly when the pods go', async (t) => {

@@ -11,26 +11,22 @@ import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
-import { startCmdb } from '../harness/cmdb.js'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
-import { checkEvents, createPod, deleteGracefully, forceDelete, liveRegistered, register, type SeenEvent, startRelay, waitForCmdb } from '../harness/events.js'
+import { cmdbFor } from '../harness/cmdb.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
+import { checkEvents, createPod, deleteGracefully, forceDelete, liveRegistered, type SeenEvent, startRelay, waitForCmdb } from '../harness/events.js'
 import { setPolicy } from '../harness/k8s.js'
-import { runRegistrar } from '../harness/kubelet.js'
-import { waitFor } from '../harness/processes.js'
+import { register, runRegistrar } from '../harness/kubelet.js'
+import { owned, waitFor } from '../harness/processes.js'
 import { RABBIT_USERS, startRabbitMq } from '../harness/rabbitmq.js'
 import { startTcpProxy } from '../harness/tcp-proxy.js'
 import { enlist as runEnlist } from '../helpers/cli.js'
 import { request } from '../helpers/https.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const rabbit = await startRabbitMq()
-t.teardown(() => rabbit.stop())
-const proxy = await startTcpProxy(rabbit.port)
-t.teardown(() => proxy.close())
-const cmdb = await startCmdb()
-t.teardown(() => cmdb.close())
+const cp = await controlPlaneFor(t)
+const rabbit = await owned(t, startRabbitMq(), (r) => r.stop())
+const proxy = await owned(t, startTcpProxy(rabbit.port), (p) => p.close())
+const cmdb = await cmdbFor(t)
 
 await cp.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'enlist-system' } })
 const secret = (name: string, data: Record<string, string>) =>
@@ -57,15 +53,14 @@ const policyWith = (credentialsFromSecret: string) =>
     registrar: { registrationURL: `https://127.0.0.1:${port}/v1/registrations` },
     registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsFromSecret)], reconcileIntervalSeconds: 5 },
   })
-const enlist = await startEnlist(cp, {
+const enlist = await enlistFor(t, cp, {
   args: ['--backend-budget=4s'],
   policy: (p) => {
     p.registry = { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend('enlist-registry-credentials')], reconcileIntervalSeconds: 5 }
   },
+  optIn: ['shop'],
 })
 port = enlist.port
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
 
 const warning = async (re: RegExp) => {
   let last = ''

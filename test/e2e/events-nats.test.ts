@@ -8,13 +8,14 @@ import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream'
 import { connect } from '@nats-io/transport-node'
-import { startCmdb } from '../harness/cmdb.js'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
-import { checkEvents, createPod, deleteGracefully, forceDelete, liveRegistered, register, type SeenEvent, startRelay, waitForCmdb } from '../harness/events.js'
+import { cmdbFor } from '../harness/cmdb.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
+import { checkEvents, createPod, deleteGracefully, forceDelete, liveRegistered, type SeenEvent, startRelay, waitForCmdb } from '../harness/events.js'
 import { setPolicy } from '../harness/k8s.js'
+import { register, runRegistrar } from '../harness/kubelet.js'
 import { NATS_USERS, startNats } from '../harness/nats.js'
-import { waitFor } from '../harness/processes.js'
+import { owned, waitFor } from '../harness/processes.js'
 import { startTcpProxy } from '../harness/tcp-proxy.js'
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
 import { tmpdir } from 'node:os'
@@ -22,15 +23,11 @@ import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { enlist as runEnlist } from '../helpers/cli.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const nats = await startNats({ size: 3 })
-t.teardown(() => nats.stop())
-const proxies = await Promise.all(nats.servers.map((s) => startTcpProxy(s.port)))
-t.teardown(() => Promise.all(proxies.map((p) => p.close())))
+const cp = await controlPlaneFor(t)
+const nats = await owned(t, startNats({ size: 3 }), (n) => n.stop())
+const proxies = await owned(t, Promise.all(nats.servers.map((s) => startTcpProxy(s.port))), (ps) => Promise.all(ps.map((p) => p.close())))
 const natsUrl = proxies.map((p) => p.url('nats')).join(',')
-const cmdb = await startCmdb()
-t.teardown(() => cmdb.close())
+const cmdb = await cmdbFor(t)
 
 await cp.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'enlist-system' } })
 const secret = (name: string, data: Record<string, string>) =>
@@ -56,15 +53,14 @@ const policyWith = (credentialsFromSecret: string) => ({
   registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsFromSecret)], reconcileIntervalSeconds: 5 },
 })
 let enlistPort = 0
-const enlist = await startEnlist(cp, {
+const enlist = await enlistFor(t, cp, {
   args: ['--backend-budget=4s'],
   policy: (p) => {
     p.registry = { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend('enlist-registry-credentials')], reconcileIntervalSeconds: 5 }
   },
+  optIn: ['shop'],
 })
 enlistPort = enlist.port
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
 
 const readyz = async () => {
   const { request } = await import('../helpers/https.js')
@@ -90,7 +86,6 @@ t.test('bad configuration: said in policy validate, or in /readyz?verbose and me
   // a user that may not publish the events: connected, but every publish is refused
   await setPolicy(cp, stringify(policyWith('enlist-amqp-credentials')))
   const pod = await createPod(cp, 'shop', 'denied')
-  const { runRegistrar } = await import('../harness/kubelet.js')
   const run = await runRegistrar(cp, pod, { timeoutMs: 8000, env: { ENLIST_TIMEOUT_SECONDS: '4' } })
   t.not(run.code, 0, 'the registration is not answered without the broker\'s ack')
   const perm = await waitFor('the permission failure in /readyz?verbose', async () => (await readyz()).warnings.find((w) => w.check === 'backend events' && /permission/i.test(w.reason)), 30_000, 200)

@@ -3,21 +3,16 @@
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
 import { missingItems } from '../helpers/corpus.js'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
-import { createDeployment, deployment, listPods, setPolicy, waitForPods } from '../harness/k8s.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
+import { createDeployment, deployment, listPods, podManifest, setPolicy, waitForPods } from '../harness/k8s.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const enlist = await startEnlist(cp)
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
-await cp.namespace('plain')
-await cp.namespace('closed', { 'enlist.io/inject': 'disabled' })
+const cp = await controlPlaneFor(t)
+const enlist = await enlistFor(t, cp, { optIn: ['shop'], plain: ['plain'], disabled: ['closed'] })
 
 const injected = (p: V1Pod) => p.metadata?.annotations?.['enlist.io/status'] !== undefined
 const podYaml = (name: string, meta: { labels?: Record<string, string>; annotations?: Record<string, string> } = {}) =>
-  JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name, ...meta }, spec: { containers: [{ name: 'app', image: 'nginx:1.27' }] } })
+  JSON.stringify(podManifest(name, { ...meta, image: 'nginx:1.27' }))
 const admissionLog = (pred: (l: Record<string, unknown>) => boolean) => enlist.waitForLog('admission log line', (l) => l.msg === 'admission' && pred(l))
 
 t.test('labelled namespace: a Deployment\'s pods carry every item; the Deployment and ReplicaSet do not', async (t) => {

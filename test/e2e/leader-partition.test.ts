@@ -6,33 +6,23 @@
 // and the Lease, and read from their logs. A pod deleted meanwhile is deregistered by the
 // new leader; once the partition heals, the old leader follows and serves again.
 import t from 'tap'
-import { startCmdb } from '../harness/cmdb.js'
-import { startControlPlane } from '../harness/control-plane.js'
-import { type EnlistServer, type LogLine, startEnlist } from '../harness/enlist.js'
+import { cmdbFor, waitForNoEntry } from '../harness/cmdb.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { type EnlistServer, enlistFor, type LogLine } from '../harness/enlist.js'
 import { startFaultProxy } from '../harness/fault-proxy.js'
 import { cmdbPolicy, deletePod, registeredPod } from '../harness/faults.js'
-import { waitFor } from '../harness/processes.js'
+import { owned, waitFor } from '../harness/processes.js'
 
 const LEASE = ['--lease-duration=6s', '--renew-deadline=3s', '--retry-period=1s', '--api-request-timeout=5s']
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const cmdb = await startCmdb()
-t.teardown(() => cmdb.close())
-const proxyA = await startFaultProxy(cp)
-t.teardown(() => proxyA.close())
-const proxyB = await startFaultProxy(cp)
-t.teardown(() => proxyB.close())
-const a = await startEnlist(cp, { apiserver: proxyA.url, args: [...LEASE, '--identity=replica-a'], policy: cmdbPolicy(cmdb) })
-t.teardown(() => a.stop())
-const b = await startEnlist(cp, { apiserver: proxyB.url, args: [...LEASE, '--identity=replica-b'], install: false, pki: a.pki })
-t.teardown(() => b.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
+const cp = await controlPlaneFor(t)
+const cmdb = await cmdbFor(t)
+const proxyA = await owned(t, startFaultProxy(cp), (p) => p.close())
+const proxyB = await owned(t, startFaultProxy(cp), (p) => p.close())
+const a = await enlistFor(t, cp, { apiserver: proxyA.url, args: [...LEASE, '--identity=replica-a'], policy: cmdbPolicy(cmdb) })
+const b = await enlistFor(t, cp, { apiserver: proxyB.url, args: [...LEASE, '--identity=replica-b'], install: false, pki: a.pki, optIn: ['shop'] })
 
-const leaderValue = async (s: EnlistServer): Promise<number | undefined> => {
-  const m = /^enlist_leader (\d)$/m.exec(await s.metrics().catch(() => ''))
-  return m ? Number(m[1]) : undefined
-}
+const leaderValue = (s: EnlistServer): Promise<number | undefined> => s.metric('enlist_leader').catch(() => undefined)
 const holder = async (): Promise<string | undefined> =>
   (await cp.client.get<{ spec: { holderIdentity?: string } }>('/apis/coordination.k8s.io/v1/namespaces/enlist-system/leases/enlist-controller').catch(() => undefined))?.spec.holderIdentity ?? undefined
 const at = (l: LogLine): number => Date.parse(String(l.time))
@@ -62,7 +52,7 @@ t.test('a partitioned leader steps down before the other takes over: never two l
   await deletePod(cp, pod)
   await waitFor('the follower to lead', async () => (await leaderValue(follower)) === 1, 30_000, 50)
   const tookOver = Date.now()
-  await waitFor('the new leader deregisters the pod deleted during the partition', async () => !cmdb.records.has(pod.metadata!.uid!), 60_000, 50)
+  await waitForNoEntry(cmdb, pod.metadata!.uid!, 'the new leader deregisters the pod deleted during the partition', 60_000, 50)
   const deregistered = Date.now()
 
   const healed = Date.now()

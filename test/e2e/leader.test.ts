@@ -3,38 +3,28 @@
 // cleanly and it hands the lease over at once.
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
-import { startCmdb } from '../harness/cmdb.js'
-import { startControlPlane } from '../harness/control-plane.js'
-import { type EnlistServer, startEnlist } from '../harness/enlist.js'
-import { createDeployment, deployment } from '../harness/k8s.js'
-import { runRegistrar, startPod } from '../harness/kubelet.js'
+import { podPath } from '../../src/kube/pod-ref.js'
+import { cmdbFor, waitForNoEntry } from '../harness/cmdb.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { type EnlistServer, enlistFor } from '../harness/enlist.js'
+import { refOf } from '../harness/k8s.js'
+import { registeredDeploymentPod } from '../harness/kubelet.js'
 import { waitFor } from '../harness/processes.js'
 
 const LEASE = ['--lease-duration=4s', '--renew-deadline=3s', '--retry-period=500ms']
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const cmdb = await startCmdb()
-t.teardown(() => cmdb.close())
+const cp = await controlPlaneFor(t)
+const cmdb = await cmdbFor(t)
 const policy = (p: Record<string, unknown>) => {
   p.registry = { backends: [{ name: 'kubernetes', type: 'kubernetes' }, { name: 'cmdb', type: 'http', url: cmdb.url, allowInsecureHTTP: true }], reconcileIntervalSeconds: 5 }
 }
-const a = await startEnlist(cp, { args: [...LEASE, '--identity=replica-a'], policy })
-t.teardown(() => a.stop())
-const b = await startEnlist(cp, { args: [...LEASE, '--identity=replica-b'], install: false, pki: a.pki })
-t.teardown(() => b.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
+const a = await enlistFor(t, cp, { args: [...LEASE, '--identity=replica-a'], policy })
+const b = await enlistFor(t, cp, { args: [...LEASE, '--identity=replica-b'], install: false, pki: a.pki, optIn: ['shop'] })
 
-const isLeader = async (s: EnlistServer) => /^enlist_leader 1$/m.test(await s.metrics().catch(() => ''))
+const isLeader = async (s: EnlistServer) => (await s.metric('enlist_leader').catch(() => undefined)) === 1
 const holder = async () =>
   (await cp.client.get<{ spec: { holderIdentity?: string; leaseTransitions?: number } }>('/apis/coordination.k8s.io/v1/namespaces/enlist-system/leases/enlist-controller')).spec
 
-async function registered(name: string, via: EnlistServer): Promise<V1Pod> {
-  const [created] = await createDeployment(cp, 'shop', deployment(name))
-  const pod = await startPod(cp, created!)
-  const run = await runRegistrar(cp, pod, { env: { ENLIST_REGISTRATION_URL: `${via.url}/v1/registrations` } })
-  if (run.code !== 0) throw new Error(run.stdout)
-  return pod
-}
+const registered = (name: string, via: EnlistServer): Promise<V1Pod> => registeredDeploymentPod(cp, 'shop', name, `${via.url}/v1/registrations`)
 
 let leader: EnlistServer
 let follower: EnlistServer
@@ -61,8 +51,8 @@ t.test('kill the leader: the other takes over within the lease duration and dere
   t.ok(takeover <= 4000 + 2 * 500 + 1000, `took over after ${takeover} ms (lease 4 s, retry 0.5 s)`)
   t.equal((await holder()).holderIdentity, follower === a ? 'replica-a' : 'replica-b')
 
-  await cp.client.delete(`/api/v1/namespaces/shop/pods/${pod.metadata!.name}`)
-  await waitFor('the new leader deregisters', async () => !cmdb.records.has(pod.metadata!.uid!))
+  await cp.client.delete(podPath(refOf(pod)))
+  await waitForNoEntry(cmdb, pod.metadata!.uid!, 'the new leader deregisters')
   t.pass('the controller runs on the new leader')
 })
 

@@ -6,10 +6,9 @@ import type { V1ConfigMap } from '@kubernetes/client-node'
 import { ConfigMapLedger, LEDGER_PREFIX, LEDGER_SHARDS } from '../../src/registry/amqp/backend.js'
 import { ConfigMapStore } from '../../src/registry/events/configmap-store.js'
 import type { LedgerEntry } from '../../src/registry/events/backend.js'
-import { startControlPlane } from '../harness/control-plane.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
 
-const cp = await startControlPlane({ controllerManager: false })
-t.teardown(() => cp.stop())
+const cp = await controlPlaneFor(t, { controllerManager: false })
 await cp.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'enlist-system' } })
 
 const store = () =>

@@ -2,18 +2,17 @@
 // and with a backend that is down and comes back. Nothing stale may survive.
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
-import { startCmdb } from '../harness/cmdb.js'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
-import { createDeployment, deployment } from '../harness/k8s.js'
-import { runRegistrar, startPod } from '../harness/kubelet.js'
+import { podPath } from '../../src/kube/pod-ref.js'
+import { cmdbFor, waitForEntry, waitForNoEntry } from '../harness/cmdb.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
+import { createDeployment, deployment, getPod, refOf, registeredCondition as condition, waitForRegisteredCondition } from '../harness/k8s.js'
+import { registeredDeploymentPod, runRegistrar, startPod } from '../harness/kubelet.js'
 import { waitFor } from '../harness/processes.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const cmdb = await startCmdb()
-t.teardown(() => cmdb.close())
-const enlist = await startEnlist(cp, {
+const cp = await controlPlaneFor(t)
+const cmdb = await cmdbFor(t)
+const enlist = await enlistFor(t, cp, {
   args: ['--backend-budget=1s'],
   policy: (p) => {
     p.registry = {
@@ -24,31 +23,18 @@ const enlist = await startEnlist(cp, {
       reconcileIntervalSeconds: 5,
     }
   },
+  optIn: ['shop'],
 })
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
 
-const path = (p: V1Pod) => `/api/v1/namespaces/${p.metadata!.namespace}/pods/${p.metadata!.name}`
-const condition = (p: V1Pod) => p.status?.conditions?.find((c) => c.type === 'enlist.io/registered')
-
-async function registeredPod(name: string): Promise<V1Pod> {
-  const [created] = await createDeployment(cp, 'shop', deployment(name))
-  const pod = await startPod(cp, created!)
-  const run = await runRegistrar(cp, pod)
-  if (run.code !== 0) throw new Error(`registrar exited ${run.code}: ${run.stdout}`)
-  return cp.client.get<V1Pod>(path(pod))
-}
+const registeredPod = async (name: string): Promise<V1Pod> => getPod(cp, await registeredDeploymentPod(cp, 'shop', name))
 
 t.test('deleting a pod deregisters it everywhere and sets the condition False', async (t) => {
   const pod = await registeredPod('web')
   t.ok(cmdb.records.has(pod.metadata!.uid!))
   // No kubelet confirms the deletion, so the pod stays Terminating: enlist must act on the timestamp.
-  await cp.client.delete(path(pod))
-  await waitFor('the CMDB entry gone', async () => !cmdb.records.has(pod.metadata!.uid!))
-  const terminating = await waitFor('condition False', async () => {
-    const p = await cp.client.get<V1Pod>(path(pod))
-    return condition(p)?.status === 'False' ? p : undefined
-  })
+  await cp.client.delete(podPath(refOf(pod)))
+  await waitForNoEntry(cmdb, pod.metadata!.uid!, 'the CMDB entry gone')
+  const terminating = await waitForRegisteredCondition(cp, pod, 'False', 'condition False')
   t.ok(terminating.metadata?.deletionTimestamp, 'still terminating')
   t.match(condition(terminating), { status: 'False', reason: 'Deregistered', message: 'the pod is terminating' })
   t.equal(terminating.metadata?.annotations?.['app.io/annotation'], undefined, 'the discovery annotation is removed')
@@ -59,9 +45,9 @@ t.test('deleting a pod deregisters it everywhere and sets the condition False', 
 
 t.test('a finished pod (a Job done) is deregistered', async (t) => {
   const pod = await registeredPod('batch')
-  await cp.client.patch(`${path(pod)}/status`, { status: { phase: 'Succeeded' } }, 'application/merge-patch+json')
-  await waitFor('deregistered', async () => !cmdb.records.has(pod.metadata!.uid!))
-  await waitFor('condition False', async () => condition(await cp.client.get<V1Pod>(path(pod)))?.status === 'False')
+  await cp.client.patch(podPath(refOf(pod), 'status'), { status: { phase: 'Succeeded' } }, 'application/merge-patch+json')
+  await waitForNoEntry(cmdb, pod.metadata!.uid!, 'deregistered')
+  await waitForRegisteredCondition(cp, pod, 'False', 'condition False')
   t.pass('deregistered when it finished')
 })
 
@@ -83,7 +69,7 @@ t.test('a force delete while enlist is down is cleaned up by the sweep when it s
 t.test('a backend that lost a registered pod gets it back from the sweep', async (t) => {
   const pod = await registeredPod('amnesia')
   cmdb.records.delete(pod.metadata!.uid!)
-  await waitFor('repaired', async () => cmdb.records.has(pod.metadata!.uid!), 20_000)
+  await waitForEntry(cmdb, pod.metadata!.uid!, 'repaired', 20_000)
   t.equal(cmdb.records.get(pod.metadata!.uid!)?.ip, pod.status?.podIP)
   t.match(await enlist.metrics(), /enlist_registry_repaired_total\{backend="cmdb"\} 1/)
 })
@@ -96,7 +82,7 @@ t.test('backend down, then up: registration and deregistration both complete', a
   await waitFor('failed attempts', async () => cmdb.requests.filter((r) => r.method === 'PUT' && r.path.endsWith(pod.metadata!.uid!)).length >= 3, 20_000)
   // down for longer than the server's 1 s budget, so the registrar sees a 503 and retries too
   await new Promise((r) => setTimeout(r, 2500))
-  t.equal(condition(await cp.client.get<V1Pod>(path(pod))), undefined, 'not registered while the CMDB is down')
+  t.equal(condition(await getPod(cp, pod)), undefined, 'not registered while the CMDB is down')
   cmdb.down = false
   const run = await registering
   t.equal(run.code, 0, 'the registrar retried until the backend came back')
@@ -110,11 +96,11 @@ t.test('backend down, then up: registration and deregistration both complete', a
   t.equal(failedEvents.stdout.trim().split('\n').filter(Boolean).length, 1, 'one RegistrationFailed event, however many retries')
 
   cmdb.down = true
-  await cp.client.delete(path(pod))
+  await cp.client.delete(podPath(refOf(pod)))
   await waitFor('deregistration retried', async () => cmdb.requests.filter((r) => r.method === 'DELETE' && r.path.endsWith(pod.metadata!.uid!)).length >= 2, 20_000)
   t.ok(cmdb.records.has(pod.metadata!.uid!), 'still there while the CMDB is down')
   t.match(await enlist.metrics(), /enlist_controller_retries_total [1-9]/)
   cmdb.down = false
-  await waitFor('deregistered once the CMDB is back', async () => !cmdb.records.has(pod.metadata!.uid!), 30_000)
+  await waitForNoEntry(cmdb, pod.metadata!.uid!, 'deregistered once the CMDB is back', 30_000)
   t.pass('never forgotten')
 })

@@ -11,7 +11,7 @@ import { join } from 'node:path'
 import { promisify } from 'node:util'
 import { parse, parseAllDocuments, stringify } from 'yaml'
 import { enlist } from '../helpers/cli.js'
-import { startControlPlane } from '../harness/control-plane.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
 import { kustomizeKubectl as kustomizeKubectlPath } from '../harness/kustomize.js'
 import { tempDir } from '../helpers/temp.js'
 import { loadPolicy } from '../../src/policy/load.js'
@@ -26,8 +26,7 @@ const VERSION = (JSON.parse(readFileSync(join(REPO, 'package.json'), 'utf8')) as
 const run = promisify(execFile)
 const kustomizeKubectl = await kustomizeKubectlPath()
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
+const cp = await controlPlaneFor(t)
 
 // Rendered from a copy: `enlist certs` writes the certs overlay's files, and the tests add overlays.
 const copy = tempDir('enlist-manifests-')

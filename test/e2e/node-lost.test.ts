@@ -6,10 +6,12 @@
 // because a controller that sees every node lost evicts nothing (witness-node.ts).
 import t from 'tap'
 import type { V1Node, V1Pod } from '@kubernetes/client-node'
+import { podPath } from '../../src/kube/pod-ref.js'
 import { REGISTERED_CONDITION } from '../../src/names.js'
 import { startCmdb } from '../harness/cmdb.js'
 import { startNodeCluster } from '../harness/cluster.js'
 import { installEnlistOnNode } from '../harness/enlist-pod.js'
+import { refOf } from '../harness/k8s.js'
 import { realNodeSupport, supportLine } from '../harness/node-support.js'
 import { waitFor } from '../harness/processes.js'
 import { startWitnessNode } from '../harness/witness-node.js'
@@ -63,13 +65,13 @@ async function scenario(): Promise<void> {
     }, 120_000, 500)
     t.match(lost.status?.conditions?.find((x) => x.type === 'Ready'), { status: 'Unknown', reason: 'NodeStatusUnknown' }, 'Ready is Unknown: the kubelet stopped posting')
     const evicted = await waitFor('the pod evicted', async () => {
-      const p = await c.cp.client.get<V1Pod>(`/api/v1/namespaces/shop/pods/${pod.metadata!.name}`)
+      const p = await c.cp.client.get<V1Pod>(podPath(refOf(pod)))
       return p.metadata?.deletionTimestamp ? p : undefined
     }, 120_000, 500)
     t.ok(evicted.metadata?.deletionTimestamp, 'the taint manager deleted it; no kubelet confirms, so it stays Terminating')
     await waitFor('deregistered from the CMDB', async () => !cmdb.records.has(uid), 60_000, 200)
     const gone = await waitFor('the condition False', async () => {
-      const p = await c.cp.client.get<V1Pod>(`/api/v1/namespaces/shop/pods/${pod.metadata!.name}`)
+      const p = await c.cp.client.get<V1Pod>(podPath(refOf(pod)))
       return p.status?.conditions?.find((x) => x.type === REGISTERED_CONDITION)?.status === 'False' ? p : undefined
     }, 60_000, 200)
     t.match(gone.status?.conditions?.find((x) => x.type === REGISTERED_CONDITION), { reason: 'Deregistered' }, 'enlist.io/registered=False, reason Deregistered')

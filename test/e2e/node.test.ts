@@ -8,10 +8,12 @@ import t from 'tap'
 import type { V1Container, V1EndpointSubset, V1Endpoints, V1Job, V1Pod } from '@kubernetes/client-node'
 import { ENV_REGISTRATION_URL } from '../../src/contract/registrar-env.js'
 import { REGISTERED_CONDITION, REGISTRAR_CONTAINER, TOKEN_AUDIENCE, TOKEN_VOLUME } from '../../src/names.js'
+import { podPath } from '../../src/kube/pod-ref.js'
 import { decodeRecord } from '../../src/registry/record.js'
 import { startCmdb, type Cmdb } from '../harness/cmdb.js'
 import { type NodeCluster, startNodeCluster } from '../harness/cluster.js'
 import { type EnlistOnNode, installEnlistOnNode } from '../harness/enlist-pod.js'
+import { refOf } from '../harness/k8s.js'
 import type { TaskEvent } from '../harness/node.js'
 import { realNodeSupport, supportLine } from '../harness/node-support.js'
 import { waitFor } from '../harness/processes.js'
@@ -21,7 +23,6 @@ const DRAIN_SECONDS = 5 // the policy's default preStop.drainSeconds
 const support = realNodeSupport()
 
 const cond = (p: V1Pod, type: string) => p.status?.conditions?.find((c) => c.type === type)?.status
-const podPath = (p: V1Pod) => `/api/v1/namespaces/${p.metadata!.namespace}/pods/${p.metadata!.name}`
 const readyIPs = (ep: V1Endpoints) => (ep.subsets ?? []).flatMap((s: V1EndpointSubset) => (s.addresses ?? []).map((a) => a.ip))
 /** The runtime's id of a pod's container (init or app), from the kubelet's status. */
 function containerId(p: V1Pod, name: string): string {
@@ -200,7 +201,7 @@ async function scenarios(): Promise<void> {
     t.equal(puts(pod!.metadata!.uid!).length >= 1, true, 'it was registered while it ran')
     await waitFor('deregistered', async () => deletes(pod!.metadata!.uid!).length > 0 && !cmdb.records.has(pod!.metadata!.uid!), 60_000, 200)
     const done = await waitFor('the condition False', async () => {
-      const p = await c.cp.client.get<V1Pod>(podPath(pod!))
+      const p = await c.cp.client.get<V1Pod>(podPath(refOf(pod!)))
       return cond(p, REGISTERED_CONDITION) === 'False' ? p : undefined
     }, 60_000, 200)
     t.equal(done.metadata?.annotations?.['app.io/annotation'], undefined, 'its record is gone from the pod too')

@@ -2,22 +2,19 @@
 // ignored (logged, counted) and pods keep getting the last good policy.
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
-import { setPolicy } from '../harness/k8s.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
+import { podManifest, setPolicy } from '../harness/k8s.js'
 import { waitFor } from '../harness/processes.js'
 import { request } from '../helpers/https.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const enlist = await startEnlist(cp)
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
+const cp = await controlPlaneFor(t)
+const enlist = await enlistFor(t, cp, { optIn: ['shop'] })
 
 const HEADER = 'apiVersion: enlist.io/v1alpha1\nkind: Policy\n'
 let n = 0
 async function dryRunPod(): Promise<V1Pod> {
-  const pod = { apiVersion: 'v1', kind: 'Pod', metadata: { name: `p${n++}` }, spec: { containers: [{ name: 'app', image: 'nginx' }] } }
+  const pod = podManifest(`p${n++}`)
   const r = await cp.kubectl(['create', '-n', 'shop', '--dry-run=server', '-o', 'json', '-f', '-'], { input: JSON.stringify(pod) })
   if (r.code !== 0) throw new Error(r.stderr)
   return JSON.parse(r.stdout) as V1Pod
@@ -78,7 +75,7 @@ t.test('a restarted server with an invalid policy in the ConfigMap is not ready'
     return r && r.status === 503 && r.body.includes('/injection/default') ? r : undefined
   })
   t.match(notReady.json(), { ready: false, failing: [{ check: 'policy', reason: /no valid policy loaded: invalid policy enlist-system\/enlist-policy:\n {2}\/injection\/default: must be one of "enabled", "disabled"; got "perhaps"/ }] })
-  const refused = await cp.kubectl(['create', '-n', 'shop', '--dry-run=server', '-f', '-'], { input: JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'x' }, spec: { containers: [{ name: 'a', image: 'b' }] } }) })
+  const refused = await cp.kubectl(['create', '-n', 'shop', '--dry-run=server', '-f', '-'], { input: JSON.stringify(podManifest('x', { containers: [{ name: 'a', image: 'b' }] })) })
   t.not(refused.code, 0, 'labelled namespaces refuse pods rather than skip injection')
   await enlist.stop()
   await setPolicy(cp, HEADER)

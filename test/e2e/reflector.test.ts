@@ -4,11 +4,10 @@ import t from 'tap'
 import type { V1ConfigMap } from '@kubernetes/client-node'
 import { Reflector } from '../../src/kube/reflector.js'
 import { silentLogger } from '../../src/log.js'
-import { startControlPlane } from '../harness/control-plane.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
 import { waitFor } from '../harness/processes.js'
 
-const cp = await startControlPlane({ controllerManager: false })
-t.teardown(() => cp.stop())
+const cp = await controlPlaneFor(t, { controllerManager: false })
 await cp.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'r' } })
 const cm = (name: string, labels: Record<string, string> = {}, data: Record<string, string> = {}) =>
   cp.client.create('/api/v1/namespaces/r/configmaps', { apiVersion: 'v1', kind: 'ConfigMap', metadata: { name, labels }, data })

@@ -5,18 +5,17 @@ import t from 'tap'
 import type { V1Endpoints, V1Pod } from '@kubernetes/client-node'
 import { decodeRecord } from '../../src/registry/record.js'
 import { watchPeers, type PeerEvent } from '../../src/discovery/index.js'
-import { startCmdb } from '../harness/cmdb.js'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
-import { createDeployment, deployment } from '../harness/k8s.js'
+import { podPath } from '../../src/kube/pod-ref.js'
+import { cmdbFor } from '../harness/cmdb.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
+import { createDeployment, deployment, getPod, podManifest, refOf, registeredCondition } from '../harness/k8s.js'
 import { boundToken, runRegistrar, startPod, syncReady } from '../harness/kubelet.js'
 import { waitFor } from '../harness/processes.js'
 import { request } from '../helpers/https.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const cmdb = await startCmdb()
-t.teardown(() => cmdb.close())
+const cp = await controlPlaneFor(t)
+const cmdb = await cmdbFor(t)
 cmdb.requireAuthorization = 'Bearer cmdb-secret-token'
 await cp.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: 'enlist-system' } })
 await cp.client.create('/api/v1/namespaces/enlist-system/secrets', {
@@ -25,7 +24,7 @@ await cp.client.create('/api/v1/namespaces/enlist-system/secrets', {
   metadata: { name: 'enlist-registry-credentials' },
   stringData: { Authorization: 'Bearer cmdb-secret-token' },
 })
-const enlist = await startEnlist(cp, {
+const enlist = await enlistFor(t, cp, {
   policy: (p) => {
     p.registry = {
       backends: [
@@ -35,12 +34,11 @@ const enlist = await startEnlist(cp, {
       reconcileIntervalSeconds: 5,
     }
   },
+  optIn: ['shop'],
 })
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
 
-const get = (p: V1Pod) => cp.client.get<V1Pod>(`/api/v1/namespaces/${p.metadata!.namespace}/pods/${p.metadata!.name}`)
-const condition = (p: V1Pod) => p.status?.conditions?.find((c) => c.type === 'enlist.io/registered')
+const get = (p: V1Pod) => getPod(cp, p)
+const condition = registeredCondition
 const registrationUrl = `${enlist.url}/v1/registrations`
 const api = (method: string, token: string | undefined, query = '') =>
   request(`${registrationUrl}${query}`, { method, ca: enlist.pki.ca.cert, headers: token ? { authorization: `Bearer ${token}` } : {} })
@@ -147,7 +145,7 @@ t.test('a pod may register only itself', async (t) => {
 
   // a pod enlist did not inject (opted out) cannot register
   const plain = (await cp.kubectl(['create', '-n', 'shop', '-o', 'json', '-f', '-'], {
-    input: JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name: 'outsider', annotations: { 'enlist.io/inject': 'false' } }, spec: { containers: [{ name: 'a', image: 'b' }] } }),
+    input: JSON.stringify(podManifest('outsider', { annotations: { 'enlist.io/inject': 'false' }, containers: [{ name: 'a', image: 'b' }] })),
   })).stdout
   const outsider = JSON.parse(plain) as V1Pod
   const forbidden = await api('POST', await boundToken(cp, outsider))
@@ -244,7 +242,7 @@ t.test('peers discover each other with enlist/discovery as pods register and go'
   t.equal((await runRegistrar(cp, pod)).code, 0)
   await waitFor('added', async () => events.some((e) => e.type === 'added' && e.peer.uid === pod.metadata!.uid))
   t.match(events.find((e) => e.peer.uid === pod.metadata!.uid), { type: 'added', peer: { service: 'peer', ip: pod.status!.podIP } })
-  await cp.client.delete(`/api/v1/namespaces/shop/pods/${pod.metadata!.name}`)
+  await cp.client.delete(podPath(refOf(pod)))
   await waitFor('removed', async () => events.some((e) => e.type === 'removed' && e.peer.uid === pod.metadata!.uid))
   await it.return!()
   await reading

@@ -6,19 +6,18 @@ import t, { type Test } from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
 import { PeerWatcher } from '../../src/discovery/index.js'
 import { decodeRecord, encodeRecord } from '../../src/registry/record.js'
-import { startCmdb } from '../harness/cmdb.js'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
-import { createDeployment, deployment } from '../harness/k8s.js'
+import { podPath, podsPath } from '../../src/kube/pod-ref.js'
+import { cmdbFor } from '../harness/cmdb.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
+import { createDeployment, deployment, getPod, refOf, registeredCondition, requestToken } from '../harness/k8s.js'
 import { boundToken, runRegistrar, startPod } from '../harness/kubelet.js'
 import { waitFor } from '../harness/processes.js'
 import { request, type Response } from '../helpers/https.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const cmdb = await startCmdb()
-t.teardown(() => cmdb.close())
-const enlist = await startEnlist(cp, {
+const cp = await controlPlaneFor(t)
+const cmdb = await cmdbFor(t)
+const enlist = await enlistFor(t, cp, {
   args: ['--max-long-polls=3', '--max-long-polls-per-pod=1', '--shutdown-delay=0s'],
   policy: (p) => {
     p.registry = {
@@ -30,14 +29,11 @@ const enlist = await startEnlist(cp, {
     }
     p.tenantOverrides = { allowed: ['podOptIn', 'dependsOn', 'metadata', 'service'] }
   },
+  optIn: ['shop', 'payments'],
+  plain: ['plain'],
 })
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
-await cp.namespace('payments', { 'enlist.io/inject': 'enabled' })
-await cp.namespace('plain')
 
-const path = (p: V1Pod) => `/api/v1/namespaces/${p.metadata!.namespace}/pods/${p.metadata!.name}`
-const get = (p: V1Pod) => cp.client.get<V1Pod>(path(p))
+const get = (p: V1Pod) => getPod(cp, p)
 const api = (method: string, token: string, query = '', extra: { body?: string } = {}): Promise<Response> =>
   request(`${enlist.url}/v1/registrations${query}`, { method, ca: enlist.pki.ca.cert, headers: { authorization: `Bearer ${token}` }, ...extra })
 
@@ -46,11 +42,11 @@ async function nothingWritten(t: Test, p: V1Pod): Promise<void> {
   const now = await get(p)
   t.notOk(cmdb.records.has(p.metadata!.uid!), 'no CMDB entry')
   t.equal(now.metadata?.annotations?.['app.io/annotation'], undefined, 'no discovery record')
-  t.notOk(now.status?.conditions?.some((c) => c.type === 'enlist.io/registered'), 'no condition')
+  t.notOk(registeredCondition(now), 'no condition')
 }
 
 async function createPod(namespace: string, pod: Record<string, unknown>): Promise<V1Pod> {
-  return cp.client.create<V1Pod>(`/api/v1/namespaces/${namespace}/pods`, { apiVersion: 'v1', kind: 'Pod', ...pod })
+  return cp.client.create<V1Pod>(podsPath(namespace), { apiVersion: 'v1', kind: 'Pod', ...pod })
 }
 
 const forgedRegistrar = {
@@ -87,7 +83,7 @@ t.test('a forged registrar inside an opted-in namespace is refused at admission'
   const r = await cp.kubectl(['run', 'thief2', '-n', 'shop', '--image=x', '--restart=Never', '--overrides', JSON.stringify({ spec: { initContainers: [forgedRegistrar] } })])
   t.not(r.code, 0)
   t.match(r.stderr, /init container enlist-registrar is reserved for enlist/)
-  const exists = await cp.client.get('/api/v1/namespaces/shop/pods/thief2').then(
+  const exists = await cp.client.get(podPath({ namespace: 'shop', pod: 'thief2' })).then(
     () => true,
     () => false,
   )
@@ -164,7 +160,7 @@ t.test('a forged discovery record is removed at admission, ignored by discovery,
     metadata: { name: 'lone', labels: { 'enlist.io/managed': 'true', 'app.io/label': 'app.io-value' } },
     spec: { containers: [{ name: 'app', image: 'x' }] },
   }))
-  await cp.client.patch(path(lone), { metadata: { annotations: { 'app.io/annotation': fake } } }, 'application/merge-patch+json')
+  await cp.client.patch(podPath(refOf(lone)), { metadata: { annotations: { 'app.io/annotation': fake } } }, 'application/merge-patch+json')
   await waitFor('the forged record dropped', async () => watcher.dropped()['not-registered'] > 0)
   t.same(watcher.peers(), [], 'no peer')
 
@@ -174,7 +170,7 @@ t.test('a forged discovery record is removed at admission, ignored by discovery,
   t.equal((await runRegistrar(cp, pod)).code, 0)
   const original = (await get(pod)).metadata!.annotations!['app.io/annotation']!
   const tampered = encodeRecord({ ...decodeRecord(original), service: 'payments' })
-  await cp.client.patch(path(pod), { metadata: { annotations: { 'app.io/annotation': tampered } } }, 'application/merge-patch+json')
+  await cp.client.patch(podPath(refOf(pod)), { metadata: { annotations: { 'app.io/annotation': tampered } } }, 'application/merge-patch+json')
   await waitFor('the record restored', async () => (await get(pod)).metadata!.annotations!['app.io/annotation'] === original, 15_000)
   const events = await cp.kubectl(['get', 'events', '-n', 'shop', '--field-selector', `involvedObject.name=${pod.metadata!.name}`, '-o', 'jsonpath={.items[*].reason}'])
   t.match(events.stdout, /RecordRestored/)
@@ -206,11 +202,7 @@ t.test('bad tokens: refused without a TokenReview, and a sender of many is slowe
   const garbage = await api('POST', 'not-a-jwt')
   t.equal(garbage.status, 401)
   t.match(garbage.json(), { message: /not a JWT/ })
-  const wrongAudience = (await cp.client.create<{ status: { token: string } }>('/api/v1/namespaces/plain/serviceaccounts/default/token', {
-    apiVersion: 'authentication.k8s.io/v1',
-    kind: 'TokenRequest',
-    spec: { audiences: ['https://kubernetes.default.svc'] },
-  })).status.token
+  const wrongAudience = await requestToken(cp, 'plain', 'default', { audiences: ['https://kubernetes.default.svc'] })
   const res = await api('POST', wrongAudience)
   t.equal(res.status, 401)
   t.match(res.json(), { message: /not for audience enlist/ })

@@ -4,20 +4,17 @@ import t from 'tap'
 import https from 'node:https'
 import type { AddressInfo } from 'node:net'
 import type { V1Pod } from '@kubernetes/client-node'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
+import { podManifest } from '../harness/k8s.js'
 import { makePki } from '../helpers/https.js'
 import { missingItems } from '../helpers/corpus.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const enlist = await startEnlist(cp)
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
-await cp.namespace('plain')
+const cp = await controlPlaneFor(t)
+const enlist = await enlistFor(t, cp, { optIn: ['shop'], plain: ['plain'] })
 
 const pod = (name: string, annotations: Record<string, string> = {}, labels: Record<string, string> = {}) =>
-  JSON.stringify({ apiVersion: 'v1', kind: 'Pod', metadata: { name, annotations, labels }, spec: { containers: [{ name: 'app', image: 'nginx' }] } })
+  JSON.stringify(podManifest(name, { annotations, labels }))
 
 t.test('reinvocation next to a webhook that changes the pod after enlist: nothing duplicated', async (t) => {
   // Another mutating webhook that adds a sidecar and a label, as service meshes do.

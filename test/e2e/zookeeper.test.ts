@@ -4,19 +4,18 @@
 // a full ensemble restart and an enlist restart.
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
-import { startControlPlane } from '../harness/control-plane.js'
-import { startEnlist } from '../harness/enlist.js'
-import { createDeployment, deployment } from '../harness/k8s.js'
-import { runRegistrar, startPod } from '../harness/kubelet.js'
-import { waitFor } from '../harness/processes.js'
+import { podPath, podsPath } from '../../src/kube/pod-ref.js'
+import { controlPlaneFor } from '../harness/control-plane.js'
+import { enlistFor } from '../harness/enlist.js'
+import { createDeployment, deployment, podManifest, refOf } from '../harness/k8s.js'
+import { runRegistrar, startPod, startRegistered } from '../harness/kubelet.js'
+import { owned, waitFor } from '../harness/processes.js'
 import { startZookeeper } from '../harness/zookeeper.js'
 import { dubboProviders } from '../helpers/dubbo-reader.js'
 
-const cp = await startControlPlane()
-t.teardown(() => cp.stop())
-const zk = await startZookeeper()
-t.teardown(() => zk.close())
-const enlist = await startEnlist(cp, {
+const cp = await controlPlaneFor(t)
+const zk = await owned(t, startZookeeper(), (z) => z.close())
+const enlist = await enlistFor(t, cp, {
   policy: (p) => {
     p.registry = {
       backends: [{ name: 'zookeeper', type: 'zookeeper', connect: zk.connect, layout: 'dubbo', sessionTimeoutSeconds: 4, timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } }],
@@ -24,13 +23,11 @@ const enlist = await startEnlist(cp, {
     }
     p.tenantOverrides = { allowed: ['podOptIn', 'dependsOn', 'metadata', 'service', 'drainSeconds', 'advertise'] }
   },
+  optIn: ['shop'],
 })
-t.teardown(() => enlist.stop())
-await cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
 
 const IFACE = 'com.acme.Orders'
 const metadata = JSON.stringify({ interface: IFACE, version: '1.0.0', methods: 'get,list' })
-const podPath = (p: V1Pod) => `/api/v1/namespaces/shop/pods/${p.metadata!.name}`
 const providers = () => dubboProviders(zk.connect, IFACE, { version: '1.0.0' })
 const addresses = async () => (await providers()).map((p) => `${p.host}:${p.port}`)
 const expect = (pods: V1Pod[]) => pods.map((p) => `${p.status!.podIP}:20880`).sort()
@@ -40,19 +37,18 @@ const exactly = (what: string, pods: V1Pod[]) =>
 let n = 0
 async function provider(): Promise<V1Pod> {
   const name = `orders-${++n}`
-  const created = await cp.client.create<V1Pod>('/api/v1/namespaces/shop/pods', {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, labels: { app: 'orders' }, annotations: { 'enlist.io/metadata': metadata } },
-    spec: { containers: [{ name: 'app', image: 'orders:1', ports: [{ name: 'dubbo', containerPort: 20880 }, { name: 'http', containerPort: 8080 }] }] },
-  })
-  const pod = await startPod(cp, created)
-  const run = await runRegistrar(cp, pod)
-  if (run.code !== 0) throw new Error(`registrar of ${name} exited ${run.code}: ${run.stdout}${run.stderr}`)
-  return pod
+  const created = await cp.client.create<V1Pod>(
+    podsPath('shop'),
+    podManifest(name, {
+      labels: { app: 'orders' },
+      annotations: { 'enlist.io/metadata': metadata },
+      containers: [{ name: 'app', image: 'orders:1', ports: [{ name: 'dubbo', containerPort: 20880 }, { name: 'http', containerPort: 8080 }] }],
+    }),
+  )
+  return startRegistered(cp, created)
 }
 async function remove(pod: V1Pod, force = false): Promise<void> {
-  await cp.client.delete(podPath(pod), force ? { gracePeriodSeconds: 0 } : undefined)
+  await cp.client.delete(podPath(refOf(pod)), force ? { gracePeriodSeconds: 0 } : undefined)
 }
 
 const live: V1Pod[] = []
@@ -83,7 +79,7 @@ t.test('a session expiry loses nothing and leaves nothing stale', async (t) => {
   process.kill(-enlist.process.child.pid!, 'SIGSTOP')
   await new Promise((r) => setTimeout(r, 9000))
   process.kill(-enlist.process.child.pid!, 'SIGCONT')
-  await waitFor('the session expiry seen', async () => /enlist_zookeeper_session_expirations_total\{backend="zookeeper"\} [1-9]/.test(await enlist.metrics()), 60_000, 500)
+  await waitFor('the session expiry seen', async () => ((await enlist.metric('enlist_zookeeper_session_expirations_total{backend="zookeeper"}')) ?? 0) >= 1, 60_000, 500)
   t.same(await addresses(), before, 'the persistent nodes outlived the session')
   live.push(await provider())
   await exactly('a provider registered on the new session', live)
@@ -141,6 +137,6 @@ t.test('advertise nodePort: consumers outside the cluster get a node address and
   })
   // node-1's only address is its InternalIP (ExternalIP preferred, absent)
   t.same(edge.map((p) => `${p.host}:${p.port}`), ['127.0.0.1:30880'])
-  await cp.client.delete(podPath(pod), { gracePeriodSeconds: 0 })
+  await cp.client.delete(podPath(refOf(pod)), { gracePeriodSeconds: 0 })
   await waitFor('the edge provider gone', async () => (await dubboProviders(zk.connect, 'com.acme.Edge')).length === 0, 60_000, 250)
 })

@@ -5,6 +5,7 @@
 
 import http from 'node:http'
 import type { AddressInfo } from 'node:net'
+import { type Owner, owned, waitFor } from './processes.js'
 
 export type CmdbFault =
   /** 500 to everything */
@@ -50,6 +51,21 @@ export interface Cmdb {
   /** When set, requests without this Authorization header get 401. */
   requireAuthorization?: string
   close(): Promise<void>
+}
+
+/** A CMDB closed when `t` ends. */
+export function cmdbFor(t: Owner): Promise<Cmdb> {
+  return owned(t, startCmdb(), (c) => c.close())
+}
+
+/** Waits until the CMDB holds an entry for `uid`. */
+export function waitForEntry(cmdb: Cmdb, uid: string, what: string, timeoutMs = 30_000, intervalMs = 100): Promise<true> {
+  return waitFor(what, async () => cmdb.records.has(uid), timeoutMs, intervalMs)
+}
+
+/** Waits until the CMDB holds no entry for `uid` (deregistered). */
+export function waitForNoEntry(cmdb: Cmdb, uid: string, what: string, timeoutMs = 30_000, intervalMs = 100): Promise<true> {
+  return waitFor(what, async () => !cmdb.records.has(uid), timeoutMs, intervalMs)
 }
 
 /** `host`: where it listens; pods on a real node reach it on the node's host address. */

@@ -9,7 +9,7 @@ import { join } from 'node:path'
 import { createCA, issueServing, type IssuedCertificate } from '../../src/certs/x509.js'
 import { KubeClient } from '../../src/kube/client.js'
 import { fromKubeconfigFiles } from '../../src/kube/credentials.js'
-import { freePort, supervise, type Supervised, tempDir, waitFor } from './processes.js'
+import { freePort, type Owner, owned, supervise, type Supervised, tempDir, waitFor } from './processes.js'
 
 const REPO = new URL('../../', import.meta.url).pathname
 const KUBELET_CLIENT = 'kube-apiserver-kubelet-client'
@@ -269,6 +269,11 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
     await stop()
     throw err
   }
+}
+
+/** A control plane stopped when `t` ends: how an end-to-end file starts. */
+export function controlPlaneFor(t: Owner, opts: ControlPlaneOptions = {}): Promise<ControlPlane> {
+  return owned(t, startControlPlane(opts), (cp) => cp.stop())
 }
 
 /** In 1.20 a pod can be created only once its service account has a token Secret. */

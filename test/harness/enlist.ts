@@ -8,7 +8,8 @@ import { parse, parseAllDocuments, stringify } from 'yaml'
 import { cleanEnv, ENLIST } from '../helpers/cli.js'
 import { makePki, request, type TestPki } from '../helpers/https.js'
 import { type ControlPlane, kubeconfigYaml } from './control-plane.js'
-import { freePort, supervise, type Supervised, waitFor } from './processes.js'
+import { freePort, type Owner, owned, supervise, type Supervised, waitFor } from './processes.js'
+import { requestToken } from './k8s.js'
 import { tempDir } from '../helpers/temp.js'
 import { kustomize } from './kustomize.js'
 
@@ -60,13 +61,9 @@ export function pointWebhooksAt(o: Record<string, unknown>, port: number, caPem:
 
 /** A kubeconfig for a ServiceAccount, from a TokenRequest; `server` overrides the apiserver URL. */
 export async function serviceAccountKubeconfig(cp: ControlPlane, namespace: string, name: string, dir: string, server = cp.server): Promise<string> {
-  const tr = await cp.client.create<{ status: { token: string } }>(`/api/v1/namespaces/${namespace}/serviceaccounts/${name}/token`, {
-    apiVersion: 'authentication.k8s.io/v1',
-    kind: 'TokenRequest',
-    spec: { expirationSeconds: 86400 },
-  })
+  const token = await requestToken(cp, namespace, name, { expirationSeconds: 86400 })
   const path = join(dir, `kubeconfig-${namespace}-${name}`)
-  writeFileSync(path, kubeconfigYaml(server, cp.ca.cert, tr.status.token, namespace), { mode: 0o600 })
+  writeFileSync(path, kubeconfigYaml(server, cp.ca.cert, token, namespace), { mode: 0o600 })
   return path
 }
 
@@ -87,6 +84,8 @@ export interface EnlistServer {
   /** Parsed JSON log lines so far. */
   logs(): LogLine[]
   metrics(): Promise<string>
+  /** One series' value (`name` or `name{labels}` as exposed), undefined when absent. */
+  metric(series: string): Promise<number | undefined>
   /** Waits for a log line matching `pred`. */
   waitForLog(what: string, pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
   stop(): Promise<number | null>
@@ -110,6 +109,38 @@ export interface StartEnlistOptions {
   manifests?: string
   /** Run with --self-signed: the server's CA is in the Secret enlist-system/enlist-tls. */
   selfSigned?: boolean
+}
+
+/** One series' value in a Prometheus exposition (`name` or `name{labels}`), undefined when absent. */
+export function metricValue(exposition: string, series: string): number | undefined {
+  const m = new RegExp(`^${series.replace(/[\\^$.*+?()[\]{}|]/g, '\\$&')} (\\S+)$`, 'm').exec(exposition)
+  return m ? Number(m[1]) : undefined
+}
+
+export interface Namespaces {
+  /** Labelled enlist.io/inject=enabled. */
+  optIn?: readonly string[]
+  /** Unlabelled. */
+  plain?: readonly string[]
+  /** Labelled enlist.io/inject=disabled. */
+  disabled?: readonly string[]
+}
+
+/** Creates the namespaces a test uses: opted in, then plain, then disabled. */
+export async function createNamespaces(cp: ControlPlane, ns: Namespaces): Promise<void> {
+  for (const n of ns.optIn ?? []) await cp.namespace(n, { 'enlist.io/inject': 'enabled' })
+  for (const n of ns.plain ?? []) await cp.namespace(n)
+  for (const n of ns.disabled ?? []) await cp.namespace(n, { 'enlist.io/inject': 'disabled' })
+}
+
+/**
+ * How an end-to-end file starts enlist: installed and serving (startEnlist), stopped when `t`
+ * ends, then the namespaces the file uses created.
+ */
+export async function enlistFor(t: Owner, cp: ControlPlane, opts: StartEnlistOptions & Namespaces = {}): Promise<EnlistServer> {
+  const server = await owned(t, startEnlist(cp, opts), (s) => s.stop())
+  await createNamespaces(cp, opts)
+  return server
 }
 
 export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {}): Promise<EnlistServer> {
@@ -156,6 +187,7 @@ export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {
       return out
     },
     metrics: async () => (await request(`${server.url}/metrics`, { ca: await ca() })).body,
+    metric: async (series) => metricValue(await server.metrics(), series),
     waitForLog: (what, pred, timeoutMs = 15_000) => waitFor(what, async () => server.logs().find(pred), timeoutMs, 50),
     stop: () => proc.stop('SIGTERM', 15_000),
     restart: async (o = {}) => {

@@ -10,45 +10,33 @@ import { readFileSync } from 'node:fs'
 import { cleanEnv, ENLIST } from '../helpers/cli.js'
 import type { Cmdb } from './cmdb.js'
 import type { ControlPlane } from './control-plane.js'
-import { runRegistrar, startPod } from './kubelet.js'
+import { podPath, podsPath } from '../../src/kube/pod-ref.js'
+import { listPods, podManifest, refOf, registeredCondition } from './k8s.js'
+import { startPod } from './kubelet.js'
 import { freePort, supervise, type Supervised, waitFor } from './processes.js'
 
-export const podPath = (ns: string, name: string): string => `/api/v1/namespaces/${ns}/pods/${name}`
-
-/** Creates a pod (the webhook injects it), binds it and gives it an IP. */
+/** Creates a pod of `service` (the webhook injects it), binds it and gives it an IP. */
 export async function createPod(cp: ControlPlane, ns: string, name: string, service = 'orders'): Promise<V1Pod> {
-  const created = await cp.client.create<V1Pod>(`/api/v1/namespaces/${ns}/pods`, {
-    apiVersion: 'v1',
-    kind: 'Pod',
-    metadata: { name, labels: { app: service } },
-    spec: { containers: [{ name: 'app', image: `${service}:1`, ports: [{ name: 'http', containerPort: 8080 }] }] },
-  })
+  const created = await cp.client.create<V1Pod>(
+    podsPath(ns),
+    podManifest(name, { labels: { app: service }, containers: [{ name: 'app', image: `${service}:1`, ports: [{ name: 'http', containerPort: 8080 }] }] }),
+  )
   return startPod(cp, created)
 }
 
-/** Runs the registrar until it exits 0 (it retries 503s itself). */
-export async function register(cp: ControlPlane, pod: V1Pod, timeoutMs = 120_000): Promise<void> {
-  const run = await runRegistrar(cp, pod, { timeoutMs })
-  if (run.code !== 0) throw new Error(`registrar for ${pod.metadata!.name} exited ${run.code}: ${run.stdout.slice(-500)}${run.stderr.slice(-500)}`)
-}
-
 export async function forceDelete(cp: ControlPlane, pod: V1Pod): Promise<void> {
-  await cp.client.request('DELETE', podPath(pod.metadata!.namespace!, pod.metadata!.name!), { query: { gracePeriodSeconds: 0 }, body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 } })
+  await cp.client.request('DELETE', podPath(refOf(pod)), { query: { gracePeriodSeconds: 0 }, body: { apiVersion: 'v1', kind: 'DeleteOptions', gracePeriodSeconds: 0 } })
 }
 
 /** A graceful delete: no kubelet runs here, so the pod stays terminating until forced. */
 export async function deleteGracefully(cp: ControlPlane, pod: V1Pod): Promise<void> {
-  await cp.client.delete(podPath(pod.metadata!.namespace!, pod.metadata!.name!))
+  await cp.client.delete(podPath(refOf(pod)))
 }
 
 /** UIDs of pods that exist, are not terminating, and are registered (condition True). */
 export async function liveRegistered(cp: ControlPlane, ns: string): Promise<Set<string>> {
-  const l = await cp.client.get<{ items: V1Pod[] }>(`/api/v1/namespaces/${ns}/pods`)
-  return new Set(
-    l.items
-      .filter((p) => !p.metadata?.deletionTimestamp && p.status?.conditions?.some((c) => c.type === 'enlist.io/registered' && c.status === 'True'))
-      .map((p) => p.metadata!.uid!),
-  )
+  const pods = await listPods(cp, ns)
+  return new Set(pods.filter((p) => !p.metadata?.deletionTimestamp && registeredCondition(p)?.status === 'True').map((p) => p.metadata!.uid!))
 }
 
 export interface SeenEvent {

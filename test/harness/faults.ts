@@ -3,13 +3,13 @@
 // it ends a pod deleted during it is deregistered).
 
 import type { V1Pod } from '@kubernetes/client-node'
-import type { Cmdb } from './cmdb.js'
 import type { ControlPlane } from './control-plane.js'
 import type { EnlistServer } from './enlist.js'
 import type { Fault, FaultProxy } from './fault-proxy.js'
-import { createDeployment, deployment } from './k8s.js'
-import { runRegistrar, startPod } from './kubelet.js'
-import { waitFor } from './processes.js'
+import { podPath } from '../../src/kube/pod-ref.js'
+import { type Cmdb, waitForNoEntry } from './cmdb.js'
+import { refOf } from './k8s.js'
+import { registeredDeploymentPod } from './kubelet.js'
 
 /** The policy: the CMDB alone, so that every registry call is observable. */
 export function cmdbPolicy(cmdb: Cmdb, extra: Record<string, unknown> = {}): (p: Record<string, unknown>) => void {
@@ -21,14 +21,9 @@ export function cmdbPolicy(cmdb: Cmdb, extra: Record<string, unknown> = {}): (p:
   }
 }
 
-const podPath = (p: V1Pod): string => `/api/v1/namespaces/${p.metadata!.namespace}/pods/${p.metadata!.name}`
-
 /** A pod created, started and registered through `via`, with its CMDB entry. */
 export async function registeredPod(cp: ControlPlane, cmdb: Cmdb, via: EnlistServer, namespace: string, name: string): Promise<V1Pod> {
-  const [created] = await createDeployment(cp, namespace, deployment(name))
-  const pod = await startPod(cp, created!)
-  const run = await runRegistrar(cp, pod, { env: { ENLIST_REGISTRATION_URL: `${via.url}/v1/registrations` } })
-  if (run.code !== 0) throw new Error(`registrar exited ${run.code}: ${run.stdout}`)
+  const pod = await registeredDeploymentPod(cp, namespace, name, `${via.url}/v1/registrations`)
   if (!cmdb.records.has(pod.metadata!.uid!)) throw new Error(`${name} is not in the CMDB`)
   return pod
 }
@@ -37,7 +32,7 @@ export async function registeredPod(cp: ControlPlane, cmdb: Cmdb, via: EnlistSer
 export async function deletePod(cp: ControlPlane, pod: V1Pod): Promise<void> {
   const deploymentName = pod.metadata!.labels!.app!
   await cp.client.delete(`/apis/apps/v1/namespaces/${pod.metadata!.namespace}/deployments/${deploymentName}`, { kind: 'DeleteOptions', apiVersion: 'v1', propagationPolicy: 'Orphan' })
-  await cp.client.delete(podPath(pod))
+  await cp.client.delete(podPath(refOf(pod)))
 }
 
 export interface PhaseResult {
@@ -81,7 +76,8 @@ export async function faultPhase(o: {
   await new Promise((r) => setTimeout(r, Math.max(0, began + faultMs - Date.now())))
   const healed = Date.now()
   proxy.setFault(undefined)
-  const gone = await waitFor(`${pod.metadata!.name} deregistered after the ${fault} fault`, async () => (cmdb.records.has(uid) ? undefined : Date.now()), 120_000, 50)
+  await waitForNoEntry(cmdb, uid, `${pod.metadata!.name} deregistered after the ${fault} fault`, 120_000, 50)
+  const gone = Date.now()
   // when during the fault: the CMDB's own record of the DELETE says when
   const deleteAt = cmdb.requests.find((r) => r.method === 'DELETE' && r.path.endsWith(uid))?.at ?? gone
   const perResource = proxy.perResource(began, healed)

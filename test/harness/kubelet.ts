@@ -5,16 +5,17 @@
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { V1Container, V1Pod } from '@kubernetes/client-node'
+import { podPath } from '../../src/kube/pod-ref.js'
 import { enlist, type Run } from '../helpers/cli.js'
 import type { ControlPlane } from './control-plane.js'
+import { createDeployment, deployment, getPod, refOf, requestToken } from './k8s.js'
 import { tempDir } from '../helpers/temp.js'
 
 let nextIp = 10
-const podPath = (p: V1Pod) => `/api/v1/namespaces/${p.metadata!.namespace}/pods/${p.metadata!.name}`
 
 /** Binds the pod to node-1 and reports it Pending with an IP, init containers to run. */
 export async function startPod(cp: ControlPlane, pod: V1Pod): Promise<V1Pod> {
-  await cp.client.create(`${podPath(pod)}/binding`, {
+  await cp.client.create(podPath(refOf(pod), 'binding'), {
     apiVersion: 'v1',
     kind: 'Binding',
     metadata: { name: pod.metadata!.name, namespace: pod.metadata!.namespace },
@@ -23,7 +24,7 @@ export async function startPod(cp: ControlPlane, pod: V1Pod): Promise<V1Pod> {
   const ip = `10.244.0.${nextIp++}`
   const now = new Date().toISOString()
   return cp.client.patch<V1Pod>(
-    `${podPath(pod)}/status`,
+    podPath(refOf(pod), 'status'),
     {
       status: {
         phase: 'Pending',
@@ -65,20 +66,16 @@ export function resolveEnv(pod: V1Pod, c: V1Container): Record<string, string> {
 
 /** A token bound to `pod`, as the kubelet projects it into the volume. */
 export async function boundToken(cp: ControlPlane, pod: V1Pod, audience = 'enlist', expirationSeconds = 3600): Promise<string> {
-  const tr = await cp.client.create<{ status: { token: string } }>(
-    `/api/v1/namespaces/${pod.metadata!.namespace}/serviceaccounts/${pod.spec?.serviceAccountName ?? 'default'}/token`,
-    {
-      apiVersion: 'authentication.k8s.io/v1',
-      kind: 'TokenRequest',
-      spec: { audiences: [audience], expirationSeconds, boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata!.name, uid: pod.metadata!.uid } },
-    },
-  )
-  return tr.status.token
+  return requestToken(cp, pod.metadata!.namespace!, pod.spec?.serviceAccountName ?? 'default', {
+    audiences: [audience],
+    expirationSeconds,
+    boundObjectRef: { apiVersion: 'v1', kind: 'Pod', name: pod.metadata!.name, uid: pod.metadata!.uid },
+  })
 }
 
 /** Runs enlist-registrar exactly as the pod spec says, with a bound token file. */
 export async function runRegistrar(cp: ControlPlane, pod: V1Pod, opts: { env?: Record<string, string>; token?: string; timeoutMs?: number } = {}): Promise<Run> {
-  const fresh = await cp.client.get<V1Pod>(podPath(pod))
+  const fresh = await getPod(cp, pod)
   const c = fresh.spec?.initContainers?.find((x) => x.name === 'enlist-registrar')
   if (!c) throw new Error(`${fresh.metadata?.name} has no enlist-registrar`)
   const dir = tempDir('enlist-token-')
@@ -92,15 +89,34 @@ export async function runRegistrar(cp: ControlPlane, pod: V1Pod, opts: { env?: R
   }
 }
 
+/** Runs the registrar until it exits 0 (it retries 503s itself); throws when it does not. */
+export async function register(cp: ControlPlane, pod: V1Pod, opts: { env?: Record<string, string>; timeoutMs?: number } = {}): Promise<void> {
+  const run = await runRegistrar(cp, pod, opts)
+  if (run.code !== 0) throw new Error(`registrar for ${pod.metadata!.name} exited ${run.code}: ${run.stdout.slice(-500)}${run.stderr.slice(-500)}`)
+}
+
+/** A created pod started (startPod) and registered (register); the started pod. */
+export async function startRegistered(cp: ControlPlane, created: V1Pod, opts: { env?: Record<string, string> } = {}): Promise<V1Pod> {
+  const pod = await startPod(cp, created)
+  await register(cp, pod, opts)
+  return pod
+}
+
+/** The pod of a new one-replica Deployment `name`, started and registered, through `registrationURL` when given. */
+export async function registeredDeploymentPod(cp: ControlPlane, namespace: string, name: string, registrationURL?: string): Promise<V1Pod> {
+  const [created] = await createDeployment(cp, namespace, deployment(name))
+  return startRegistered(cp, created!, registrationURL ? { env: { ENLIST_REGISTRATION_URL: registrationURL } } : {})
+}
+
 /** After the init containers succeeded: containers run; Ready follows the readiness gates. */
 export async function syncReady(cp: ControlPlane, pod: V1Pod): Promise<V1Pod> {
-  const fresh = await cp.client.get<V1Pod>(podPath(pod))
+  const fresh = await getPod(cp, pod)
   const gates = (fresh.spec?.readinessGates ?? []).map((g) => g.conditionType)
   const conds = fresh.status?.conditions ?? []
   const gatesOk = gates.every((g) => conds.some((c) => c.type === g && c.status === 'True'))
   const now = new Date().toISOString()
   return cp.client.patch<V1Pod>(
-    `${podPath(pod)}/status`,
+    podPath(refOf(pod), 'status'),
     {
       status: {
         phase: 'Running',

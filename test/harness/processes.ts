@@ -134,6 +134,18 @@ export function freePort(): Promise<number> {
   })
 }
 
+/** What ends with a test: tap's `t`, whose teardowns run in the order they were added. */
+export interface Owner {
+  teardown(fn: () => unknown): void
+}
+
+/** `starting`, once it has started, stopped by `stop` when `t` ends. */
+export async function owned<T>(t: Owner, starting: Promise<T>, stop: (x: T) => unknown): Promise<T> {
+  const x = await starting
+  t.teardown(() => stop(x))
+  return x
+}
+
 export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
