@@ -112,8 +112,8 @@ let pods = 0
 
 /**
  * A pod admission injected (managed label, sealed decision) and the kubelet started, stored
- * in the fake apiserver, with a bound token. `status` replaces the sealed annotation
- * (undefined: none); `decision` amends what is sealed.
+ * in the fake apiserver, with a bound token. `status` replaces the sealed annotation (null:
+ * no annotation at all); `decision` amends what is sealed.
  */
 export function enlistedPod(
   c: FakeCluster,
