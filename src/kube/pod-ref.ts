@@ -16,8 +16,12 @@ interface PodObject {
 
 /** Just the reference, from a record, a token identity, an entry, or a cached pod. */
 export function podRef(p: PodRef | PodObject): PodRef {
-  if ('metadata' in p) return { namespace: p.metadata.namespace, pod: p.metadata.name, uid: p.metadata.uid }
-  return { namespace: p.namespace, pod: p.pod, uid: p.uid }
+  // Told apart by the reference's own fields, not by `metadata`: a registry record is a
+  // PodRef that has a `metadata` too (the decided key/values, no namespace, name or uid).
+  const r = p as Partial<PodRef>
+  if (typeof r.uid === 'string' && typeof r.pod === 'string') return { namespace: r.namespace ?? '', pod: r.pod, uid: r.uid }
+  const m = (p as PodObject).metadata
+  return { namespace: m.namespace, pod: m.name, uid: m.uid }
 }
 
 /** The pod's API path (or its subresource's); names are escaped. */

@@ -1,6 +1,8 @@
 // Leader election against an in-memory Lease API whose calls can hang (a partition): the
 // leader steps down, and its work has stopped, before another replica can take the lease;
-// never two leaders at once; a clean stop hands over at once; a stuck stop is caught.
+// never two leaders at once; a clean stop hands over at once; a stuck stop is caught. And the
+// election itself: an expired lease taken over, a renewed one never, renewals, a lease
+// lost to another holder, and 409s on update and on create.
 import t from 'tap'
 import { LeaderElector, type LeaseClient } from '../../src/controller/leader.js'
 import { type CallOptions, KubeApiError } from '../../src/kube/client.js'
@@ -23,6 +25,10 @@ class LeaseStore {
 class FakeClient implements LeaseClient {
   partitioned = false
   calls = 0
+  /** Calls by verb. */
+  readonly verbs = { get: 0, create: 0, replace: 0 }
+  /** The next this many replaces fail with 409 Conflict (another writer got in between). */
+  conflicts = 0
   constructor(private readonly store: LeaseStore) {}
 
   private async call<T>(opts: CallOptions | undefined, fn: () => T): Promise<T> {
@@ -41,6 +47,7 @@ class FakeClient implements LeaseClient {
   }
 
   get<T>(_path: string, _q?: unknown, opts?: CallOptions): Promise<T> {
+    this.verbs.get++
     return this.call(opts, () => {
       if (!this.store.lease) throw new KubeApiError(404, 'NotFound', 'no lease', 'GET', 'lease')
       return structuredClone(this.store.lease) as T
@@ -48,6 +55,7 @@ class FakeClient implements LeaseClient {
   }
 
   create<T>(_path: string, body: unknown, _q?: unknown, opts?: CallOptions): Promise<T> {
+    this.verbs.create++
     return this.call(opts, () => {
       if (this.store.lease) throw new KubeApiError(409, 'AlreadyExists', 'exists', 'POST', 'lease')
       this.store.lease = { ...(structuredClone(body) as Lease) }
@@ -57,7 +65,12 @@ class FakeClient implements LeaseClient {
   }
 
   replace<T>(_path: string, body: unknown, opts?: CallOptions): Promise<T> {
+    this.verbs.replace++
     return this.call(opts, () => {
+      if (this.conflicts > 0) {
+        this.conflicts--
+        throw new KubeApiError(409, 'Conflict', 'the object has been modified', 'PUT', 'lease')
+      }
       const b = structuredClone(body) as Lease
       if (b.metadata.resourceVersion !== this.store.lease?.metadata.resourceVersion) throw new KubeApiError(409, 'Conflict', 'changed', 'PUT', 'lease')
       b.metadata.resourceVersion = String(++this.store.rv)
@@ -219,4 +232,143 @@ t.test('work that will not stop before the lease could pass is reported (serve e
 t.test('the timings must leave room to step down', async (t) => {
   const store = new LeaseStore()
   t.throws(() => new LeaderElector({ client: new FakeClient(store), namespace: 'n', name: 'l', identity: 'x', leaseDurationMs: 2000, renewDeadlineMs: 2000, retryPeriodMs: 100, log: silentLogger(), metrics: createMetrics({ defaultMetrics: false }), onStartedLeading: () => undefined, onStoppedLeading: () => undefined }), /retryPeriod < renewDeadline < leaseDuration/)
+})
+
+/** Another replica's lease, as it would have written it; `renew` moves its renewTime on. */
+function foreignLease(store: LeaseStore, holder: string, durationSeconds: number, transitions = 4): { renew: () => void } {
+  const now = new Date().toISOString()
+  store.lease = {
+    metadata: { name: 'enlist-controller', namespace: 'enlist-system', resourceVersion: String(++store.rv) },
+    spec: { holderIdentity: holder, leaseDurationSeconds: durationSeconds, acquireTime: now, renewTime: now, leaseTransitions: transitions },
+  }
+  return {
+    renew: () => {
+      if (store.lease?.spec.holderIdentity !== holder) return
+      store.lease = { ...store.lease, metadata: { ...store.lease.metadata, resourceVersion: String(++store.rv) }, spec: { ...store.lease.spec, renewTime: new Date().toISOString() } }
+    },
+  }
+}
+
+t.test('a lease its holder stopped renewing is taken over, after a whole lease duration observed', async (t) => {
+  const store = new LeaseStore()
+  foreignLease(store, 'crashed', 1) // its holder is gone: nobody renews it
+  const a = replica('a', store)
+  const started = Date.now()
+  a.elector.start()
+  t.teardown(() => a.elector.stop())
+  await until('a leads', () => a.elector.isLeader, 5000)
+  const took = Date.now() - started
+  t.ok(took >= 1000, `waited out the lease's own duration (1 s) on its own clock before taking it (${took} ms)`)
+  t.equal(store.lease?.spec.holderIdentity, 'a', 'a holds the lease')
+  t.equal(store.lease?.spec.leaseTransitions, 5, 'a transition counted')
+  t.equal(store.lease?.spec.leaseDurationSeconds, 3, 'a writes its own lease duration')
+  t.ok(Date.parse(String(store.lease?.spec.acquireTime)) >= started, 'acquireTime is the takeover, not the old holder\'s')
+  t.equal(a.terms.length, 1, 'the leader-only work started once')
+  t.equal(await leaderGauge(a), 1, 'enlist_leader is 1')
+})
+
+t.test('a lease its holder keeps renewing is never taken, however long the wait', async (t) => {
+  const store = new LeaseStore()
+  const other = foreignLease(store, 'other', 1)
+  const renewing = setInterval(other.renew, 200)
+  t.teardown(() => clearInterval(renewing))
+  const a = replica('a', store)
+  a.elector.start()
+  t.teardown(() => a.elector.stop())
+  await new Promise((r) => setTimeout(r, 2500)) // two and a half lease durations of the holder's
+  t.notOk(a.elector.isLeader, 'a does not lead')
+  t.equal(a.terms.length, 0, 'its leader-only work never started')
+  t.equal(store.lease?.spec.holderIdentity, 'other', 'the holder keeps its lease')
+  t.equal(a.client.verbs.replace, 0, 'a never tried to write the lease')
+  t.ok(a.client.verbs.get >= 5, `a kept watching it (${a.client.verbs.get} reads)`)
+  t.equal(await leaderGauge(a), 0)
+
+  // the holder stops renewing: now a takes over
+  clearInterval(renewing)
+  await until('a leads once the renewals stop', () => a.elector.isLeader, 5000)
+  t.equal(store.lease?.spec.holderIdentity, 'a')
+})
+
+t.test('a leader renews: renewTime moves on, acquireTime and transitions stay, the work is not restarted', async (t) => {
+  const store = new LeaseStore()
+  const a = replica('a', store)
+  a.elector.start()
+  t.teardown(() => a.elector.stop())
+  await until('a leads', () => a.elector.isLeader)
+  const first = structuredClone(store.lease!.spec)
+  const renewTimes = new Set<unknown>([first.renewTime])
+  for (let i = 0; i < 4; i++) {
+    await new Promise((r) => setTimeout(r, TIMING.retryPeriodMs + 50))
+    renewTimes.add(store.lease!.spec.renewTime)
+  }
+  t.ok(renewTimes.size >= 4, `renewTime moved on with each renewal (${renewTimes.size} values in 1.4 s)`)
+  t.equal(store.lease!.spec.acquireTime, first.acquireTime, 'acquireTime kept')
+  t.equal(store.lease!.spec.leaseTransitions, 0, 'no transition counted for renewals')
+  t.equal(store.lease!.spec.holderIdentity, 'a')
+  t.ok(a.elector.isLeader)
+  t.equal(a.terms.length, 1, 'the work started once')
+  t.equal(a.terms[0]!.signalAt, undefined, 'and was never told to stop')
+  t.equal((await a.metrics.leaderRenewFailures.get()).values[0]?.value ?? 0, 0, 'no renew failures')
+})
+
+t.test('a leader that finds another holder on the lease steps down and leaves it to them', async (t) => {
+  const store = new LeaseStore()
+  const a = replica('a', store)
+  a.elector.start()
+  t.teardown(() => a.elector.stop())
+  await until('a leads', () => a.elector.isLeader)
+  // someone else wrote the lease (an operator, or a replica that judged it expired)
+  const usurper = foreignLease(store, 'usurper', 3, 7)
+  const renewing = setInterval(usurper.renew, 200)
+  t.teardown(() => clearInterval(renewing))
+  const usurped = Date.now()
+  await until('a steps down', () => !a.elector.isLeader, 2000)
+  t.ok(Date.now() - usurped < 1000, `at its next renewal (${Date.now() - usurped} ms), not at the renew deadline (2 s)`)
+  await until('the work stopped', () => a.terms[0]?.stop !== undefined, 2000)
+  t.ok(a.terms[0]!.signalAt !== undefined, 'the leader-only work was signalled')
+  t.ok(a.terms[0]!.stop! >= a.terms[0]!.signalAt!, 'and then stopped')
+  t.equal(await leaderGauge(a), 0, 'enlist_leader is 0')
+  const replaces = a.client.verbs.replace
+  await new Promise((r) => setTimeout(r, 1000))
+  t.equal(store.lease?.spec.holderIdentity, 'usurper', "a left the other holder's lease alone")
+  t.equal(a.client.verbs.replace, replaces, 'and wrote nothing to it')
+  t.equal(a.terms.length, 1, 'and did not start leading again')
+  t.equal(a.overruns, 0)
+})
+
+t.test('a 409 on a renewal is not a lost lease: the leader reads it again and renews', async (t) => {
+  const store = new LeaseStore()
+  const a = replica('a', store)
+  a.elector.start()
+  t.teardown(() => a.elector.stop())
+  await until('a leads', () => a.elector.isLeader)
+  const replaces = a.client.verbs.replace
+  a.client.conflicts = 2
+  await until('the two conflicts answered', () => a.client.conflicts === 0 && a.client.verbs.replace >= replaces + 2)
+  const rv = store.rv
+  await until('a renewal after them', () => store.rv > rv)
+  t.ok(a.elector.isLeader, 'still leading')
+  t.equal(a.terms.length, 1, 'the work was not restarted')
+  t.equal(a.terms[0]!.signalAt, undefined, 'nor told to stop')
+  t.equal(store.lease?.spec.holderIdentity, 'a')
+  t.equal((await a.metrics.leaderRenewFailures.get()).values[0]?.value ?? 0, 0, 'a conflict is not counted as a renew failure')
+})
+
+t.test('two replicas creating the lease at once: one wins, the other (409) follows', async (t) => {
+  const store = new LeaseStore()
+  const a = replica('a', store)
+  const b = replica('b', store)
+  a.elector.start()
+  b.elector.start()
+  t.teardown(() => Promise.all([a.elector.stop(), b.elector.stop()]))
+  await until('someone leads', () => a.elector.isLeader || b.elector.isLeader)
+  t.equal(a.client.verbs.create + b.client.verbs.create, 2, 'both tried to create it')
+  await new Promise((r) => setTimeout(r, 1000))
+  t.equal([a, b].filter((r) => r.elector.isLeader).length, 1, 'exactly one leads')
+  const leader = a.elector.isLeader ? a : b
+  const follower = leader === a ? b : a
+  t.equal(store.lease?.spec.holderIdentity, leader.name, 'the lease names the leader')
+  t.equal(follower.terms.length, 0, "the follower's work never started")
+  t.equal((await follower.metrics.leaderRenewFailures.get()).values[0]?.value ?? 0, 0, 'losing the race to create is no failure')
+  t.equal(store.lease?.spec.leaseTransitions, 0)
 })
