@@ -38,6 +38,8 @@ export interface ControlPlaneOptions {
   keepDir?: boolean
   /** Without kube-controller-manager: no service accounts or pods from controllers (benchmarks). */
   controllerManager?: boolean
+  /** Extra etcd flags (a benchmark's tens of thousands of pods outgrow the 2 GiB default quota). */
+  etcdArgs?: readonly string[]
   /** For a real node (test/harness/node.ts) instead of the stand-in's fake node-1. */
   realNode?: RealNodeOptions
 }
@@ -130,6 +132,7 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
       '--name=default',
       '--log-level=warn',
       '--logger=zap',
+      ...(opts.etcdArgs ?? []),
     ], { logFile: join(dir, 'etcd.log') })
     processes.push(etcd)
     await waitFor('etcd', async () => (await fetch(`http://127.0.0.1:${etcdPort}/health`)).ok, 30_000)
