@@ -19,7 +19,7 @@ import https from 'node:https'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
 import type { V1Pod } from '@kubernetes/client-node'
-import { stringify } from 'yaml'
+import { parseAllDocuments, stringify } from 'yaml'
 import { admit } from '../src/admission/review.js'
 import { newKey } from '../src/decision/keyring.js'
 import { defaultPolicy } from '../src/policy/load.js'
@@ -102,10 +102,21 @@ interface Replica {
   startedAt: number
 }
 
+/** The V8 flags enlist's Deployment runs with: replicas here are measured as they ship. */
+function deployedNodeOptions(): string {
+  for (const doc of parseAllDocuments(readFileSync(join(BENCH, '../manifests/base/deployment.yaml'), 'utf8'))) {
+    const d = doc.toJS() as { spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } } }
+    const v = d?.spec?.template?.spec?.containers?.[0]?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value
+    if (v) return v
+  }
+  throw new Error('manifests/base/deployment.yaml sets no NODE_OPTIONS')
+}
+const NODE_OPTIONS = deployedNodeOptions()
+
 function startReplica(cp: ControlPlane, pki: TestPki, port: number, args: string[] = []): Replica {
   const child = spawn(
     process.execPath,
-    [ENLIST, 'serve', `--kubeconfig=${cp.kubeconfig}`, `--port=${port}`, '--bind-address=127.0.0.1', `--tls-cert=${pki.certFile}`, `--tls-key=${pki.keyFile}`, '--log-level=info', ...args],
+    [...NODE_OPTIONS.split(' '), ENLIST, 'serve', `--kubeconfig=${cp.kubeconfig}`, `--port=${port}`, '--bind-address=127.0.0.1', `--tls-cert=${pki.certFile}`, `--tls-key=${pki.keyFile}`, '--log-level=info', ...args],
     { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
   )
   const r: Replica = { child, port, url: `https://127.0.0.1:${port}`, lines: [], startedAt: Date.now() }
@@ -176,7 +187,7 @@ const percentile = (xs: number[], p: number) => {
 }
 
 async function main(): Promise<void> {
-  const results: Record<string, unknown> = { pods: PODS, namespaces: NAMESPACES, node: process.version, date: new Date().toISOString(), machine: `${cpus().length} vCPU ${cpus()[0]?.model ?? ''}` }
+  const results: Record<string, unknown> = { pods: PODS, namespaces: NAMESPACES, nodeOptions: NODE_OPTIONS, node: process.version, date: new Date().toISOString(), machine: `${cpus().length} vCPU ${cpus()[0]?.model ?? ''}` }
   log(`control plane (no controller manager: nothing but the apiserver and enlist touch the pods)`)
   // 50,000 pods of 24 KB, each written three times, outgrow etcd's default 2 GiB quota
   // between the apiserver's compactions
@@ -315,7 +326,7 @@ async function rollout(cp: ControlPlane, pki: TestPki, r: Replica): Promise<Reco
   await client.create(`/api/v1/namespaces/${ns}/serviceaccounts`, { apiVersion: 'v1', kind: 'ServiceAccount', metadata: { name: 'default' } })
   const svcStarted = Date.now()
   await inPool(Array.from({ length: SERVICES }, (_, i) => i), CONCURRENCY, async (i) => {
-    await client.create(`/api/v1/namespaces/team-${i % NAMESPACES}/services`, { apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}` }, spec: { ports: [{ name: 'http', port: 80 }] } }).catch(ignoreConflict)
+    await client.create(`/api/v1/namespaces/team-${i % NAMESPACES}/services`, { apiVersion: 'v1', kind: 'Service', metadata: { name: `svc-${i}` }, spec: { clusterIP: 'None', ports: [{ name: 'http', port: 80 }] } }).catch(ignoreConflict)
   }, 'services')
   await client.create(`/api/v1/namespaces/${ns}/services`, { apiVersion: 'v1', kind: 'Service', metadata: { name: 'db' }, spec: { ports: [{ name: 'pg', port: 5432 }] } })
   log(`${SERVICES} Services in ${((Date.now() - svcStarted) / 1000).toFixed(0)} s`)
