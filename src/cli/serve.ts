@@ -105,9 +105,9 @@ export const serveFlags = {
   'token-reviews-per-second': {
     kind: 'int',
     env: 'ENLIST_TOKEN_REVIEWS_PER_SECOND',
-    default: '50',
+    default: '100',
     min: 1,
-    help: 'TokenReviews of tokens not in the cache per second (burst 4x); more get 429',
+    help: 'TokenReviews of tokens not in the cache per second (burst 4x; past it, a token queues up to 2 s, then 429)',
   },
   'shutdown-delay': { kind: 'duration', env: 'ENLIST_SHUTDOWN_DELAY', default: '0s', help: 'on SIGTERM, keep serving this long while not ready' },
   'namespace-wait': { kind: 'duration', env: 'ENLIST_NAMESPACE_WAIT', default: '1s', max: 10_000, help: 'wait this long for a namespace the cache has not seen' },

@@ -24,6 +24,19 @@ export class TokenBucket {
     return true
   }
 
+  /**
+   * Reserves a token that will be there within `maxWaitMs` (x/time/rate's Reserve): the
+   * milliseconds to wait before acting on it, or undefined, reserving nothing, when it would
+   * come later. Callers queue in arrival order, and at most rate x maxWait of them at once.
+   */
+  reserve(maxWaitMs: number): number | undefined {
+    this.refill()
+    const waitMs = this.tokens >= 1 ? 0 : ((1 - this.tokens) / this.rate) * 1000
+    if (waitMs > maxWaitMs) return undefined
+    this.tokens -= 1
+    return waitMs
+  }
+
   /** Takes a token, waiting for one if need be (resolves early if `signal` fires). */
   async wait(signal?: AbortSignal): Promise<void> {
     while (!this.take()) {

@@ -1,7 +1,9 @@
 // What bounds an in-cluster client: rate limits, concurrency caps, token prechecks and
 // the nesting check that runs before JSON.parse.
 import t from 'tap'
-import { identityOf, precheck } from '../../src/registration/auth.js'
+import { createMetrics } from '../../src/metrics.js'
+import { identityOf, precheck, TokenAuthenticator } from '../../src/registration/auth.js'
+import { FakeKube, fakeToken } from '../helpers/fake-kube.js'
 import { ConcurrencyLimit, KeyedBuckets, TokenBucket } from '../../src/lib/rate-limit.js'
 import { nestingExceeds } from '../../src/server/routes/mutate.js'
 
@@ -15,6 +17,37 @@ t.test('a token bucket: a burst, then the rate', async (t) => {
   t.notOk(b.take())
   now += 10_000
   t.same([b.take(), b.take(), b.take(), b.take()], [true, true, true, false], 'never more than the burst')
+})
+
+t.test('a reservation queues in order, up to a bound, and past it reserves nothing', async (t) => {
+  let now = 0
+  const b = new TokenBucket(10, 2, () => now)
+  t.same([b.reserve(0), b.reserve(0)], [0, 0], 'the burst: no wait')
+  t.equal(b.reserve(0), undefined, 'no token now and no waiting allowed: refused')
+  t.equal(b.reserve(1000), 100, 'the next token is 100 ms away at 10/s')
+  t.equal(b.reserve(1000), 200, 'the one after queues behind it')
+  t.equal(b.reserve(150), undefined, 'a caller who will not wait 300 ms gets nothing')
+  t.equal(b.reserve(1000), 300, '...and took no place in the queue')
+  now += 300
+  t.equal(b.reserve(0), undefined, 'the reserved tokens are spent when they come')
+  now += 100
+  t.equal(b.reserve(0), 0)
+})
+
+t.test('new tokens past the review rate queue briefly, then get 429', async (t) => {
+  const kube = new FakeKube()
+  const auth = new TokenAuthenticator(kube.client, createMetrics(), { reviewsPerSecond: 10, reviewBurst: 1, reviewQueueMs: 250, failuresPerSecond: 100, failureBurst: 100 })
+  const tokens = Array.from({ length: 5 }, (_, i) => {
+    const token = fakeToken(`p${i}`)
+    kube.tokens.set(token, { namespace: 'shop', serviceAccount: 'default', pod: `p${i}`, uid: `u${i}` })
+    return token
+  })
+  const started = Date.now()
+  const results = await Promise.all(tokens.map((tk) => auth.authenticate(`Bearer ${tk}`, '10.0.0.1').then((id) => ({ ok: id.pod, ms: Date.now() - started }), (err: { statusCode?: number; retryAfterSeconds?: number }) => ({ status: err.statusCode, retryAfter: err.retryAfterSeconds }))))
+  t.same(results.slice(0, 3).map((r) => 'ok' in r && r.ok), ['p0', 'p1', 'p2'], 'the burst, then two that fit in the 250 ms queue at 10/s')
+  t.ok('ms' in results[2]! && results[2].ms >= 150, 'the third waited for its turn (about 200 ms)')
+  t.same(results.slice(3), [{ status: 429, retryAfter: 1 }, { status: 429, retryAfter: 1 }], 'the rest: 429 with Retry-After, not an unbounded queue')
+  t.equal(kube.callsTo('POST', /tokenreviews/).length, 3, 'only the admitted tokens cost a TokenReview')
 })
 
 t.test('buckets per key stay bounded in memory', async (t) => {
