@@ -225,6 +225,8 @@ export async function startControlPlane(opts: ControlPlaneOptions = {}): Promise
           const child = execFile(join(assets, 'kubectl'), ['--kubeconfig', kubeconfig, ...args], { maxBuffer: 64 * 1024 * 1024 }, (err, stdout, stderr) => {
             resolve({ code: err ? ((err as { code?: number }).code ?? 1) : 0, stdout, stderr })
           })
+          // a kubectl that exits before reading its input reports that in its exit code
+          child.stdin?.on('error', () => undefined)
           child.stdin?.end(o.input ?? '')
         })
       },

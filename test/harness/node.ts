@@ -199,6 +199,8 @@ async function importLayout(sock: string, layout: string): Promise<void> {
     const tar = spawn('tar', archiveArgs(layout), { stdio: ['ignore', 'pipe', 'pipe'] })
     const ctr = spawn('ctr', ['--address', sock, '-n', 'k8s.io', 'images', 'import', '-'], { stdio: ['pipe', 'pipe', 'pipe'] })
     tar.stdout.pipe(ctr.stdin)
+    // a ctr that exits early closes its stdin under tar: its exit code says why, not an EPIPE
+    ctr.stdin.on('error', (e: Error) => (err += `${e.message}\n`))
     let err = ''
     tar.stderr.on('data', (d: Buffer) => (err += d.toString()))
     ctr.stderr.on('data', (d: Buffer) => (err += d.toString()))

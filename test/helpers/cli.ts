@@ -30,6 +30,7 @@ export function enlist(args: string[], opts: { input?: string; env?: NodeJS.Proc
       clearTimeout(timer)
       resolve({ code, stdout, stderr })
     })
+    child.stdin.on('error', () => undefined) // an early exit shows in the exit code and stderr
     child.stdin.end(opts.input ?? '')
   })
 }
