@@ -102,22 +102,23 @@ interface Replica {
   startedAt: number
 }
 
-/** The V8 flags enlist's Deployment runs with: replicas here are measured as they ship. */
-function deployedNodeOptions(): string {
+/** The V8 flags and allocator settings enlist's Deployment runs with: replicas here are
+ *  measured as they ship. */
+function deployedEnv(): Record<string, string> {
   for (const doc of parseAllDocuments(readFileSync(join(BENCH, '../manifests/base/deployment.yaml'), 'utf8'))) {
     const d = doc.toJS() as { spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } } }
-    const v = d?.spec?.template?.spec?.containers?.[0]?.env?.find((e) => e.name === 'NODE_OPTIONS')?.value
-    if (v) return v
+    const env = d?.spec?.template?.spec?.containers?.[0]?.env
+    if (env) return Object.fromEntries(env.filter((e) => e.value !== undefined && (e.name === 'NODE_OPTIONS' || e.name.startsWith('MALLOC_'))).map((e) => [e.name, e.value!]))
   }
-  throw new Error('manifests/base/deployment.yaml sets no NODE_OPTIONS')
+  throw new Error('manifests/base/deployment.yaml: no container env found')
 }
-const NODE_OPTIONS = deployedNodeOptions()
+const DEPLOYED_ENV = deployedEnv()
 
 function startReplica(cp: ControlPlane, pki: TestPki, port: number, args: string[] = []): Replica {
   const child = spawn(
     process.execPath,
-    [...NODE_OPTIONS.split(' '), ENLIST, 'serve', `--kubeconfig=${cp.kubeconfig}`, `--port=${port}`, '--bind-address=127.0.0.1', `--tls-cert=${pki.certFile}`, `--tls-key=${pki.keyFile}`, '--log-level=info', ...args],
-    { env: cleanEnv(), stdio: ['ignore', 'pipe', 'pipe'] },
+    [ENLIST, 'serve', `--kubeconfig=${cp.kubeconfig}`, `--port=${port}`, '--bind-address=127.0.0.1', `--tls-cert=${pki.certFile}`, `--tls-key=${pki.keyFile}`, '--log-level=info', ...args],
+    { env: { ...cleanEnv(), ...DEPLOYED_ENV }, stdio: ['ignore', 'pipe', 'pipe'] },
   )
   const r: Replica = { child, port, url: `https://127.0.0.1:${port}`, lines: [], startedAt: Date.now() }
   let buf = ''
@@ -187,7 +188,7 @@ const percentile = (xs: number[], p: number) => {
 }
 
 async function main(): Promise<void> {
-  const results: Record<string, unknown> = { pods: PODS, namespaces: NAMESPACES, nodeOptions: NODE_OPTIONS, node: process.version, date: new Date().toISOString(), machine: `${cpus().length} vCPU ${cpus()[0]?.model ?? ''}` }
+  const results: Record<string, unknown> = { pods: PODS, namespaces: NAMESPACES, replicaEnv: DEPLOYED_ENV, node: process.version, date: new Date().toISOString(), machine: `${cpus().length} vCPU ${cpus()[0]?.model ?? ''}` }
   log(`control plane (no controller manager: nothing but the apiserver and enlist touch the pods)`)
   // 50,000 pods of 24 KB, each written three times, outgrow etcd's default 2 GiB quota
   // between the apiserver's compactions
