@@ -11,7 +11,7 @@
 //            registered condition (p50, p99)
 // Prints a table, writes bench/results/scale.json.
 //   npx tsx bench/scale.ts [--pods=50000] [--namespaces=10000] [--rollout=1000] [--services=10000]
-//                          [--sweep-rate=200] [--skip=rollout,failover]
+//                          [--sweep-rate=200] [--stale=2000] [--skip=rollout,failover]
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -39,6 +39,7 @@ const SERVICES = arg('services', 10_000)
 const SKIP = new Set((process.argv.find((a) => a.startsWith('--skip='))?.slice(7) ?? '').split(',').filter(Boolean))
 const CONCURRENCY = 48
 const SWEEP_RATE = arg('sweep-rate', 200)
+const STALE = arg('stale', 2000)
 const log = (s: string) => process.stderr.write(`[scale] ${s}\n`)
 const BENCH = new URL('./', import.meta.url).pathname
 
@@ -262,6 +263,10 @@ async function main(): Promise<void> {
     await install()
 
     // --- a fresh replica: start-up, memory, and the sweep at start --------------------------
+    // The CMDB lists in pages of 500 and holds entries of pods long gone, as after an outage:
+    // the sweep must page through it and remove them no faster than sweepRequestsPerSecond.
+    cmdb.pageSize = 500
+    for (let i = 0; i < STALE; i++) cmdb.records.set(`stale-${i}`, { uid: `stale-${i}`, namespace: 'team-0', pod: `gone-${i}` })
     cmdb.requests.length = 0
     const a = startReplica(cp, pki, port, ['--identity=replica-a'])
     replicas.push(a)
@@ -270,7 +275,19 @@ async function main(): Promise<void> {
     results.startup = { servesAdmissionS: round1((ready - a.startedAt) / 1000), cachesSyncedS: round1((synced - a.startedAt) / 1000) }
     log(`replica a serves admissions ${((ready - a.startedAt) / 1000).toFixed(1)} s after start; every cache synced after ${((synced - a.startedAt) / 1000).toFixed(1)} s`)
     const sweep = await waitSweep(a, 0, 3_600_000)
-    results.sweep = { entries: PODS, ratePerSecond: SWEEP_RATE, ...sweep, cmdbRequests: cmdb.requests.length, cmdbListPages: cmdb.requests.filter((r) => r.method === 'GET').length }
+    const deletes = cmdb.requests.filter((r) => r.method === 'DELETE')
+    const deleteSpanS = deletes.length > 1 ? (deletes.at(-1)!.at - deletes[0]!.at) / 1000 : 0
+    results.sweep = {
+      entries: PODS + STALE,
+      stale: STALE,
+      ratePerSecond: SWEEP_RATE,
+      ...sweep,
+      cmdbRequests: cmdb.requests.length,
+      cmdbListPages: cmdb.requests.filter((r) => r.method === 'GET').length,
+      cmdbDeletes: deletes.length,
+      deletesPerSecond: deleteSpanS > 0 ? Math.round((deletes.length - 1) / deleteSpanS) : undefined,
+      staleLeft: [...cmdb.records.keys()].filter((k) => k.startsWith('stale-')).length,
+    }
     log(`sweep at start: ${JSON.stringify(sweep)}`)
     const mem = await settledMemory(a, pki, 20)
     const perPod = Math.round(((mem.heapMb - baseline.heapMb) * 2 ** 20) / PODS)
