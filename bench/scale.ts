@@ -266,7 +266,8 @@ async function main(): Promise<void> {
     // The CMDB lists in pages of 500 and holds entries of pods long gone, as after an outage:
     // the sweep must page through it and remove them no faster than sweepRequestsPerSecond.
     cmdb.pageSize = 500
-    for (let i = 0; i < STALE; i++) cmdb.records.set(`stale-${i}`, { uid: `stale-${i}`, namespace: 'team-0', pod: `gone-${i}` })
+    const staleUids = Array.from({ length: STALE }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`)
+    for (const [i, uid] of staleUids.entries()) cmdb.records.set(uid, { uid, namespace: 'team-0', pod: `gone-${i}` })
     cmdb.requests.length = 0
     const a = startReplica(cp, pki, port, ['--identity=replica-a'])
     replicas.push(a)
@@ -286,7 +287,7 @@ async function main(): Promise<void> {
       cmdbListPages: cmdb.requests.filter((r) => r.method === 'GET').length,
       cmdbDeletes: deletes.length,
       deletesPerSecond: deleteSpanS > 0 ? Math.round((deletes.length - 1) / deleteSpanS) : undefined,
-      staleLeft: [...cmdb.records.keys()].filter((k) => k.startsWith('stale-')).length,
+      staleLeft: staleUids.filter((uid) => cmdb.records.has(uid)).length,
     }
     log(`sweep at start: ${JSON.stringify(sweep)}`)
     const mem = await settledMemory(a, pki, 20)
