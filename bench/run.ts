@@ -14,7 +14,7 @@
 //   npx tsx bench/run.ts [--quick] [--fixtures=typical,not-opted-in] [--log-level=warn] [--no-e2e]
 
 import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
-import { mkdirSync, readdirSync, readFileSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
 import type { AddressInfo } from 'node:net'
@@ -107,7 +107,13 @@ async function wrk(url: string, bodyFile: string, seconds: number): Promise<{ rp
   const compact = join(tmpdir(), `enlist-body-${Date.now()}.json`)
   writeFileSync(compact, JSON.stringify(JSON.parse(readFileSync(bodyFile, 'utf8'))))
   writeFileSync(script, `wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nlocal f = io.open("${compact}", "rb")\nwrk.body = f:read("*a")\nf:close()\n`)
-  const out = await run(pinned(1, 'wrk', ['-t1', '-c16', `-d${seconds}s`, '--latency', '-s', script, `${url}?timeout=10s`]))
+  let out: string
+  try {
+    out = await run(pinned(1, 'wrk', ['-t1', '-c16', `-d${seconds}s`, '--latency', '-s', script, `${url}?timeout=10s`]))
+  } finally {
+    rmSync(script, { force: true })
+    rmSync(compact, { force: true })
+  }
   const rps = Number(/Requests\/sec:\s+([\d.]+)/.exec(out)?.[1])
   const requests = Number(/(\d+) requests in/.exec(out)?.[1])
   const ms = (label: string) => {
