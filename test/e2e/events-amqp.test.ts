@@ -7,8 +7,7 @@
 import t from 'tap'
 import type { V1ConfigMap, V1Pod } from '@kubernetes/client-node'
 import amqp from 'amqplib'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { cmdbFor } from '../harness/cmdb.js'
@@ -22,6 +21,7 @@ import { RABBIT_USERS, startRabbitMq } from '../harness/rabbitmq.js'
 import { startTcpProxy } from '../harness/tcp-proxy.js'
 import { enlist as runEnlist } from '../helpers/cli.js'
 import { request } from '../helpers/https.js'
+import { tempDir } from '../helpers/temp.js'
 
 const cp = await controlPlaneFor(t)
 const rabbit = await owned(t, startRabbitMq(), (r) => r.stop())
@@ -201,7 +201,7 @@ t.test('every pod\'s events arrive through a broker restart, a partition and an 
   cmdb.records.clear()
   // a stray the snapshot lacks (a pod UID: nothing else is ever a path to DELETE)
   cmdb.records.set('0badc0de-0000-4000-8000-000000000001', { uid: '0badc0de-0000-4000-8000-000000000001', namespace: 'shop', pod: 'ghost' })
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-rebuild-'))
+  const dir = tempDir('enlist-rebuild-')
   writeFileSync(join(dir, 'username'), RABBIT_USERS.enlist.username)
   writeFileSync(join(dir, 'password'), RABBIT_USERS.enlist.password)
   const rebuilt = await runEnlist(['relay', '--rebuild', '--source=amqp', `--url=${proxy.url('amqp')}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', `--credentials-dir=${dir}`, `--kubeconfig=${cp.kubeconfig}`], { timeoutMs: 60_000 })

@@ -17,11 +17,11 @@ import { register, runRegistrar } from '../harness/kubelet.js'
 import { NATS_USERS, startNats } from '../harness/nats.js'
 import { owned, waitFor } from '../harness/processes.js'
 import { startTcpProxy } from '../harness/tcp-proxy.js'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { enlist as runEnlist } from '../helpers/cli.js'
+import { tempDir } from '../helpers/temp.js'
 
 const cp = await controlPlaneFor(t)
 const nats = await owned(t, startNats({ size: 3 }), (n) => n.stop())
@@ -182,7 +182,7 @@ t.test('every pod\'s events arrive through failover, partition, restarts and an 
   cmdb.records.clear()
   // a stray the snapshot lacks (a pod UID: nothing else is ever a path to DELETE)
   cmdb.records.set('0badc0de-0000-4000-8000-000000000001', { uid: '0badc0de-0000-4000-8000-000000000001', namespace: 'shop', pod: 'ghost' })
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-rebuild-'))
+  const dir = tempDir('enlist-rebuild-')
   writeFileSync(join(dir, 'user'), NATS_USERS.enlist.user)
   writeFileSync(join(dir, 'password'), NATS_USERS.enlist.password)
   const rebuilt = await runEnlist(['relay', '--rebuild', '--source=nats', `--url=${natsUrl}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', `--credentials-dir=${dir}`], { timeoutMs: 60_000 })

@@ -2,10 +2,10 @@
 // the control plane's etcd (its own ports and data dirs), owned by the test, removed on every
 // exit path. Members can be stopped and started again, and the leader found, for failover.
 
-import { mkdtempSync, rmSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort, supervise, type Supervised, waitFor } from './processes.js'
+import { tempDir } from '../helpers/temp.js'
 
 export interface EtcdMember {
   name: string
@@ -45,7 +45,7 @@ async function status(url: string): Promise<Status> {
 
 export async function startEtcd(opts: { members?: number } = {}): Promise<EtcdCluster> {
   const n = opts.members ?? 3
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-etcd-'))
+  const dir = tempDir('enlist-etcd-')
   dirs.add(dir)
   const ports: Array<{ client: number; peer: number }> = []
   for (let i = 0; i < n; i++) ports.push({ client: await freePort(), peer: await freePort() })

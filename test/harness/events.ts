@@ -1,12 +1,10 @@
 // What the event-stream end-to-end tests share: pods that come and go as a kubelet would
 // drive them, `enlist relay` as a process, and the checks every run ends with.
 
-import { mkdtempSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import type { V1Pod } from '@kubernetes/client-node'
 import { Ajv } from 'ajv'
-import { readFileSync } from 'node:fs'
 import { cleanEnv, ENLIST } from '../helpers/cli.js'
 import type { Cmdb } from './cmdb.js'
 import type { ControlPlane } from './control-plane.js'
@@ -14,6 +12,7 @@ import { podPath, podsPath } from '../../src/kube/pod-ref.js'
 import { listPods, podManifest, refOf, registeredCondition } from './k8s.js'
 import { startPod } from './kubelet.js'
 import { freePort, supervise, type Supervised, waitFor } from './processes.js'
+import { tempDir } from '../helpers/temp.js'
 
 /** Creates a pod of `service` (the webhook injects it), binds it and gives it an IP. */
 export async function createPod(cp: ControlPlane, ns: string, name: string, service = 'orders'): Promise<V1Pod> {
@@ -82,9 +81,8 @@ export interface RelayProcess {
 
 /** `enlist relay` as a process. */
 export async function startRelay(cp: ControlPlane, args: readonly string[], credentials: Record<string, string>): Promise<RelayProcess> {
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-relay-'))
+  const dir = tempDir('enlist-relay-')
   const creds = join(dir, 'credentials')
-  const { mkdirSync } = await import('node:fs')
   mkdirSync(creds)
   for (const [k, v] of Object.entries(credentials)) writeFileSync(join(creds, k), v)
   const port = await freePort()

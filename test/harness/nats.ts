@@ -3,10 +3,10 @@
 // the same ports and store. Users: `enlist` (everything), `limited` (may not publish
 // registration events), `sys` (the system account). Temp dirs go on every exit path.
 
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort, supervise, type Supervised, waitFor } from './processes.js'
+import { tempDir } from '../helpers/temp.js'
 
 export const NATS_USERS = {
   enlist: { user: 'enlist', password: 'enlist-s3cret' },
@@ -30,16 +30,10 @@ export interface NatsCluster {
   stop(): Promise<void>
 }
 
-let removers: Array<() => void> = []
-process.once('exit', () => {
-  for (const f of removers) f()
-})
-
 export async function startNats(opts: { size?: 1 | 3 } = {}): Promise<NatsCluster> {
   const size = opts.size ?? 1
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-nats-'))
+  const dir = tempDir('enlist-nats-')
   const remove = (): void => rmSync(dir, { recursive: true, force: true })
-  removers.push(remove)
   const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), cluster: await freePort() })))
   const servers: NatsServer[] = ports.map((p, i) => {
     const name = `n${i + 1}`
@@ -108,7 +102,6 @@ ${size > 1 ? `cluster { name: enlist-test, listen: 127.0.0.1:${p.cluster}, no_ad
     async stop() {
       await Promise.all(servers.map((s) => s.stop()))
       remove()
-      removers = removers.filter((f) => f !== remove)
     },
   }
 }

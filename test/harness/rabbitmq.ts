@@ -4,10 +4,10 @@
 // stopped and started again with the same node name and data (durable things survive).
 
 import { execFile } from 'node:child_process'
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs'
-import { tmpdir } from 'node:os'
+import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
 import { freePort, supervise, type Supervised } from './processes.js'
+import { tempDir } from '../helpers/temp.js'
 
 export const RABBIT_USERS = {
   enlist: { username: 'enlist', password: 'enlist-s3cret' },
@@ -49,7 +49,7 @@ export async function startRabbitMq(): Promise<RabbitMq> {
 class PortTaken extends Error {}
 
 async function startOnce(): Promise<RabbitMq> {
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-rabbit-'))
+  const dir = tempDir('enlist-rabbit-')
   const [port, distPort, epmdPort] = [await freePort(), await freePort(), await freePort()]
   const node = `enlist${port}@localhost`
   const env: NodeJS.ProcessEnv = {

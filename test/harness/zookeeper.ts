@@ -2,11 +2,11 @@
 // each server a supervised JVM with its own data dir in one temp dir, removed on every exit
 // path. Servers can be stopped and started again (same ports, same data) for failover tests.
 
-import { mkdirSync, mkdtempSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
-import { tmpdir } from 'node:os'
 import { join } from 'node:path'
 import { freePort, supervise, type Supervised, waitFor } from './processes.js'
+import { tempDir } from '../helpers/temp.js'
 
 export interface ZkServer {
   id: number
@@ -55,7 +55,7 @@ export function fourLetter(port: number, cmd: string, timeoutMs = 2000): Promise
 
 export async function startZookeeper(opts: { servers?: number; tickTimeMs?: number } = {}): Promise<ZkEnsemble> {
   const n = opts.servers ?? 3
-  const dir = mkdtempSync(join(tmpdir(), 'enlist-zk-'))
+  const dir = tempDir('enlist-zk-')
   dirs.add(dir)
   const ports: Array<{ client: number; peer: number; election: number }> = []
   for (let i = 0; i < n; i++) ports.push({ client: await freePort(), peer: await freePort(), election: await freePort() })
