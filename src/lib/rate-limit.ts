@@ -1,6 +1,8 @@
 // Limits for what in-cluster clients can make enlist do: a token bucket (how often), and
 // counters of concurrent holders (how many at once), each with a hard bound on memory.
 
+import { sleep } from './backoff.js'
+
 export class TokenBucket {
   private tokens: number
   private at: number
@@ -41,16 +43,7 @@ export class TokenBucket {
   async wait(signal?: AbortSignal): Promise<void> {
     while (!this.take()) {
       if (signal?.aborted) return
-      const ms = Math.max(1, Math.ceil(((1 - this.tokens) / this.rate) * 1000))
-      await new Promise<void>((resolve) => {
-        const timer = setTimeout(done, ms)
-        function done(): void {
-          clearTimeout(timer)
-          signal?.removeEventListener('abort', done)
-          resolve()
-        }
-        signal?.addEventListener('abort', done, { once: true })
-      })
+      await sleep(Math.max(1, Math.ceil(((1 - this.tokens) / this.rate) * 1000)), signal)
     }
   }
 

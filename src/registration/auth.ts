@@ -11,6 +11,7 @@ import { createHash } from 'node:crypto'
 import type { KubeClient } from '../kube/client.js'
 import { EnlistError, errorMessage, TooManyRequests } from '../lib/errors.js'
 import { KeyedBuckets, TokenBucket } from '../lib/rate-limit.js'
+import { sleep } from '../lib/backoff.js'
 import type { Metrics } from '../metrics.js'
 import { TOKEN_AUDIENCE, TOKEN_REVIEW_POD_NAME, TOKEN_REVIEW_POD_UID } from '../names.js'
 
@@ -102,7 +103,7 @@ export class TokenAuthenticator {
       this.metrics.tokenReviews.inc({ result: 'throttled' })
       throw new TooManyRequests('enlist is reviewing too many new tokens right now; retry shortly', Math.max(1, this.reviews.waitSeconds()))
     }
-    if (delayMs > 0) await new Promise((resolve) => setTimeout(resolve, delayMs))
+    if (delayMs > 0) await sleep(delayMs)
 
     let status: TokenReviewStatus
     try {
