@@ -27,10 +27,6 @@ export interface EtcdCluster {
 }
 
 const ETCD = process.env.ENLIST_ETCD ?? '/usr/bin/etcd'
-const dirs = new Set<string>()
-process.once('exit', () => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
-})
 
 interface Status {
   header?: { member_id?: string }
@@ -46,7 +42,6 @@ async function status(url: string): Promise<Status> {
 export async function startEtcd(opts: { members?: number } = {}): Promise<EtcdCluster> {
   const n = opts.members ?? 3
   const dir = tempDir('enlist-etcd-')
-  dirs.add(dir)
   const ports: Array<{ client: number; peer: number }> = []
   for (let i = 0; i < n; i++) ports.push({ client: await freePort(), peer: await freePort() })
   const members: EtcdMember[] = ports.map((p, i) => ({ name: `m${i}`, clientURL: `http://127.0.0.1:${p.client}`, process: undefined }))
@@ -116,7 +111,6 @@ export async function startEtcd(opts: { members?: number } = {}): Promise<EtcdCl
     async close() {
       for (let i = 0; i < members.length; i++) await stop(i)
       rmSync(dir, { recursive: true, force: true })
-      dirs.delete(dir)
     },
   }
   try {

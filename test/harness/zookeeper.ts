@@ -2,7 +2,7 @@
 // each server a supervised JVM with its own data dir in one temp dir, removed on every exit
 // path. Servers can be stopped and started again (same ports, same data) for failover tests.
 
-import { mkdirSync, rmSync, writeFileSync } from 'node:fs'
+import { mkdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { connect } from 'node:net'
 import { join } from 'node:path'
 import { freePort, supervise, type Supervised, waitFor } from './processes.js'
@@ -29,10 +29,17 @@ export interface ZkEnsemble {
 }
 
 const CLASSPATH = '/usr/share/java/*:/usr/share/zookeeper/*:/etc/zookeeper/conf'
-const dirs = new Set<string>()
-process.once('exit', () => {
-  for (const d of dirs) rmSync(d, { recursive: true, force: true })
-})
+/** How long a running server may stay out of the quorum before waitServing restarts it. */
+const STUCK_MS = 30_000
+
+/** The last lines of a file, for an error message. */
+function tail(file: string, lines: number): string {
+  try {
+    return readFileSync(file, 'utf8').trimEnd().split('\n').slice(-lines).join('\n')
+  } catch {
+    return '(no log)'
+  }
+}
 
 /** One four-letter-word command; resolves with the whole answer. */
 export function fourLetter(port: number, cmd: string, timeoutMs = 2000): Promise<string> {
@@ -56,7 +63,6 @@ export function fourLetter(port: number, cmd: string, timeoutMs = 2000): Promise
 export async function startZookeeper(opts: { servers?: number; tickTimeMs?: number } = {}): Promise<ZkEnsemble> {
   const n = opts.servers ?? 3
   const dir = tempDir('enlist-zk-')
-  dirs.add(dir)
   const ports: Array<{ client: number; peer: number; election: number }> = []
   for (let i = 0; i < n; i++) ports.push({ client: await freePort(), peer: await freePort(), election: await freePort() })
   const servers: ZkServer[] = ports.map((p, i) => ({ id: i + 1, clientPort: p.client, process: undefined }))
@@ -115,21 +121,43 @@ export async function startZookeeper(opts: { servers?: number; tickTimeMs?: numb
         return undefined
       }, 60_000, 200)
     },
+    // A member that stays out of the quorum (an election or a sync that never completes,
+    // seen once on a loaded machine) is restarted, as a liveness probe on `srvr` would
+    // restart it in production; a timeout names every member's mode and its log's end.
     async waitServing(timeoutMs = 90_000) {
-      await waitFor('the ZooKeeper ensemble serving', async () => {
-        const running = servers.filter((s) => s.process)
-        for (const s of running) {
-          if (s.process!.child.exitCode !== null) throw new Error(`zookeeper-${s.id} exited; see ${s.process!.logFile}`)
-          const m = await mode(s)
-          if (m !== 'leader' && m !== 'follower' && m !== 'standalone') return false
-        }
-        return true
-      }, timeoutMs, 250)
+      const notServingSince = new Map<number, number>()
+      const modes = new Map<number, string>()
+      try {
+        await waitFor('the ZooKeeper ensemble serving', async () => {
+          let serving = true
+          for (const s of servers.filter((x) => x.process)) {
+            if (s.process!.child.exitCode !== null) throw new Error(`zookeeper-${s.id} exited; see ${s.process!.logFile}`)
+            const m = (await mode(s)) ?? 'not answering'
+            modes.set(s.id, m)
+            if (m === 'leader' || m === 'follower' || m === 'standalone') {
+              notServingSince.delete(s.id)
+              continue
+            }
+            serving = false
+            const since = notServingSince.get(s.id) ?? Date.now()
+            notServingSince.set(s.id, since)
+            if (Date.now() - since > STUCK_MS) {
+              process.stderr.write(`zookeeper-${s.id}: out of the quorum for ${STUCK_MS / 1000} s (${m}); restarted\n`)
+              await stop(s.id)
+              await start(s.id)
+              notServingSince.delete(s.id)
+            }
+          }
+          return serving
+        }, timeoutMs, 250)
+      } catch (err) {
+        const state = servers.map((s) => `zookeeper-${s.id}: ${s.process ? (modes.get(s.id) ?? 'unknown') : 'stopped'}\n${s.process ? tail(s.process.logFile, 15) : ''}`)
+        throw new Error(`${(err as Error).message}\n${state.join('\n')}`, { cause: err })
+      }
     },
     async close() {
       for (const s of servers) await stop(s.id)
       rmSync(dir, { recursive: true, force: true })
-      dirs.delete(dir)
     },
   }
   try {
