@@ -22,6 +22,54 @@ export interface Runnable {
   needLeaderElection?(): boolean
 }
 
+/**
+ * A leader-only runnable that reconciles now and then every `intervalMs` while this replica
+ * leads (wait.UntilWithContext in a LeaderElectionRunnable). Losing the lease, or stop(),
+ * abandons the apiserver calls in flight; a failed reconcile is logged and tried again at
+ * the next tick, level-based, so nothing is carried over from the failed one.
+ */
+export abstract class LeaderLoop implements Runnable {
+  abstract readonly name: string
+  private abort: AbortController | undefined
+  private loop: Promise<void> | undefined
+
+  protected constructor(
+    private readonly loopOptions: { intervalMs: number; log: Logger; what: string },
+  ) {}
+
+  /** One pass: read the state, move it one step closer to the goal. */
+  abstract reconcile(signal?: AbortSignal): Promise<void>
+
+  needLeaderElection(): boolean {
+    return true
+  }
+
+  start(signal?: AbortSignal): void {
+    if (this.loop) return
+    const abort = new AbortController()
+    this.abort = abort
+    signal?.addEventListener('abort', () => abort.abort(), { once: true })
+    const { intervalMs, log, what } = this.loopOptions
+    this.loop = (async () => {
+      while (!abort.signal.aborted) {
+        try {
+          await this.reconcile(abort.signal)
+        } catch (err) {
+          if (abort.signal.aborted) break
+          log.error({ err: errorMessage(err) }, `${what}: reconcile failed; retrying`)
+        }
+        await sleep(intervalMs, abort.signal)
+      }
+    })()
+  }
+
+  async stop(): Promise<void> {
+    this.abort?.abort()
+    await this.loop
+    this.loop = undefined
+  }
+}
+
 /** What the leader election calls as this replica wins and loses the lease. */
 export interface LeadershipHooks {
   onStartedLeading(signal?: AbortSignal): Promise<void>

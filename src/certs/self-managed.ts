@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { type CallOptions, type KubeClient, KubeApiError, PatchType } from '../kube/client.js'
 import { Cache } from '../kube/cache.js'
 import { Reflector } from '../kube/reflector.js'
-import { sleep } from '../lib/backoff.js'
+import { LeaderLoop } from '../manager.js'
 import { errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
 import { checkPair, type CertificateProvider, type ServingCertificate } from './provider.js'
@@ -61,40 +61,11 @@ export interface SelfManagedOptions {
 
 /** The leader's side: create, renew and publish. Started and stopped with leadership,
  *  as often as it comes and goes; a stop abandons the apiserver calls in flight. */
-export class CertificateAuthority {
+export class CertificateAuthority extends LeaderLoop {
   readonly name = 'certificate-authority'
-  private abort = new AbortController()
-  private loop: Promise<void> | undefined
 
-  constructor(private readonly o: SelfManagedOptions) {}
-
-  /** Leader only (src/manager.ts). */
-  needLeaderElection(): boolean {
-    return true
-  }
-
-  start(signal?: AbortSignal): void {
-    if (this.loop) return
-    const abort = new AbortController()
-    this.abort = abort
-    signal?.addEventListener('abort', () => abort.abort(), { once: true })
-    this.loop = (async () => {
-      while (!abort.signal.aborted) {
-        try {
-          await this.reconcile(abort.signal)
-        } catch (err) {
-          if (abort.signal.aborted) break
-          this.o.log.error({ err: errorMessage(err) }, 'self-managed certificates: reconcile failed; retrying')
-        }
-        await sleep(this.o.intervalMs, abort.signal)
-      }
-    })()
-  }
-
-  async stop(): Promise<void> {
-    this.abort.abort()
-    await this.loop
-    this.loop = undefined
+  constructor(private readonly o: SelfManagedOptions) {
+    super({ intervalMs: o.intervalMs, log: o.log, what: 'self-managed certificates' })
   }
 
   private get secretPath(): string {

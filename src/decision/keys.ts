@@ -8,7 +8,7 @@ import type { Logger } from 'pino'
 import { type KubeClient, KubeApiError } from '../kube/client.js'
 import { Cache } from '../kube/cache.js'
 import { Reflector } from '../kube/reflector.js'
-import { sleep } from '../lib/backoff.js'
+import { LeaderLoop } from '../manager.js'
 import { errorMessage } from '../lib/errors.js'
 import type { Metrics } from '../metrics.js'
 import {
@@ -129,41 +129,11 @@ export interface RotatorOptions {
 }
 
 /** The leader: creates the Secret, adds a key ahead of use, retires keys no pod names. */
-export class KeyRotator {
+export class KeyRotator extends LeaderLoop {
   readonly name = 'decision-key-rotator'
-  private abort: AbortController | undefined
-  private loop: Promise<void> | undefined
 
-  constructor(private readonly o: RotatorOptions) {}
-
-  /** Leader only (src/manager.ts). */
-  needLeaderElection(): boolean {
-    return true
-  }
-
-  /** `signal` (leadership) firing abandons the apiserver calls in flight. */
-  start(signal?: AbortSignal): void {
-    if (this.loop) return
-    const abort = new AbortController()
-    this.abort = abort
-    signal?.addEventListener('abort', () => abort.abort(), { once: true })
-    this.loop = (async () => {
-      while (!abort.signal.aborted) {
-        try {
-          await this.reconcile(abort.signal)
-        } catch (err) {
-          if (abort.signal.aborted) break
-          this.o.log.error({ err: errorMessage(err) }, 'decision keys: reconcile failed; retrying')
-        }
-        await sleep(this.o.intervalMs, abort.signal)
-      }
-    })()
-  }
-
-  async stop(): Promise<void> {
-    this.abort?.abort()
-    await this.loop
-    this.loop = undefined
+  constructor(private readonly o: RotatorOptions) {
+    super({ intervalMs: o.intervalMs, log: o.log, what: 'decision keys' })
   }
 
   async reconcile(signal?: AbortSignal): Promise<void> {
