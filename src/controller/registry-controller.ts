@@ -15,7 +15,7 @@ import type { Logger } from 'pino'
 import type { PodView } from '../kube/pod-view.js'
 import { type KubeClient, KubeApiError } from '../kube/client.js'
 import type { EventRecorder } from '../kube/events.js'
-import { type PodRef, podPath, podRef } from '../kube/pod-ref.js'
+import { type PodRef, podPath, podRefOf } from '../kube/pod-ref.js'
 import type { ManagedPods } from '../kube/pods.js'
 import { AbortedError, errorMessage } from '../lib/errors.js'
 import { TokenBucket } from '../lib/rate-limit.js'
@@ -94,7 +94,7 @@ export class RegistryController {
       update: (p) => this.enqueue(p),
       delete: (p) => {
         // Followers keep nothing: the sweep a new leader runs first catches what they missed.
-        const ref = podRef(p)
+        const ref = podRefOf(p)
         if (!ref.uid || !this.queue) return
         if (!this.done.has(ref.uid) && this.mayBeRegistered(p)) this.gone.set(ref.uid, ref)
         this.done.delete(ref.uid)
@@ -225,7 +225,7 @@ export class RegistryController {
         this.o.log.warn({ uid, err: errorMessage(err), retries: queue.retries(uid), retryInMs: delay }, 'reconcile failed; will retry')
         const pod = this.o.pods.byUid(uid)
         if (pod && queue.retries(uid) === 1) {
-          const ref = podRef(pod)
+          const ref = podRefOf(pod)
           this.o.events.record(ref, 'Warning', 'DeregistrationFailed', `${errorMessage(err)}; retrying until it succeeds`)
         }
       } finally {
@@ -249,7 +249,7 @@ export class RegistryController {
     const why = goneReason(pod)
     if (!why) return this.repair(pod, signal)
     if (this.done.has(uid)) return
-    const ref = podRef(pod)
+    const ref = podRefOf(pod)
     if (!this.mayBeRegistered(pod)) {
       this.done.add(uid)
       return
@@ -277,7 +277,7 @@ export class RegistryController {
       if (!expected || !b.drifted!(pod, expected)) continue
       await this.o.registry.attempt(b, 'register', async () => b.register(await this.o.registry.recordFor(b, record, { pod, advertise }), { signal }), signal)
       this.o.metrics.repaired.inc({ backend: b.name })
-      const ref = podRef(pod)
+      const ref = podRefOf(pod)
       this.o.metrics.trustRejections.inc({ where: 'record', reason: 'edited' })
       this.o.events.record(ref, 'Warning', 'RecordRestored', `the discovery record on this pod was edited; enlist wrote its own again (backend ${b.name})`)
       this.o.log.warn({ backend: b.name, pod: `${ref.namespace}/${ref.pod}`, uid: ref.uid }, 'a registered pod\'s record was edited; restored it')
@@ -363,7 +363,7 @@ export class RegistryController {
       if (!uid || have.has(uid) || goneReason(pod) || cond?.status !== 'True') continue
       const record = this.expectedRecord(pod)
       if (!record) continue // no decision of enlist's: it was never registered by enlist
-      const go = await step('register', podRef(pod), async () => {
+      const go = await step('register', podRefOf(pod), async () => {
         await pace()
         await registry.attempt(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) }), { signal }), signal)
         stats.rewritten++

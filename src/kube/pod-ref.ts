@@ -10,17 +10,19 @@ export interface PodRef {
 }
 
 /** A pod in the shape the apiserver and the caches keep (metadata.name). */
-interface PodObject {
+export interface PodObject {
   metadata: { namespace: string; name: string; uid: string }
 }
 
-/** Just the reference, from a record, a token identity, an entry, or a cached pod. */
-export function podRef(p: PodRef | PodObject): PodRef {
-  // Told apart by the reference's own fields, not by `metadata`: a registry record is a
-  // PodRef that has a `metadata` too (the decided key/values, no namespace, name or uid).
-  const r = p as Partial<PodRef>
-  if (typeof r.uid === 'string' && typeof r.pod === 'string') return { namespace: r.namespace ?? '', pod: r.pod, uid: r.uid }
-  const m = (p as PodObject).metadata
+/** Just the reference, from anything that is one: a record, a token identity, an entry
+ *  (each carries more, a record even a `metadata` of its own, which is not the pod's). */
+export function podRef(r: PodRef): PodRef {
+  return { namespace: r.namespace, pod: r.pod, uid: r.uid }
+}
+
+/** The reference to a pod the apiserver or a cache holds. */
+export function podRefOf(p: PodObject): PodRef {
+  const m = p.metadata
   return { namespace: m.namespace, pod: m.name, uid: m.uid }
 }
 

@@ -1,13 +1,13 @@
 // Small helpers over the admin client for end-to-end tests.
 
 import type { V1Container, V1Pod, V1PodCondition } from '@kubernetes/client-node'
-import { podPath, type PodRef, podRef, podsPath } from '../../src/kube/pod-ref.js'
+import { podPath, type PodRef, podRefOf, podsPath } from '../../src/kube/pod-ref.js'
 import type { ControlPlane } from './control-plane.js'
 import { waitFor } from './processes.js'
 
 /** The pod's reference (src/kube/pod-ref.ts), for podPath() and the like. */
 export function refOf(p: V1Pod): PodRef {
-  return podRef({ metadata: { namespace: p.metadata!.namespace!, name: p.metadata!.name!, uid: p.metadata!.uid ?? '' } })
+  return podRefOf({ metadata: { namespace: p.metadata!.namespace!, name: p.metadata!.name!, uid: p.metadata!.uid ?? '' } })
 }
 
 /** The pod as the apiserver has it now. */
