@@ -17,14 +17,16 @@ import { execFileSync, spawn, type ChildProcess } from 'node:child_process'
 import { mkdirSync, readdirSync, readFileSync, rmSync, writeFileSync } from 'node:fs'
 import { cpus, tmpdir } from 'node:os'
 import { join } from 'node:path'
-import type { AddressInfo } from 'node:net'
-import { createServer } from 'node:net'
 import { makePki } from '../test/helpers/https.js'
 import { cleanEnv, ENLIST } from '../test/helpers/cli.js'
 import { startControlPlane } from '../test/harness/control-plane.js'
 import { installManifests } from '../test/harness/enlist.js'
-import { waitFor } from '../test/harness/processes.js'
+import { freePort, waitFor } from '../test/harness/processes.js'
 import { request } from '../test/helpers/https.js'
+import { deployedEnv } from './deployed-env.js'
+
+/** enlist runs with its Deployment's V8 and allocator settings, as it ships. */
+const DEPLOYED_ENV = deployedEnv()
 
 const BENCH = new URL('./', import.meta.url).pathname
 const quick = process.argv.includes('--quick')
@@ -55,14 +57,6 @@ function ensureTool(bin: string, pkg: string): void {
     run(['apt-get', 'install', '-y', '-q', pkg])
   }
 }
-
-const freePort = () =>
-  new Promise<number>((resolve) => {
-    const s = createServer().listen(0, '127.0.0.1', () => {
-      const p = (s.address() as AddressInfo).port
-      s.close(() => resolve(p))
-    })
-  })
 
 const pinned = (core: number, cmd: string, args: string[], env = cleanEnv()) => {
   const many = cpus().length > 1
@@ -190,7 +184,7 @@ async function main(): Promise<void> {
     const enlist = pinned(0, process.execPath, [
       ENLIST, 'serve', `--kubeconfig=${cp.kubeconfig}`, `--port=${enlistPort}`, '--bind-address=127.0.0.1',
       `--tls-cert=${pki.certFile}`, `--tls-key=${pki.keyFile}`, '--leader-elect=false', `--log-level=${LOG_LEVEL}`,
-    ])
+    ], { ...cleanEnv(), ...DEPLOYED_ENV })
     children.push(enlist)
     enlist.stdout!.resume()
     enlist.stderr!.resume()

@@ -19,7 +19,7 @@ import https from 'node:https'
 import { cpus } from 'node:os'
 import { join } from 'node:path'
 import type { V1Pod } from '@kubernetes/client-node'
-import { parseAllDocuments, stringify } from 'yaml'
+import { stringify } from 'yaml'
 import { admit } from '../src/admission/review.js'
 import { newKey } from '../src/decision/keyring.js'
 import { defaultPolicy } from '../src/policy/load.js'
@@ -30,6 +30,7 @@ import { installManifests } from '../test/harness/enlist.js'
 import { freePort, waitFor } from '../test/harness/processes.js'
 import { cleanEnv, ENLIST } from '../test/helpers/cli.js'
 import { makePki, request, type TestPki } from '../test/helpers/https.js'
+import { deployedEnv } from './deployed-env.js'
 
 const arg = (name: string, def: number) => Number(process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3) ?? def)
 const PODS = arg('pods', 50_000)
@@ -103,16 +104,6 @@ interface Replica {
   startedAt: number
 }
 
-/** The V8 flags and allocator settings enlist's Deployment runs with: replicas here are
- *  measured as they ship. */
-function deployedEnv(): Record<string, string> {
-  for (const doc of parseAllDocuments(readFileSync(join(BENCH, '../manifests/base/deployment.yaml'), 'utf8'))) {
-    const d = doc.toJS() as { spec?: { template?: { spec?: { containers?: Array<{ env?: Array<{ name: string; value?: string }> }> } } } }
-    const env = d?.spec?.template?.spec?.containers?.[0]?.env
-    if (env) return Object.fromEntries(env.filter((e) => e.value !== undefined && (e.name === 'NODE_OPTIONS' || e.name.startsWith('MALLOC_'))).map((e) => [e.name, e.value!]))
-  }
-  throw new Error('manifests/base/deployment.yaml: no container env found')
-}
 const DEPLOYED_ENV = deployedEnv()
 
 function startReplica(cp: ControlPlane, pki: TestPki, port: number, args: string[] = []): Replica {
