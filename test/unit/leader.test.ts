@@ -129,6 +129,15 @@ async function until(what: string, fn: () => boolean | Promise<boolean>, ms = 15
   }
 }
 
+/** A replica started on a free lease and leading; stopped with the test. */
+async function leading(t: { teardown(fn: () => unknown): void }, name: string, store: LeaseStore): Promise<Replica> {
+  const r = replica(name, store)
+  r.elector.start()
+  t.teardown(() => r.elector.stop())
+  await until(`${name} leads`, () => r.elector.isLeader)
+  return r
+}
+
 t.test('a partitioned leader stops its work before the lease can pass; never two leaders', async (t) => {
   const store = new LeaseStore()
   const a = replica('a', store)
@@ -291,10 +300,7 @@ t.test('a lease its holder keeps renewing is never taken, however long the wait'
 
 t.test('a leader renews: renewTime moves on, acquireTime and transitions stay, the work is not restarted', async (t) => {
   const store = new LeaseStore()
-  const a = replica('a', store)
-  a.elector.start()
-  t.teardown(() => a.elector.stop())
-  await until('a leads', () => a.elector.isLeader)
+  const a = await leading(t, 'a', store)
   const first = structuredClone(store.lease!.spec)
   const renewTimes = new Set<unknown>([first.renewTime])
   for (let i = 0; i < 4; i++) {
@@ -313,10 +319,7 @@ t.test('a leader renews: renewTime moves on, acquireTime and transitions stay, t
 
 t.test('a leader that finds another holder on the lease steps down and leaves it to them', async (t) => {
   const store = new LeaseStore()
-  const a = replica('a', store)
-  a.elector.start()
-  t.teardown(() => a.elector.stop())
-  await until('a leads', () => a.elector.isLeader)
+  const a = await leading(t, 'a', store)
   // someone else wrote the lease (an operator, or a replica that judged it expired)
   const usurper = foreignLease(store, 'usurper', 3, 7)
   const renewing = setInterval(usurper.renew, 200)
@@ -338,10 +341,7 @@ t.test('a leader that finds another holder on the lease steps down and leaves it
 
 t.test('a 409 on a renewal is not a lost lease: the leader reads it again and renews', async (t) => {
   const store = new LeaseStore()
-  const a = replica('a', store)
-  a.elector.start()
-  t.teardown(() => a.elector.stop())
-  await until('a leads', () => a.elector.isLeader)
+  const a = await leading(t, 'a', store)
   const replaces = a.client.verbs.replace
   a.client.conflicts = 2
   await until('the two conflicts answered', () => a.client.conflicts === 0 && a.client.verbs.replace >= replaces + 2)
