@@ -12,6 +12,7 @@
 // Prints a table, writes bench/results/scale.json.
 //   npx tsx bench/scale.ts [--pods=50000] [--namespaces=10000] [--rollout=1000] [--services=10000]
 //                          [--sweep-rate=200] [--stale=2000] [--skip=rollout,failover]
+//                          [--memory-variants='--max-old-space-size=144;...']
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -105,12 +106,15 @@ interface Replica {
 }
 
 const DEPLOYED_ENV = deployedEnv()
+// --memory-variants='A;B': after the main figure, a fresh replica with NODE_OPTIONS=A, then
+// one with B, each measured once synced on the same cluster (the allocator settings stay)
+const VARIANTS = (process.argv.find((a) => a.startsWith('--memory-variants='))?.slice(18) ?? '').split(';').filter(Boolean)
 
-function startReplica(cp: ControlPlane, pki: TestPki, port: number, args: string[] = []): Replica {
+function startReplica(cp: ControlPlane, pki: TestPki, port: number, args: string[] = [], nodeOptions = DEPLOYED_ENV.NODE_OPTIONS): Replica {
   const child = spawn(
     process.execPath,
     [ENLIST, 'serve', `--kubeconfig=${cp.kubeconfig}`, `--port=${port}`, '--bind-address=127.0.0.1', `--tls-cert=${pki.certFile}`, `--tls-key=${pki.keyFile}`, '--log-level=info', ...args],
-    { env: { ...cleanEnv(), ...DEPLOYED_ENV }, stdio: ['ignore', 'pipe', 'pipe'] },
+    { env: { ...cleanEnv(), ...DEPLOYED_ENV, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) }, stdio: ['ignore', 'pipe', 'pipe'] },
   )
   const r: Replica = { child, port, url: `https://127.0.0.1:${port}`, lines: [], startedAt: Date.now() }
   let buf = ''
@@ -286,6 +290,17 @@ async function main(): Promise<void> {
     const perPodRss = Math.round(((mem.rssMb - baseline.rssMb) * 2 ** 20) / PODS)
     results.memory = { ...mem, heapBytesPerPod: perPod, rssBytesPerPod: perPodRss }
     log(`replica a with ${PODS} managed pods: RSS ${mem.rssMb.toFixed(0)} MB, heap ${mem.heapMb.toFixed(0)} MB; ${perPod} bytes of heap per cached pod (${perPodRss} of RSS)`)
+    const variants: Array<{ nodeOptions: string; rssMb: number; heapMb: number; cachesSyncedS: number }> = []
+    for (const [i, nodeOptions] of VARIANTS.entries()) {
+      const v = startReplica(cp, pki, await freePort(), [`--identity=variant-${i}`, '--leader-elect=false'], nodeOptions)
+      replicas.push(v)
+      const at = await waitSynced(v, pki, `variant ${nodeOptions}`)
+      const m = await settledMemory(v, pki, 20)
+      await stopReplica(v)
+      variants.push({ nodeOptions, ...m, cachesSyncedS: round1((at - v.startedAt) / 1000) })
+      log(`NODE_OPTIONS=${nodeOptions}: RSS ${m.rssMb.toFixed(0)} MB, heap ${m.heapMb.toFixed(0)} MB, caches synced after ${((at - v.startedAt) / 1000).toFixed(1)} s`)
+    }
+    if (variants.length > 0) results.memoryVariants = variants
 
     // --- admissions while it holds everything ---------------------------------------------
     const review = readFileSync(join(BENCH, 'fixtures/typical.json'), 'utf8')
