@@ -23,7 +23,7 @@ export interface Runnable {
 }
 
 /**
- * A leader-only runnable that reconciles now and then every `intervalMs` while this replica
+ * A leader-only runnable that reconciles at once, then every `intervalMs`, while this replica
  * leads (wait.UntilWithContext in a LeaderElectionRunnable). Losing the lease, or stop(),
  * abandons the apiserver calls in flight; a failed reconcile is logged and tried again at
  * the next tick, level-based, so nothing is carried over from the failed one.
