@@ -28,7 +28,7 @@ import { buildRecord, encodeRecord } from '../src/registry/record.js'
 import { startCmdb } from '../test/harness/cmdb.js'
 import { startControlPlane, type ControlPlane } from '../test/harness/control-plane.js'
 import { installManifests } from '../test/harness/enlist.js'
-import { freePort, waitFor } from '../test/harness/processes.js'
+import { freePort, onInterrupt, waitFor } from '../test/harness/processes.js'
 import { cleanEnv, ENLIST } from '../test/helpers/cli.js'
 import { makePki, request, type TestPki } from '../test/helpers/https.js'
 import { deployedEnv } from './deployed-env.js'
@@ -190,6 +190,10 @@ async function main(): Promise<void> {
   // between the apiserver's compactions
   const cp = await startControlPlane({ controllerManager: false, log, etcdArgs: ['--quota-backend-bytes=17179869184'] })
   const replicas: Replica[] = []
+  // Ctrl-C: the harness stops the control plane; the replicas are this file's to stop
+  onInterrupt(async () => {
+    for (const r of replicas) await stopReplica(r)
+  })
   const cmdb = await startCmdb()
   try {
     const pki = await makePki({ validityMs: 24 * 3600_000 })
@@ -290,15 +294,25 @@ async function main(): Promise<void> {
     const perPodRss = Math.round(((mem.rssMb - baseline.rssMb) * 2 ** 20) / PODS)
     results.memory = { ...mem, heapBytesPerPod: perPod, rssBytesPerPod: perPodRss }
     log(`replica a with ${PODS} managed pods: RSS ${mem.rssMb.toFixed(0)} MB, heap ${mem.heapMb.toFixed(0)} MB; ${perPod} bytes of heap per cached pod (${perPodRss} of RSS)`)
-    const variants: Array<{ nodeOptions: string; rssMb: number; heapMb: number; cachesSyncedS: number }> = []
+    const variants: Array<{ nodeOptions: string; rssMb?: number; heapMb?: number; cachesSyncedS?: number; peakLiveMb?: number; failed?: string }> = []
     for (const [i, nodeOptions] of VARIANTS.entries()) {
       const v = startReplica(cp, pki, await freePort(), [`--identity=variant-${i}`, '--leader-elect=false'], nodeOptions)
       replicas.push(v)
-      const at = await waitSynced(v, pki, `variant ${nodeOptions}`)
-      const m = await settledMemory(v, pki, 20)
+      try {
+        const at = await waitSynced(v, pki, `variant ${nodeOptions}`)
+        const m = await settledMemory(v, pki, 20)
+        // with --trace-gc: the most a full collection left (what was live), over the sync
+        const live = v.lines.map((l) => /Mark-Compact[^\n]*?-> ([\d.]+) \(/.exec(l)?.[1]).filter((x): x is string => x !== undefined).map(Number)
+        const peakLiveMb = live.length > 0 ? round1(Math.max(...live)) : undefined
+        variants.push({ nodeOptions, ...m, cachesSyncedS: round1((at - v.startedAt) / 1000), peakLiveMb })
+        log(`NODE_OPTIONS=${nodeOptions}: RSS ${m.rssMb.toFixed(0)} MB, heap ${m.heapMb.toFixed(0)} MB, caches synced after ${((at - v.startedAt) / 1000).toFixed(1)} s${peakLiveMb !== undefined ? `, at most ${peakLiveMb} MB live after a full GC` : ''}`)
+      } catch (err) {
+        if (!(err instanceof ReplicaExited)) throw err
+        // a heap bound too small for the cluster: the finding, not the end of the run
+        variants.push({ nodeOptions, failed: (err as Error).message.split('\n')[0] })
+        log(`NODE_OPTIONS=${nodeOptions}: ${(err as Error).message}`)
+      }
       await stopReplica(v)
-      variants.push({ nodeOptions, ...m, cachesSyncedS: round1((at - v.startedAt) / 1000) })
-      log(`NODE_OPTIONS=${nodeOptions}: RSS ${m.rssMb.toFixed(0)} MB, heap ${m.heapMb.toFixed(0)} MB, caches synced after ${((at - v.startedAt) / 1000).toFixed(1)} s`)
     }
     if (variants.length > 0) results.memoryVariants = variants
 
@@ -447,9 +461,12 @@ function podStatus(i: number, at: string, tpl: V1Pod): V1Pod['status'] {
   }
 }
 
+class ReplicaExited extends Error {}
+
 async function waitSynced(r: Replica, pki: TestPki, what: string): Promise<number> {
   return waitFor(`every cache of ${what} synced`, async () => {
-    if (r.child.exitCode !== null) throw new Error(`${what} exited ${r.child.exitCode}: ${r.lines.slice(-5).join('\n')}`)
+    // V8 out of heap aborts: a signal, no exit code
+    if (r.child.exitCode !== null || r.child.signalCode !== null) throw new ReplicaExited(`${what} exited (${r.child.exitCode ?? r.child.signalCode}): ${r.lines.slice(-5).join('\n')}`)
     const res = await request(`${r.url}/readyz?verbose`, { ca: pki.ca.cert }).catch(() => undefined)
     return res?.status === 200 && res.json<{ warnings?: Array<{ check: string }> }>().warnings?.every((w) => !w.check.endsWith('-cache')) ? Date.now() : undefined
   }, 600_000, 250)
