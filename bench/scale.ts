@@ -12,7 +12,7 @@
 // Prints a table, writes bench/results/scale.json.
 //   npx tsx bench/scale.ts [--pods=50000] [--namespaces=10000] [--rollout=1000] [--services=10000]
 //                          [--sweep-rate=200] [--stale=2000] [--skip=rollout,failover]
-//                          [--memory-variants='--max-old-space-size=144;...']
+//                          [--memory-variants='--max-old-space-size=144 --trace-gc;...']
 
 import { type ChildProcess, spawn } from 'node:child_process'
 import { mkdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -97,26 +97,33 @@ function applyOp(doc: unknown, op: { op: string; path: string; value?: unknown }
   else cur[last] = op.value
 }
 
+class ReplicaExited extends Error {}
+
 interface Replica {
   child: ChildProcess
   port: number
   url: string
   lines: string[]
   startedAt: number
+  /** Rejects with ReplicaExited when the process ends (a stop included: a no-op then). */
+  exited: Promise<never>
 }
 
 const DEPLOYED_ENV = deployedEnv()
-// --memory-variants='A;B': after the main figure, a fresh replica with NODE_OPTIONS=A, then
-// one with B, each measured once synced on the same cluster (the allocator settings stay)
+// --memory-variants='A;B': after the main figure, a fresh replica with the node flags A, then
+// one with B, each measured once synced on the same cluster. The flags go on the command line
+// (which overrides NODE_OPTIONS, and takes what NODE_OPTIONS refuses, such as --trace-gc).
 const VARIANTS = (process.argv.find((a) => a.startsWith('--memory-variants='))?.slice(18) ?? '').split(';').filter(Boolean)
 
-function startReplica(cp: ControlPlane, pki: TestPki, port: number, args: string[] = [], nodeOptions = DEPLOYED_ENV.NODE_OPTIONS): Replica {
+function startReplica(cp: ControlPlane, pki: TestPki, port: number, args: string[] = [], nodeFlags: string[] = []): Replica {
   const child = spawn(
     process.execPath,
-    [ENLIST, 'serve', `--kubeconfig=${cp.kubeconfig}`, `--port=${port}`, '--bind-address=127.0.0.1', `--tls-cert=${pki.certFile}`, `--tls-key=${pki.keyFile}`, '--log-level=info', ...args],
-    { env: { ...cleanEnv(), ...DEPLOYED_ENV, ...(nodeOptions ? { NODE_OPTIONS: nodeOptions } : {}) }, stdio: ['ignore', 'pipe', 'pipe'] },
+    [...nodeFlags, ENLIST, 'serve', `--kubeconfig=${cp.kubeconfig}`, `--port=${port}`, '--bind-address=127.0.0.1', `--tls-cert=${pki.certFile}`, `--tls-key=${pki.keyFile}`, '--log-level=info', ...args],
+    { env: { ...cleanEnv(), ...DEPLOYED_ENV }, stdio: ['ignore', 'pipe', 'pipe'] },
   )
-  const r: Replica = { child, port, url: `https://127.0.0.1:${port}`, lines: [], startedAt: Date.now() }
+  const exited = new Promise<never>((_, reject) => child.once('exit', (code, signal) => reject(new ReplicaExited(`exited (${code ?? signal}): ${r.lines.slice(-5).join('\n')}`))))
+  exited.catch(() => undefined) // nobody waiting on it is fine
+  const r: Replica = { child, port, url: `https://127.0.0.1:${port}`, lines: [], startedAt: Date.now(), exited }
   let buf = ''
   child.stdout!.on('data', (d: Buffer) => {
     buf += d.toString()
@@ -296,7 +303,7 @@ async function main(): Promise<void> {
     log(`replica a with ${PODS} managed pods: RSS ${mem.rssMb.toFixed(0)} MB, heap ${mem.heapMb.toFixed(0)} MB; ${perPod} bytes of heap per cached pod (${perPodRss} of RSS)`)
     const variants: Array<{ nodeOptions: string; rssMb?: number; heapMb?: number; cachesSyncedS?: number; peakLiveMb?: number; failed?: string }> = []
     for (const [i, nodeOptions] of VARIANTS.entries()) {
-      const v = startReplica(cp, pki, await freePort(), [`--identity=variant-${i}`, '--leader-elect=false'], nodeOptions)
+      const v = startReplica(cp, pki, await freePort(), [`--identity=variant-${i}`, '--leader-elect=false'], nodeOptions.split(' ').filter(Boolean))
       replicas.push(v)
       try {
         const at = await waitSynced(v, pki, `variant ${nodeOptions}`)
@@ -305,12 +312,12 @@ async function main(): Promise<void> {
         const live = v.lines.map((l) => /Mark-Compact[^\n]*?-> ([\d.]+) \(/.exec(l)?.[1]).filter((x): x is string => x !== undefined).map(Number)
         const peakLiveMb = live.length > 0 ? round1(Math.max(...live)) : undefined
         variants.push({ nodeOptions, ...m, cachesSyncedS: round1((at - v.startedAt) / 1000), peakLiveMb })
-        log(`NODE_OPTIONS=${nodeOptions}: RSS ${m.rssMb.toFixed(0)} MB, heap ${m.heapMb.toFixed(0)} MB, caches synced after ${((at - v.startedAt) / 1000).toFixed(1)} s${peakLiveMb !== undefined ? `, at most ${peakLiveMb} MB live after a full GC` : ''}`)
+        log(`node ${nodeOptions}: RSS ${m.rssMb.toFixed(0)} MB, heap ${m.heapMb.toFixed(0)} MB, caches synced after ${((at - v.startedAt) / 1000).toFixed(1)} s${peakLiveMb !== undefined ? `, at most ${peakLiveMb} MB live after a full GC` : ''}`)
       } catch (err) {
         if (!(err instanceof ReplicaExited)) throw err
         // a heap bound too small for the cluster: the finding, not the end of the run
         variants.push({ nodeOptions, failed: (err as Error).message.split('\n')[0] })
-        log(`NODE_OPTIONS=${nodeOptions}: ${(err as Error).message}`)
+        log(`node ${nodeOptions}: ${(err as Error).message}`)
       }
       await stopReplica(v)
     }
@@ -461,15 +468,17 @@ function podStatus(i: number, at: string, tpl: V1Pod): V1Pod['status'] {
   }
 }
 
-class ReplicaExited extends Error {}
-
 async function waitSynced(r: Replica, pki: TestPki, what: string): Promise<number> {
-  return waitFor(`every cache of ${what} synced`, async () => {
-    // V8 out of heap aborts: a signal, no exit code
-    if (r.child.exitCode !== null || r.child.signalCode !== null) throw new ReplicaExited(`${what} exited (${r.child.exitCode ?? r.child.signalCode}): ${r.lines.slice(-5).join('\n')}`)
-    const res = await request(`${r.url}/readyz?verbose`, { ca: pki.ca.cert }).catch(() => undefined)
-    return res?.status === 200 && res.json<{ warnings?: Array<{ check: string }> }>().warnings?.every((w) => !w.check.endsWith('-cache')) ? Date.now() : undefined
-  }, 600_000, 250)
+  // a replica that dies (V8 out of heap aborts) ends the wait at once, not at its deadline
+  return Promise.race([
+    r.exited.catch((err: Error) => {
+      throw new ReplicaExited(`${what} ${err.message}`)
+    }),
+    waitFor(`every cache of ${what} synced`, async () => {
+      const res = await request(`${r.url}/readyz?verbose`, { ca: pki.ca.cert }).catch(() => undefined)
+      return res?.status === 200 && res.json<{ warnings?: Array<{ check: string }> }>().warnings?.every((w) => !w.check.endsWith('-cache')) ? Date.now() : undefined
+    }, 600_000, 250),
+  ])
 }
 
 async function waitSweep(r: Replica, after: number, timeoutMs: number): Promise<{ seconds: number; doneAt: number; backends: unknown }> {
