@@ -16,7 +16,7 @@
 import type { KubeConfig, V1Pod } from '@kubernetes/client-node'
 import { KubeClient } from '../kube/client.js'
 import { type Credentials, fromKubeConfig, loadCredentials } from '../kube/credentials.js'
-import { podsPath } from '../kube/pod-ref.js'
+import { POD_LIST_PAGE_SIZE, podsPath } from '../kube/pod-ref.js'
 import { Reflector } from '../kube/reflector.js'
 import { silentLogger, type Logger } from '../log.js'
 import { MANAGED_LABEL, REGISTERED_CONDITION } from '../names.js'
@@ -129,6 +129,7 @@ export class PeerWatcher {
         name: `peers in ${ns}`,
         path: podsPath(ns),
         labelSelector: `${label.key}=${label.value}`,
+        pageSize: POD_LIST_PAGE_SIZE,
         // a consumer watching thousands of peers keeps only what checkPeer reads
         transform: (p) => slimPeer(p, annotation),
       })

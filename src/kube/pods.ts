@@ -9,7 +9,7 @@ import type { Logger } from 'pino'
 import type { KeyRing } from '../decision/keyring.js'
 import { MANAGED_LABEL } from '../names.js'
 import { Cache } from './cache.js'
-import { podsPath } from './pod-ref.js'
+import { POD_LIST_PAGE_SIZE, podsPath } from './pod-ref.js'
 import { type PodView, reopen, revalidate, viewOf } from './pod-view.js'
 import { type ListWatchClient, objectKey, Reflector, type ReflectorHandlers } from './reflector.js'
 
@@ -36,6 +36,7 @@ export class ManagedPods extends Cache {
       name: 'managed pods',
       path: podsPath(),
       labelSelector: `${MANAGED_LABEL}=true`,
+      pageSize: POD_LIST_PAGE_SIZE,
       transform: (p) => viewOf(p, { ring: o.ring(), recordAnnotations: this.recordAnnotations }),
     })
     this.reflector.on({

@@ -4,6 +4,7 @@
 import t from 'tap'
 import type { V1ConfigMap } from '@kubernetes/client-node'
 import { type CallOptions, KubeApiError, type Query } from '../../src/kube/client.js'
+import { POD_LIST_PAGE_SIZE } from '../../src/kube/pod-ref.js'
 import { ManagedPods } from '../../src/kube/pods.js'
 import { type ListWatchClient, Reflector } from '../../src/kube/reflector.js'
 import type { Clock } from '../../src/lib/backoff.js'
@@ -85,7 +86,8 @@ class FakeApi implements ListWatchClient {
         onEvent({ type: 'BOOKMARK', object: { metadata: { resourceVersion: String(++this.rv) } } })
         return
       case 'hang':
-        await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }))
+        // a stop may come before the watch began: an abort that already happened fires no event
+        if (!signal.aborted) await new Promise<void>((r) => signal.addEventListener('abort', () => r(), { once: true }))
     }
   }
 
@@ -232,4 +234,18 @@ t.test('a relist that finds a namesake with another uid: the old pod is deleted,
   t.same(events, ['add uid-old', 'delete uid-old', 'add uid-new'], 'a delete of the old pod and an add of the new, never an update')
   t.equal(pods.byUid('uid-old'), undefined, 'the old uid no longer maps to the new pod')
   t.equal(pods.byUid('uid-new')?.metadata.resourceVersion, '9')
+})
+
+t.test('the pod cache lists in pages of POD_LIST_PAGE_SIZE, not 500: a page of injected pods is parsed whole', async (t) => {
+  const api = new FakeApi(new FakeClock(Number.MAX_SAFE_INTEGER))
+  api.objects = Array.from({ length: 2 * POD_LIST_PAGE_SIZE + 1 }, (_, i) => ({ metadata: { name: `web-${i}`, namespace: 'shop', uid: `uid-${i}`, resourceVersion: '5', labels: { 'enlist.io/managed': 'true' } } }))
+  api.watchMode = 'hang'
+  const pods = new ManagedPods(api, silentLogger(), { ring: () => undefined })
+  pods.start()
+  while (!pods.synced) await new Promise((res) => setImmediate(res))
+  const lists = api.requests.filter((q) => q.verb === 'LIST')
+  t.same(lists.map((q) => q.query.limit), [POD_LIST_PAGE_SIZE, POD_LIST_PAGE_SIZE, POD_LIST_PAGE_SIZE], 'three pages for 201 pods')
+  t.ok(POD_LIST_PAGE_SIZE <= 100, `${POD_LIST_PAGE_SIZE} pods a page`)
+  t.ok(pods.byUid(`uid-${2 * POD_LIST_PAGE_SIZE}`), 'the last page stored')
+  await pods.stop()
 })
