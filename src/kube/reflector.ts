@@ -1,7 +1,10 @@
 // List+watch into an in-memory store, with client-go's reflector's behaviour under faults:
 //
-// * list in pages; a continue token that expired (410) falls back to one full list, as
-//   client-go's pager does, instead of starting over page by page;
+// * list in pages; a continue token that expired (410: etcd compacted the list's snapshot
+//   away mid-list) starts the list over at once from its first page, a new snapshot. Here
+//   enlist parts from client-go, whose pager falls back to one unpaged list: at bank size
+//   that is a body of a gigabyte, which a bounded heap cannot hold and the apiserver pays
+//   for in full. A second expiry in a row is a failure, and backs off;
 // * watch from the list's resourceVersion with bookmarks; a watch that ends normally is
 //   resumed at once from the last resourceVersion seen, without a relist;
 // * a watch that ends within a second having delivered nothing, a 410, or any other
@@ -248,12 +251,11 @@ export class Reflector<T extends KubernetesObject, S extends Keyed = T> {
     try {
       rv = await this.listPaged(seen)
     } catch (err) {
-      // client-go's pager: a continue token that expired (the list took longer than etcd
-      // keeps history) falls back to one full list, which has no token to expire
+      // compactions are minutes apart, so a list started over right away gets through
       if (!(err instanceof ContinueExpired)) throw err
-      log.info({ reflector: name, pages: err.pages }, 'list continue token expired; listing in full')
+      log.info({ reflector: name, pages: err.pages }, 'list continue token expired; listing again from the first page')
       seen = new Set()
-      rv = await this.listFull(seen)
+      rv = await this.listPaged(seen)
     }
     for (const [key, old] of this.store) {
       if (!seen.has(key)) {
@@ -292,13 +294,6 @@ export class Reflector<T extends KubernetesObject, S extends Keyed = T> {
       cont = page.metadata?.continue || undefined
     } while (cont)
     return rv
-  }
-
-  private async listFull(seen: Set<string>): Promise<string> {
-    const { client, path, labelSelector, fieldSelector } = this.opts
-    const page = await client.get<ListPage<T>>(path, { labelSelector, fieldSelector }, { signal: this.abort.signal })
-    this.storeAll(page.items ?? [], seen)
-    return page.metadata?.resourceVersion ?? ''
   }
 
   private slim(raw: T): S {
@@ -381,6 +376,7 @@ class ContinueExpired extends Error {
 
 function failureReason(err: unknown): FailureReason {
   if (err instanceof ShortWatch) return 'short_watch'
+  if (err instanceof ContinueExpired) return 'expired'
   if (err instanceof KubeApiError) {
     if (err.gone) return 'expired'
     if (err.tooManyRequests) return 'throttled'

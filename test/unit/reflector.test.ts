@@ -52,6 +52,8 @@ class FakeApi implements ListWatchClient {
   rv = 100
   watchMode: WatchMode = 'end-at-once'
   continueGone = false
+  /** Answer this many continue requests with 410, then serve them. */
+  continueGoneTimes = 0
   retryAfterMs = 5000
   onWatch?: (query: Query, emit: (e: unknown) => void) => void
 
@@ -60,7 +62,7 @@ class FakeApi implements ListWatchClient {
   async get<T>(path: string, query: Query = {}, _opts?: CallOptions): Promise<T> {
     await new Promise((r) => setImmediate(r)) // as a real request, it yields to the event loop
     this.requests.push({ verb: 'LIST', at: this.clock.now(), query })
-    if (query.continue !== undefined && this.continueGone) throw new KubeApiError(410, 'Expired', 'The provided continue parameter is too old', 'GET', path)
+    if (query.continue !== undefined && (this.continueGone || this.continueGoneTimes-- > 0)) throw new KubeApiError(410, 'Expired', 'The provided continue parameter is too old', 'GET', path)
     const limit = Number(query.limit ?? 0)
     const from = Number(query.continue ?? 0)
     const items = limit ? this.objects.slice(from, from + limit) : this.objects
@@ -135,16 +137,27 @@ t.test('410 on every watch: a relist after a backoff each time', async (t) => {
   t.ok(((await api.metrics.reflectorFailures.get()).values.find((v) => v.labels.reason === 'expired')?.value ?? 0) >= 3)
 })
 
-t.test("a continue token that expires falls back to one full list, as client-go's pager does", async (t) => {
+t.test('a continue token that expires starts the list over from its first page, never one unpaged list', async (t) => {
+  const once = setup(20_000, { pageSize: 2 })
+  once.api.objects = Array.from({ length: 7 }, (_, i) => cm(`o${i}`))
+  once.api.continueGoneTimes = 1 // a compaction in the middle of one list
+  once.api.watchMode = 'hang'
+  once.r.start()
+  while (!once.r.synced) await new Promise((res) => setImmediate(res))
+  await once.r.stop()
+  const pages = once.api.requests.filter((q) => q.verb === 'LIST').map((q) => [q.query.limit, q.query.continue])
+  t.same(pages, [[2, undefined], [2, '2'], [2, undefined], [2, '2'], [2, '4'], [2, '6']], 'first page, expired continue, then the whole list again in pages')
+  t.equal(once.r.size, 7, 'every object stored')
+  t.equal(once.clock.sleeps.length, 0, 'started over at once: no backoff')
+
+  // every continue expires (and every watch fails): bounded, and never an unpaged list
   const { clock, api, r } = setup(20_000, { pageSize: 2 })
   api.objects = Array.from({ length: 7 }, (_, i) => cm(`o${i}`))
   api.continueGone = true
-  api.watchMode = 'gone' // and every watch fails, so it relists again and again
+  api.watchMode = 'gone'
   await runUntil(r, clock)
-  const lists = api.requests.filter((q) => q.verb === 'LIST')
-  t.comment(`410 on continue and on every watch: ${api.requests.length} requests in 20 s`)
-  t.same(lists.slice(0, 3).map((q) => [q.query.limit, q.query.continue]), [[2, undefined], [2, '2'], [undefined, undefined]], 'first page, expired continue, one full list')
-  t.equal(r.size, 7, 'every object stored')
+  t.comment(`410 on every continue and every watch: ${api.requests.length} requests in 20 s`)
+  t.ok(api.requests.filter((q) => q.verb === 'LIST').every((q) => q.query.limit === 2), 'every list paged')
   t.ok(api.requests.length <= 30, `${api.requests.length} requests in 20 s (the unfixed reflector: 221,001 lists in 1 s)`)
 })
 
