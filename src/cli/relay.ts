@@ -7,12 +7,14 @@ import { OptionError, errorMessage } from '../lib/errors.js'
 import { createLogger } from '../log.js'
 import { INSTALL_NAMESPACE } from '../names.js'
 import { backendUrlErrors } from '../policy/backends/http.js'
+import { plaintextError } from '../policy/backends/checks.js'
 import { type FlagSpecs, helpText, type Parsed, parseFlags } from './flags.js'
 import type { EventSource } from '../relay/source.js'
 
 export const relayFlags = {
   source: { kind: 'string', env: 'ENLIST_RELAY_SOURCE', help: 'nats or amqp (required)' },
-  url: { kind: 'string', env: 'ENLIST_RELAY_URL', help: 'broker URL(s): nats:// or tls:// (comma separated), amqp:// or amqps://; no credentials (required)' },
+  url: { kind: 'string', env: 'ENLIST_RELAY_URL', help: 'broker URL(s): tls:// (comma separated) or amqps://, nats:// or amqp:// with --allow-insecure; no credentials (required)' },
+  'allow-insecure': { kind: 'bool', env: 'ENLIST_RELAY_ALLOW_INSECURE', default: 'false', help: 'accept a plaintext --url (nats://, amqp://): events and credentials cross the network in clear' },
   'credentials-dir': {
     kind: 'string',
     env: 'ENLIST_RELAY_CREDENTIALS_DIR',
@@ -63,6 +65,9 @@ export function validateRelayOptions(o: RelayFlags): asserts o is RelayFlags & {
     }
     if (!protocols.includes(u.protocol)) throw new OptionError(`--url: must use ${protocols.join(' or ')} for --source=${o.source}`)
     if (u.username || u.password) throw new OptionError('--url must not hold credentials; put them in --credentials-dir')
+    const problems: string[] = []
+    plaintextError(u, protocols[1]!, o['allow-insecure'], '--url', (_at, m) => problems.push(m))
+    if (problems.length > 0) throw new OptionError(`--url: ${problems[0]!.replace('allowInsecure: true', '--allow-insecure')}`)
   }
   if (!o['cmdb-url']) throw new OptionError('--cmdb-url is required: the CMDB to apply events to')
   // the same rules as the http backend's url in the policy; never echo a URL that may hold a password

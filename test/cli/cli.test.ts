@@ -109,7 +109,7 @@ t.test('policy validate: --help, a ConfigMap without policy.yaml, every error at
 })
 
 t.test('relay: its CMDB URL follows the http backend\'s rules', async (t) => {
-  const base = ['relay', '--source=nats', '--url=nats://127.0.0.1:1']
+  const base = ['relay', '--source=nats', '--url=tls://127.0.0.1:1']
   const plain = await enlist([...base, '--cmdb-url=http://cmdb.example/api'])
   t.equal(plain.code, 2)
   t.match(plain.stderr, /--cmdb-url uses http: .*set --cmdb-allow-insecure-http/)
@@ -117,6 +117,12 @@ t.test('relay: its CMDB URL follows the http backend\'s rules', async (t) => {
   t.equal(creds.code, 2)
   t.match(creds.stderr, /must not hold credentials/)
   t.notMatch(creds.stderr, /s3cret/, 'the password is not echoed')
+})
+
+t.test('relay: a plaintext broker URL only with --allow-insecure', async (t) => {
+  const plain = await enlist(['relay', '--source=amqp', '--url=amqp://127.0.0.1:1/', '--cmdb-url=https://cmdb.example/api'])
+  t.equal(plain.code, 2)
+  t.match(plain.stderr, /--url: amqp:\/\/127\.0\.0\.1:1 is not encrypted .*use amqps:\/\/, or set --allow-insecure/)
 })
 
 t.test('a missing file is exit 2 with the same words, whichever command and flag named it', async (t) => {

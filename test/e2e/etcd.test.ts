@@ -18,7 +18,7 @@ const etcd = await owned(t, startEtcd(), (e) => e.close())
 const enlist = await enlistFor(t, cp, {
   policy: (p) => {
     p.registry = {
-      backends: [{ name: 'etcd', type: 'etcd', endpoints: etcd.endpoints, prefix: '/registry/enlist/', timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } }],
+      backends: [{ name: 'etcd', type: 'etcd', endpoints: etcd.endpoints, allowInsecure: true, prefix: '/registry/enlist/', timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } }],
       reconcileIntervalSeconds: 5,
     }
   },

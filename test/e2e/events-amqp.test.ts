@@ -16,7 +16,7 @@ import { enlistFor } from '../harness/enlist.js'
 import { checkEvents, createPod, deleteGracefully, forceDelete, liveRegistered, type SeenEvent, startRelay, waitForCmdb } from '../harness/events.js'
 import { setPolicy } from '../harness/k8s.js'
 import { register, runRegistrar } from '../harness/kubelet.js'
-import { owned, waitFor } from '../harness/processes.js'
+import { freePort, owned, waitFor } from '../harness/processes.js'
 import { RABBIT_USERS, startRabbitMq } from '../harness/rabbitmq.js'
 import { startTcpProxy } from '../harness/tcp-proxy.js'
 import { enlist as runEnlist } from '../helpers/cli.js'
@@ -35,10 +35,11 @@ await secret('enlist-amqp-credentials', RABBIT_USERS.enlist)
 await secret('enlist-registry-credentials', { username: RABBIT_USERS.enlist.username, password: 'wrong-password' })
 await secret('enlist-nats-credentials', RABBIT_USERS.limited)
 
-const backend = (credentialsFromSecret: string) => ({
+const backend = (credentialsFromSecret: string, url = proxy.url('amqp')) => ({
   name: 'amqp',
   type: 'amqp',
-  url: proxy.url('amqp'),
+  url,
+  allowInsecure: true, // the test broker speaks in clear on loopback
   source: 'https://k8s.example.com/clusters/e2e',
   credentialsFromSecret,
   timeoutSeconds: 3,
@@ -46,12 +47,12 @@ const backend = (credentialsFromSecret: string) => ({
   retry: { initialDelayMs: 100, maxDelayMs: 1000 },
 })
 let port = 0
-const policyWith = (credentialsFromSecret: string) =>
+const policyWith = (credentialsFromSecret: string, url?: string) =>
   stringify({
     apiVersion: 'enlist.io/v1alpha1',
     kind: 'Policy',
     registrar: { registrationURL: `https://127.0.0.1:${port}/v1/registrations` },
-    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsFromSecret)], reconcileIntervalSeconds: 5 },
+    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsFromSecret, url)], reconcileIntervalSeconds: 5 },
   })
 const enlist = await enlistFor(t, cp, {
   args: ['--backend-budget=4s'],
@@ -101,6 +102,14 @@ t.test('bad configuration: said in policy validate, or in /readyz?verbose and me
   t.match(unroutable.reason, /routing key shop\.early\.registered|shop\.\w+\.registered/)
   t.match(await enlist.metrics(), /enlist_events_failed_total\{backend="amqp",type="registered",reason="unroutable"\} [1-9]/)
   await forceDelete(cp, pod)
+
+  // a broker nobody answers at: known only by connecting
+  await setPolicy(cp, policyWith('enlist-amqp-credentials', `amqp://127.0.0.1:${await freePort()}/`))
+  const down = await warning(/ECONNREFUSED|refused/i)
+  t.match(down.reason, /127\.0\.0\.1/, 'names where it tried')
+  t.match(await enlist.metrics(), /enlist_event_backend_up\{backend="amqp"\} 0/)
+  await setPolicy(cp, policyWith('enlist-amqp-credentials'))
+  await waitFor('the backend up again', async () => /enlist_event_backend_up\{backend="amqp"\} 1/.test(await enlist.metrics()), 30_000, 200)
 })
 
 t.test('every pod\'s events arrive through a broker restart, a partition and an enlist outage; ledger and CMDB end right', async (t) => {
@@ -113,7 +122,7 @@ t.test('every pod\'s events arrive through a broker restart, a partition and an 
   await obs.close()
   await conn.close()
 
-  const relay = await startRelay(cp, ['--source=amqp', `--url=${proxy.url('amqp')}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--timeout=3s', '--namespace=enlist-system'], RABBIT_USERS.enlist)
+  const relay = await startRelay(cp, ['--source=amqp', `--url=${proxy.url('amqp')}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s', '--namespace=enlist-system'], RABBIT_USERS.enlist)
   t.teardown(() => relay.stop())
   const pods = new Map<string, V1Pod>()
   const up = async (name: string) => {
@@ -204,7 +213,7 @@ t.test('every pod\'s events arrive through a broker restart, a partition and an 
   const dir = tempDir('enlist-rebuild-')
   writeFileSync(join(dir, 'username'), RABBIT_USERS.enlist.username)
   writeFileSync(join(dir, 'password'), RABBIT_USERS.enlist.password)
-  const rebuilt = await runEnlist(['relay', '--rebuild', '--source=amqp', `--url=${proxy.url('amqp')}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', `--credentials-dir=${dir}`, `--kubeconfig=${cp.kubeconfig}`], { timeoutMs: 60_000 })
+  const rebuilt = await runEnlist(['relay', '--rebuild', '--source=amqp', `--url=${proxy.url('amqp')}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', `--credentials-dir=${dir}`, `--kubeconfig=${cp.kubeconfig}`], { timeoutMs: 60_000 })
   rmSync(dir, { recursive: true, force: true })
   t.equal(rebuilt.code, 0, rebuilt.stderr)
   t.match(JSON.parse(rebuilt.stdout.trim().split('\n').pop()!), { rebuilt: true, put: live.size, deleted: 1 })

@@ -15,7 +15,7 @@ import { checkEvents, createPod, deleteGracefully, forceDelete, liveRegistered, 
 import { setPolicy } from '../harness/k8s.js'
 import { register, runRegistrar } from '../harness/kubelet.js'
 import { NATS_USERS, startNats } from '../harness/nats.js'
-import { owned, waitFor } from '../harness/processes.js'
+import { freePort, owned, waitFor } from '../harness/processes.js'
 import { startTcpProxy } from '../harness/tcp-proxy.js'
 import { rmSync, writeFileSync } from 'node:fs'
 import { join } from 'node:path'
@@ -36,21 +36,22 @@ await secret('enlist-nats-credentials', { user: NATS_USERS.enlist.user, password
 await secret('enlist-registry-credentials', { user: NATS_USERS.enlist.user, password: 'wrong-password' })
 await secret('enlist-amqp-credentials', { user: NATS_USERS.limited.user, password: NATS_USERS.limited.password })
 
-const backend = (credentialsFromSecret: string) => ({
+const backend = (credentialsFromSecret: string, url = natsUrl) => ({
   name: 'events',
   type: 'nats',
-  url: natsUrl,
+  url,
+  allowInsecure: true, // the test servers speak in clear on loopback
   source: '/clusters/e2e',
   credentialsFromSecret,
   replicas: 3,
   timeoutSeconds: 3,
   retry: { initialDelayMs: 100, maxDelayMs: 1000 },
 })
-const policyWith = (credentialsFromSecret: string) => ({
+const policyWith = (credentialsFromSecret: string, url?: string) => ({
   apiVersion: 'enlist.io/v1alpha1',
   kind: 'Policy',
   registrar: { registrationURL: `https://127.0.0.1:${enlistPort}/v1/registrations` },
-  registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsFromSecret)], reconcileIntervalSeconds: 5 },
+  registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsFromSecret, url)], reconcileIntervalSeconds: 5 },
 })
 let enlistPort = 0
 const enlist = await enlistFor(t, cp, {
@@ -93,13 +94,19 @@ t.test('bad configuration: said in policy validate, or in /readyz?verbose and me
   t.match(await enlist.metrics(), /enlist_events_failed_total\{backend="events",type="registered",reason="\w+"\} [1-9]/)
   await forceDelete(cp, pod)
 
+  // a broker nobody answers at: known only by connecting
+  await setPolicy(cp, stringify(policyWith('enlist-nats-credentials', `nats://127.0.0.1:${await freePort()}`)))
+  const down = await waitFor('the unreachable broker in /readyz?verbose', async () => (await readyz()).warnings.find((w) => w.check === 'backend events' && /refused|ECONNREFUSED/i.test(w.reason)), 30_000, 200)
+  t.match(down.reason, /127\.0\.0\.1/, 'names where it tried')
+  t.match(await enlist.metrics(), /enlist_event_backend_up\{backend="events"\} 0/)
+
   await setPolicy(cp, stringify(policyWith('enlist-nats-credentials')))
   await waitFor('the backend healthy', async () => !(await readyz()).warnings.some((w) => w.check === 'backend events'), 30_000, 200)
   t.match(await enlist.metrics(), /enlist_event_backend_up\{backend="events"\} 1/)
 })
 
 t.test('every pod\'s events arrive through failover, partition, restarts and an enlist outage; the CMDB ends right', async (t) => {
-  const relay = await startRelay(cp, ['--source=nats', `--url=${natsUrl}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--timeout=3s'], {
+  const relay = await startRelay(cp, ['--source=nats', `--url=${natsUrl}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s'], {
     user: NATS_USERS.enlist.user,
     password: NATS_USERS.enlist.password,
   })
@@ -185,7 +192,7 @@ t.test('every pod\'s events arrive through failover, partition, restarts and an 
   const dir = tempDir('enlist-rebuild-')
   writeFileSync(join(dir, 'user'), NATS_USERS.enlist.user)
   writeFileSync(join(dir, 'password'), NATS_USERS.enlist.password)
-  const rebuilt = await runEnlist(['relay', '--rebuild', '--source=nats', `--url=${natsUrl}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', `--credentials-dir=${dir}`], { timeoutMs: 60_000 })
+  const rebuilt = await runEnlist(['relay', '--rebuild', '--source=nats', `--url=${natsUrl}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', `--credentials-dir=${dir}`], { timeoutMs: 60_000 })
   rmSync(dir, { recursive: true, force: true })
   t.equal(rebuilt.code, 0, rebuilt.stderr)
   t.match(JSON.parse(rebuilt.stdout.trim().split('\n').pop()!), { rebuilt: true, put: live.size, deleted: 1 })

@@ -18,7 +18,7 @@ const zk = await owned(t, startZookeeper(), (z) => z.close())
 const enlist = await enlistFor(t, cp, {
   policy: (p) => {
     p.registry = {
-      backends: [{ name: 'zookeeper', type: 'zookeeper', connect: zk.connect, layout: 'dubbo', sessionTimeoutSeconds: 4, timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } }],
+      backends: [{ name: 'zookeeper', type: 'zookeeper', connect: zk.connect, allowInsecure: true, layout: 'dubbo', sessionTimeoutSeconds: 4, timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } }],
       reconcileIntervalSeconds: 5,
     }
     p.tenantOverrides = { allowed: ['podOptIn', 'dependsOn', 'metadata', 'service', 'drainSeconds', 'advertise'] }

@@ -20,7 +20,7 @@ const policy = loadPolicy(`apiVersion: enlist.io/v1alpha1
 kind: Policy
 registry:
   backends:
-  - {name: zk, type: zookeeper, connect: "zk:2181", layout: dubbo}
+  - {name: zk, type: zookeeper, connect: "zk:2181", allowInsecure: true, layout: dubbo}
 tenantOverrides: {allowed: [metadata, advertise]}
 `)
 const pod = (annotations: Record<string, string>, ports = [{ name: 'dubbo', containerPort: 20880 }]): V1Pod => ({

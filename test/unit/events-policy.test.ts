@@ -17,29 +17,32 @@ const errorsOf = (backend: Record<string, unknown>): string[] => {
 
 t.test('defaults', async (t) => {
   const p = loadPolicy(stringify({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy', registry: { backends: [
-    { name: 'ev', type: 'nats', url: 'nats://nats:4222', source: '/clusters/a' },
-    { name: 'mq', type: 'amqp', url: 'amqp://rabbit:5672/', source: '/clusters/a' },
+    { name: 'ev', type: 'nats', url: 'nats://nats:4222', allowInsecure: true, source: '/clusters/a' },
+    { name: 'mq', type: 'amqp', url: 'amqp://rabbit:5672/', allowInsecure: true, source: '/clusters/a' },
   ] } }))
   t.match(p.spec.registry.backends[0], { stream: 'ENLIST_REGISTRATIONS', subjectPrefix: 'enlist.registrations', bucket: 'enlist-registrations', replicas: 1, maxAgeHours: 168, duplicateWindowSeconds: 120, timeoutSeconds: 5, credentialsFromSecret: '', caBundle: '' })
   t.match(p.spec.registry.backends[1], { exchange: 'enlist.registrations', heartbeatSeconds: 30, timeoutSeconds: 5 })
 })
 
 t.test('nats: what is wrong and what is accepted', async (t) => {
-  t.same(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a:4222,tls://b:4222', source: '/c' }), [], 'several servers')
+  t.same(errorsOf({ name: 'ev', type: 'nats', url: 'tls://a:4222,tls://b:4222', source: '/c' }), [], 'several servers')
+  t.same(errorsOf({ name: 'ev', type: 'nats', url: 'tls://a:4222,nats://b:4222', source: '/c' }), ['/registry/backends/0/url: nats://b:4222 is not encrypted (records and credentials would cross the network in clear): use tls://, or set allowInsecure: true'], 'in clear only when the policy says so')
+  t.same(errorsOf({ name: 'ev', type: 'nats', url: 'tls://a:4222,nats://b:4222', allowInsecure: true, source: '/c' }), [])
   t.match(errorsOf({ name: 'ev', type: 'nats', url: 'http://a', source: '/c' }), [/url: "http:\/\/a" must use nats or tls/])
-  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://me:pw@a:4222', source: '/c' }), [/url: must not hold credentials .*credentialsFromSecret/])
-  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', source: 'prod' }), [/source: "prod" is not a URI reference/])
-  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', source: '/c', subjectPrefix: '$JS.x' }), [/subjectPrefix: .*reserved/])
-  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', source: '/c', bucket: 'a.b' }), [/bucket: "a.b" is not a key-value bucket name/])
-  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', source: '/c', replicas: 2 }), [/replicas/])
-  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a' }), [/source/], 'source is required')
-  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', source: '/c', credentialsFromSecret: 'Bad_Name' }), [/credentialsFromSecret: "Bad_Name" is not a valid Secret name/])
+  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://me:pw@a:4222', allowInsecure: true, source: '/c' }), [/url: must not hold credentials .*credentialsFromSecret/])
+  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', allowInsecure: true, source: 'prod' }), [/source: "prod" is not a URI reference/])
+  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', allowInsecure: true, source: '/c', subjectPrefix: '$JS.x' }), [/subjectPrefix: .*reserved/])
+  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', allowInsecure: true, source: '/c', bucket: 'a.b' }), [/bucket: "a.b" is not a key-value bucket name/])
+  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', allowInsecure: true, source: '/c', replicas: 2 }), [/replicas/])
+  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', allowInsecure: true }), [/source/], 'source is required')
+  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', allowInsecure: true, source: '/c', credentialsFromSecret: 'Bad_Name' }), [/credentialsFromSecret: "Bad_Name" is not a valid Secret name/])
 })
 
 t.test('amqp: what is wrong and what is accepted', async (t) => {
   t.same(errorsOf({ name: 'mq', type: 'amqp', url: 'amqps://rabbit.example.com:5671/prod', source: 'urn:cluster:a' }), [])
-  t.match(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://a,amqp://b', source: '/c' }), [/url: one broker URL/])
-  t.match(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://u:p@a', source: '/c' }), [/url: must not hold credentials/])
-  t.match(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://a', source: '/c', exchange: 'amq.topic' }), [/exchange: "amq.topic" is reserved/])
-  t.match(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://a', source: '/c', exchange: 'has space' }), [/exchange: "has space" is not an exchange name/])
+  t.same(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://rabbit:5672/prod', source: '/c' }), ['/registry/backends/0/url: amqp://rabbit:5672 is not encrypted (records and credentials would cross the network in clear): use amqps://, or set allowInsecure: true'])
+  t.match(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://a,amqp://b', allowInsecure: true, source: '/c' }), [/url: one broker URL/])
+  t.match(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://u:p@a', allowInsecure: true, source: '/c' }), [/url: must not hold credentials/])
+  t.match(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://a', allowInsecure: true, source: '/c', exchange: 'amq.topic' }), [/exchange: "amq.topic" is reserved/])
+  t.match(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://a', allowInsecure: true, source: '/c', exchange: 'has space' }), [/exchange: "has space" is not an exchange name/])
 })

@@ -28,7 +28,7 @@ export const amqpBackend: BackendSchema<AmqpBackendSpec> = {
     },
   },
   check(b, at, add) {
-    eventCommonErrors(b, ['amqp:', 'amqps:'], at, add)
+    eventCommonErrors(b, { plain: 'amqp:', tls: 'amqps:' }, at, add)
     if (b.url.includes(',')) add(`${at}/url`, 'one broker URL (a RabbitMQ cluster is reached through one address: a load balancer or Service)')
     if (!EXCHANGE.test(b.exchange)) add(`${at}/exchange`, `"${b.exchange}" is not an exchange name; accepted: letters, digits, '-', '_', '.', ':'`)
     if (b.exchange.startsWith('amq.')) add(`${at}/exchange`, `"${b.exchange}" is reserved: amq.* exchanges belong to the broker`)

@@ -4,7 +4,7 @@
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
 import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
-import { pemError } from './checks.js'
+import { pemError, plaintextError } from './checks.js'
 import type { AddError } from './types.js'
 
 export interface EventBackendCommon {
@@ -13,6 +13,8 @@ export interface EventBackendCommon {
   source: string
   credentialsFromSecret: string
   caBundle: string
+  /** Accept a plaintext URL (nats://, amqp://): the policy must say so. */
+  allowInsecure: boolean
   timeoutSeconds: number
   retry: { initialDelayMs: number; maxDelayMs: number }
   advertise: AdvertiseSpec
@@ -24,6 +26,7 @@ export const EVENT_COMMON_PROPERTIES = {
   source: { type: 'string', minLength: 1, maxLength: 1024 },
   credentialsFromSecret: { type: 'string', default: '' },
   caBundle: { type: 'string', default: '' },
+  allowInsecure: { type: 'boolean', default: false },
   timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 60, default: 5 },
   retry: {
     type: 'object',
@@ -37,8 +40,10 @@ export const EVENT_COMMON_PROPERTIES = {
   advertise: advertiseSchema,
 } as const
 
-/** Checks the URLs (comma-separated for a cluster), the source, the Secret name, the CA. */
-export function eventCommonErrors(b: EventBackendCommon, protocols: readonly string[], at: string, add: AddError): void {
+/** Checks the URLs (comma-separated for a cluster: each its `plain` scheme only with
+ *  allowInsecure, else `tls`), the source, the Secret name, the CA. */
+export function eventCommonErrors(b: EventBackendCommon, schemes: { plain: string; tls: string }, at: string, add: AddError): void {
+  const protocols = [schemes.plain, schemes.tls]
   const urls = b.url.split(',').map((u) => u.trim())
   urls.forEach((raw) => {
     let u: URL
@@ -52,6 +57,7 @@ export function eventCommonErrors(b: EventBackendCommon, protocols: readonly str
     // Credentials in a URL end up in logs, metrics and error messages: they belong in the Secret.
     if (u.username !== '' || u.password !== '') add(`${at}/url`, `must not hold credentials (user:password@); put them in credentialsFromSecret`)
     if (u.hostname === '') add(`${at}/url`, `"${raw}" has no host`)
+    else if (protocols.includes(u.protocol)) plaintextError(u, schemes.tls, b.allowInsecure, `${at}/url`, add)
   })
   if (!/^[A-Za-z][A-Za-z0-9+.-]*:\S+$|^\/\S*$/.test(b.source)) {
     add(`${at}/source`, `"${b.source}" is not a URI reference naming the cluster; accepted e.g. "https://k8s.example.com/clusters/prod-eu-1" or "/clusters/prod-eu-1"`)

@@ -37,7 +37,7 @@ export const natsBackend: BackendSchema<NatsBackendSpec> = {
     },
   },
   check(b, at, add) {
-    eventCommonErrors(b, ['nats:', 'tls:'], at, add)
+    eventCommonErrors(b, { plain: 'nats:', tls: 'tls:' }, at, add)
     if (!NAME.test(b.stream)) add(`${at}/stream`, `"${b.stream}" is not a JetStream stream name; accepted: letters, digits, '-' and '_'`)
     if (!NAME.test(b.bucket)) add(`${at}/bucket`, `"${b.bucket}" is not a key-value bucket name; accepted: letters, digits, '-' and '_'`)
     if (!SUBJECT.test(b.subjectPrefix)) {

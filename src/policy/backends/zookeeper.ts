@@ -15,6 +15,8 @@ export interface ZookeeperBackendSpec {
   sessionTimeoutSeconds: number
   timeoutSeconds: number
   credentialsFromSecret: string
+  /** Must be true: the client speaks to ZooKeeper in clear, and the policy must say it knows. */
+  allowInsecure: boolean
   retry: { initialDelayMs: number; maxDelayMs: number }
 }
 
@@ -41,6 +43,7 @@ export const zookeeperBackend: BackendSchema<ZookeeperBackendSpec> = {
       sessionTimeoutSeconds: { type: 'integer', minimum: 4, maximum: 600, default: 30 },
       timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 60, default: 5 },
       credentialsFromSecret: { type: 'string', default: '' },
+      allowInsecure: { type: 'boolean', default: false },
       advertise: advertiseSchema,
       retry: {
         type: 'object',
@@ -60,6 +63,10 @@ export const zookeeperBackend: BackendSchema<ZookeeperBackendSpec> = {
         add(`${at}/connect`, `"${hp.trim()}" is not host:port; accepted: host:port pairs separated by commas (no chroot: use root), e.g. "zk-0:2181,zk-1:2181,zk-2:2181"`)
       }
     })
+    // enlist's ZooKeeper client has no TLS (secureClientPort), so every connection is in clear
+    if (!b.allowInsecure) {
+      add(`${at}/allowInsecure`, 'must be true: enlist speaks to ZooKeeper unencrypted (records and digest credentials cross the network in clear); accept that on a trusted network, or put a TLS-terminating proxy next to enlist')
+    }
     if (b.root !== '' && (!b.root.startsWith('/') || (b.root !== '/' && b.root.endsWith('/')) || b.root.includes('//'))) {
       add(`${at}/root`, `"${b.root}" is not a ZooKeeper path (starts with "/", no trailing "/"), e.g. "/dubbo"`)
     }
