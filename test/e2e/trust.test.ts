@@ -254,6 +254,23 @@ t.test('hostile bodies are refused fast while real reviews are answered', async 
   t.equal(withBody.status, 413, 'the registration API takes no body')
 })
 
+t.test('pods enlist cannot serve are left alone with a reason; a hostNetwork pod that can reach enlist is injected', async (t) => {
+  const run = (name: string, spec: Record<string, unknown>) => cp.kubectl(['run', name, '-n', 'shop', '--image=x', '--restart=Never', '--overrides', JSON.stringify({ spec })])
+  const win = await run('win', { nodeSelector: { 'kubernetes.io/os': 'windows' } })
+  t.equal(win.code, 0, win.stderr)
+  t.match(win.stderr, /Warning: enlist: not injected: the pod runs on windows nodes and enlist's registrar runs on linux only/, 'the tenant is told why')
+  const w = await cp.client.get<V1Pod>(podPath({ namespace: 'shop', pod: 'win' }))
+  t.equal(w.metadata?.annotations?.['enlist.io/status'], undefined, 'no status')
+  t.notOk(w.spec?.initContainers?.some((c) => c.name === 'enlist-registrar'), 'no registrar that could never run')
+  t.notOk(w.spec?.readinessGates?.length, 'no readiness gate that nothing would open')
+  // the registration URL here is an address, so the node's resolver is no obstacle
+  const host = await run('host', { hostNetwork: true })
+  t.equal(host.code, 0, host.stderr)
+  const h = await cp.client.get<V1Pod>(podPath({ namespace: 'shop', pod: 'host' }))
+  t.ok(h.metadata?.annotations?.['enlist.io/status'], 'injected')
+  t.ok(h.spec?.initContainers?.some((c) => c.name === 'enlist-registrar'), 'with its registrar')
+})
+
 t.test('SIGTERM answers held long-polls at once and shuts down inside the grace period', async (t) => {
   const [p] = await createDeployment(cp, 'shop', deployment('late', { annotations: { 'enlist.io/depends-on': 'not-yet' } }))
   const pod = await startPod(cp, p!)
