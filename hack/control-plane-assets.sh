@@ -129,7 +129,7 @@ mkdir -p home
 # A heartbeat: the Go compiler prints nothing for minutes at a time.
 started=$SECONDS
 (
-  trap 'kill $nap 2>/dev/null; exit 0' TERM
+  trap 'kill $nap 2>/dev/null || true; exit 0' TERM
   while :; do
     sleep 30 & nap=$!
     wait $nap
@@ -137,7 +137,7 @@ started=$SECONDS
   done
 ) &
 heartbeat=$!
-trap 'kill $heartbeat 2>/dev/null; rm -rf "$WORK"' EXIT
+trap 'kill $heartbeat 2>/dev/null || true; rm -rf "$WORK"' EXIT
 (
   cd src
   export HOME="$WORK/home" CGO_ENABLED=0 KUBE_GIT_VERSION="v$K8S_VERSION" KUBE_GIT_TREE_STATE=clean
