@@ -96,8 +96,7 @@ t.test('bad configuration: said in policy validate, or in /readyz?verbose and me
 
   // a broker nobody answers at: known only by connecting
   await setPolicy(cp, stringify(policyWith('enlist-nats-credentials', `nats://127.0.0.1:${await freePort()}`)))
-  const down = await waitFor('the unreachable broker in /readyz?verbose', async () => (await readyz()).warnings.find((w) => w.check === 'backend events' && /refused|ECONNREFUSED/i.test(w.reason)), 30_000, 200)
-  t.match(down.reason, /127\.0\.0\.1/, 'names where it tried')
+  await waitFor('the unreachable broker in /readyz?verbose', async () => (await readyz()).warnings.find((w) => w.check === 'backend events' && /connection refused/i.test(w.reason)), 30_000, 200)
   t.match(await enlist.metrics(), /enlist_event_backend_up\{backend="events"\} 0/)
 
   await setPolicy(cp, stringify(policyWith('enlist-nats-credentials')))
