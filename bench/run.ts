@@ -25,8 +25,9 @@ import { freePort, waitFor } from '../test/harness/processes.js'
 import { request } from '../test/helpers/https.js'
 import { deployedEnv } from './deployed-env.js'
 
-/** enlist runs with its Deployment's V8 and allocator settings, as it ships. */
-const DEPLOYED_ENV = deployedEnv()
+/** enlist runs with its Deployment's V8 and allocator settings, as it ships; BENCH_ENV_JSON
+ *  (e.g. '{}', or '{"NODE_OPTIONS":"--max-semi-space-size=16"}') replaces them, for A/B runs. */
+const DEPLOYED_ENV = process.env.BENCH_ENV_JSON ? (JSON.parse(process.env.BENCH_ENV_JSON) as Record<string, string>) : deployedEnv()
 
 const BENCH = new URL('./', import.meta.url).pathname
 const quick = process.argv.includes('--quick')
