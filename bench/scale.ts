@@ -471,16 +471,16 @@ function podStatus(i: number, at: string, tpl: V1Pod): V1Pod['status'] {
 async function waitSynced(r: Replica, pki: TestPki, what: string): Promise<number> {
   // a replica that dies (V8 out of heap aborts) ends the wait at once, not at its deadline,
   // and ends the polling too (it would keep the benchmark alive for ten minutes)
-  const exited = (err: Error) => {
-    throw new ReplicaExited(`${what} ${err.message}`)
-  }
+  const stop = new AbortController()
   return Promise.race([
-    r.exited.catch(exited),
+    r.exited.catch((err: Error) => {
+      stop.abort()
+      throw new ReplicaExited(`${what} ${err.message}`)
+    }),
     waitFor(`every cache of ${what} synced`, async () => {
-      if (r.child.exitCode !== null || r.child.signalCode !== null) return -1 // the race has its reason
       const res = await request(`${r.url}/readyz?verbose`, { ca: pki.ca.cert }).catch(() => undefined)
       return res?.status === 200 && res.json<{ warnings?: Array<{ check: string }> }>().warnings?.every((w) => !w.check.endsWith('-cache')) ? Date.now() : undefined
-    }, 600_000, 250),
+    }, 600_000, 250, stop.signal),
   ])
 }
 

@@ -146,10 +146,12 @@ export async function owned<T>(t: Owner, starting: Promise<T>, stop: (x: T) => u
   return x
 }
 
-export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, intervalMs = 100): Promise<T> {
+export async function waitFor<T>(what: string, fn: () => Promise<T | undefined | false>, timeoutMs = 30_000, intervalMs = 100, signal?: AbortSignal): Promise<T> {
   const deadline = Date.now() + timeoutMs
   let last: unknown
   for (;;) {
+    // a caller racing the wait against something else stops the polling when that wins
+    signal?.throwIfAborted()
     try {
       const v = await fn()
       if (v !== undefined && v !== false) return v
