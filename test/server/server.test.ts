@@ -60,6 +60,18 @@ t.test('bad requests get 4xx with a message, never 500', async (t) => {
   t.equal(big.status, 413)
   t.match(big.json(), { message: /too large/i })
 
+  // Over a quarter of the body limit, depth is checked before parsing; below, a deep body
+  // costs no more than one the limit lets in, and is parsed (and refused as no review).
+  const nested = (levels: number) => `{"kind":"AdmissionReview","x":${'['.repeat(levels)}${']'.repeat(levels)}}`
+  const deep = await post(nested(10_000))
+  t.equal(deep.status, 400)
+  t.same(deep.json(), { code: 'ENLIST_BAD_REQUEST', message: 'body is nested deeper than 64 levels; an AdmissionReview is not' })
+  const deepButSmall = await post(nested(4000))
+  t.equal(deepButSmall.status, 400)
+  t.match(deepButSmall.json(), { message: /^not an AdmissionReview/ }, 'parsed: a quarter of the limit is not reached')
+  const allowedDepth = await post(nested(63).replace('"x"', `"pad":"${'p'.repeat(20_000)}","x"`))
+  t.match(allowedDepth.json(), { message: /^not an AdmissionReview/ }, '64 levels (the review and 63 arrays) over a quarter of the limit are parsed')
+
   const empty = await post('')
   t.equal(empty.status, 400)
 
@@ -79,7 +91,7 @@ t.test('bad requests get 4xx with a message, never 500', async (t) => {
 
   const metrics = await request(`${s.url}/metrics`, { agent: s.agent })
   t.match(metrics.body, /enlist_http_bad_requests_total\{route="\/mutate",code="413"\} 1/)
-  t.match(metrics.body, /enlist_http_bad_requests_total\{route="\/mutate",code="400"\} [5-9]/)
+  t.match(metrics.body, /enlist_http_bad_requests_total\{route="\/mutate",code="400"\} [89]/)
 })
 
 t.test('nothing a client sends makes the server answer 500 or fall over', async (t) => {
