@@ -55,8 +55,11 @@ export async function buildServer(opts: ServerOptions) {
   // Once shutting down, every answer closes its connection: a request in flight when the
   // server started closing (a long-poll answered by the drain) must not leave a keep-alive
   // socket that holds the process until the client's idle timeout.
-  app.addHook('onSend', async (_req, reply) => {
+  // A callback, not an async hook: this runs for every admission, and a promise per
+  // answer is a measurable share of one.
+  app.addHook('onSend', (_req, reply, payload, done) => {
     if (opts.readiness.shuttingDown) reply.header('connection', 'close')
+    done(null, payload)
   })
 
   app.setErrorHandler((err: FastifyError, req, reply) => {
