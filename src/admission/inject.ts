@@ -78,6 +78,8 @@ const GATE_JSON = JSON.stringify({ conditionType: REGISTERED_CONDITION })
 interface Fragments {
   /** The env array for a container that has none. */
   envWhole: string
+  /** The names of the Downward-API variables enlist adds. */
+  envNames: ReadonlySet<string>
   volume: string
   preStop: Map<string, string>
   /** The registrar's JSON around its pod-specific env: prefix + env + suffix. */
@@ -98,6 +100,7 @@ function fragments(policy: CompiledPolicy): Fragments {
     }
     f = {
       envWhole: `[${policy.spec.downwardAPI.variables.map((v) => ENV_JSON[v]).join(',')}]`,
+      envNames: new Set(policy.spec.downwardAPI.variables),
       volume: JSON.stringify(volume),
       preStop: new Map(),
       registrar: new Map(),
@@ -311,8 +314,9 @@ function addEnv(
     status.injected.env[c.name] = [...variables]
     return
   }
+  // The user's variables of the names enlist adds (a pod may carry thousands of others).
   const existing = new Set<string>()
-  for (const e of env) existing.add(e.name)
+  for (const e of env) if (f.envNames.has(e.name)) existing.add(e.name)
   const added: string[] = []
   const keptHere: string[] = []
   // Prepended, so that the user's own "$(POD_IP)" references further down resolve.
