@@ -7,7 +7,7 @@ import { OptionError, errorMessage } from '../lib/errors.js'
 import { createLogger } from '../log.js'
 import { INSTALL_NAMESPACE } from '../names.js'
 import { backendUrlErrors } from '../policy/backends/http.js'
-import { plaintextError } from '../policy/backends/checks.js'
+import { connectionUrlErrors } from '../policy/backends/checks.js'
 import { type FlagSpecs, helpText, type Parsed, parseFlags } from './flags.js'
 import type { EventSource } from '../relay/source.js'
 
@@ -56,24 +56,17 @@ export function validateRelayOptions(o: RelayFlags): asserts o is RelayFlags & {
   if (o.source !== 'nats' && o.source !== 'amqp') throw new OptionError(`--source: ${JSON.stringify(o.source ?? '')} is invalid; accepted: nats, amqp`)
   if (!o.url) throw new OptionError('--url is required: the broker URL')
   const protocols = o.source === 'nats' ? ['nats:', 'tls:'] : ['amqp:', 'amqps:']
-  for (const raw of o.url.split(',')) {
-    let u: URL
-    try {
-      u = new URL(raw.trim())
-    } catch {
-      throw new OptionError(`--url: "${raw.trim()}" is not a URL; accepted: ${protocols.map((p) => `${p}//host:port`).join(', ')}`)
-    }
-    if (!protocols.includes(u.protocol)) throw new OptionError(`--url: must use ${protocols.join(' or ')} for --source=${o.source}`)
-    if (u.username || u.password) throw new OptionError('--url must not hold credentials; put them in --credentials-dir')
-    const problems: string[] = []
-    plaintextError(u, protocols[1]!, o['allow-insecure'], '--url', (_at, m) => problems.push(m))
-    if (problems.length > 0) throw new OptionError(`--url: ${problems[0]!.replace('allowInsecure: true', '--allow-insecure')}`)
-  }
+  const problems: string[] = []
+  const rules = { plain: protocols[0]!, tls: protocols[1]!, allowInsecure: o['allow-insecure'], allowSetting: '--allow-insecure', credentialsIn: '--credentials-dir' }
+  for (const raw of o.url.split(',')) connectionUrlErrors(raw.trim(), rules, '--url', (_at, m) => problems.push(m))
+  if (problems.length > 0) throw new OptionError(`--url: ${problems.join('; ')}`)
   if (!o['cmdb-url']) throw new OptionError('--cmdb-url is required: the CMDB to apply events to')
   // the same rules as the http backend's url in the policy; never echo a URL that may hold a password
-  const problems: string[] = []
-  backendUrlErrors({ url: o['cmdb-url'], allowInsecureHTTP: o['cmdb-allow-insecure-http'] }, '--cmdb-url', (_at, m) => problems.push(m))
-  if (problems.length > 0) throw new OptionError(`--cmdb-url ${problems.join('; ').replace('allowInsecureHTTP: true', '--cmdb-allow-insecure-http')}`)
+  backendUrlErrors({ url: o['cmdb-url'], allowInsecureHTTP: o['cmdb-allow-insecure-http'] }, '--cmdb-url', (_at, m) => problems.push(m), {
+    allowSetting: '--cmdb-allow-insecure-http',
+    credentialsIn: '--cmdb-headers-dir',
+  })
+  if (problems.length > 0) throw new OptionError(`--cmdb-url: ${problems.join('; ')}`)
   for (const f of ['stream', 'consumer', 'bucket', 'tombstone-bucket'] as const) {
     if (!NAME.test(o[f])) throw new OptionError(`--${f}: ${JSON.stringify(o[f])} is invalid; accepted: letters, digits, '-' and '_'`)
   }

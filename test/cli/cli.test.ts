@@ -112,10 +112,10 @@ t.test('relay: its CMDB URL follows the http backend\'s rules', async (t) => {
   const base = ['relay', '--source=nats', '--url=tls://127.0.0.1:1']
   const plain = await enlist([...base, '--cmdb-url=http://cmdb.example/api'])
   t.equal(plain.code, 2)
-  t.match(plain.stderr, /--cmdb-url uses http: .*set --cmdb-allow-insecure-http/)
+  t.match(plain.stderr, /--cmdb-url: http:\/\/cmdb\.example is not encrypted .*set --cmdb-allow-insecure-http/)
   const creds = await enlist([...base, '--cmdb-url=https://admin:s3cret@cmdb.example/api'])
   t.equal(creds.code, 2)
-  t.match(creds.stderr, /must not hold credentials/)
+  t.match(creds.stderr, /--cmdb-url: must not hold credentials .*put them in --cmdb-headers-dir/)
   t.notMatch(creds.stderr, /s3cret/, 'the password is not echoed')
 })
 

@@ -26,9 +26,11 @@ t.test('defaults', async (t) => {
 
 t.test('nats: what is wrong and what is accepted', async (t) => {
   t.same(errorsOf({ name: 'ev', type: 'nats', url: 'tls://a:4222,tls://b:4222', source: '/c' }), [], 'several servers')
-  t.same(errorsOf({ name: 'ev', type: 'nats', url: 'tls://a:4222,nats://b:4222', source: '/c' }), ['/registry/backends/0/url: nats://b:4222 is not encrypted (records and credentials would cross the network in clear): use tls://, or set allowInsecure: true'], 'in clear only when the policy says so')
+  t.same(errorsOf({ name: 'ev', type: 'nats', url: 'tls://a:4222,nats://b:4222', source: '/c' }), ['/registry/backends/0/url (server 2): nats://b:4222 is not encrypted (records and credentials would cross the network in clear): use tls://, or set allowInsecure: true'], 'in clear only when the policy says so')
   t.same(errorsOf({ name: 'ev', type: 'nats', url: 'tls://a:4222,nats://b:4222', allowInsecure: true, source: '/c' }), [])
-  t.match(errorsOf({ name: 'ev', type: 'nats', url: 'http://a', source: '/c' }), [/url: "http:\/\/a" must use nats or tls/])
+  t.same(errorsOf({ name: 'ev', type: 'nats', url: 'http://a', source: '/c' }), ['/registry/backends/0/url: must use tls (or nats with allowInsecure: true); got http'])
+  t.same(errorsOf({ name: 'ev', type: 'nats', url: 'tls://a:4222,tls://me:pw@b:4222', source: '/c' }), ['/registry/backends/0/url (server 2): must not hold credentials (user:password@); put them in credentialsFromSecret'], 'the server at fault named, its password not echoed')
+  t.same(errorsOf({ name: 'ev', type: 'nats', url: 'tls://me:pw@', source: '/c' }), ['/registry/backends/0/url: is not a URL; accepted: tls://host:port (or nats:// with allowInsecure: true)'], 'nor that of a URL that does not parse')
   t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://me:pw@a:4222', allowInsecure: true, source: '/c' }), [/url: must not hold credentials .*credentialsFromSecret/])
   t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', allowInsecure: true, source: 'prod' }), [/source: "prod" is not a URI reference/])
   t.match(errorsOf({ name: 'ev', type: 'nats', url: 'nats://a', allowInsecure: true, source: '/c', subjectPrefix: '$JS.x' }), [/subjectPrefix: .*reserved/])

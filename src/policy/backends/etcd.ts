@@ -1,7 +1,7 @@
 // registry.backends[] of type etcd: etcd v3, keys <prefix><namespace>/<service>/<pod uid>.
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
-import { pemError, plaintextError } from './checks.js'
+import { connectionUrlErrors, pemError } from './checks.js'
 import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
 import type { BackendSchema } from './types.js'
 
@@ -47,20 +47,8 @@ export const etcdBackend: BackendSchema<EtcdBackendSpec> = {
     },
   },
   check(b, at, add) {
-    b.endpoints.forEach((e, i) => {
-      let u: URL
-      try {
-        u = new URL(e)
-      } catch {
-        add(`${at}/endpoints/${i}`, 'is not a URL; accepted: https://host:port (or http:// with allowInsecure: true)')
-        return
-      }
-      if (u.protocol !== 'https:' && u.protocol !== 'http:') add(`${at}/endpoints/${i}`, `must use https (or http with allowInsecure: true); got ${u.protocol.slice(0, -1)}`)
-      else plaintextError(u, 'https:', b.allowInsecure, `${at}/endpoints/${i}`, add)
-      // credentials in a URL end up in logs and errors: etcd's user and password are the Secret's
-      if (u.username !== '' || u.password !== '') add(`${at}/endpoints/${i}`, 'must not hold credentials (user:password@); put them in credentialsFromSecret')
-      if (u.hostname === '') add(`${at}/endpoints/${i}`, 'has no host')
-    })
+    const rules = { tls: 'https:', plain: 'http:', allowInsecure: b.allowInsecure, allowSetting: 'allowInsecure: true', credentialsIn: 'credentialsFromSecret' }
+    b.endpoints.forEach((e, i) => connectionUrlErrors(e, rules, `${at}/endpoints/${i}`, add))
     const schemes = new Set(b.endpoints.map((e) => e.split(':')[0]))
     if (schemes.size > 1) add(`${at}/endpoints`, 'must all use https, or all http: one connection setting serves every endpoint')
     // The prefix is the scope the sweep owns: "/enlist" would also own "/enlist-other/...".

@@ -4,7 +4,7 @@
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
 import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
-import { pemError, plaintextError } from './checks.js'
+import { connectionUrlErrors, pemError } from './checks.js'
 import type { AddError } from './types.js'
 
 export interface EventBackendCommon {
@@ -43,22 +43,10 @@ export const EVENT_COMMON_PROPERTIES = {
 /** Checks the URLs (comma-separated for a cluster: each its `plain` scheme only with
  *  allowInsecure, else `tls`), the source, the Secret name, the CA. */
 export function eventCommonErrors(b: EventBackendCommon, schemes: { plain: string; tls: string }, at: string, add: AddError): void {
-  const protocols = [schemes.plain, schemes.tls]
+  const rules = { ...schemes, allowInsecure: b.allowInsecure, allowSetting: 'allowInsecure: true', credentialsIn: 'credentialsFromSecret' }
   const urls = b.url.split(',').map((u) => u.trim())
-  urls.forEach((raw) => {
-    let u: URL
-    try {
-      u = new URL(raw)
-    } catch {
-      add(`${at}/url`, `"${raw}" is not a URL; accepted: ${protocols.map((p) => `${p}//host:port`).join(', ')}, comma separated for several servers`)
-      return
-    }
-    if (!protocols.includes(u.protocol)) add(`${at}/url`, `"${raw}" must use ${protocols.map((p) => p.slice(0, -1)).join(' or ')}`)
-    // Credentials in a URL end up in logs, metrics and error messages: they belong in the Secret.
-    if (u.username !== '' || u.password !== '') add(`${at}/url`, `must not hold credentials (user:password@); put them in credentialsFromSecret`)
-    if (u.hostname === '') add(`${at}/url`, `"${raw}" has no host`)
-    else if (protocols.includes(u.protocol)) plaintextError(u, schemes.tls, b.allowInsecure, `${at}/url`, add)
-  })
+  // several servers: say which one is at fault
+  urls.forEach((raw, i) => connectionUrlErrors(raw, rules, urls.length > 1 ? `${at}/url (server ${i + 1})` : `${at}/url`, add))
   if (!/^[A-Za-z][A-Za-z0-9+.-]*:\S+$|^\/\S*$/.test(b.source)) {
     add(`${at}/source`, `"${b.source}" is not a URI reference naming the cluster; accepted e.g. "https://k8s.example.com/clusters/prod-eu-1" or "/clusters/prod-eu-1"`)
   }

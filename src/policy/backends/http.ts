@@ -1,7 +1,7 @@
 // registry.backends[] of type http: a CMDB or registry with a REST interface.
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
-import { pemError } from './checks.js'
+import { type ConnectionRules, connectionUrlErrors, pemError } from './checks.js'
 import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
 import type { AddError, BackendSchema } from './types.js'
 
@@ -61,17 +61,11 @@ export const httpBackend: BackendSchema<HttpBackendSpec> = {
   },
 }
 
-/** The URL's problems; none are echoed with the URL itself, which may hold a password. */
-export function backendUrlErrors(b: Pick<HttpBackendSpec, 'url' | 'allowInsecureHTTP'>, at: string, add: AddError): void {
-  let u: URL
-  try {
-    u = new URL(b.url)
-  } catch {
-    add(at, 'is not a URL')
-    return
-  }
-  if (u.protocol !== 'https:' && u.protocol !== 'http:') add(at, `must use https (or http with allowInsecureHTTP: true); got ${u.protocol.slice(0, -1)}`)
-  else if (u.protocol === 'http:' && !b.allowInsecureHTTP) add(at, 'uses http: the record and credentials would cross the network in clear; use https, or set allowInsecureHTTP: true')
-  if (u.username !== '' || u.password !== '') add(at, 'must not hold credentials (user:password@): put them in a Secret named by headersFromSecret')
-  if (u.search !== '' || u.hash !== '') add(at, 'must not have a query or a fragment: records are at {url}/{pod uid}')
+/** How the messages name the settings: the policy's fields, or the relay's flags. */
+const HTTP_URL_SETTINGS = { allowSetting: 'allowInsecureHTTP: true', credentialsIn: 'a Secret named by headersFromSecret' }
+
+/** The URL's problems (checks.ts), and no query or fragment: records are at {url}/{pod uid}. */
+export function backendUrlErrors(b: Pick<HttpBackendSpec, 'url' | 'allowInsecureHTTP'>, at: string, add: AddError, settings: Pick<ConnectionRules, 'allowSetting' | 'credentialsIn'> = HTTP_URL_SETTINGS): void {
+  const u = connectionUrlErrors(b.url, { tls: 'https:', plain: 'http:', allowInsecure: b.allowInsecureHTTP, ...settings }, at, add)
+  if (u && (u.search !== '' || u.hash !== '')) add(at, 'must not have a query or a fragment: records are at {url}/{pod uid}')
 }
