@@ -27,6 +27,14 @@ const enlist = await enlistFor(t, cp, {
 })
 
 const registeredPod = async (name: string): Promise<V1Pod> => getPod(cp, await registeredDeploymentPod(cp, 'shop', name))
+/** enlist's leader, cache and sweep lines, newest last: what a timeout needs to be understood. */
+const enlistTail = (): string =>
+  enlist
+    .logs()
+    .filter((l) => /leader|lease|sweep|synced|cache|controller/i.test(JSON.stringify(l)))
+    .slice(-25)
+    .map((l) => JSON.stringify(l))
+    .join('\n')
 
 t.test('deleting a pod deregisters it everywhere and sets the condition False', async (t) => {
   const pod = await registeredPod('web')
@@ -61,7 +69,12 @@ t.test('a force delete while enlist is down is cleaned up by the sweep when it s
   // And an entry of another system with no pod identity, which is not ours to remove.
   cmdb.records.set('foreign', { uid: 'foreign', owner: 'someone else' })
   await enlist.restart()
-  await waitFor('strays removed', async () => !cmdb.records.has(pod.metadata!.uid!) && !cmdb.records.has('00000000-0000-0000-0000-000000000000'), 20_000)
+  // The sweep runs once the restarted replica leads and its caches are synced: on a loaded
+  // machine that has taken over 20 s. Should it not come, the log says where it stopped.
+  await waitFor('strays removed', async () => !cmdb.records.has(pod.metadata!.uid!) && !cmdb.records.has('00000000-0000-0000-0000-000000000000'), 60_000).catch((err) => {
+    t.comment(enlistTail())
+    throw err
+  })
   t.ok(cmdb.records.has('foreign'), 'entries without a pod identity are left alone')
   t.match(await enlist.metrics(), /enlist_registry_strays_removed_total\{backend="cmdb"\} 2/)
 })
@@ -69,7 +82,10 @@ t.test('a force delete while enlist is down is cleaned up by the sweep when it s
 t.test('a backend that lost a registered pod gets it back from the sweep', async (t) => {
   const pod = await registeredPod('amnesia')
   cmdb.records.delete(pod.metadata!.uid!)
-  await waitForEntry(cmdb, pod.metadata!.uid!, 'repaired', 20_000)
+  await waitForEntry(cmdb, pod.metadata!.uid!, 'repaired', 60_000).catch((err) => {
+    t.comment(enlistTail())
+    throw err
+  })
   t.equal(cmdb.records.get(pod.metadata!.uid!)?.ip, pod.status?.podIP)
   t.match(await enlist.metrics(), /enlist_registry_repaired_total\{backend="cmdb"\} 1/)
 })
