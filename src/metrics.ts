@@ -41,11 +41,6 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       help: 'Admissions decided from the raw review without parsing it (pods not for enlist, skipped for their namespace); also counted in enlist_admission_requests_total.',
       registers: [registry],
     }),
-    admissionsMemoized: new Counter({
-      name: 'enlist_admission_memoized_total',
-      help: 'Admissions answered again without parsing: the same review as one answered a moment ago but for its uid (the pods of one ReplicaSet); also counted in enlist_admission_requests_total.',
-      registers: [registry],
-    }),
     badRequests: new Counter({
       name: 'enlist_http_bad_requests_total',
       help: 'Requests answered with a 4xx status, by route and status code.',

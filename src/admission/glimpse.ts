@@ -13,8 +13,6 @@
 export interface Glimpse {
   apiVersion: string
   uid: string
-  /** Where the uid's text starts: two reviews that differ only there ask the same question. */
-  uidAt: number
   namespace: string
   /** operation CREATE of a Pod (resource pods, no subresource). */
   podCreate: boolean
@@ -155,7 +153,6 @@ export function glimpse(text: string): Glimpse | undefined {
   if (!sc.eat(C.OpenBrace)) return undefined
 
   const got: Record<string, string> = {}
-  let uidAt = -1
   let gvk: Record<string, string> | undefined
   let gvr: Record<string, string> | undefined
   for (;;) {
@@ -163,8 +160,6 @@ export function glimpse(text: string): Glimpse | undefined {
     if (key === undefined || !sc.eat(C.Colon)) return undefined
     if (key === 'object') break // the pod: everything the glimpse needs comes before it
     if (REQUEST_STRINGS.has(key)) {
-      sc.ws()
-      if (key === 'uid') uidAt = sc.i + 1
       const v = sc.str()
       if (v === undefined || key in got) return undefined
       got[key] = v
@@ -182,7 +177,6 @@ export function glimpse(text: string): Glimpse | undefined {
   return {
     apiVersion,
     uid: got.uid,
-    uidAt,
     namespace: got.namespace ?? '',
     podCreate: got.operation === 'CREATE' && gvk.kind === 'Pod' && gvr.resource === 'pods' && (got.subResource ?? '') === '',
   }

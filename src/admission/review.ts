@@ -9,7 +9,7 @@ import { EnlistError } from '../lib/errors.js'
 import { STATUS_ANNOTATION } from '../names.js'
 import type { CompiledPolicy } from '../policy/policy.js'
 import { decide, decideWithoutPod, type SkipReason } from './decide.js'
-import { type Glimpse, glimpse, podCannotMatter } from './glimpse.js'
+import { glimpse, podCannotMatter } from './glimpse.js'
 import { buildInjection } from './inject.js'
 import { reservedViolation, unservable } from './reserved.js'
 import { type KubeVersion, resolveSettings } from './settings.js'
@@ -105,10 +105,10 @@ export function skipUnparsed(
   text: string,
   policy: CompiledPolicy,
   namespaceLabels: (namespace: string) => Readonly<Record<string, string>> | undefined,
-  g: Glimpse | undefined = glimpse(text),
 ): UnparsedSkip | undefined {
   // Cheapest first: the glimpse stops where the pod begins, while the test that the pod
   // cannot matter searches all of it, which a pod enlist injects would pay for nothing.
+  const g = glimpse(text)
   if (!g?.podCreate || !SUPPORTED_VERSIONS.has(g.apiVersion)) return undefined
   const labels = g.namespace ? namespaceLabels(g.namespace) : undefined
   // a namespace not in the cache yet: admit() waits for it

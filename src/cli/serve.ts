@@ -88,13 +88,6 @@ export const serveFlags = {
     min: 1024,
     help: 'largest AdmissionReview accepted; larger ones get 413 (the apiserver sends at most 3 MiB)',
   },
-  'admission-memo-size': {
-    kind: 'bytes',
-    env: 'ENLIST_ADMISSION_MEMO_SIZE',
-    default: '2Mi',
-    min: 0,
-    help: 'answers kept for reviews asked again but for their uid (the pods of one ReplicaSet), answered without parsing; 0: none',
-  },
   'max-long-polls': {
     kind: 'int',
     env: 'ENLIST_MAX_LONG_POLLS',
@@ -400,7 +393,6 @@ export async function serve(argv: readonly string[]): Promise<void> {
               return keys.ring && signing ? { ring: keys.ring, signing } : undefined
             },
             namespaceWaitMs: o['namespace-wait'],
-            memoBytes: o['admission-memo-size'],
           },
           registration: { service: registration },
         })

@@ -18,7 +18,6 @@ export interface TestServer {
   url: string
   app: EnlistServer
   pki: TestPki
-  keys: ReturnType<typeof testKeys>
   metrics: Metrics
   policy: PolicyStore
   readiness: Readiness
@@ -34,11 +33,9 @@ export const NAMESPACES = new Map<string, Record<string, string>>([
   ['off', { 'enlist.io/inject': 'disabled' }],
 ])
 
-export async function startTestServer(
-  opts: { bodyLimit?: number; shutdownDelayMs?: number; policy?: string; memoBytes?: number; pki?: TestPki; keys?: ReturnType<typeof testKeys> } = {},
-): Promise<TestServer> {
-  const pki = opts.pki ?? (await makePki())
-  const keys = opts.keys ?? testKeys()
+export async function startTestServer(opts: { bodyLimit?: number; shutdownDelayMs?: number; policy?: string } = {}): Promise<TestServer> {
+  const pki = await makePki()
+  const keys = testKeys()
   const log = silentLogger()
   const metrics = createMetrics({ defaultMetrics: false })
   const readiness = new Readiness()
@@ -59,7 +56,6 @@ export async function startTestServer(
       caBundle: () => certificate.current.ca,
       keys: () => keys,
       namespaceWaitMs: 10,
-      memoBytes: opts.memoBytes ?? 2 * 1024 * 1024,
     },
   })
   const manager = new Manager({ log, readiness, shutdownDelayMs: opts.shutdownDelayMs ?? 0 })
@@ -72,7 +68,6 @@ export async function startTestServer(
     url: `https://127.0.0.1:${port}`,
     app,
     pki,
-    keys,
     metrics,
     policy,
     readiness,

@@ -3,8 +3,6 @@
 import t from 'tap'
 import https from 'node:https'
 import tls from 'node:tls'
-import { readdirSync, readFileSync } from 'node:fs'
-import { corpus, templateOf } from '../helpers/corpus.js'
 import { makePod } from '../helpers/fixtures.js'
 import { request, serialOf } from '../helpers/https.js'
 import { reviewBody, startTestServer } from '../helpers/server.js'
@@ -118,46 +116,6 @@ t.test('nothing a client sends makes the server answer 500 or fall over', async 
   }
   const health = await request(`${s.url}/healthz`, { agent: s.agent })
   t.equal(health.status, 200, 'still alive')
-})
-
-t.test('a review asked again but for its uid (a ReplicaSet\'s next pod) is answered from memory: the same answer, its own uid', async (t) => {
-  const s = await startTestServer()
-  const fresh = await startTestServer({ memoBytes: 0, pki: s.pki, keys: s.keys })
-  t.teardown(() => Promise.all([s.close(), fresh.close()]))
-  const post = (srv: typeof s, body: string) => request(`${srv.url}/mutate`, { method: 'POST', body, agent: srv.agent }).then((r) => r.body)
-  const memoized = async () => Number(/enlist_admission_memoized_total (\d+)/.exec((await request(`${s.url}/metrics`, { agent: s.agent })).body)![1])
-  // every pod of the corpus, every captured review, and a pod enlist denies
-  const reviews: Array<[string, string]> = corpus().map((c) => [c.file, reviewBody({ ...templateOf(c.object), metadata: { ...templateOf(c.object).metadata, generateName: 'w-' } })])
-  for (const f of readdirSync(new URL('../../bench/fixtures/', import.meta.url)).filter((f) => f !== 'not-opted-in.json')) {
-    reviews.push([f, JSON.stringify(JSON.parse(readFileSync(new URL(`../../bench/fixtures/${f}`, import.meta.url), 'utf8')))])
-  }
-  reviews.push(['denied', reviewBody(makePod({ metadata: { generateName: 'x-', namespace: 'shop', annotations: { 'enlist.io/depends-on': 'a:b:c' } } }))])
-  for (const [what, body] of reviews) {
-    const uid = JSON.parse(body).request.uid as string
-    const other = body.replace(JSON.stringify(uid), '"0b5e1c6a-8f1d-4c8e-9d1e-6a4f3b2c1d0e"')
-    t.not(other, body)
-    const first = await post(s, body)
-    const hits = await memoized()
-    const again = await post(s, other)
-    t.equal(await memoized(), hits + 1, `${what}: asked again, answered from memory`)
-    t.equal(again, await post(fresh, other), `${what}: the answer from memory is the one admit() makes`)
-    t.equal(again, first.replace(JSON.stringify(uid), '"0b5e1c6a-8f1d-4c8e-9d1e-6a4f3b2c1d0e"'), `${what}: but for the uid`)
-  }
-
-  // Anything else that differs is another question: the pod, the namespace's labels, the policy.
-  const base = reviewBody(pod)
-  await post(s, base)
-  const before = await memoized()
-  await post(s, base.replace('"app":"web"', '"app":"shop"'))
-  await post(s, reviewBody(pod, { namespace: 'plain' }))
-  await post(s, reviewBody(pod, { dryRun: true }))
-  t.equal(await memoized(), before, 'a review that differs anywhere but in its uid is not')
-  await post(s, base)
-  t.equal(await memoized(), before + 1)
-  s.policy.apply('apiVersion: enlist.io/v1alpha1\nkind: Policy\nreadinessGate: {enabled: false}\n', 'test')
-  const after = JSON.parse(await post(s, base)) as { response: { patch: string } }
-  t.equal(await memoized(), before + 1, 'nor under another policy')
-  t.notMatch(Buffer.from(after.response.patch, "base64").toString(), /"path":"\/spec\/readinessGates"/, 'the new policy\'s answer')
 })
 
 t.test('non-pod kinds and operations are allowed untouched', async (t) => {

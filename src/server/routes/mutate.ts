@@ -1,12 +1,8 @@
 // POST /mutate: the shell around admit(). It parses, looks up the namespace in the cache,
-// calls the pure core, and logs and counts the outcome. No other I/O. A review decided from
-// its raw text (a pod not for enlist) or asked a moment ago (a ReplicaSet's next pod) is
-// answered without being parsed.
+// calls the pure core, and logs and counts the outcome. No other I/O.
 
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
 import type { Logger } from 'pino'
-import { glimpse } from '../../admission/glimpse.js'
-import { AdmissionMemo, type MemoFacts, type Remembered } from '../../admission/memo.js'
 import { admit, type AdmissionFacts, type AdmissionOutcome, type AdmissionReview, parseReview, serializeReview, skipUnparsed, type UnparsedSkip } from '../../admission/review.js'
 import type { KubeVersion } from '../../admission/settings.js'
 import type { NamespaceLookup } from '../../kube/namespaces.js'
@@ -25,8 +21,6 @@ export interface MutateOptions {
   log: Logger
   /** How long to wait for a namespace the cache has not seen yet. */
   namespaceWaitMs: number
-  /** Bytes of answers kept for reviews asked again (memo.ts); 0: none. */
-  memoBytes: number
 }
 
 export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts) => {
@@ -58,56 +52,20 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
     next()
   })
 
-  const memo = opts.memoBytes > 0 ? new AdmissionMemo(opts.memoBytes) : undefined
-  /** What an answer is made with now; undefined while not ready (no answer is remembered). */
-  const memoFacts = (): MemoFacts | undefined => {
-    const policy = opts.policy.current
-    const keys = opts.keys()
-    return policy && keys ? { policy, ring: keys.ring, signing: keys.signing, caBundle: opts.caBundle(), serverVersion: opts.serverVersion() } : undefined
-  }
-
   // Encapsulated: other routes keep fastify's default parser. A review that can be decided
-  // from its raw text (a pod not for enlist, skipped for its namespace), or that was asked a
-  // moment ago but for its uid, is never parsed.
+  // from its raw text (a pod not for enlist, skipped for its namespace) is never parsed.
   app.addContentTypeParser('application/json', { parseAs: 'string' }, (req, body, done) => {
     const policy = opts.policy.current
-    if (!policy) return parseJsonBody(req, body, done)
-    const started = process.hrtime.bigint()
-    const text = body as string
-    const g = glimpse(text)
-    const skip = skipUnparsed(text, policy, (ns) => opts.namespaces.labels(ns), g)
-    if (skip) return done(null, new Unparsed(skip, started))
-    const labels = g?.namespace ? opts.namespaces.labels(g.namespace) : undefined
-    const facts = memo && g && labels ? memoFacts() : undefined
-    if (!memo || !g || !labels || !facts) return parseJsonBody(req, body, done)
-    const key = AdmissionMemo.key(text, g.uidAt, g.uid.length, labels)
-    const hit = memo.get(key, facts)
-    if (hit) return done(null, new Recalled(hit, g.uid, started))
-    parseJsonBody(req, body, (err, review) => done(err, err ? review : new ToRemember(review, key, labels, g.uid)))
+    if (policy) {
+      const started = process.hrtime.bigint()
+      const skip = skipUnparsed(body as string, policy, (ns) => opts.namespaces.labels(ns))
+      if (skip) {
+        done(null, new Unparsed(skip, started))
+        return
+      }
+    }
+    parseJsonBody(req, body, done)
   })
-
-  // Injections and denials are news; a pod not for enlist is the common case, at debug.
-  const debug = log.isLevelEnabled('debug')
-  const levelOf = (verdict: string): 'info' | 'debug' | undefined => (verdict === 'injected' || verdict === 'denied' ? 'info' : verdict === 'skipped' && debug ? 'debug' : undefined)
-  const logOutcome = (uid: string, r: Omit<Remembered, 'head' | 'tail'>, seconds: number, memoized?: true): void => {
-    const level = levelOf(r.verdict)
-    if (!level) return
-    log[level](
-      {
-        uid,
-        namespace: r.namespace,
-        workload: r.workload,
-        pod: r.pod,
-        decision: r.verdict,
-        reason: r.reason,
-        message: r.message,
-        dryRun: r.dryRun || undefined,
-        memoized,
-        durationMs: Math.round(seconds * 1e6) / 1e3,
-      },
-      'admission',
-    )
-  }
 
   const respondUnparsed = (reply: FastifyReply, u: Unparsed): FastifyReply => {
     const { skip } = u
@@ -118,23 +76,9 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
     if (debug) log.debug({ uid: skip.uid, namespace: skip.namespace, decision: 'skipped', reason: skip.reason, parsed: false, durationMs: Math.round(seconds * 1e6) / 1e3 }, 'admission')
     return send(reply, serializeReview({ apiVersion: skip.apiVersion } as AdmissionReview, { uid: skip.uid, allowed: true }))
   }
+  const debug = log.isLevelEnabled('debug')
 
-  const respondRecalled = (reply: FastifyReply, r: Recalled): FastifyReply => {
-    const seconds = Number(process.hrtime.bigint() - r.started) / 1e9
-    const e = r.remembered
-    count(e.verdict, e.reason, seconds)
-    metrics.admissionsMemoized.inc()
-    logOutcome(r.uid, e, seconds, true)
-    return send(reply, `${e.head}${JSON.stringify(r.uid)}${e.tail}`)
-  }
-
-  const respond = (
-    reply: FastifyReply,
-    review: AdmissionReview,
-    started: bigint,
-    labels: Readonly<Record<string, string>> | undefined,
-    remember?: ToRemember,
-  ): FastifyReply => {
+  const respond = (reply: FastifyReply, review: AdmissionReview, started: bigint, labels: Readonly<Record<string, string>> | undefined): FastifyReply => {
     const request = review.request
     const policy = opts.policy.current
     if (!policy) {
@@ -160,44 +104,37 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
 
     const seconds = Number(process.hrtime.bigint() - started) / 1e9
     count(outcome.verdict, outcome.reason, seconds)
-    const meta = (request.object as { metadata?: { name?: string; generateName?: string } } | undefined)?.metadata
-    const told = {
-      verdict: outcome.verdict,
-      reason: outcome.reason,
-      namespace: outcome.namespace,
-      workload: outcome.workload ? `${outcome.workload.kind}/${outcome.workload.name}` : undefined,
-      pod: meta?.name ?? (meta?.generateName ? `${meta.generateName}*` : undefined),
-      message: outcome.response.status?.message,
-      dryRun: request.dryRun === true,
+    // Injections and denials are news; a pod not for enlist is the common case, at debug.
+    const level = outcome.verdict === 'injected' || outcome.verdict === 'denied' ? 'info' : outcome.verdict === 'skipped' && debug ? 'debug' : undefined
+    if (level) {
+      const meta = (request.object as { metadata?: { name?: string; generateName?: string } } | undefined)?.metadata
+      log[level](
+        {
+          uid: request.uid,
+          namespace: outcome.namespace,
+          workload: outcome.workload ? `${outcome.workload.kind}/${outcome.workload.name}` : undefined,
+          pod: meta?.name ?? (meta?.generateName ? `${meta.generateName}*` : undefined),
+          decision: outcome.verdict,
+          reason: outcome.reason,
+          message: outcome.response.status?.message,
+          dryRun: request.dryRun === true ? true : undefined,
+          durationMs: Math.round(seconds * 1e6) / 1e3,
+        },
+        'admission',
+      )
     }
-    logOutcome(request.uid, told, seconds)
-    const answer = serializeReview(review, outcome.response)
-    // Remembered only if made with the labels the key was made with (the lookup is the cache's
-    // own object, replaced when the namespace changes), and for the uid the glimpse found
-    // (JSON.parse keeps the last of duplicate keys; the apiserver writes none).
-    if (memo && remember && labels === remember.labels && request.uid === remember.uid) {
-      const at = answer.indexOf(`"uid":${JSON.stringify(request.uid)}`) + 6
-      memo.set(remember.key, { policy, ring: keys.ring, signing: keys.signing, caBundle: opts.caBundle(), serverVersion: opts.serverVersion() }, {
-        ...told,
-        head: answer.slice(0, at),
-        tail: answer.slice(at + JSON.stringify(request.uid).length),
-      })
-    }
-    return send(reply, answer)
+    return send(reply, serializeReview(review, outcome.response))
   }
 
   // Synchronous whenever the namespace is cached, which is always but for a namespace
   // created a moment ago: no promise on the hot path.
   app.post('/mutate', (req, reply) => {
-    const body = req.body
-    if (body instanceof Unparsed) return respondUnparsed(reply, body)
-    if (body instanceof Recalled) return respondRecalled(reply, body)
+    if (req.body instanceof Unparsed) return respondUnparsed(reply, req.body)
     const started = process.hrtime.bigint()
-    const remember = body instanceof ToRemember ? body : undefined
-    const review = parseReview(remember ? remember.review : body)
+    const review = parseReview(req.body)
     const ns = review.request.namespace ?? ''
     const labels = ns ? opts.namespaces.labels(ns) : undefined
-    if (labels !== undefined || !ns || !opts.policy.current) return respond(reply, review, started, labels, remember)
+    if (labels !== undefined || !ns || !opts.policy.current) return respond(reply, review, started, labels)
     return opts.namespaces.waitFor(ns, opts.namespaceWaitMs).then((l) => respond(reply, review, started, l))
   })
 }
@@ -255,25 +192,6 @@ class Unparsed {
   constructor(
     readonly skip: UnparsedSkip,
     readonly started: bigint,
-  ) {}
-}
-
-/** The parser's answer for a review asked a moment ago: the answer, for this uid. */
-class Recalled {
-  constructor(
-    readonly remembered: Remembered,
-    readonly uid: string,
-    readonly started: bigint,
-  ) {}
-}
-
-/** A parsed review whose answer is to be remembered under `key`, made with `labels`. */
-class ToRemember {
-  constructor(
-    readonly review: unknown,
-    readonly key: string,
-    readonly labels: Readonly<Record<string, string>>,
-    readonly uid: string,
   ) {}
 }
 
