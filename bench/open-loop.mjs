@@ -2,21 +2,28 @@
 // keep-alive connections without pipelining (how the apiserver calls webhooks). Latency is
 // measured from when a request was *scheduled*, not when a free connection sent it, so a
 // slow server cannot hide its queueing (wrk2's correction for coordinated omission).
-//   node bench/open-loop.mjs URL BODY_FILE RATE SECONDS CONNECTIONS CA_FILE  -> JSON on stdout
+//   node bench/open-loop.mjs URL BODY_FILE RATE SECONDS CONNECTIONS CA_FILE [distinct|same]  -> JSON on stdout
 
 import tls from 'node:tls'
 import { readFileSync } from 'node:fs'
 
-const [url, bodyFile, rateArg, secondsArg, connArg, caFile] = process.argv.slice(2)
+const [url, bodyFile, rateArg, secondsArg, connArg, caFile, mode = 'distinct'] = process.argv.slice(2)
 const u = new URL(url)
 const rate = Number(rateArg)
 const seconds = Number(secondsArg)
 const conns = Number(connArg)
 const body = Buffer.from(JSON.stringify(JSON.parse(readFileSync(bodyFile, 'utf8'))))
-const request = Buffer.concat([
-  Buffer.from(`POST ${u.pathname}?timeout=10s HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\nAccept: application/json, */*\r\nContent-Length: ${body.length}\r\n\r\n`),
-  body,
-])
+const head = Buffer.from(`POST ${u.pathname}?timeout=10s HTTP/1.1\r\nHost: ${u.host}\r\nContent-Type: application/json\r\nAccept: application/json, */*\r\nContent-Length: ${body.length}\r\n\r\n`)
+// 'distinct': each request another pod, its managedFields second another (same length);
+// 'same': one review over and over, as a ReplicaSet's burst
+const TIME = Buffer.from('"time":"')
+const at = body.indexOf(TIME) + TIME.length
+let n = (Date.now() % 100_000) * 100_000
+function nextRequest() {
+  if (mode === 'same') return Buffer.concat([head, body])
+  const stamp = new Date((1_000_000_000 + ++n) * 1000).toISOString().replace(/\.000Z$/, 'Z')
+  return Buffer.concat([head, body.subarray(0, at), Buffer.from(stamp), body.subarray(at + stamp.length)])
+}
 
 const total = Math.round(rate * seconds)
 const latencies = new Float64Array(total)
@@ -69,7 +76,7 @@ function send(sock, scheduled) {
   sock.busy = true
   sock.scheduled = scheduled
   sent++
-  sock.write(request)
+  sock.write(nextRequest())
 }
 
 const sockets = await Promise.all(Array.from({ length: conns }, connect))

@@ -1,5 +1,5 @@
 // Where enlist spends its time on one fixture: enlist under wrk with --cpu-prof, then
-// the functions with the most self time.   npx tsx bench/profile.ts [fixture]
+// the functions with the most self time.   npx tsx bench/profile.ts [fixture[:same]] [--gc]
 
 import { execFileSync, spawn } from 'node:child_process'
 import { readdirSync, readFileSync, writeFileSync } from 'node:fs'
@@ -10,8 +10,10 @@ import { startControlPlane } from '../test/harness/control-plane.js'
 import { installManifests } from '../test/harness/enlist.js'
 import { freePort, waitFor } from '../test/harness/processes.js'
 import { tempDir } from '../test/helpers/temp.js'
+import { wrkScript } from './wrk-script.js'
 
-const fixture = process.argv[2] ?? 'typical'
+// "typical:same": one review over and over (a ReplicaSet's burst); else each request another pod
+const [fixture = 'typical', same] = (process.argv[2] ?? 'typical').split(':')
 // --gc: trace garbage collection under open-loop load instead of profiling
 const traceGc = process.argv.includes('--gc')
 const cp = await startControlPlane({ controllerManager: false })
@@ -30,12 +32,12 @@ try {
   const body = join(dir, 'body.json')
   writeFileSync(body, JSON.stringify(JSON.parse(readFileSync(new URL(`./fixtures/${fixture}.json`, import.meta.url), 'utf8'))))
   const lua = join(dir, 'w.lua')
-  writeFileSync(lua, `wrk.method="POST"\nwrk.headers["Content-Type"]="application/json"\nlocal f=io.open("${body}","rb")\nwrk.body=f:read("*a")\nf:close()\n`)
+  writeFileSync(lua, wrkScript(body, same === 'same'))
   if (traceGc) {
     // asynchronously: enlist's GC trace must keep flowing through our pipe meanwhile
     const { promisify } = await import('node:util')
     const { execFile } = await import('node:child_process')
-    const load = () => promisify(execFile)('taskset', ['-c', '1', process.execPath, new URL('./open-loop.mjs', import.meta.url).pathname, `https://127.0.0.1:${port}/mutate`, body, '2000', '6', '16', pki.caFile])
+    const load = () => promisify(execFile)('taskset', ['-c', '1', process.execPath, new URL('./open-loop.mjs', import.meta.url).pathname, `https://127.0.0.1:${port}/mutate`, body, '2000', '6', '16', pki.caFile, same === 'same' ? 'same' : 'distinct'])
     await load() // warm-up
     gcLines.length = 0
     console.log((await load()).stdout)

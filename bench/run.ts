@@ -24,6 +24,7 @@ import { installManifests } from '../test/harness/enlist.js'
 import { freePort, waitFor } from '../test/harness/processes.js'
 import { request } from '../test/helpers/https.js'
 import { deployedEnv } from './deployed-env.js'
+import { wrkScript } from './wrk-script.js'
 
 /** enlist runs with its Deployment's V8 and allocator settings, as it ships; BENCH_ENV_JSON
  *  (e.g. '{}', or '{"NODE_OPTIONS":"--max-semi-space-size=16"}') replaces them, for A/B runs. */
@@ -37,7 +38,11 @@ const MAX_S = 3
 const LAT_S = quick ? 3 : 6
 const NAMESPACES = quick ? 500 : 5000
 const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`))?.slice(name.length + 3)
+// Every request is another pod (its managedFields second differs), as in a cluster where the
+// pods are many; "NAME:same" sends one review over and over, as the runs before 2026-12-07 did.
 const FIXTURES = arg('fixtures')?.split(',') ?? ['small', 'typical', 'large', 'env1500', 'not-opted-in']
+const fixtureFile = (fixture: string) => join(BENCH, 'fixtures', `${fixture.split(':')[0]}.json`)
+const sameReview = (fixture: string) => fixture.endsWith(':same')
 const LOG_LEVEL = arg('log-level') ?? 'info'
 const END_TO_END = !process.argv.includes('--no-e2e')
 const log = (s: string) => process.stderr.write(`${s}\n`)
@@ -97,11 +102,11 @@ function nodePid(child: ChildProcess): number {
   return child.pid! // taskset execs the command, keeping the pid
 }
 
-async function wrk(url: string, bodyFile: string, seconds: number): Promise<{ rps: number; requests: number; p50: number; p99: number }> {
+async function wrk(url: string, bodyFile: string, seconds: number, same = false): Promise<{ rps: number; requests: number; p50: number; p99: number }> {
   const script = join(tmpdir(), `enlist-wrk-${Date.now()}.lua`)
   const compact = join(tmpdir(), `enlist-body-${Date.now()}.json`)
   writeFileSync(compact, JSON.stringify(JSON.parse(readFileSync(bodyFile, 'utf8'))))
-  writeFileSync(script, `wrk.method = "POST"\nwrk.headers["Content-Type"] = "application/json"\nlocal f = io.open("${compact}", "rb")\nwrk.body = f:read("*a")\nf:close()\n`)
+  writeFileSync(script, wrkScript(compact, same))
   let out: string
   try {
     out = await run(pinned(1, 'wrk', ['-t1', '-c16', `-d${seconds}s`, '--latency', '-s', script, `${url}?timeout=10s`]))
@@ -120,8 +125,8 @@ async function wrk(url: string, bodyFile: string, seconds: number): Promise<{ rp
   return { rps, requests, p50: ms('50'), p99: ms('99') }
 }
 
-async function openLoop(url: string, bodyFile: string, rate: number, seconds: number, ca: string) {
-  const out = await run(pinned(1, process.execPath, [join(BENCH, 'open-loop.mjs'), url, bodyFile, String(Math.round(rate)), String(seconds), '16', ca]))
+async function openLoop(url: string, bodyFile: string, rate: number, seconds: number, ca: string, same = false) {
+  const out = await run(pinned(1, process.execPath, [join(BENCH, 'open-loop.mjs'), url, bodyFile, String(Math.round(rate)), String(seconds), '16', ca, same ? 'same' : 'distinct']))
   return JSON.parse(out.trim().split('\n').pop()!) as { p50: number; p99: number; p999: number; max: number; errors: number; completed: number; maxGeneratorLagMs: number }
 }
 
@@ -213,7 +218,7 @@ async function main(): Promise<void> {
     // idle, is warmed before each fixture instead).
     const settleUntil = Date.now() + (quick ? 5000 : 30_000)
     for (const fixture of FIXTURES) {
-      for (const url of [baseUrl, floorUrl]) await wrk(`${url}/mutate`, join(BENCH, 'fixtures', `${fixture}.json`), Math.min(WARMUP_S, 3))
+      for (const url of [baseUrl, floorUrl]) await wrk(`${url}/mutate`, fixtureFile(fixture), Math.min(WARMUP_S, 3), sameReview(fixture))
     }
     await new Promise((r) => setTimeout(r, Math.max(0, settleUntil - Date.now())))
     const idleRss = { enlist: rssMb(nodePid(enlist)), enlistAtStart: atStart, baseline: baselineIdle }
@@ -224,19 +229,20 @@ async function main(): Promise<void> {
     let loadRss = 0
     const sampler = setInterval(() => (loadRss = Math.max(loadRss, rssMb(nodePid(enlist)))), 100)
     for (const fixture of FIXTURES) {
-      const file = join(BENCH, 'fixtures', `${fixture}.json`)
+      const file = fixtureFile(fixture)
+      const same = sameReview(fixture)
       const bytes = Buffer.byteLength(JSON.stringify(JSON.parse(readFileSync(file, 'utf8'))))
       log(`${fixture} (${(bytes / 1024).toFixed(1)} KiB)`)
       const result: Partial<Row> = { fixture, bytes }
       const servers = [['enlist', enlistUrl], ['baseline', baseUrl], ['fastify', floorUrl]] as const
-      for (const [name, url] of servers) await wrk(`${url}/mutate`, file, name === 'enlist' ? WARMUP_S : 1)
+      for (const [name, url] of servers) await wrk(`${url}/mutate`, file, name === 'enlist' ? WARMUP_S : 1, same)
       const samples: Record<string, number[]> = { enlist: [], baseline: [], fastify: [] }
       const cpu: Record<string, number[]> = { enlist: [], baseline: [], fastify: [] }
       const pids: Record<string, number> = { enlist: nodePid(enlist), baseline: nodePid(baseline), fastify: nodePid(floor) }
       for (let round = 0; round < ROUNDS; round++) {
         for (const [name, url] of servers) {
           const before = cpuSeconds(pids[name]!)
-          const r = await wrk(`${url}/mutate`, file, MAX_S)
+          const r = await wrk(`${url}/mutate`, file, MAX_S, same)
           samples[name]!.push(r.rps)
           cpu[name]!.push(((cpuSeconds(pids[name]!) - before) * 1e6) / r.requests)
         }
@@ -250,7 +256,7 @@ async function main(): Promise<void> {
       }
       const rate = result.enlist!.rps / 2
       for (const [name, url] of [['enlist', enlistUrl], ['baseline', baseUrl]] as const) {
-        const l = await openLoop(`${url}/mutate`, file, rate, LAT_S, pki.caFile)
+        const l = await openLoop(`${url}/mutate`, file, rate, LAT_S, pki.caFile, same)
         if (l.errors > 0) throw new Error(`${name}/${fixture}: ${l.errors} errors`)
         Object.assign(result[name]!, { p50: l.p50, p99: l.p99, p999: l.p999 })
         log(`  ${name.padEnd(8)} at ${rate.toFixed(0)} req/s: p50 ${l.p50.toFixed(2)} ms, p99 ${l.p99.toFixed(2)} ms, p99.9 ${l.p999.toFixed(2)} ms (generator lag ${l.maxGeneratorLagMs.toFixed(1)} ms)`)
