@@ -55,8 +55,7 @@ export async function buildServer(opts: ServerOptions) {
   // Once shutting down, every answer closes its connection: a request in flight when the
   // server started closing (a long-poll answered by the drain) must not leave a keep-alive
   // socket that holds the process until the client's idle timeout.
-  // A callback, not an async hook: this runs for every admission, and a promise per
-  // answer is a measurable share of one.
+  // A callback, not an async hook: it runs for every answer and has nothing to wait for.
   app.addHook('onSend', (_req, reply, payload, done) => {
     if (opts.readiness.shuttingDown) reply.header('connection', 'close')
     done(null, payload)
