@@ -26,6 +26,9 @@ export interface ConnectionRules {
   credentialsIn: string
 }
 
+/** How the policy's etcd, nats and amqp backends name the settings the messages point to. */
+export const POLICY_CONNECTION_SETTINGS = { allowSetting: 'allowInsecure: true', credentialsIn: 'credentialsFromSecret' } as const
+
 /**
  * A backend's connection URL: a URL with a host, of one of the two schemes, encrypted unless
  * the policy says otherwise (the records, and the credentials from the Secret, would cross the

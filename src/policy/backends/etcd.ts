@@ -1,7 +1,7 @@
 // registry.backends[] of type etcd: etcd v3, keys <prefix><namespace>/<service>/<pod uid>.
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
-import { connectionUrlErrors, pemError } from './checks.js'
+import { connectionUrlErrors, pemError, POLICY_CONNECTION_SETTINGS } from './checks.js'
 import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
 import type { BackendSchema } from './types.js'
 
@@ -47,7 +47,7 @@ export const etcdBackend: BackendSchema<EtcdBackendSpec> = {
     },
   },
   check(b, at, add) {
-    const rules = { tls: 'https:', plain: 'http:', allowInsecure: b.allowInsecure, allowSetting: 'allowInsecure: true', credentialsIn: 'credentialsFromSecret' }
+    const rules = { tls: 'https:', plain: 'http:', allowInsecure: b.allowInsecure, ...POLICY_CONNECTION_SETTINGS }
     b.endpoints.forEach((e, i) => connectionUrlErrors(e, rules, `${at}/endpoints/${i}`, add))
     const schemes = new Set(b.endpoints.map((e) => e.split(':')[0]))
     if (schemes.size > 1) add(`${at}/endpoints`, 'must all use https, or all http: one connection setting serves every endpoint')

@@ -4,7 +4,7 @@
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
 import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
-import { connectionUrlErrors, pemError } from './checks.js'
+import { connectionUrlErrors, pemError, POLICY_CONNECTION_SETTINGS } from './checks.js'
 import type { AddError } from './types.js'
 
 export interface EventBackendCommon {
@@ -43,7 +43,7 @@ export const EVENT_COMMON_PROPERTIES = {
 /** Checks the URLs (comma-separated for a cluster: each its `plain` scheme only with
  *  allowInsecure, else `tls`), the source, the Secret name, the CA. */
 export function eventCommonErrors(b: EventBackendCommon, schemes: { plain: string; tls: string }, at: string, add: AddError): void {
-  const rules = { ...schemes, allowInsecure: b.allowInsecure, allowSetting: 'allowInsecure: true', credentialsIn: 'credentialsFromSecret' }
+  const rules = { ...schemes, allowInsecure: b.allowInsecure, ...POLICY_CONNECTION_SETTINGS }
   const urls = b.url.split(',').map((u) => u.trim())
   // several servers: say which one is at fault
   urls.forEach((raw, i) => connectionUrlErrors(raw, rules, urls.length > 1 ? `${at}/url (server ${i + 1})` : `${at}/url`, add))
