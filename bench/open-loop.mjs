@@ -18,6 +18,7 @@ const head = Buffer.from(`POST ${u.pathname}?timeout=10s HTTP/1.1\r\nHost: ${u.h
 // 'same': one review over and over, as a ReplicaSet's burst
 const TIME = Buffer.from('"time":"')
 const at = body.indexOf(TIME) + TIME.length
+if (mode !== 'same' && at < TIME.length) throw new Error(`${bodyFile}: no managedFields "time" to make each request another pod`)
 let n = (Date.now() % 100_000) * 100_000
 function nextRequest() {
   if (mode === 'same') return Buffer.concat([head, body])

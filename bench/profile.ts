@@ -10,10 +10,10 @@ import { startControlPlane } from '../test/harness/control-plane.js'
 import { installManifests } from '../test/harness/enlist.js'
 import { freePort, waitFor } from '../test/harness/processes.js'
 import { tempDir } from '../test/helpers/temp.js'
-import { wrkScript } from './wrk-script.js'
+import { fixtureSpec, wrkScript } from './wrk-script.js'
 
 // "typical:same": one review over and over (a ReplicaSet's burst); else each request another pod
-const [fixture = 'typical', same] = (process.argv[2] ?? 'typical').split(':')
+const { name: fixture, same } = fixtureSpec(process.argv[2] ?? 'typical')
 // --gc: trace garbage collection under open-loop load instead of profiling
 const traceGc = process.argv.includes('--gc')
 const cp = await startControlPlane({ controllerManager: false })
@@ -32,12 +32,12 @@ try {
   const body = join(dir, 'body.json')
   writeFileSync(body, JSON.stringify(JSON.parse(readFileSync(new URL(`./fixtures/${fixture}.json`, import.meta.url), 'utf8'))))
   const lua = join(dir, 'w.lua')
-  writeFileSync(lua, wrkScript(body, same === 'same'))
+  writeFileSync(lua, wrkScript(body, same))
   if (traceGc) {
     // asynchronously: enlist's GC trace must keep flowing through our pipe meanwhile
     const { promisify } = await import('node:util')
     const { execFile } = await import('node:child_process')
-    const load = () => promisify(execFile)('taskset', ['-c', '1', process.execPath, new URL('./open-loop.mjs', import.meta.url).pathname, `https://127.0.0.1:${port}/mutate`, body, '2000', '6', '16', pki.caFile, same === 'same' ? 'same' : 'distinct'])
+    const load = () => promisify(execFile)('taskset', ['-c', '1', process.execPath, new URL('./open-loop.mjs', import.meta.url).pathname, `https://127.0.0.1:${port}/mutate`, body, '2000', '6', '16', pki.caFile, same ? 'same' : 'distinct'])
     await load() // warm-up
     gcLines.length = 0
     console.log((await load()).stdout)

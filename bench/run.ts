@@ -24,7 +24,7 @@ import { installManifests } from '../test/harness/enlist.js'
 import { freePort, waitFor } from '../test/harness/processes.js'
 import { request } from '../test/helpers/https.js'
 import { deployedEnv } from './deployed-env.js'
-import { wrkScript } from './wrk-script.js'
+import { fixtureSpec, wrkScript } from './wrk-script.js'
 
 /** enlist runs with its Deployment's V8 and allocator settings, as it ships; BENCH_ENV_JSON
  *  (e.g. '{}', or '{"NODE_OPTIONS":"--max-semi-space-size=16"}') replaces them, for A/B runs. */
@@ -41,8 +41,8 @@ const arg = (name: string) => process.argv.find((a) => a.startsWith(`--${name}=`
 // Every request is another pod (its managedFields second differs), as in a cluster where the
 // pods are many; "NAME:same" sends one review over and over, as the runs before 2026-12-07 did.
 const FIXTURES = arg('fixtures')?.split(',') ?? ['small', 'typical', 'large', 'env1500', 'not-opted-in']
-const fixtureFile = (fixture: string) => join(BENCH, 'fixtures', `${fixture.split(':')[0]}.json`)
-const sameReview = (fixture: string) => fixture.endsWith(':same')
+const fixtureFile = (fixture: string) => join(BENCH, 'fixtures', `${fixtureSpec(fixture).name}.json`)
+const sameReview = (fixture: string) => fixtureSpec(fixture).same
 const LOG_LEVEL = arg('log-level') ?? 'info'
 const END_TO_END = !process.argv.includes('--no-e2e')
 const log = (s: string) => process.stderr.write(`${s}\n`)

@@ -1,6 +1,12 @@
 // The wrk script the benchmarks load with: POST the review in BODY_FILE (compact), each
 // request another pod (its managedFields second another, from a base of this run's own), or
-// with \`same\` one review over and over, as a ReplicaSet's burst sends it.
+// with `same` one review over and over, as a ReplicaSet's burst sends it.
+
+/** A fixture as the benchmarks name it: "typical" (each request another pod) or "typical:same". */
+export function fixtureSpec(spec: string): { name: string; same: boolean } {
+  const [name = spec, mode] = spec.split(':')
+  return { name, same: mode === 'same' }
+}
 
 export function wrkScript(compactBodyFile: string, same: boolean): string {
   const distinct = [

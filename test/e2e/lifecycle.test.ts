@@ -1,6 +1,6 @@
 // Deregistration: on deletion, on a force delete while enlist was down (the sweep at start),
 // and with a backend that is down and comes back. Nothing stale may survive.
-import t from 'tap'
+import t, { type Test } from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
 import { podPath } from '../../src/kube/pod-ref.js'
 import { cmdbFor, waitForEntry, waitForNoEntry } from '../harness/cmdb.js'
@@ -27,14 +27,13 @@ const enlist = await enlistFor(t, cp, {
 })
 
 const registeredPod = async (name: string): Promise<V1Pod> => getPod(cp, await registeredDeploymentPod(cp, 'shop', name))
-/** enlist's leader, cache and sweep lines, newest last: what a timeout needs to be understood. */
-const enlistTail = (): string =>
-  enlist
-    .logs()
-    .filter((l) => /leader|lease|sweep|synced|cache|controller/i.test(JSON.stringify(l)))
-    .slice(-25)
-    .map((l) => JSON.stringify(l))
-    .join('\n')
+/** `wait`, and on a timeout enlist's leader, cache and sweep lines, newest last: what it needs to be understood. */
+const explained = <T>(t: Test, wait: Promise<T>): Promise<T> =>
+  wait.catch((err: unknown) => {
+    const lines = enlist.logs().filter((l) => /leader|lease|sweep|synced|cache|controller/i.test(JSON.stringify(l)))
+    t.comment(lines.slice(-25).map((l) => JSON.stringify(l)).join('\n'))
+    throw err
+  })
 
 t.test('deleting a pod deregisters it everywhere and sets the condition False', async (t) => {
   const pod = await registeredPod('web')
@@ -71,10 +70,7 @@ t.test('a force delete while enlist is down is cleaned up by the sweep when it s
   await enlist.restart()
   // The sweep runs once the restarted replica leads and its caches are synced: on a loaded
   // machine that has taken over 20 s. Should it not come, the log says where it stopped.
-  await waitFor('strays removed', async () => !cmdb.records.has(pod.metadata!.uid!) && !cmdb.records.has('00000000-0000-0000-0000-000000000000'), 60_000).catch((err) => {
-    t.comment(enlistTail())
-    throw err
-  })
+  await explained(t, waitFor('strays removed', async () => !cmdb.records.has(pod.metadata!.uid!) && !cmdb.records.has('00000000-0000-0000-0000-000000000000'), 60_000))
   t.ok(cmdb.records.has('foreign'), 'entries without a pod identity are left alone')
   t.match(await enlist.metrics(), /enlist_registry_strays_removed_total\{backend="cmdb"\} 2/)
 })
@@ -82,10 +78,7 @@ t.test('a force delete while enlist is down is cleaned up by the sweep when it s
 t.test('a backend that lost a registered pod gets it back from the sweep', async (t) => {
   const pod = await registeredPod('amnesia')
   cmdb.records.delete(pod.metadata!.uid!)
-  await waitForEntry(cmdb, pod.metadata!.uid!, 'repaired', 60_000).catch((err) => {
-    t.comment(enlistTail())
-    throw err
-  })
+  await explained(t, waitForEntry(cmdb, pod.metadata!.uid!, 'repaired', 60_000))
   t.equal(cmdb.records.get(pod.metadata!.uid!)?.ip, pod.status?.podIP)
   t.match(await enlist.metrics(), /enlist_registry_repaired_total\{backend="cmdb"\} 1/)
 })
