@@ -234,6 +234,18 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       labelNames: ['backend', 'op'] as const,
       registers: [registry],
     }),
+    foreignEntries: new Gauge({
+      name: 'enlist_registry_foreign_entries',
+      help: "Entries the last sweep found in a shared backend that are not this cluster's, by backend and kind (other: another cluster's mark; unmarked: no mark). Never deleted by the sweep.",
+      labelNames: ['backend', 'kind'] as const,
+      registers: [registry],
+    }),
+    claimRefused: new Gauge({
+      name: 'enlist_cluster_claim_refused',
+      help: "1 while a backend refuses this cluster because another cluster holds the claim on its name (no writes or sweeps there), else 0.",
+      labelNames: ['backend'] as const,
+      registers: [registry],
+    }),
     leaderRenewFailures: new Counter({
       name: 'enlist_leader_renew_failures_total',
       help: 'Lease renewals (or acquisitions) that failed or timed out.',

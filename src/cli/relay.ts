@@ -110,6 +110,7 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
     {
       name: 'cmdb',
       type: 'http',
+      sweep: false,
       url: o['cmdb-url'],
       allowInsecureHTTP: o['cmdb-allow-insecure-http'],
       timeoutSeconds: o['cmdb-timeout'] / 1000,

@@ -25,6 +25,8 @@ import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import type { Backend } from '../registry/backend.js'
 import { buildRecord, type RegistryRecord } from '../registry/record.js'
 import type { BackendSet } from '../registry/backend-set.js'
+import { FOREIGN_KINDS, type ListedEntry, ownership } from '../registry/ownership.js'
+import { type BackendStatus, type DriftItem, STATUS_ITEMS_MAX } from '../contract/status-report.js'
 import { WorkQueue } from './queue.js'
 
 export interface ControllerOptions {
@@ -40,6 +42,8 @@ export interface ControllerOptions {
   sweepIntervalMs: () => number
   /** Requests per second one backend's sweep may make (registry.sweepRequestsPerSecond). */
   sweepRate?: () => number
+  /** Called after each whole sweep with what it found per backend (the status report). */
+  onSweepReport?: (backends: BackendStatus[]) => void
   workers?: number
 }
 
@@ -69,6 +73,9 @@ const PROBE_MS = 5000
 interface SweepStats {
   backend: string
   entries: number
+  /** Entries not this cluster's (left alone): another cluster's, and unmarked. */
+  other: number
+  unmarked: number
   removed: number
   rewritten: number
   failures: number
@@ -87,6 +94,8 @@ export class RegistryController {
   private readonly gone = new Map<string, PodRef>()
   /** Terminating pods already deregistered everywhere (a terminating pod cannot come back). */
   private readonly done = new Set<string>()
+  /** When each stale entry was first seen, by backend and uid: the status report's "since". */
+  private readonly staleSince = new Map<string, string>()
 
   constructor(private readonly o: ControllerOptions) {
     o.pods.on({
@@ -291,39 +300,79 @@ export class RegistryController {
     let failures = 0
     const started = Date.now()
     const backends: SweepStats[] = []
+    const reports: BackendStatus[] = []
     for (const b of registry.backends) {
       if (signal.aborted) return
       const began = Date.now()
-      const stats = await this.sweepBackend(b, signal)
+      const report = emptyStatus(b, registry.sweeps(b))
+      const stats = await this.sweepBackend(b, signal, report)
       stats.ms = Date.now() - began
       metrics.sweepDuration.observe({ backend: b.name }, stats.ms / 1000)
       backends.push(stats)
+      reports.push(report)
       failures += stats.failures
     }
     if (signal.aborted) return
     metrics.reconciles.inc({ result: failures > 0 ? 'error' : 'ok' })
     if (failures === 0) metrics.lastReconcile.set(Date.now() / 1000)
     log.info({ durationMs: Date.now() - started, pods: this.o.pods.size, backends }, 'registry sweep finished')
+    this.o.onSweepReport?.(reports)
   }
 
-  /** One backend's sweep, and what it did. */
-  private async sweepBackend(b: Backend, signal: AbortSignal): Promise<SweepStats> {
+  /**
+   * One backend's sweep, and what it did; `report` is filled in for the status report.
+   * Ownership decides every delete (src/registry/ownership.ts): only entries with this
+   * cluster's mark are removed; another cluster's and unmarked ones are counted, never
+   * touched. With the backend's `sweep: false` nothing is removed or rewritten at all.
+   */
+  private async sweepBackend(b: Backend, signal: AbortSignal, report: BackendStatus): Promise<SweepStats> {
     const { registry, pods, metrics, log } = this.o
     // Paced: a sweep of 50,000 entries spreads its requests out rather than flood the backend.
     const rate = this.o.sweepRate?.() ?? 50
     const bucket = new TokenBucket(rate, rate)
     const pace = (): Promise<void> => bucket.wait(signal)
-    let entries: PodRef[]
+    const self = registry.cluster.name
+    const acting = registry.sweeps(b)
+    let listed: ListedEntry[]
     try {
-      entries = await registry.attempt(b, 'list', () => b.list({ signal, pace }), signal)
+      // The claim is read again each sweep: a DR cluster may have taken the name over.
+      await registry.ensureClaim(b, signal, true)
+      listed = await registry.attempt(b, 'list', () => b.list({ signal, pace }), signal)
     } catch (err) {
-      const stats: SweepStats = { backend: b.name, entries: 0, removed: 0, rewritten: 0, failures: 0, ms: 0 }
+      const stats: SweepStats = { backend: b.name, entries: 0, other: 0, unmarked: 0, removed: 0, rewritten: 0, failures: 0, ms: 0 }
       if (signal.aborted || err instanceof AbortedError) return stats
+      report.problem = errorMessage(err)
       metrics.sweepFailures.inc({ backend: b.name, op: 'list' })
       log.error({ backend: b.name, err: errorMessage(err) }, 'registry sweep could not list this backend; the next sweep retries')
       return { ...stats, failures: 1 }
     }
-    const stats: SweepStats = { backend: b.name, entries: entries.length, removed: 0, rewritten: 0, failures: 0, ms: 0 }
+    const entries: PodRef[] = []
+    for (const e of listed) {
+      const whose = ownership(e, self)
+      if (whose === 'own') {
+        entries.push({ namespace: e.namespace, pod: e.pod, uid: e.uid })
+        continue
+      }
+      report.entries[whose]++
+      if (whose === 'other' && e.cluster !== undefined) report.otherClusters[e.cluster] = (report.otherClusters[e.cluster] ?? 0) + 1
+    }
+    report.entries.own = entries.length
+    for (const kind of FOREIGN_KINDS) metrics.foreignEntries.set({ backend: b.name, kind }, report.entries[kind])
+    const stats: SweepStats = { backend: b.name, entries: entries.length, other: report.entries.other, unmarked: report.entries.unmarked, removed: 0, rewritten: 0, failures: 0, ms: 0 }
+    const stale = (e: PodRef): void => {
+      const key = `${b.name}\u0000${e.uid}`
+      const since = this.staleSince.get(key) ?? new Date().toISOString()
+      this.staleSince.set(key, since)
+      report.staleCount++
+      if (report.stale.length < STATUS_ITEMS_MAX) report.stale.push({ namespace: e.namespace, pod: e.pod, uid: e.uid, since })
+    }
+    const missing = (item: DriftItem): void => {
+      report.missingCount++
+      if (report.missing.length < STATUS_ITEMS_MAX) report.missing.push(item)
+    }
+    const forget = (uid: string): void => {
+      this.staleSince.delete(`${b.name}\u0000${uid}`)
+    }
     let failures = 0
     let inARow = 0
     /** Runs one step; false ends this backend's sweep (aborted, or too many failures in a row). */
@@ -344,18 +393,31 @@ export class RegistryController {
       }
     }
 
+    const done = (): SweepStats => {
+      report.removed = stats.removed
+      report.rewritten = stats.rewritten
+      return { ...stats, failures }
+    }
     const have = new Set<string>()
     for (const e of entries) {
       have.add(e.uid)
+      let gone = false
+      let removed = false
       const go = await step('deregister', e, async () => {
-        if (await this.isLive(e, signal, pace)) return
+        if (await this.isLive(e, signal, pace)) return forget(e.uid)
+        gone = true
+        if (!acting) return
         await pace()
         await registry.attempt(b, 'deregister', () => b.deregister(e, { signal }), signal)
+        removed = true
+        forget(e.uid)
         stats.removed++
         metrics.strays.inc({ backend: b.name })
         log.info({ backend: b.name, pod: `${e.namespace}/${e.pod}`, uid: e.uid }, 'removed a stray entry: its pod no longer exists')
       })
-      if (!go) return { ...stats, failures }
+      // still there after the sweep: the sweep is off for this backend, or the removal failed
+      if (gone && !removed) stale(e)
+      if (!go) return done()
     }
     for (const pod of pods.pods()) {
       const uid = pod.metadata.uid
@@ -363,16 +425,25 @@ export class RegistryController {
       if (!uid || have.has(uid) || goneReason(pod) || cond?.status !== 'True') continue
       const record = this.expectedRecord(pod)
       if (!record) continue // no decision of enlist's: it was never registered by enlist
-      const go = await step('register', podRefOf(pod), async () => {
+      const ref = podRefOf(pod)
+      const item: DriftItem = { ...ref, since: cond.lastTransitionTime ?? '' }
+      if (!acting) {
+        missing(item)
+        continue
+      }
+      let written = false
+      const go = await step('register', ref, async () => {
         await pace()
         await registry.attempt(b, 'register', async () => b.register(await registry.recordFor(b, record, { pod, advertise: this.chosenAdvertise(pod) }), { signal }), signal)
+        written = true
         stats.rewritten++
         metrics.repaired.inc({ backend: b.name })
         log.warn({ backend: b.name, pod: `${pod.metadata.namespace}/${pod.metadata.name}`, uid }, 'backend had lost a registered pod; wrote it again')
       })
-      if (!go) return { ...stats, failures }
+      if (!written) missing(item)
+      if (!go) return done()
     }
-    return { ...stats, failures }
+    return done()
   }
 
   /** A live pod owns this entry. When the cache does not know the uid, ask the apiserver. */
@@ -393,4 +464,8 @@ export class RegistryController {
   private updatePending(): void {
     this.o.metrics.pendingDeregistrations.set(this.gone.size)
   }
+}
+
+function emptyStatus(b: Backend, sweep: boolean): BackendStatus {
+  return { backend: b.name, type: b.type, sweep, entries: { own: 0, other: 0, unmarked: 0 }, otherClusters: {}, removed: 0, rewritten: 0, stale: [], staleCount: 0, missing: [], missingCount: 0 }
 }

@@ -14,7 +14,7 @@ import {
   type ContainerFilter,
   type PolicySpec,
 } from './policy.js'
-import { backendErrors, usesDubboLayout } from './backends/index.js'
+import { backendErrors, SHARED_BACKEND_TYPES, usesDubboLayout } from './backends/index.js'
 import { pemError, urlError } from './backends/checks.js'
 import { policySchema } from './schema.js'
 
@@ -224,6 +224,19 @@ function semanticErrors(p: PolicySpec, sound: (prefix: string) => boolean = () =
   }
 
   const backends = Array.isArray(p.registry?.backends) ? p.registry.backends : []
+  if (sound('/cluster')) {
+    const name = p.cluster.name
+    const shared = backends.find((b) => b !== null && typeof b === 'object' && SHARED_BACKEND_TYPES.has(b.type))
+    if (name !== '' && !isDns1123Label(name)) {
+      add('/cluster/name', `"${name}" is not a DNS-1123 label (lowercase letters, digits and '-', at most 63, starting and ending with a letter or digit), e.g. "prod-eu-1"`)
+    } else if (name === '' && shared) {
+      add(
+        '/cluster/name',
+        `is required with a backend several clusters may share (backend "${shared.name}" of type ${shared.type}): every entry this cluster writes carries its name, ` +
+          'so that no cluster touches another\'s entries; e.g. cluster: {name: prod-eu-1} (docs/registration.md, "Several clusters, one registry")',
+      )
+    }
+  }
   const names = new Set<string>()
   const kubernetesLayouts = new Set<string>()
   backends.forEach((b, i) => {

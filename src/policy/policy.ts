@@ -15,6 +15,8 @@ export type { BackendSpec, EtcdBackendSpec, HttpBackendSpec, KubernetesBackendSp
 export interface PolicySpec {
   apiVersion: 'enlist.io/v1alpha1'
   kind: 'Policy'
+  /** name: this cluster's mark in shared backends; '' only with the kubernetes backend alone. */
+  cluster: { name: string }
   injection: {
     default: 'enabled' | 'disabled'
     excludedNamespaces: string[]

@@ -73,6 +73,16 @@ export const policySchema = {
   properties: {
     apiVersion: { const: 'enlist.io/v1alpha1' },
     kind: { const: 'Policy' },
+    cluster: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // the mark on every entry this cluster writes to a shared backend (src/registry/ownership.ts);
+        // required with one, checked in load.ts
+        name: { type: 'string', maxLength: 63, default: '' },
+      },
+    },
     injection: {
       type: 'object',
       additionalProperties: false,

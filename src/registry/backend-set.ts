@@ -18,6 +18,7 @@ import { type Backend, BackendError, type BackendOp } from './backend.js'
 import { createBackend } from './catalogue.js'
 import type { PodLookup } from './kubernetes.js'
 import type { PodRef } from '../kube/pod-ref.js'
+import { ClaimRefusedError, type ClaimResult, type ClusterIdentity } from './ownership.js'
 import type { Advertised, RegistryRecord } from './record.js'
 
 /** The pod a record is for, and the advertise modes its sealed decision chose. */
@@ -55,6 +56,12 @@ export class BackendSet {
   private configuring: Promise<void> = Promise.resolve()
   private readonly failing = new Set<string>()
   private readonly recoveredListeners: Array<(backend: string) => void> = []
+  private clusterName = ''
+  private clusterUid = ''
+  /** Backends with a store hold a claim on this cluster's name before their first write:
+   *  by backend name, whether it is held, or why not. */
+  private readonly claims = new Map<string, { held: true } | { held: false; reason: string }>()
+  private readonly sweepOff = new Set<string>()
 
   constructor(
     private readonly client: KubeClient,
@@ -64,7 +71,24 @@ export class BackendSet {
     private readonly log: Logger,
   ) {
     this.advertiser = new Advertiser(client)
-    metrics.probes.backends = () => this.current.map((b) => ({ backend: b.name, healthy: b.health?.() === undefined }))
+    metrics.probes.backends = () => this.current.map((b) => ({ backend: b.name, healthy: this.problem(b) === undefined }))
+  }
+
+  /** This cluster as its entries and claims name it (policy cluster.name; the kube-system UID). */
+  get cluster(): ClusterIdentity {
+    return { name: this.clusterName, uid: this.clusterUid }
+  }
+
+  /** The kube-system namespace's UID, read once at start: claims wait for it. */
+  setClusterUid(uid: string): void {
+    if (uid === this.clusterUid) return
+    this.clusterUid = uid
+    this.claims.clear()
+  }
+
+  /** Whether the sweep may remove and rewrite this backend's entries (its policy `sweep`). */
+  sweeps(b: Backend): boolean {
+    return !this.sweepOff.has(b.name)
   }
 
   /** Rebuilds the backends when the policy's registry or discovery settings change.
@@ -75,9 +99,10 @@ export class BackendSet {
   }
 
   private async apply(policy: PolicySpec): Promise<void> {
-    const spec = canonicalJson({ registry: policy.registry.backends, discovery: policy.discovery })
+    const spec = canonicalJson({ registry: policy.registry.backends, discovery: policy.discovery, cluster: policy.cluster.name })
     if (spec === this.spec) return
-    const ctx = { client: this.client, secrets: this.secrets, pods: this.pods, discovery: policy.discovery, metrics: this.metrics, log: this.log }
+    const cluster = policy.cluster.name
+    const ctx = { client: this.client, secrets: this.secrets, pods: this.pods, discovery: policy.discovery, metrics: this.metrics, log: this.log, cluster }
     let next: Backend[]
     try {
       next = await Promise.all(policy.registry.backends.map((b) => createBackend(b, ctx)))
@@ -90,7 +115,11 @@ export class BackendSet {
     this.spec = spec
     this.retry.clear()
     this.advertise.clear()
+    this.claims.clear()
+    this.sweepOff.clear()
+    this.clusterName = cluster
     for (const b of policy.registry.backends) {
+      if (!b.sweep) this.sweepOff.add(b.name)
       if ('advertise' in b) this.advertise.set(b.name, b.advertise)
       if ('retry' in b) this.retry.set(b.name, { initialMs: b.retry.initialDelayMs, maxMs: b.retry.maxDelayMs })
     }
@@ -111,10 +140,51 @@ export class BackendSet {
   health(): Array<{ backend: string; reason: string }> {
     const out: Array<{ backend: string; reason: string }> = []
     for (const b of this.current) {
-      const reason = b.health?.()
+      const reason = this.problem(b)
       if (reason !== undefined) out.push({ backend: b.name, reason })
     }
     return out
+  }
+
+  /** Why backend `b` cannot serve: its own word, else a claim on this cluster's name it refused. */
+  private problem(b: Backend): string | undefined {
+    const claim = this.claims.get(b.name)
+    return b.health?.() ?? (claim && !claim.held ? claim.reason : undefined)
+  }
+
+  /**
+   * Holds this cluster's claim on its name in backend `b` before its first write, list or
+   * sweep (a backend with no store has nothing to claim). `recheck` reads the claim again
+   * (each sweep does: a DR cluster may have taken the name over). A claim held by another
+   * cluster refuses the backend: unhealthy, and every call fails without touching it.
+   */
+  async ensureClaim(b: Backend, signal?: AbortSignal, recheck = false): Promise<void> {
+    if (!b.claim || this.clusterName === '') return
+    const known = this.claims.get(b.name)
+    if (known && !recheck) {
+      if (known.held) return
+      throw new BackendError(b.name, 'claim', known.reason, false)
+    }
+    if (this.clusterUid === '') throw new BackendError(b.name, 'claim', 'waiting for the kube-system namespace\'s UID to claim this cluster\'s name', true)
+    let result: ClaimResult
+    try {
+      result = await abortable(b.claim(this.cluster, false, { signal }), signal, `backend ${b.name}: claim`)
+    } catch (err) {
+      if (err instanceof AbortedError) throw err
+      throw err instanceof BackendError ? err : new BackendError(b.name, 'claim', errorMessage(err), true, { cause: err })
+    }
+    if (this.current.includes(b) === false) return // replaced by a new policy meanwhile
+    this.metrics.claimRefused.set({ backend: b.name }, result.held ? 0 : 1)
+    if (result.held) {
+      if (result.created) this.log.info({ backend: b.name, cluster: this.clusterName, uid: this.clusterUid }, 'claimed this cluster\'s name in the backend')
+      if (known && !known.held) this.log.info({ backend: b.name }, 'the claim on this cluster\'s name is ours again; the backend is in use')
+      this.claims.set(b.name, { held: true })
+      return
+    }
+    const reason = new ClaimRefusedError(b.name, result.holder, this.cluster).message
+    if (!known || known.held) this.log.error({ backend: b.name, cluster: this.clusterName, holder: result.holder }, reason)
+    this.claims.set(b.name, { held: false, reason })
+    throw new BackendError(b.name, 'claim', reason, false)
   }
 
   get backends(): readonly Backend[] {
@@ -133,7 +203,8 @@ export class BackendSet {
 
   /** The record as backend `b` gets it: its advertise mode (the decision's choice, else the
    *  backend's policy setting) resolved for the pod. */
-  async recordFor(b: Backend, record: RegistryRecord, ctx: RecordContext | undefined): Promise<RegistryRecord> {
+  async recordFor(b: Backend, unmarked: RegistryRecord, ctx: RecordContext | undefined): Promise<RegistryRecord> {
+    const record = this.marked(unmarked)
     const spec = this.advertise.get(b.name)
     const mode = ctx?.advertise?.[b.name] ?? spec?.mode ?? 'podIP'
     const key = `${b.name}\u0000${record.uid}`
@@ -154,11 +225,17 @@ export class BackendSet {
   }
 
   /** recordFor without the apiserver: undefined where the address is not known here. */
-  expectedFor(b: Backend, record: RegistryRecord, advertise?: Readonly<Record<string, AdvertiseMode>>): RegistryRecord | undefined {
+  expectedFor(b: Backend, unmarked: RegistryRecord, advertise?: Readonly<Record<string, AdvertiseMode>>): RegistryRecord | undefined {
+    const record = this.marked(unmarked)
     const mode = advertise?.[b.name] ?? this.advertise.get(b.name)?.mode ?? 'podIP'
     if (mode === 'podIP') return record
     const advertised = this.written.get(`${b.name}\u0000${record.uid}`)
     return advertised && advertised.mode === mode ? { ...record, advertised } : undefined
+  }
+
+  /** The record with this cluster's mark (a record made by buildRecord has none). */
+  private marked(record: RegistryRecord): RegistryRecord {
+    return this.clusterName === '' || record.cluster === this.clusterName ? record : { ...record, cluster: this.clusterName }
   }
 
   async deregisterAll(ref: PodRef, budget: RetryBudget = {}): Promise<void> {
@@ -195,7 +272,19 @@ export class BackendSet {
     await this.configuring
     // Before the first policy there is nowhere to write: never report that as success.
     if (this.spec === '') throw new RegistryError([new BackendError('registry', op, 'no backends configured yet (waiting for a valid policy)')], op)
-    const results = await Promise.allSettled(this.current.map((b) => this.withRetry(b, op, () => fn(b, budget.signal), budget)))
+    const results = await Promise.allSettled(
+      this.current.map((b) =>
+        this.withRetry(
+          b,
+          op,
+          async () => {
+            await this.ensureClaim(b, budget.signal)
+            await fn(b, budget.signal)
+          },
+          budget,
+        ),
+      ),
+    )
     const rejected = results.flatMap((r) => (r.status === 'rejected' ? [r.reason as BackendError | AbortedError] : []))
     const aborted = rejected.find((e) => e instanceof AbortedError)
     if (aborted) throw aborted

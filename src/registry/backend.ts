@@ -6,6 +6,7 @@
 import type { PodView } from '../kube/pod-view.js'
 import { EnlistError } from '../lib/errors.js'
 import type { PodRef } from '../kube/pod-ref.js'
+import type { ClaimResult, ClusterIdentity, ListedEntry } from './ownership.js'
 import type { RegistryRecord } from './record.js'
 
 export interface BackendCallOptions {
@@ -21,8 +22,13 @@ export interface Backend {
   readonly type: string
   register(record: RegistryRecord, opts?: BackendCallOptions): Promise<void>
   deregister(ref: PodRef, opts?: BackendCallOptions): Promise<void>
-  /** Every entry this backend holds for this cluster (the reconciler removes strays). */
-  list(opts?: BackendCallOptions): Promise<PodRef[]>
+  /** Every enlist entry this backend holds, with the cluster mark each carries
+   *  (src/registry/ownership.ts): the sweep removes this cluster's strays only. */
+  list(opts?: BackendCallOptions): Promise<ListedEntry[]>
+  /** For a backend with a store (etcd, ZooKeeper, the NATS key-value store): claims this
+   *  cluster's name (`<root>/.clusters/<name>`, holding the kube-system UID). A claim held
+   *  by another UID is refused unless `takeOver`. */
+  claim?(self: ClusterIdentity, takeOver: boolean, opts?: BackendCallOptions): Promise<ClaimResult>
   /** Why the backend cannot serve now (unreachable, misconfigured), or undefined. Reported
    *  in /readyz?verbose and metrics; it never gates admission. */
   health?(): string | undefined
@@ -34,7 +40,7 @@ export interface Backend {
   close?(): Promise<void> | void
 }
 
-export type BackendOp = 'register' | 'deregister' | 'list'
+export type BackendOp = 'register' | 'deregister' | 'list' | 'claim'
 
 /** A backend call failed. The message reaches the registrar and pod Events, so it says
  *  what failed in words safe for tenants (a status, "timed out"): never a URL, a

@@ -20,6 +20,8 @@ export interface BackendContext {
   discovery: PolicySpec['discovery']
   metrics: Metrics
   log: Logger
+  /** This cluster's name (policy cluster.name): the mark on every entry a backend writes. */
+  cluster: string
 }
 
 type Factory<S extends BackendSpec> = (spec: S, ctx: BackendContext) => Promise<Backend>
@@ -28,7 +30,7 @@ type Factories = { [T in BackendType]: Factory<Extract<BackendSpec, { type: T }>
 const FACTORIES: Factories = {
   kubernetes: async (spec, ctx) => {
     const { KubernetesBackend } = await import('./kubernetes.js')
-    return new KubernetesBackend(spec, ctx.client, ctx.discovery, ctx.pods)
+    return new KubernetesBackend(spec, ctx.client, ctx.discovery, ctx.pods, ctx.cluster)
   },
   http: async (spec, ctx) => {
     const { HttpBackend, secretHeaders } = await import('./http.js')

@@ -18,6 +18,7 @@ import { errorMessage } from '../lib/errors.js'
 import type { EtcdBackendSpec } from '../policy/policy.js'
 import { type Backend, BackendError, type BackendOp } from './backend.js'
 import { type PodRef, podRef } from '../kube/pod-ref.js'
+import type { ListedEntry } from './ownership.js'
 import type { RegistryRecord } from './record.js'
 
 /** Keys a credentials Secret may hold (all optional). */
@@ -66,7 +67,7 @@ export class EtcdBackend implements Backend {
     this.known.delete(ref.uid)
   }
 
-  async list(): Promise<PodRef[]> {
+  async list(): Promise<ListedEntry[]> {
     const keys = await this.call('list', (c) => c.getAll().prefix(this.spec.prefix).keys())
     const seen = new Set<string>()
     const unknown: string[] = []
@@ -94,7 +95,7 @@ export class EtcdBackend implements Backend {
       })
     }
     for (const uid of this.known.keys()) if (!seen.has(uid)) this.known.delete(uid)
-    return [...this.known.values()].map((k) => k.ref)
+    return [...this.known.values()].map((k) => ({ ...k.ref, cluster: undefined }))
   }
 
   health(): string | undefined {

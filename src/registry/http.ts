@@ -21,6 +21,7 @@ import { backendUrlErrors } from '../policy/backends/http.js'
 import type { HttpBackendSpec } from '../policy/policy.js'
 import { type Backend, type BackendCallOptions, BackendError, type BackendOp } from './backend.js'
 import type { PodRef } from '../kube/pod-ref.js'
+import type { ListedEntry } from './ownership.js'
 import type { RegistryRecord } from './record.js'
 
 export type HeaderSource = () => Promise<Record<string, string>>
@@ -81,8 +82,8 @@ export class HttpBackend implements Backend {
     if (res.status < 200 || res.status >= 300) throw this.statusError('deregister', 'DELETE', url, res)
   }
 
-  async list(opts: BackendCallOptions = {}): Promise<PodRef[]> {
-    const out: PodRef[] = []
+  async list(opts: BackendCallOptions = {}): Promise<ListedEntry[]> {
+    const out: ListedEntry[] = []
     const visited = new Set<string>()
     let ignored = 0
     let url: URL | undefined = this.listUrl
@@ -108,7 +109,9 @@ export class HttpBackend implements Backend {
           ignored++
           continue
         }
-        out.push({ uid: it.uid, namespace: it.namespace, pod: it.pod })
+        // the record's cluster is the mark (src/registry/ownership.ts): none, an unmarked entry
+        const cluster = typeof it.cluster === 'string' && it.cluster !== '' ? it.cluster : undefined
+        out.push({ uid: it.uid, namespace: it.namespace, pod: it.pod, cluster })
       }
       url = this.nextPage(body, res, url, visited)
     }

@@ -11,6 +11,7 @@ import { type Backend, type BackendCallOptions, BackendError } from './backend.j
 import { dubboProviderOf } from './dubbo.js'
 import { DUBBO_GO_ANNOTATION, DUBBO_GO_LABEL, dubboGoPairs, encodeDubboGoAnnotation } from './dubbo-go.js'
 import { type PodRef, podPath } from '../kube/pod-ref.js'
+import type { ListedEntry } from './ownership.js'
 import { encodeRecord, type RegistryRecord } from './record.js'
 
 export interface PodLookup {
@@ -29,6 +30,8 @@ export class KubernetesBackend implements Backend {
     private readonly client: KubeClient,
     discovery: PolicySpec['discovery'],
     private readonly cache: PodLookup,
+    /** This cluster's name: the entries are its own pods, whatever they carry. */
+    private readonly cluster = '',
   ) {
     this.name = spec.name
     const dubbo = spec.layout === 'dubbo'
@@ -92,13 +95,14 @@ export class KubernetesBackend implements Backend {
     return this.spec.layout === 'dubbo' ? encodeDubboGoAnnotation(dubboGoPairs(dubboProviderOf(record))) : encodeRecord(record)
   }
 
-  async list(): Promise<PodRef[]> {
-    const out: PodRef[] = []
+  async list(): Promise<ListedEntry[]> {
+    const out: ListedEntry[] = []
+    const cluster = this.cluster === '' ? undefined : this.cluster
     for (const pod of this.cache.pods()) {
       // The entry is the annotation on this pod: it is this pod's whatever the record says
       // (a record a tenant wrote may name any uid).
       if (pod.enlist.records[this.annotation] === undefined) continue
-      out.push({ uid: pod.metadata.uid, namespace: pod.metadata.namespace, pod: pod.metadata.name })
+      out.push({ uid: pod.metadata.uid, namespace: pod.metadata.namespace, pod: pod.metadata.name, cluster })
     }
     return out
   }

@@ -44,6 +44,11 @@ export interface RegistryRecord {
   metadata: Record<string, string>
   registeredAt: string
   advertised: Advertised
+  /** The cluster that wrote the record (policy cluster.name): the mark that tells a shared
+   *  backend's entries apart (src/registry/ownership.ts). Absent where the policy names no
+   *  cluster, and in the flat form (the kubernetes backend's record is the pod itself), so
+   *  a metadata key "cluster" keeps its meaning there. */
+  cluster?: string
 }
 
 /** What the record takes from admission's sealed decision (src/decision/status.ts). */

@@ -14,6 +14,7 @@ import type { ZookeeperBackendSpec } from '../policy/policy.js'
 import { type Backend, BackendError, type BackendOp } from './backend.js'
 import { type DubboProvider, dubboProviderOf, enlistOwner, providerNodeName, providersPath } from './dubbo.js'
 import { type PodRef, podRef } from '../kube/pod-ref.js'
+import type { ListedEntry } from './ownership.js'
 import type { RegistryRecord } from './record.js'
 import { ZK, ZkError, ZkSession } from './zookeeper-session.js'
 
@@ -127,7 +128,7 @@ export class ZookeeperBackend implements Backend {
     })
   }
 
-  async list(): Promise<PodRef[]> {
+  async list(): Promise<ListedEntry[]> {
     return this.call('list', async () => {
       await this.prepare()
       const seen = new Map<string, { dir: string; ref: PodRef }>()
@@ -165,7 +166,7 @@ export class ZookeeperBackend implements Backend {
       }
       this.known.clear()
       for (const [uid, v] of seen) this.known.set(uid, v)
-      return [...seen.values()].map((v) => v.ref)
+      return [...seen.values()].map((v) => ({ ...v.ref, cluster: undefined }))
     })
   }
 

@@ -11,6 +11,7 @@ import type { Metrics } from '../../src/metrics.js'
 import type { Backend, BackendCallOptions, BackendOp } from '../../src/registry/backend.js'
 import { BackendSet } from '../../src/registry/backend-set.js'
 import type { PodLookup } from '../../src/registry/kubernetes.js'
+import type { ListedEntry } from '../../src/registry/ownership.js'
 import type { RegistryRecord } from '../../src/registry/record.js'
 import { makePolicy } from './fixtures.js'
 
@@ -60,10 +61,10 @@ export class FakeBackend implements Backend {
     this.records.delete(ref.uid)
   }
 
-  async list(opts?: BackendCallOptions): Promise<PodRef[]> {
+  async list(opts?: BackendCallOptions): Promise<ListedEntry[]> {
     await opts?.pace?.()
     await this.enter('list')
-    return [...this.records.values()].map((r) => ({ uid: r.uid, namespace: r.namespace, pod: r.pod }))
+    return [...this.records.values()].map((r) => ({ uid: r.uid, namespace: r.namespace, pod: r.pod, cluster: r.cluster }))
   }
 
   private async enter(op: BackendOp, uid?: string): Promise<void> {
@@ -91,6 +92,8 @@ export interface FakeRegistryOptions {
   kubernetes?: boolean
   /** Retry delays of the fake backends (the policy's registry.backends[].retry). */
   retry?: { initialDelayMs: number; maxDelayMs: number }
+  /** The policy's cluster.name (the fakes stand in for shared backends); default "test". */
+  cluster?: string
 }
 
 /**
@@ -106,7 +109,7 @@ export async function fakeRegistry(o: FakeRegistryOptions): Promise<{ registry: 
     ...(o.kubernetes === false ? [] : [{ name: 'kubernetes', type: 'kubernetes' }]),
     ...o.backends.map((b) => ({ name: b.name, type: 'http', url: `https://${b.name}.invalid/registry`, retry })),
   ]
-  const policy = makePolicy({ registry: { backends } })
+  const policy = makePolicy({ cluster: { name: o.cluster ?? 'test' }, registry: { backends } })
   const registry = new BackendSet(o.client, o.pods, new SecretReader(o.client, 'enlist-system'), o.metrics, log)
   await registry.configure(policy.spec)
   const inner = registry as unknown as { current: Backend[] }

@@ -12,6 +12,7 @@ import { startCmdb } from '../harness/cmdb.js'
 const spec = (url: string, over: Partial<HttpBackendSpec> = {}): HttpBackendSpec => ({
   name: 'cmdb',
   type: 'http',
+  sweep: true,
   url,
   allowInsecureHTTP: true,
   timeoutSeconds: 1,

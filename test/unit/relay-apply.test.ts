@@ -11,7 +11,7 @@ import { startCmdb } from '../harness/cmdb.js'
 
 const cmdb = await startCmdb()
 t.teardown(() => cmdb.close())
-const client = new HttpBackend({ name: 'cmdb', type: 'http', url: cmdb.url, allowInsecureHTTP: true, timeoutSeconds: 2, maxResponseBytes: 1 << 20, maxListPages: 10, caBundle: '', headersFromSecret: '', retry: { initialDelayMs: 10, maxDelayMs: 100 }, advertise: { mode: 'podIP', nodeAddressTypes: ['InternalIP'] } }, async () => ({}))
+const client = new HttpBackend({ name: 'cmdb', type: 'http', sweep: false, url: cmdb.url, allowInsecureHTTP: true, timeoutSeconds: 2, maxResponseBytes: 1 << 20, maxListPages: 10, caBundle: '', headersFromSecret: '', retry: { initialDelayMs: 10, maxDelayMs: 100 }, advertise: { mode: 'podIP', nodeAddressTypes: ['InternalIP'] } }, async () => ({}))
 t.teardown(() => client.close())
 
 /** A pod UID for a short name (the http backend takes nothing else as a path). */

@@ -7,6 +7,8 @@ import type { BackendSchema } from './types.js'
 
 export interface EtcdBackendSpec {
   name: string
+  /** false: the sweep neither removes nor rewrites this backend's entries (upgrading clusters that share it one by one). */
+  sweep: boolean
   type: 'etcd'
   advertise: AdvertiseSpec
   endpoints: string[]
@@ -27,6 +29,7 @@ export const etcdBackend: BackendSchema<EtcdBackendSpec> = {
     required: ['name', 'type', 'endpoints'],
     properties: {
       name: { type: 'string', minLength: 1, maxLength: 63 },
+      sweep: { type: 'boolean', default: true },
       type: { const: 'etcd' },
       endpoints: { type: 'array', minItems: 1, uniqueItems: true, items: { type: 'string', minLength: 1 } },
       prefix: { type: 'string', minLength: 1, default: '/enlist/' },

@@ -9,6 +9,8 @@ import type { AddError } from './types.js'
 
 export interface EventBackendCommon {
   name: string
+  /** false: the sweep neither removes nor rewrites this backend's entries (upgrading clusters that share it one by one). */
+  sweep: boolean
   url: string
   source: string
   credentialsFromSecret: string
@@ -22,6 +24,7 @@ export interface EventBackendCommon {
 
 export const EVENT_COMMON_PROPERTIES = {
   name: { type: 'string', minLength: 1, maxLength: 63 },
+  sweep: { type: 'boolean', default: true },
   url: { type: 'string', minLength: 1 },
   source: { type: 'string', minLength: 1, maxLength: 1024 },
   credentialsFromSecret: { type: 'string', default: '' },

@@ -7,6 +7,8 @@ import type { AddError, BackendSchema } from './types.js'
 
 export interface HttpBackendSpec {
   name: string
+  /** false: the sweep neither removes nor rewrites this backend's entries (upgrading clusters that share it one by one). */
+  sweep: boolean
   type: 'http'
   advertise: AdvertiseSpec
   url: string
@@ -31,6 +33,7 @@ export const httpBackend: BackendSchema<HttpBackendSpec> = {
     required: ['name', 'type', 'url'],
     properties: {
       name: { type: 'string', minLength: 1, maxLength: 63 },
+      sweep: { type: 'boolean', default: true },
       type: { const: 'http' },
       url: { type: 'string', minLength: 1 },
       allowInsecureHTTP: { type: 'boolean', default: false },

@@ -47,6 +47,10 @@ export function backendErrors(spec: BackendSpec, at: string, add: AddError): voi
   BACKENDS.find((b) => b.type === spec.type)?.check(spec, at, add)
 }
 
+/** Backend types several clusters may share: each needs the policy's `cluster.name`, the
+ *  mark on every entry (src/registry/ownership.ts). kubernetes keeps records on the pods. */
+export const SHARED_BACKEND_TYPES: ReadonlySet<BackendType> = new Set<BackendType>(['http', 'etcd', 'zookeeper', 'nats', 'amqp'])
+
 /** Backends whose entries are Dubbo providers: every pod then needs a Dubbo interface. */
 export function usesDubboLayout(spec: BackendSpec): boolean {
   return (spec.type === 'kubernetes' || spec.type === 'zookeeper') && spec.layout === 'dubbo'

@@ -6,6 +6,8 @@ import type { BackendSchema } from './types.js'
 
 export interface KubernetesBackendSpec {
   name: string
+  /** false: the sweep neither removes nor rewrites this backend's entries (upgrading clusters that share it one by one). */
+  sweep: boolean
   type: 'kubernetes'
   advertise: AdvertiseSpec
   layout: 'enlist' | 'dubbo'
@@ -20,6 +22,7 @@ export const kubernetesBackend: BackendSchema<KubernetesBackendSpec> = {
     required: ['name', 'type'],
     properties: {
       name: { type: 'string', minLength: 1, maxLength: 63 },
+      sweep: { type: 'boolean', default: true },
       type: { const: 'kubernetes' },
       layout: { enum: ['enlist', 'dubbo'], default: 'enlist' },
       dubboLabelValue: { enum: ['dubbo.io.provider', 'dubbo.io-value'], default: 'dubbo.io.provider' },

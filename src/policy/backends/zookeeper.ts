@@ -6,6 +6,8 @@ import type { BackendSchema } from './types.js'
 
 export interface ZookeeperBackendSpec {
   name: string
+  /** false: the sweep neither removes nor rewrites this backend's entries (upgrading clusters that share it one by one). */
+  sweep: boolean
   type: 'zookeeper'
   advertise: AdvertiseSpec
   connect: string
@@ -36,6 +38,7 @@ export const zookeeperBackend: BackendSchema<ZookeeperBackendSpec> = {
     required: ['name', 'type', 'connect'],
     properties: {
       name: { type: 'string', minLength: 1, maxLength: 63 },
+      sweep: { type: 'boolean', default: true },
       type: { const: 'zookeeper' },
       connect: { type: 'string', minLength: 1 },
       root: { type: 'string', default: '' },

@@ -54,6 +54,7 @@ export async function createAmqpBackend(spec: AmqpBackendSpec, ctx: BackendConte
     name: spec.name,
     type: 'amqp',
     source: spec.source,
+    cluster: ctx.cluster,
     broker: new ConfirmBroker(link, spec.exchange, timeoutMs),
     ledger: new ConfigMapLedger(store),
     metrics: eventMetrics(ctx.metrics.registry),

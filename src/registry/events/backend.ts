@@ -20,6 +20,7 @@ import {
 import { errorMessage } from '../../lib/errors.js'
 import { type Backend, BackendError, type BackendOp } from '../backend.js'
 import type { PodRef } from '../../kube/pod-ref.js'
+import type { ListedEntry } from '../ownership.js'
 import type { RegistryRecord } from '../record.js'
 import type { EventMetrics } from './metrics.js'
 
@@ -69,6 +70,8 @@ export interface EventBackendOptions {
   name: string
   type: 'nats' | 'amqp'
   source: string
+  /** This cluster's name (policy cluster.name): its ledger's entries are its own. */
+  cluster: string
   broker: Broker
   ledger: Ledger
   metrics: EventMetrics
@@ -115,15 +118,16 @@ export class EventBackend implements Backend {
 
   /** Every pod the ledger holds as registered. Deregistrations an interruption left half
    *  done are finished here, so the sweep completes them too. */
-  async list(): Promise<PodRef[]> {
+  async list(): Promise<ListedEntry[]> {
     const entries = await this.ledger('list', 'list', () => this.o.ledger.list())
-    const out: PodRef[] = []
+    const out: ListedEntry[] = []
     for (const { uid, entry } of entries) {
       if (entry.state === 'deregistered') {
         await this.locked(uid, () => this.finishDeregistration(uid, entry))
         continue
       }
-      out.push({ uid, namespace: entry.data.namespace, pod: entry.data.pod })
+      // The ledger is this cluster's own (docs/events.md): every entry in it is its.
+      out.push({ uid, namespace: entry.data.namespace, pod: entry.data.pod, cluster: this.o.cluster || undefined })
     }
     this.o.metrics.ledgerEntries.set({ backend: this.name }, out.length)
     return out

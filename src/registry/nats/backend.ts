@@ -57,6 +57,7 @@ export async function createNatsBackend(spec: NatsBackendSpec, ctx: BackendConte
     name: spec.name,
     type: 'nats',
     source: spec.source,
+    cluster: ctx.cluster,
     broker: new JetStreamBroker(spec.subjectPrefix, settings.timeoutMs, ready, link),
     ledger: new KvLedger(spec.bucket, settings.timeoutMs, ready),
     metrics: eventMetrics(ctx.metrics.registry),
