@@ -15,6 +15,7 @@ import { ServerVersion } from '../kube/server-version.js'
 import { loadCredentials } from '../kube/credentials.js'
 import { EventRecorder } from '../kube/events.js'
 import { NamespaceCache } from '../kube/namespaces.js'
+import { ClusterUid } from '../kube/cluster-uid.js'
 import { sealKeyOfView } from '../kube/pod-view.js'
 import { ManagedPods } from '../kube/pods.js'
 import { SecretReader } from '../kube/secrets.js'
@@ -280,6 +281,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
     void registry.configure(p.spec)
   })
   manager.add({ name: 'registry', start: () => undefined, stop: () => registry.close() })
+  const clusterUid = new ClusterUid(client, log, (uid) => registry.setClusterUid(uid))
   readiness.addReport(() => registry.health().map((h) => ({ check: `backend ${h.backend}`, reason: h.reason })))
   const events = new EventRecorder(client, log, identity)
   const registration = new RegistrationService({
@@ -365,7 +367,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   }
 
   let app: EnlistServer | undefined
-  manager.add(version).add(namespaces).add(source).add(keys).add(pods).add(dependencies)
+  manager.add(version).add(clusterUid).add(namespaces).add(source).add(keys).add(pods).add(dependencies)
   // Leader only, in this order; the election starts here, before the server: in
   // self-managed mode the leader makes the certificate it serves.
   if (authority) manager.add(authority)

@@ -52,6 +52,7 @@ export class PolicyStore {
     let next: CompiledPolicy
     try {
       next = loadPolicy(text, source, this.defaults)
+      renameError(this.policy, next, source)
     } catch (err) {
       this.reject(err, source)
       return false
@@ -93,6 +94,23 @@ export class PolicyStore {
     this.log.info({ source, hash: next.hash, generation: this.gen }, 'policy in effect')
     for (const l of this.listeners) l(next)
   }
+}
+
+/** A running cluster keeps its name: its entries in shared backends carry it, and under a
+ *  new name they would be another cluster's, never swept again. Renaming is a procedure
+ *  (docs/registration.md, "Renaming a cluster"), not a policy edit. */
+function renameError(current: CompiledPolicy | undefined, next: CompiledPolicy, source: string): void {
+  const was = current?.spec.cluster.name ?? ''
+  const now = next.spec.cluster.name
+  if (was === '' || was === now) return
+  throw new PolicyError(source, [
+    {
+      path: '/cluster/name',
+      message:
+        `cannot change from "${was}" to ${JSON.stringify(now)} while enlist runs: this cluster's entries in shared backends carry "${was}" and would be left behind as another cluster's; ` +
+        'keep the name, or rename as docs/registration.md "Renaming a cluster" says (the new name adopts the old name\'s entries explicitly)',
+    },
+  ])
 }
 
 /** A runnable (src/manager.ts) feeding a PolicyStore. */

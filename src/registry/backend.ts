@@ -29,6 +29,11 @@ export interface Backend {
    *  cluster's name (`<root>/.clusters/<name>`, holding the kube-system UID). A claim held
    *  by another UID is refused unless `takeOver`. */
   claim?(self: ClusterIdentity, takeOver: boolean, opts?: BackendCallOptions): Promise<ClaimResult>
+  /** `enlist sweep --adopt-unmarked`: makes an unmarked entry (as list() gave it) this
+   *  cluster's. `record` given (its pod lives here): the entry is written again with this
+   *  cluster's mark and the unmarked copy removed; undefined (its pod is gone): the unmarked
+   *  entry alone is removed. Never touches an entry with another cluster's mark. */
+  adopt?(entry: ListedEntry, record: RegistryRecord | undefined, opts?: BackendCallOptions): Promise<void>
   /** Why the backend cannot serve now (unreachable, misconfigured), or undefined. Reported
    *  in /readyz?verbose and metrics; it never gates admission. */
   health?(): string | undefined
@@ -40,7 +45,7 @@ export interface Backend {
   close?(): Promise<void> | void
 }
 
-export type BackendOp = 'register' | 'deregister' | 'list' | 'claim'
+export type BackendOp = 'register' | 'deregister' | 'list' | 'claim' | 'adopt'
 
 /** A backend call failed. The message reaches the registrar and pod Events, so it says
  *  what failed in words safe for tenants (a status, "timed out"): never a URL, a
