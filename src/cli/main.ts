@@ -13,6 +13,10 @@ commands:
   policy schema         print the policy's JSON Schema
   certs                 make a CA and serving certificate (make certs)
   relay                 apply registration events from NATS or RabbitMQ to an HTTP CMDB
+  status                is the registry true? the leader's last sweep, per backend (kubectl enlist status)
+  sweep --adopt-unmarked --backend NAME
+                        adopt a shared backend's unmarked entries as this cluster's (dry run unless --apply)
+  claim --backend NAME  who holds this cluster's name in a backend; --take-over takes it over
   version               print the version
 
 Run "enlist COMMAND --help" for a command's flags.`
@@ -33,6 +37,12 @@ async function main(argv: string[]): Promise<number> {
       return (await import('./certs.js')).certsCommand(rest)
     case 'relay':
       return (await import('./relay.js')).relayCommand(rest)
+    case 'status':
+      return (await import('./status.js')).statusCommand(rest)
+    case 'sweep':
+      return (await import('./sweep.js')).sweepCommand(rest)
+    case 'claim':
+      return (await import('./claim.js')).claimCommand(rest)
     case 'version':
     case '--version': {
       const { VERSION } = await import('../version.js')

@@ -8,6 +8,7 @@ import { createLogger } from '../log.js'
 import { INSTALL_NAMESPACE } from '../names.js'
 import { backendUrlErrors } from '../policy/backends/http.js'
 import { connectionUrlErrors } from '../policy/backends/checks.js'
+import { isDns1123Label } from '../lib/validation.js'
 import { type FlagSpecs, helpText, type Parsed, parseFlags } from './flags.js'
 import type { EventSource } from '../relay/source.js'
 
@@ -27,13 +28,18 @@ export const relayFlags = {
   'cmdb-headers-dir': { kind: 'string', env: 'ENLIST_RELAY_CMDB_HEADERS_DIR', default: '/etc/enlist/relay/cmdb-headers', help: 'a mounted Secret: each file a header name, its content the value' },
   'cmdb-ca': { kind: 'string', env: 'ENLIST_RELAY_CMDB_CA', help: 'PEM file to verify the CMDB (default: the system roots)' },
   'cmdb-timeout': { kind: 'duration', env: 'ENLIST_RELAY_CMDB_TIMEOUT', default: '5s', min: 100, max: 60_000, help: 'per CMDB request' },
+  cluster: {
+    kind: 'string',
+    env: 'ENLIST_RELAY_CLUSTER',
+    help: 'the source cluster (its policy cluster.name): events of other clusters are skipped, and the rebuild changes only CMDB entries carrying this cluster; required by --rebuild',
+  },
   stream: { kind: 'string', env: 'ENLIST_RELAY_STREAM', default: 'ENLIST_REGISTRATIONS', help: 'nats: the events stream' },
   'subject-prefix': { kind: 'string', env: 'ENLIST_RELAY_SUBJECT_PREFIX', default: 'enlist.registrations', help: 'nats: the backend\'s subjectPrefix' },
-  consumer: { kind: 'string', env: 'ENLIST_RELAY_CONSUMER', default: 'enlist-relay', help: 'nats: the durable consumer (created if absent)' },
+  consumer: { kind: 'string', env: 'ENLIST_RELAY_CONSUMER', help: 'nats: the durable consumer (created if absent); default enlist-relay, or enlist-relay-<cluster> with --cluster' },
   bucket: { kind: 'string', env: 'ENLIST_RELAY_BUCKET', default: 'enlist-registrations', help: 'nats: the registrations bucket (the snapshot)' },
   'tombstone-bucket': { kind: 'string', env: 'ENLIST_RELAY_TOMBSTONE_BUCKET', default: 'enlist-relay-tombstones', help: 'nats: where applied deregistrations are kept' },
   exchange: { kind: 'string', env: 'ENLIST_RELAY_EXCHANGE', default: 'enlist.registrations', help: 'amqp: the backend\'s exchange' },
-  queue: { kind: 'string', env: 'ENLIST_RELAY_QUEUE', default: 'enlist-relay', help: 'amqp: the durable queue (declared and bound to every event)' },
+  queue: { kind: 'string', env: 'ENLIST_RELAY_QUEUE', help: 'amqp: the durable queue (declared and bound to every event); default enlist-relay, or enlist-relay-<cluster> with --cluster' },
   'queue-type': { kind: 'string', env: 'ENLIST_RELAY_QUEUE_TYPE', default: 'quorum', help: 'amqp: quorum (replicated) or classic' },
   namespace: { kind: 'string', env: 'ENLIST_POD_NAMESPACE', default: INSTALL_NAMESPACE, help: 'amqp: the namespace of enlist\'s ledger and the relay\'s tombstones' },
   'ledger-backend': { kind: 'string', env: 'ENLIST_RELAY_LEDGER_BACKEND', default: 'amqp', help: 'amqp: the backend\'s name in the enlist policy (its ledger entries)' },
@@ -52,6 +58,12 @@ export type RelayFlags = Parsed<typeof relayFlags>
 
 const NAME = /^[A-Za-z0-9_-]{1,255}$/
 
+/** The durable consumer or queue: one per source cluster, since relays sharing one would each
+ *  get a part of the events, and skip the other cluster's part. */
+export function durableName(given: string | undefined, cluster: string | undefined): string {
+  return given ?? (cluster === undefined ? 'enlist-relay' : `enlist-relay-${cluster}`)
+}
+
 export function validateRelayOptions(o: RelayFlags): asserts o is RelayFlags & { source: 'nats' | 'amqp'; url: string; 'cmdb-url': string } {
   if (o.source !== 'nats' && o.source !== 'amqp') throw new OptionError(`--source: ${JSON.stringify(o.source ?? '')} is invalid; accepted: nats, amqp`)
   if (!o.url) throw new OptionError('--url is required: the broker URL')
@@ -67,8 +79,17 @@ export function validateRelayOptions(o: RelayFlags): asserts o is RelayFlags & {
     credentialsIn: '--cmdb-headers-dir',
   })
   if (problems.length > 0) throw new OptionError(`--cmdb-url: ${problems.join('; ')}`)
-  for (const f of ['stream', 'consumer', 'bucket', 'tombstone-bucket'] as const) {
-    if (!NAME.test(o[f])) throw new OptionError(`--${f}: ${JSON.stringify(o[f])} is invalid; accepted: letters, digits, '-' and '_'`)
+  if (o.cluster !== undefined && !isDns1123Label(o.cluster)) {
+    throw new OptionError(`--cluster: ${JSON.stringify(o.cluster)} is invalid; accepted: the source cluster's policy cluster.name (a DNS-1123 label: lower-case letters, digits and '-', at most 63)`)
+  }
+  if (o.rebuild && o.cluster === undefined) {
+    throw new OptionError(
+      '--rebuild requires --cluster: it deletes CMDB entries, and only those carrying the named cluster\'s mark are its to delete (other clusters may feed the same CMDB); accepted: --cluster=<the source cluster\'s policy cluster.name>',
+    )
+  }
+  const names = { stream: o.stream, consumer: durableName(o.consumer, o.cluster), queue: durableName(o.queue, o.cluster), bucket: o.bucket, 'tombstone-bucket': o['tombstone-bucket'] }
+  for (const [f, v] of Object.entries(names)) {
+    if (!NAME.test(v)) throw new OptionError(`--${f}: ${JSON.stringify(v)} is invalid; accepted: letters, digits, '-' and '_'`)
   }
   if (o['queue-type'] !== 'quorum' && o['queue-type'] !== 'classic') throw new OptionError(`--queue-type: ${JSON.stringify(o['queue-type'])} is invalid; accepted: quorum, classic`)
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(o['log-level'])) throw new OptionError(`--log-level: ${JSON.stringify(o['log-level'])} is invalid`)
@@ -139,7 +160,7 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
       credentials: async () => natsCredentialsFrom(await readSecretDir(credentialsDir), ''),
       stream: o.stream,
       subjectPrefix: o['subject-prefix'],
-      consumer: o.consumer,
+      consumer: durableName(o.consumer, o.cluster),
       bucket: o.bucket,
       tombstoneBucket: o['tombstone-bucket'],
       tombstoneRetentionMs: o['tombstone-retention'],
@@ -155,7 +176,7 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
       url: o.url,
       credentials: async () => amqpCredentialsFrom(await readSecretDir(credentialsDir), ''),
       exchange: o.exchange,
-      queue: o.queue,
+      queue: durableName(o.queue, o.cluster),
       queueType: o['queue-type'] as 'quorum' | 'classic',
       client: new KubeClient(await loadCredentials(o.kubeconfig)),
       namespace: o.namespace,
@@ -166,7 +187,7 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
     })
   }
   const metrics = relayMetrics()
-  const relay = new Relay({ source, cmdb, log, metrics, rebuildOnCreate: !o['no-initial-rebuild'] })
+  const relay = new Relay({ source, cmdb, log, metrics, rebuildOnCreate: !o['no-initial-rebuild'], ...(o.cluster !== undefined ? { cluster: o.cluster } : {}) })
 
   if (o.rebuild) {
     try {

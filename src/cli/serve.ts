@@ -10,6 +10,7 @@ import type { CertificateAuthority } from '../certs/self-managed.js'
 import { LeaderElector } from '../controller/leader.js'
 import { KeyRotator, KeyStore } from '../decision/keys.js'
 import { RegistryController } from '../controller/registry-controller.js'
+import { StatusPublisher } from '../controller/status-publisher.js'
 import { KubeClient } from '../kube/client.js'
 import { ServerVersion } from '../kube/server-version.js'
 import { loadCredentials } from '../kube/credentials.js'
@@ -304,6 +305,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
   readiness.onDrain(() => registration.drain())
 
   // --- the leader's work: the controller, and self-managed certificates -------------
+  const sweepIntervalMs = (): number => (policy.current?.spec.registry.reconcileIntervalSeconds ?? 60) * 1000
+  // `enlist status` reads what the leader found at its last sweep
+  const statusPublisher = new StatusPublisher({ client, namespace: installNamespace, identity, cluster: () => registry.cluster, sweepIntervalSeconds: () => sweepIntervalMs() / 1000, log })
   const controller = new RegistryController({
     client,
     pods,
@@ -312,8 +316,9 @@ export async function serve(argv: readonly string[]): Promise<void> {
     metrics,
     log,
     keysKnown: () => keys.ring !== undefined,
-    sweepIntervalMs: () => (policy.current?.spec.registry.reconcileIntervalSeconds ?? 60) * 1000,
+    sweepIntervalMs,
     sweepRate: () => policy.current?.spec.registry.sweepRequestsPerSecond ?? 50,
+    onSweepReport: (backends) => statusPublisher.publish(backends),
   })
   const rotator = new KeyRotator({
     client,
@@ -373,6 +378,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   if (authority) manager.add(authority)
   manager
     .add(rotator)
+    .add(statusPublisher)
     .add(controller)
     .add({
       name: 'server',

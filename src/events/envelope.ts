@@ -5,6 +5,7 @@
 
 import type { RecordPort, RegistryRecord } from '../registry/record.js'
 import type { ErrorCode } from '../lib/errors.js'
+import { isDns1123Label } from '../lib/validation.js'
 
 export const EVENT_TYPES = {
   registered: 'io.enlist.registration.registered',
@@ -18,7 +19,7 @@ export const CONTENT_TYPE = 'application/cloudevents+json'
 export const SPEC_VERSION = '1.0'
 
 /** What a deregistered event carries: the pod's identity and service, and, when enlist still
- *  knew it, the whole record it had published as registered. */
+ *  knew it, the whole record it had published as registered, `cluster` (the mark) included. */
 export type DeregisteredData = Pick<RegistryRecord, 'uid' | 'namespace' | 'pod' | 'service'> & Partial<RegistryRecord>
 
 export interface RegisteredEvent extends EnvelopeBase {
@@ -145,8 +146,17 @@ export function parseEvent(body: Uint8Array | string): RegistrationEvent {
   }
   const kind: EventKind = e.type === EVENT_TYPES.registered ? 'registered' : 'deregistered'
   if (e.id !== eventId(data.uid as string, kind)) throw new EventFormatError(`id must be "${eventId(data.uid as string, kind)}"; got ${JSON.stringify(e.id)}`)
+  // the cluster mark (src/registry/ownership.ts); absent in events of an enlist before marks
+  if (data.cluster !== undefined && (!isStr(data.cluster) || !isDns1123Label(data.cluster))) {
+    throw new EventFormatError(`data.cluster must be a cluster name (a DNS-1123 label); got ${JSON.stringify(data.cluster)}`)
+  }
   if (kind === 'registered') checkRecord(data)
   return v as RegistrationEvent
+}
+
+/** The cluster that published the event (its data's mark), or undefined: unmarked. */
+export function eventCluster(e: RegistrationEvent): string | undefined {
+  return e.data.cluster
 }
 
 function checkRecord(d: Record<string, unknown>): void {

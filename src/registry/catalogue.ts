@@ -38,13 +38,20 @@ const FACTORIES: Factories = {
   },
   etcd: async (spec, ctx) => {
     const { EtcdBackend } = await import('./etcd.js')
-    return new EtcdBackend(spec, ctx.secrets)
+    return new EtcdBackend(spec, ctx.secrets, ctx.cluster, ctx.pods)
   },
   zookeeper: async (spec, ctx) => {
     const { ZookeeperBackend } = await import('./zookeeper.js')
-    return new ZookeeperBackend(spec, ctx.secrets, ctx.log, (state) => {
-      if (state.startsWith('session expired')) ctx.metrics.zookeeperSessionExpirations.inc({ backend: spec.name })
-    })
+    return new ZookeeperBackend(
+      spec,
+      ctx.secrets,
+      ctx.log,
+      (state) => {
+        if (state.startsWith('session expired')) ctx.metrics.zookeeperSessionExpirations.inc({ backend: spec.name })
+      },
+      ctx.cluster,
+      ctx.pods,
+    )
   },
   nats: async (spec, ctx) => {
     const { createNatsBackend } = await import('./nats/backend.js')

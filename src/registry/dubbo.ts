@@ -26,8 +26,11 @@ export const DUBBO_ADDRESS_KEYS = ['protocol', 'port'] as const
 /** URL parameters that name the pod, so enlist can tell its own providers from others. */
 export const ENLIST_POD_PARAM = 'enlist.pod'
 export const ENLIST_UID_PARAM = 'enlist.uid'
+/** The cluster mark (src/registry/ownership.ts): which cluster's enlist wrote the provider.
+ *  Consumers ignore it: UrlUtils.isMatch reads only the parameters named above. */
+export const CLUSTER_PARAM = 'enlist.cluster'
 /** Parameters enlist sets; metadata cannot override them. */
-const FIXED_PARAMS = new Set(['side', 'dubbo', 'dynamic', 'timestamp', 'interface', ENLIST_POD_PARAM, ENLIST_UID_PARAM])
+const FIXED_PARAMS = new Set(['side', 'dubbo', 'dynamic', 'timestamp', 'interface', ENLIST_POD_PARAM, ENLIST_UID_PARAM, CLUSTER_PARAM])
 
 export interface DubboProvider {
   protocol: string
@@ -48,6 +51,9 @@ export interface DubboInput {
   registeredAt: string
   host: string
   port: number
+  /** This cluster's name: parameter enlist.cluster. Empty or absent: no parameter (dubbo-go's
+   *  annotation on the pod itself, whose entries are this cluster's pods by being pods). */
+  cluster?: string
 }
 
 export class DubboFormatError extends Error {
@@ -111,8 +117,10 @@ export function selectDubboPort(metadata: Readonly<Record<string, string>>, port
 }
 
 /** The provider a registered pod is: its Dubbo port, at the address and port the record
- *  advertises for it (podIP, hostIP with its hostPort, or a node with a nodePort). */
-export function dubboProviderOf(r: RegistryRecord): DubboProvider {
+ *  advertises for it (podIP, hostIP with its hostPort, or a node with a nodePort). `cluster`
+ *  (the ZooKeeper backend's) adds the mark; the kubernetes backend gives none, so dubbo-go's
+ *  annotation on the pod, the pod's own and this cluster's by being there, stays as it was. */
+export function dubboProviderOf(r: RegistryRecord, cluster?: string): DubboProvider {
   const port = selectDubboPort(r.metadata, r.ports)
   if (typeof port === 'string') throw new DubboFormatError(`pod ${r.namespace}/${r.pod}: metadata: ${port}`)
   const adv = r.advertised
@@ -120,7 +128,7 @@ export function dubboProviderOf(r: RegistryRecord): DubboProvider {
   if (!mapped) {
     throw new DubboFormatError(`pod ${r.namespace}/${r.pod}: its Dubbo port ${port.port} has no ${adv.mode} mapping (${adv.mode === 'hostIP' ? 'no hostPort' : 'no Service nodePort targets it'})`)
   }
-  return dubboProvider({ ...r, host: adv.address, port: mapped.port })
+  return dubboProvider({ ...r, host: adv.address, port: mapped.port, cluster })
 }
 
 /** The provider a pod is, from what was registered and where it is reachable. */
@@ -140,6 +148,7 @@ export function dubboProvider(input: DubboInput): DubboProvider {
   params.set('timestamp', String(epochMillis(input.registeredAt)))
   params.set(ENLIST_POD_PARAM, `${input.namespace}/${input.pod}`)
   params.set(ENLIST_UID_PARAM, input.uid)
+  if (input.cluster) params.set(CLUSTER_PARAM, input.cluster)
   return {
     protocol: md.protocol ?? 'dubbo',
     host: input.host,
@@ -208,8 +217,9 @@ export function providerNodeName(p: DubboProvider): string {
   return javaUrlEncode(toFullString(p))
 }
 
-/** The pod an enlist-written provider node names, or undefined for anyone else's node. */
-export function enlistOwner(nodeName: string): { uid: string; namespace: string; pod: string } | undefined {
+/** The pod an enlist-written provider node names, and the cluster whose enlist wrote it
+ *  (undefined: the node carries no mark); undefined for anyone else's node. */
+export function enlistOwner(nodeName: string): { uid: string; namespace: string; pod: string; cluster: string | undefined } | undefined {
   let url: string
   try {
     url = javaUrlDecode(nodeName)
@@ -223,5 +233,6 @@ export function enlistOwner(nodeName: string): { uid: string; namespace: string;
   if (!uid || !pod) return undefined
   const slash = pod.indexOf('/')
   if (slash <= 0) return undefined
-  return { uid, namespace: pod.slice(0, slash), pod: pod.slice(slash + 1) }
+  const cluster = p.params.find(([k]) => k === CLUSTER_PARAM)?.[1]
+  return { uid, namespace: pod.slice(0, slash), pod: pod.slice(slash + 1), cluster: cluster || undefined }
 }

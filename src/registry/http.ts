@@ -119,6 +119,18 @@ export class HttpBackend implements Backend {
     return out
   }
 
+  /** `enlist sweep --adopt-unmarked`: the CMDB keys entries by pod UID, so an unmarked
+   *  entry of a live pod is simply PUT again with the mark (`record`), and that of a pod
+   *  that is gone is deleted. An entry with another cluster's mark is never touched. */
+  async adopt(entry: ListedEntry, record: RegistryRecord | undefined, opts: BackendCallOptions = {}): Promise<void> {
+    if (entry.cluster !== undefined) throw new BackendError(this.name, 'adopt', `the entry of pod ${entry.namespace}/${entry.pod} carries cluster ${entry.cluster}'s mark; only unmarked entries are adopted`, false)
+    if (record && record.uid !== entry.uid) throw new BackendError(this.name, 'adopt', `the record is of pod UID ${record.uid}, not the entry's ${entry.uid}`, false)
+    // PUT unmarked, the entry would stay unmarked: the record comes through BackendSet.recordFor
+    if (record && !record.cluster) throw new BackendError(this.name, 'adopt', `the record of pod ${record.namespace}/${record.pod} carries no cluster mark to adopt it with`, false)
+    if (record) await this.register(record, opts)
+    else await this.deregister(entry, opts)
+  }
+
   close(): void {
     this.agent.destroy()
   }

@@ -128,6 +128,8 @@ export class AmqpSource implements EventSource {
     this.wakeStop?.()
   }
 
+  /** Enlist's ledger in the cluster the kubeconfig reaches: that cluster's records alone
+   *  (the rebuild still takes only those marked with --cluster). */
   async snapshot(): Promise<RegistryRecord[]> {
     const out: RegistryRecord[] = []
     for (const [, v] of await this.ledger.entries()) {

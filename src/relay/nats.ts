@@ -105,8 +105,9 @@ export class NatsSource implements EventSource {
     await this.messages?.close().catch(() => undefined)
   }
 
-  async snapshot(): Promise<RegistryRecord[]> {
-    const entries = await readBucket(this.js!, this.o.bucket, 120_000)
+  /** The bucket's registered records: with a cluster, only its keys are read. */
+  async snapshot(cluster?: string): Promise<RegistryRecord[]> {
+    const entries = await readBucket(this.js!, this.o.bucket, 120_000, cluster === undefined ? undefined : [`${cluster}.*`])
     return entries.filter((e) => e.entry.state === 'registered').map((e) => e.entry.data as RegistryRecord)
   }
 

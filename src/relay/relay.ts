@@ -2,6 +2,8 @@
 // the http backend's contract (the same client: src/registry/http.ts), idempotently, acking
 // only after the CMDB answered. A failed CMDB call is retried with capped backoff while the
 // delivery is held (never acked, never dropped); at stop it is handed back to the broker.
+// With a cluster (`--cluster`), events another cluster published are acked and skipped, and
+// the rebuild changes only this cluster's CMDB entries.
 
 import http from 'node:http'
 import type { Logger } from 'pino'
@@ -9,7 +11,7 @@ import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom
 import { EventFormatError, kindOf, parseEvent, type RegistrationEvent } from '../events/envelope.js'
 import { Backoff, sleep } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
-import { applyEvent, type Cmdb, RecentIds, rebuild } from './apply.js'
+import { applyEvent, type Cmdb, RecentIds, rebuild, type RebuildResult } from './apply.js'
 import type { Delivery, EventSource } from './source.js'
 
 export function relayMetrics() {
@@ -20,7 +22,7 @@ export function relayMetrics() {
     registry,
     events: new Counter({
       name: 'enlist_relay_events_total',
-      help: 'Events handled by type and result: applied, duplicate (seen lately: no CMDB call), stale (registered after its deregistration: dropped), invalid (not an enlist event: acked and logged).',
+      help: 'Events handled by type and result: applied, duplicate (seen lately: no CMDB call), stale (registered after its deregistration: dropped), invalid (not an enlist event: acked and logged), other_cluster (data.cluster is not the relay\'s --cluster: acked and skipped).',
       labelNames: ['type', 'result'] as const,
       registers,
     }),
@@ -47,6 +49,10 @@ export interface RelayOptions {
   metrics: RelayMetrics
   /** Rebuild from the snapshot before consuming when the consumer/queue is new. */
   rebuildOnCreate: boolean
+  /** The source cluster (`--cluster`): events of other clusters are skipped, and the rebuild
+   *  changes only entries carrying this mark. Undefined: every event is applied, and the
+   *  rebuild deletes nothing. */
+  cluster?: string
 }
 
 export class Relay {
@@ -83,12 +89,14 @@ export class Relay {
     this.o.log.info({ source: this.o.source.kind }, 'relay consuming')
   }
 
-  async rebuild(why: string): Promise<{ put: number; deleted: number; stale: number }> {
+  async rebuild(why: string): Promise<RebuildResult> {
     const t0 = Date.now()
+    const { cluster } = this.o
     try {
-      const r = await rebuild(() => this.o.source.snapshot(), this.o.cmdb, this.o.source.tombstones())
+      const r = await rebuild(() => this.o.source.snapshot(cluster), this.o.cmdb, this.o.source.tombstones(), cluster)
       this.o.metrics.rebuilds.inc({ result: 'ok' })
-      this.o.log.info({ ...r, ms: Date.now() - t0, why }, 'rebuilt the CMDB from the snapshot')
+      this.o.log.info({ ...r, cluster, ms: Date.now() - t0, why }, 'rebuilt the CMDB from the snapshot')
+      if (cluster === undefined) this.o.log.warn('the rebuild removed nothing from the CMDB: without --cluster it cannot tell which entries are this source\'s')
       return r
     } catch (err) {
       this.o.metrics.rebuilds.inc({ result: 'error' })
@@ -136,6 +144,15 @@ export class Relay {
       metrics.events.inc({ type: 'unknown', result: 'invalid' })
       log.error({ err: err instanceof EventFormatError ? err.message : errorMessage(err) }, 'dropped a message that is not an enlist registration event')
       await d.ack().catch(() => undefined)
+      return
+    }
+    const { cluster } = this.o
+    const from = e.data.cluster
+    if (cluster !== undefined && from !== undefined && from !== cluster) {
+      // another cluster's relay applies it (one relay per source cluster)
+      metrics.events.inc({ type: kindOf(e), result: 'other_cluster' })
+      log.debug({ id: e.id, cluster: from }, 'skipped an event of another cluster')
+      await d.ack().catch((err: unknown) => log.warn({ id: e.id, err: errorMessage(err) }, 'skipped, but the ack did not reach the broker; it will be redelivered'))
       return
     }
     const backoff = new Backoff({ initialMs: 200, maxMs: 30_000 })

@@ -24,7 +24,9 @@ export interface EventSource {
   /** Calls `handle` for each delivery, one at a time, until stop(). */
   consume(handle: (d: Delivery) => Promise<void>): Promise<void>
   stop(): Promise<void>
-  snapshot(): Promise<RegistryRecord[]>
+  /** The records published as registered; `cluster`: at least those of that cluster (a
+   *  source may leave the others out). */
+  snapshot(cluster?: string): Promise<RegistryRecord[]>
   tombstones(): Tombstones
   /** Messages waiting for this relay (consumer pending or queue depth), if known. */
   pending(): Promise<number | undefined>

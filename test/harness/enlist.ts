@@ -44,6 +44,8 @@ export async function installManifests(
       const data = o.data as Record<string, string>
       const policy = parse(data['policy.yaml']!) as Record<string, Record<string, unknown>>
       policy.registrar = { ...(policy.registrar ?? {}), registrationURL: `https://127.0.0.1:${port}/v1/registrations` }
+      // every test cluster has a name: the shared backends the tests run need one
+      policy.cluster = { name: 'e2e', ...(policy.cluster ?? {}) }
       opts.policy?.(policy)
       data['policy.yaml'] = stringify(policy)
     }

@@ -45,6 +45,32 @@ t.test('a bad update keeps the last good policy and is counted', async (t) => {
   t.equal(store.generation, 2, 'an equal policy does not bump the generation')
 })
 
+t.test('a running cluster keeps its name: a policy that renames it is refused, the last good one stays', async (t) => {
+  const metrics = createMetrics({ defaultMetrics: false })
+  const store = new PolicyStore(silentLogger(), metrics)
+  t.ok(store.apply(HEADER + 'registry: {backends: [{name: k, type: kubernetes}]}\n', 'cm'))
+  t.ok(store.apply(HEADER + 'cluster: {name: prod-eu-1}\n', 'cm'), 'a cluster with no name may be given one')
+  const named = store.current!
+  t.notOk(store.apply(HEADER + 'cluster: {name: prod-eu-2}\n', 'cm'), 'a new name is refused')
+  t.equal(store.current, named, 'the last good policy stays')
+  t.equal(store.current!.spec.cluster.name, 'prod-eu-1')
+  t.notOk(store.apply(HEADER, 'cm'), 'so is dropping the name')
+  t.match(await metric(metrics, 'enlist_policy_rejected_total'), /enlist_policy_rejected_total 2/)
+  t.ok(store.apply(HEADER + 'cluster: {name: prod-eu-1}\npreStop: {drainSeconds: 9}\n', 'cm'), 'other edits go through')
+})
+
+t.test('a renamed cluster\'s error names the field, both names and the procedure', async (t) => {
+  const lines: Array<Record<string, unknown>> = []
+  const { pino } = await import('pino')
+  const log = pino({ level: 'error' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) })
+  const store = new PolicyStore(log, createMetrics({ defaultMetrics: false }))
+  t.ok(store.apply(HEADER + 'cluster: {name: prod-eu-1}\n', 'cm'))
+  t.notOk(store.apply(HEADER + 'cluster: {name: dr-eu-1}\n', 'cm'))
+  const errors = lines.at(-1)?.errors as Array<{ path: string; message: string }>
+  t.equal(errors[0]?.path, '/cluster/name')
+  t.match(errors[0]?.message, /^cannot change from "prod-eu-1" to "dr-eu-1" while enlist runs: .* docs\/registration.md "Renaming a cluster"/)
+})
+
 t.test('with no policy yet, the error says why', async (t) => {
   const store = new PolicyStore(silentLogger(), createMetrics({ defaultMetrics: false }))
   store.apply('kind: Policy\n', 'cm')

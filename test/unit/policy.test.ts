@@ -6,6 +6,8 @@ import { policySchema } from '../../src/policy/schema.js'
 import { BACKEND_TYPES } from '../../src/policy/backends/index.js'
 
 const HEADER = 'apiVersion: enlist.io/v1alpha1\nkind: Policy\n'
+// a cluster name: required with every backend several clusters may share (http, etcd, ...)
+const NAMED = HEADER + 'cluster: {name: test}\n'
 
 function errorsOf(text: string): string[] {
   try {
@@ -22,6 +24,7 @@ t.test('the header alone is a complete policy with documented defaults', async (
   t.same(p.spec, {
     apiVersion: 'enlist.io/v1alpha1',
     kind: 'Policy',
+    cluster: { name: '' },
     injection: { default: 'disabled', excludedNamespaces: [], neverInjectSelector: [], alwaysInjectSelector: [] },
     registrar: {
       image: 'enlist:0.1.0',
@@ -42,7 +45,7 @@ t.test('the header alone is a complete policy with documented defaults', async (
     preStop: { mode: 'auto', drainSeconds: 5, containers: ['*'], exec: { command: [] } },
     readinessGate: { enabled: true },
     discovery: { label: { key: 'app.io/label', value: 'app.io-value' }, annotation: 'app.io/annotation' },
-    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes', layout: 'enlist', dubboLabelValue: 'dubbo.io.provider', advertise: { mode: 'podIP', nodeAddressTypes: ['ExternalIP', 'InternalIP'] } }], reconcileIntervalSeconds: 60, sweepRequestsPerSecond: 50 },
+    registry: { backends: [{ name: 'kubernetes', type: 'kubernetes', sweep: true, layout: 'enlist', dubboLabelValue: 'dubbo.io.provider', advertise: { mode: 'podIP', nodeAddressTypes: ['ExternalIP', 'InternalIP'] } }], reconcileIntervalSeconds: 60, sweepRequestsPerSecond: 50 },
     tenantOverrides: { allowed: ['podOptIn', 'dependsOn', 'metadata', 'service', 'drainSeconds'] },
   })
   t.same([...p.excludedNamespaces], ['kube-system', 'kube-public', 'kube-node-lease', 'enlist-system'])
@@ -59,6 +62,7 @@ t.test('defaults do not leak between policies', async (t) => {
 
 t.test('a full policy loads', async (t) => {
   const p = loadPolicy(`${HEADER}
+cluster: {name: prod-eu-1}
 injection:
   default: enabled
   excludedNamespaces: [legacy, batch-jobs]
@@ -102,9 +106,11 @@ tenantOverrides:
   t.notOk(p.alwaysInject({ team: 'hr' }))
   t.ok(p.envContainers('app'))
   t.notOk(p.envContainers('other'))
+  t.equal(p.spec.cluster.name, 'prod-eu-1')
   t.same(p.spec.registry.backends[1], {
     name: 'cmdb',
     type: 'http',
+    sweep: true,
     url: 'https://cmdb.bank.example/api/v1/instances',
     headersFromSecret: 'cmdb-credentials',
     timeoutSeconds: 3,
@@ -141,7 +147,7 @@ t.test('schema errors, each with its path', async (t) => {
     [HEADER + 'readinessGate: {enabled: "yes"}\n', ['/readinessGate/enabled: must be boolean; got "yes"']],
     [HEADER + 'registry: {backends: []}\n', ['/registry/backends: must NOT have fewer than 1 items; got []']],
     [HEADER + 'registry: {backends: [{type: consul, name: c}]}\n', [`/registry/backends/0/type: must be one of ${BACKEND_TYPES.map((b) => JSON.stringify(b)).join(', ')}; got "consul"`]],
-    [HEADER + 'registry: {backends: [{type: http, name: c}]}\n', ['/registry/backends/0/url: is required']],
+    [NAMED + 'registry: {backends: [{type: http, name: c}]}\n', ['/registry/backends/0/url: is required']],
     [HEADER + 'registry: {backends: [{type: kubernetes, name: k, url: "https://x"}]}\n', ['/registry/backends/0/url: unknown field "url"']],
     [HEADER + 'tenantOverrides: {allowed: [image]}\n', ['/tenantOverrides/allowed/0: must be one of "podOptIn", "dependsOn", "metadata", "service", "drainSeconds", "preStopMode", "readinessGate", "registrarTimeout", "envContainers", "advertise"; got "image"']],
     [HEADER + 'injection: {neverInjectSelector: [{matchExpressions: [{key: a, operator: Has}]}]}\n', ['/injection/neverInjectSelector/0/matchExpressions/0/operator: must be one of "In", "NotIn", "Exists", "DoesNotExist"; got "Has"']],
@@ -177,25 +183,25 @@ t.test('semantic errors', async (t) => {
     [HEADER + 'discovery: {label: {value: "not valid!"}}\n', ['/discovery/label/value: "not valid!" is not a valid label value']],
     [HEADER + 'discovery: {annotation: "/x"}\n', ['/discovery/annotation: "/x" is not a valid annotation key ([prefix/]name)']],
     [HEADER + 'registry: {backends: [{type: kubernetes, name: a}, {type: kubernetes, name: a}]}\n', ['/registry/backends/1/name: duplicate backend name "a"', '/registry/backends/1/type: at most one backend of type kubernetes with layout enlist']],
-    [HEADER + 'registry: {backends: [{type: etcd, name: e, endpoints: ["https://a:2379", "http://b:2379"], allowInsecure: true, prefix: "/enlist"}]}\n', ['/registry/backends/0/endpoints: must all use https, or all http: one connection setting serves every endpoint', '/registry/backends/0/prefix: "/enlist" must end with "/" (keys are <prefix><namespace>/<service>/<pod uid>)']],
-    [HEADER + 'registry: {backends: [{type: etcd, name: e, endpoints: ["ftp://a"], credentialsFromSecret: "Bad"}]}\n', ['/registry/backends/0/endpoints/0: must use https (or http with allowInsecure: true); got ftp', '/registry/backends/0/credentialsFromSecret: "Bad" is not a valid Secret name']],
-    [HEADER + 'registry: {backends: [{type: etcd, name: e, endpoints: ["http://etcd-0:2379", "https://root:s3cret@etcd-1:2379"]}]}\n', ['/registry/backends/0/endpoints/0: http://etcd-0:2379 is not encrypted (records and credentials would cross the network in clear): use https://, or set allowInsecure: true', '/registry/backends/0/endpoints/1: must not hold credentials (user:password@); put them in credentialsFromSecret', '/registry/backends/0/endpoints: must all use https, or all http: one connection setting serves every endpoint']],
-    [HEADER + 'registry: {backends: [{type: zookeeper, name: z, connect: "zk:2181"}]}\n', ['/registry/backends/0/allowInsecure: must be true: enlist speaks to ZooKeeper unencrypted (records and digest credentials cross the network in clear); accept that on a trusted network, or put a TLS-terminating proxy next to enlist']],
-    [HEADER + 'registry: {backends: [{type: zookeeper, name: z, allowInsecure: true, connect: "zk-0:2181,zk-1/chroot", root: "dubbo/"}]}\n', ['/registry/backends/0/connect: "zk-1/chroot" is not host:port; accepted: host:port pairs separated by commas (no chroot: use root), e.g. "zk-0:2181,zk-1:2181,zk-2:2181"', '/registry/backends/0/root: "dubbo/" is not a ZooKeeper path (starts with "/", no trailing "/"), e.g. "/dubbo"']],
-    [HEADER + 'registry: {backends: [{type: zookeeper, name: z, allowInsecure: true, connect: "zk:2181", timeoutSeconds: 30, sessionTimeoutSeconds: 10}]}\n', ['/registry/backends/0/timeoutSeconds: must be shorter than sessionTimeoutSeconds']],
-    [HEADER + 'tenantOverrides: {allowed: [service]}\nregistry: {backends: [{type: zookeeper, name: z, allowInsecure: true, connect: "zk:2181", layout: dubbo}]}\n', ['/registry/backends/0/layout: layout dubbo needs each pod\'s Dubbo interface from enlist.io/metadata: add metadata to tenantOverrides.allowed']],
+    [NAMED + 'registry: {backends: [{type: etcd, name: e, endpoints: ["https://a:2379", "http://b:2379"], allowInsecure: true, prefix: "/enlist"}]}\n', ['/registry/backends/0/endpoints: must all use https, or all http: one connection setting serves every endpoint', '/registry/backends/0/prefix: "/enlist" must end with "/" (keys are <prefix><namespace>/<service>/<pod uid>)']],
+    [NAMED + 'registry: {backends: [{type: etcd, name: e, endpoints: ["ftp://a"], credentialsFromSecret: "Bad"}]}\n', ['/registry/backends/0/endpoints/0: must use https (or http with allowInsecure: true); got ftp', '/registry/backends/0/credentialsFromSecret: "Bad" is not a valid Secret name']],
+    [NAMED + 'registry: {backends: [{type: etcd, name: e, endpoints: ["http://etcd-0:2379", "https://root:s3cret@etcd-1:2379"]}]}\n', ['/registry/backends/0/endpoints/0: http://etcd-0:2379 is not encrypted (records and credentials would cross the network in clear): use https://, or set allowInsecure: true', '/registry/backends/0/endpoints/1: must not hold credentials (user:password@); put them in credentialsFromSecret', '/registry/backends/0/endpoints: must all use https, or all http: one connection setting serves every endpoint']],
+    [NAMED + 'registry: {backends: [{type: zookeeper, name: z, connect: "zk:2181"}]}\n', ['/registry/backends/0/allowInsecure: must be true: enlist speaks to ZooKeeper unencrypted (records and digest credentials cross the network in clear); accept that on a trusted network, or put a TLS-terminating proxy next to enlist']],
+    [NAMED + 'registry: {backends: [{type: zookeeper, name: z, allowInsecure: true, connect: "zk-0:2181,zk-1/chroot", root: "dubbo/"}]}\n', ['/registry/backends/0/connect: "zk-1/chroot" is not host:port; accepted: host:port pairs separated by commas (no chroot: use root), e.g. "zk-0:2181,zk-1:2181,zk-2:2181"', '/registry/backends/0/root: "dubbo/" is not a ZooKeeper path (starts with "/", no trailing "/"), e.g. "/dubbo"']],
+    [NAMED + 'registry: {backends: [{type: zookeeper, name: z, allowInsecure: true, connect: "zk:2181", timeoutSeconds: 30, sessionTimeoutSeconds: 10}]}\n', ['/registry/backends/0/timeoutSeconds: must be shorter than sessionTimeoutSeconds']],
+    [NAMED + 'tenantOverrides: {allowed: [service]}\nregistry: {backends: [{type: zookeeper, name: z, allowInsecure: true, connect: "zk:2181", layout: dubbo}]}\n', ['/registry/backends/0/layout: layout dubbo needs each pod\'s Dubbo interface from enlist.io/metadata: add metadata to tenantOverrides.allowed']],
     [HEADER + 'registry: {backends: [{type: kubernetes, name: a}, {type: kubernetes, name: b, layout: dubbo}, {type: kubernetes, name: c, layout: dubbo}]}\n', ['/registry/backends/2/type: at most one backend of type kubernetes with layout dubbo']],
-    [HEADER + 'registry: {backends: [{type: http, name: c, url: "ftp://x"}]}\n', ['/registry/backends/0/url: must use https (or http with allowInsecureHTTP: true); got ftp']],
-    [HEADER + 'registry: {backends: [{type: http, name: c, url: "http://cmdb"}]}\n', ['/registry/backends/0/url: http://cmdb is not encrypted (records and credentials would cross the network in clear): use https://, or set allowInsecureHTTP: true']],
-    [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://admin:s3cret@cmdb/x"}]}\n', ['/registry/backends/0/url: must not hold credentials (user:password@); put them in a Secret named by headersFromSecret']],
-    [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://cmdb/x?token=1"}]}\n', ['/registry/backends/0/url: must not have a query or a fragment: records are at {url}/{pod uid}']],
-    [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://cmdb", maxListPages: 0}]}\n', ['/registry/backends/0/maxListPages: must be >= 1; got 0']],
-    [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://x", headersFromSecret: "Bad"}]}\n', ['/registry/backends/0/headersFromSecret: "Bad" is not a valid Secret name']],
-    [HEADER + 'registry: {backends: [{type: http, name: c, url: "https://x", retry: {initialDelayMs: 5000, maxDelayMs: 1000}}]}\n', ['/registry/backends/0/retry/maxDelayMs: must be >= initialDelayMs']],
+    [NAMED + 'registry: {backends: [{type: http, name: c, url: "ftp://x"}]}\n', ['/registry/backends/0/url: must use https (or http with allowInsecureHTTP: true); got ftp']],
+    [NAMED + 'registry: {backends: [{type: http, name: c, url: "http://cmdb"}]}\n', ['/registry/backends/0/url: http://cmdb is not encrypted (records and credentials would cross the network in clear): use https://, or set allowInsecureHTTP: true']],
+    [NAMED + 'registry: {backends: [{type: http, name: c, url: "https://admin:s3cret@cmdb/x"}]}\n', ['/registry/backends/0/url: must not hold credentials (user:password@); put them in a Secret named by headersFromSecret']],
+    [NAMED + 'registry: {backends: [{type: http, name: c, url: "https://cmdb/x?token=1"}]}\n', ['/registry/backends/0/url: must not have a query or a fragment: records are at {url}/{pod uid}']],
+    [NAMED + 'registry: {backends: [{type: http, name: c, url: "https://cmdb", maxListPages: 0}]}\n', ['/registry/backends/0/maxListPages: must be >= 1; got 0']],
+    [NAMED + 'registry: {backends: [{type: http, name: c, url: "https://x", headersFromSecret: "Bad"}]}\n', ['/registry/backends/0/headersFromSecret: "Bad" is not a valid Secret name']],
+    [NAMED + 'registry: {backends: [{type: http, name: c, url: "https://x", retry: {initialDelayMs: 5000, maxDelayMs: 1000}}]}\n', ['/registry/backends/0/retry/maxDelayMs: must be >= initialDelayMs']],
   ]
   for (const [text, want] of cases) t.same(errorsOf(text), want, JSON.stringify(text))
-  t.doesNotThrow(() => loadPolicy(HEADER + 'registry: {backends: [{type: http, name: c, url: "http://cmdb", allowInsecureHTTP: true}]}\n'), 'plain http when the policy says so')
-  t.notMatch(errorsOf(HEADER + 'registry: {backends: [{type: http, name: c, url: "https://admin:s3cret@cmdb/x"}]}\n').join('\n'), /s3cret/, 'a password in the URL is never echoed')
+  t.doesNotThrow(() => loadPolicy(NAMED + 'registry: {backends: [{type: http, name: c, url: "http://cmdb", allowInsecureHTTP: true}]}\n'), 'plain http when the policy says so')
+  t.notMatch(errorsOf(NAMED + 'registry: {backends: [{type: http, name: c, url: "https://admin:s3cret@cmdb/x"}]}\n').join('\n'), /s3cret/, 'a password in the URL is never echoed')
 })
 
 t.test('semantic errors come with the schema errors, not after they are fixed', async (t) => {
@@ -206,6 +212,8 @@ t.test('semantic errors come with the schema errors, not after they are fixed', 
       '/registry/backends/0/url: is required',
       '/injection/excludedNamespaces/0: "Legacy" is not a valid namespace name (DNS-1123 label)',
       '/discovery/annotation: "/x" is not a valid annotation key ([prefix/]name)',
+      '/cluster/name: is required with a backend several clusters may share (backend "c" of type http): every entry this cluster writes carries its name, ' +
+        "so that no cluster touches another's entries; e.g. cluster: {name: prod-eu-1} (docs/registration.md, \"Several clusters, one registry\")",
       '/registry/backends/1/name: "D" must be a DNS-1123 label (lowercase letters, digits, \'-\')',
       '/registry/backends/1/url: http://x is not encrypted (records and credentials would cross the network in clear): use https://, or set allowInsecureHTTP: true',
     ],
@@ -277,3 +285,24 @@ t.test('registrar.runAsUser is optional (OpenShift assigns UIDs)', async (t) => 
   t.throws(() => loadPolicy(HEADER + 'registrar: {runAsUser: 0}\n'), { errors: [{ path: '/registrar/runAsUser' }] }, 'never root')
   t.throws(() => loadPolicy(HEADER + 'registrar: {runAsUser: "65532"}\n'), { errors: [{ path: '/registrar/runAsUser' }] }, 'an integer')
 })
+
+t.test('cluster.name: required with a backend several clusters may share, a DNS-1123 label', async (t) => {
+  const required =
+    '/cluster/name: is required with a backend several clusters may share (backend "c" of type http): every entry this cluster writes carries its name, ' +
+    "so that no cluster touches another's entries; e.g. cluster: {name: prod-eu-1} (docs/registration.md, \"Several clusters, one registry\")"
+  t.same(errorsOf(HEADER + 'registry: {backends: [{type: http, name: c, url: "https://cmdb"}]}\n'), [required])
+  for (const type of ['etcd', 'zookeeper', 'nats', 'amqp']) {
+    const errors = errorsOf(HEADER + `registry: {backends: [{type: ${type}, name: c}]}\n`)
+    t.ok(errors.includes(required.replace('of type http', `of type ${type}`)), `${type} needs it`)
+  }
+  t.doesNotThrow(() => loadPolicy(HEADER + 'registry: {backends: [{type: kubernetes, name: k}]}\n'), 'the kubernetes backend alone needs no name')
+  t.same(errorsOf(HEADER + 'cluster: {name: Prod_EU}\nregistry: {backends: [{type: kubernetes, name: k}]}\n'), [
+    '/cluster/name: "Prod_EU" is not a DNS-1123 label (lowercase letters, digits and \'-\', at most 63, starting and ending with a letter or digit), e.g. "prod-eu-1"',
+  ])
+  t.same(errorsOf(HEADER + `cluster: {name: ${'a'.repeat(64)}}\n`), ['/cluster/name: must NOT have more than 63 characters; got "' + 'a'.repeat(56) + '...'])
+  const p = loadPolicy(NAMED + 'registry: {backends: [{type: http, name: c, url: "https://cmdb", sweep: false}]}\n')
+  t.equal(p.spec.cluster.name, 'test')
+  t.equal((p.spec.registry.backends[0] as { sweep: boolean }).sweep, false, 'sweep can be turned off per backend')
+  t.equal((loadPolicy(HEADER).spec.registry.backends[0] as { sweep: boolean }).sweep, true, 'and is on by default')
+})
+

@@ -2,7 +2,9 @@
 // publisher confirms, persistent messages and mandatory routing (an event no queue would
 // keep is a failure, not a silent loss). RabbitMQ has no key-value store, so the ledger of
 // what was published as registered lives in ConfigMaps of enlist's namespace
-// (docs/events.md weighs the alternatives).
+// (docs/events.md weighs the alternatives). That ledger is in the cluster itself, so it is
+// per cluster already: clusters sharing the broker never see, nor deregister, each other's
+// entries. Nothing to claim a cluster name in either: the events' data carry the mark.
 
 import type { ChannelModel, ConfirmChannel, Message } from 'amqplib'
 import { CONTENT_TYPE, encodeEvent, type RegistrationEvent, routingKey } from '../../events/envelope.js'

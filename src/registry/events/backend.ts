@@ -18,9 +18,9 @@ import {
   registeredEvent,
 } from '../../events/envelope.js'
 import { errorMessage } from '../../lib/errors.js'
-import { type Backend, BackendError, type BackendOp } from '../backend.js'
+import { type Backend, type BackendCallOptions, BackendError, type BackendOp } from '../backend.js'
 import type { PodRef } from '../../kube/pod-ref.js'
-import type { ListedEntry } from '../ownership.js'
+import type { ClaimResult, ClusterIdentity, ListedEntry } from '../ownership.js'
 import type { RegistryRecord } from '../record.js'
 import type { EventMetrics } from './metrics.js'
 
@@ -31,11 +31,24 @@ export interface LedgerEntry {
   deregisteredAt?: string
 }
 
+/** One ledger entry as list() reads it. */
+export interface LedgerItem {
+  uid: string
+  entry: LedgerEntry
+  /** Kept where no cluster's entries are (a shared NATS bucket's key from before keys were
+   *  per cluster): unmarked, never this cluster's to finish or remove but by adoption. */
+  unmarked?: boolean
+}
+
+/** The ledger is this cluster's own (docs/events.md): a NATS bucket's keys under the
+ *  cluster's name, the AMQP ConfigMaps in the cluster itself. get() of a pod of this cluster
+ *  may find its entry where it was kept before keys were per cluster: the pod UID is the key,
+ *  so that entry is this pod's, and get() moves it under this cluster's mark. */
 export interface Ledger {
   get(uid: string): Promise<LedgerEntry | undefined>
   put(uid: string, entry: LedgerEntry): Promise<void>
   remove(uid: string): Promise<void>
-  list(): Promise<Array<{ uid: string; entry: LedgerEntry }>>
+  list(): Promise<LedgerItem[]>
   health?(): string | undefined
   close?(): Promise<void> | void
 }
@@ -70,10 +83,14 @@ export interface EventBackendOptions {
   name: string
   type: 'nats' | 'amqp'
   source: string
-  /** This cluster's name (policy cluster.name): its ledger's entries are its own. */
+  /** This cluster's name (policy cluster.name): its ledger's entries are its own, and the
+   *  events' data carry it (the records are stamped by the BackendSet). */
   cluster: string
   broker: Broker
   ledger: Ledger
+  /** Claims the cluster's name where the broker has a store (the NATS bucket); absent for
+   *  AMQP, whose ledger lives in the cluster itself. */
+  claim?: Backend['claim']
   metrics: EventMetrics
   log: Logger
 }
@@ -86,10 +103,12 @@ export class EventBackend implements Backend {
   /** The last publish failure, shown by health() for a minute unless a publish succeeds:
    *  a connected broker can still refuse (permissions, no stream for the subject). */
   private lastFailure: { at: number; message: string } | undefined
+  readonly claim?: (self: ClusterIdentity, takeOver: boolean, opts?: BackendCallOptions) => Promise<ClaimResult>
 
   constructor(private readonly o: EventBackendOptions) {
     this.name = o.name
     this.type = o.type
+    if (o.claim) this.claim = o.claim
   }
 
   register(record: RegistryRecord): Promise<void> {
@@ -121,16 +140,39 @@ export class EventBackend implements Backend {
   async list(): Promise<ListedEntry[]> {
     const entries = await this.ledger('list', 'list', () => this.o.ledger.list())
     const out: ListedEntry[] = []
-    for (const { uid, entry } of entries) {
+    for (const { uid, entry, unmarked } of entries) {
+      // An unmarked entry may be another cluster's (a bucket shared before keys were per
+      // cluster): reported, never finished nor removed here (adopt() does that, when asked).
+      if (unmarked) {
+        out.push({ uid, namespace: entry.data.namespace, pod: entry.data.pod, cluster: undefined })
+        continue
+      }
       if (entry.state === 'deregistered') {
         await this.locked(uid, () => this.finishDeregistration(uid, entry))
         continue
       }
-      // The ledger is this cluster's own (docs/events.md): every entry in it is its.
+      // The ledger is this cluster's own (docs/events.md): every marked entry in it is its.
       out.push({ uid, namespace: entry.data.namespace, pod: entry.data.pod, cluster: this.o.cluster || undefined })
     }
     this.o.metrics.ledgerEntries.set({ backend: this.name }, out.length)
     return out
+  }
+
+  /** `enlist sweep --adopt-unmarked`: the pod lives here (`record`): its entry is written
+   *  again under this cluster's mark (the registered event re-published, the same id);
+   *  its pod is gone: its deregistered event is published, marked, and the entry removed. */
+  adopt(entry: ListedEntry, record: RegistryRecord | undefined): Promise<void> {
+    if (entry.cluster !== undefined) {
+      return Promise.reject(new BackendError(this.name, 'adopt', `the entry of pod ${entry.namespace}/${entry.pod} carries cluster ${entry.cluster}'s mark; only unmarked entries are adopted`, false))
+    }
+    if (record) return this.register(record)
+    return this.locked(entry.uid, async () => {
+      // get() moves the unmarked entry under this cluster's mark (Ledger)
+      const found = await this.ledger('adopt', 'get', () => this.o.ledger.get(entry.uid))
+      if (!found) return
+      const data = this.o.cluster === '' ? found.data : { ...found.data, cluster: this.o.cluster }
+      await this.finishDeregistration(entry.uid, { ...found, data })
+    })
   }
 
   health(): string | undefined {
