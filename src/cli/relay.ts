@@ -87,7 +87,7 @@ export function validateRelayOptions(o: RelayFlags): asserts o is RelayFlags & {
       '--rebuild requires --cluster: it deletes CMDB entries, and only those carrying the named cluster\'s mark are its to delete (other clusters may feed the same CMDB); accepted: --cluster=<the source cluster\'s policy cluster.name>',
     )
   }
-  const names = { stream: o.stream, consumer: durableName(o.consumer, o.cluster), queue: durableName(o.queue, o.cluster), bucket: o.bucket, 'tombstone-bucket': o['tombstone-bucket'] }
+  const names = { stream: o.stream, consumer: durableName(o.consumer, o.cluster), bucket: o.bucket, 'tombstone-bucket': o['tombstone-bucket'] }
   for (const [f, v] of Object.entries(names)) {
     if (!NAME.test(v)) throw new OptionError(`--${f}: ${JSON.stringify(v)} is invalid; accepted: letters, digits, '-' and '_'`)
   }

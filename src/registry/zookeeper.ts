@@ -383,8 +383,9 @@ export class ZookeeperBackend implements Backend {
         })
         this.remember({ dir, name: record.uid, entry: { ...podRef(record), cluster: this.cluster } })
       }
+      // gone already where the multi removed it; elsewhere (another interface) removed here
       for (const p of paths) {
-        if (!record) await this.removeIfThere(p)
+        await this.removeIfThere(p)
         this.forget(p)
       }
     })
@@ -461,12 +462,9 @@ export class ZookeeperBackend implements Backend {
     set.add(n.dir)
   }
 
+  /** The node is gone. Its directory stays in dirsOf: at worst one needless look at deregistration. */
   private forget(path: string): void {
-    const n = this.nodes.get(path)
-    if (!n) return
     this.nodes.delete(path)
-    const still = [...(this.dirsOf.get(n.entry.uid) ?? [])].some((d) => d === n.dir && this.nodes.has(`${d}/${n.name}`))
-    if (!still) this.dirsOf.get(n.entry.uid)?.delete(n.dir)
   }
 
   /** Where a pod this replica has not seen may have its nodes. */

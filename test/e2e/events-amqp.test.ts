@@ -23,6 +23,7 @@ import { enlist as runEnlist } from '../helpers/cli.js'
 import { request } from '../helpers/https.js'
 import { tempDir } from '../helpers/temp.js'
 
+const CLUSTER = 'e2e'
 const cp = await controlPlaneFor(t)
 const rabbit = await owned(t, startRabbitMq(), (r) => r.stop())
 const proxy = await owned(t, startTcpProxy(rabbit.port), (p) => p.close())
@@ -51,12 +52,15 @@ const policyWith = (credentialsFromSecret: string, url?: string) =>
   stringify({
     apiVersion: 'enlist.io/v1alpha1',
     kind: 'Policy',
+    // a shared backend needs the cluster's name: the mark on every event's data
+    cluster: { name: CLUSTER },
     registrar: { registrationURL: `https://127.0.0.1:${port}/v1/registrations` },
     registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsFromSecret, url)], reconcileIntervalSeconds: 5 },
   })
 const enlist = await enlistFor(t, cp, {
   args: ['--backend-budget=4s'],
   policy: (p) => {
+    p.cluster = { name: CLUSTER }
     p.registry = { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend('enlist-registry-credentials')], reconcileIntervalSeconds: 5 }
   },
   optIn: ['shop'],
@@ -122,7 +126,7 @@ t.test('every pod\'s events arrive through a broker restart, a partition and an 
   await obs.close()
   await conn.close()
 
-  const relay = await startRelay(cp, ['--source=amqp', `--url=${proxy.url('amqp')}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s', '--namespace=enlist-system'], RABBIT_USERS.enlist)
+  const relay = await startRelay(cp, ['--source=amqp', `--url=${proxy.url('amqp')}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s', '--namespace=enlist-system', `--cluster=${CLUSTER}`], RABBIT_USERS.enlist)
   t.teardown(() => relay.stop())
   const pods = new Map<string, V1Pod>()
   const up = async (name: string) => {
@@ -198,6 +202,7 @@ t.test('every pod\'s events arrive through a broker restart, a partition and an 
   }
   await conn2.close()
   t.same(checkEvents(seen, everRegistered, gone), [], `${seen.length} events`)
+  t.same(seen.filter((e) => (e.body.data as { cluster?: string }).cluster !== CLUSTER).map((e) => e.id), [], `every event's data carries the cluster's mark (${CLUSTER})`)
 
   const m = await relay.metrics()
   t.match(m, /enlist_relay_events_total\{type="registered",result="applied"\} [1-9]/)
@@ -208,14 +213,18 @@ t.test('every pod\'s events arrive through a broker restart, a partition and an 
 
   // rebuild from the ledger: a CMDB restored from an old backup is made right
   cmdb.records.clear()
-  // a stray the snapshot lacks (a pod UID: nothing else is ever a path to DELETE)
-  cmdb.records.set('0badc0de-0000-4000-8000-000000000001', { uid: '0badc0de-0000-4000-8000-000000000001', namespace: 'shop', pod: 'ghost' })
+  // a stray of this cluster the snapshot lacks (a pod UID: nothing else is ever a path to DELETE)
+  cmdb.records.set('0badc0de-0000-4000-8000-000000000001', { uid: '0badc0de-0000-4000-8000-000000000001', namespace: 'shop', pod: 'ghost', cluster: CLUSTER })
+  // another source cluster's entry: never this relay's to delete
+  const theirs = { uid: '0badc0de-0000-4000-8000-000000000002', namespace: 'shop', pod: 'theirs', cluster: 'dr' }
+  cmdb.records.set(theirs.uid, structuredClone(theirs))
   const dir = tempDir('enlist-rebuild-')
   writeFileSync(join(dir, 'username'), RABBIT_USERS.enlist.username)
   writeFileSync(join(dir, 'password'), RABBIT_USERS.enlist.password)
-  const rebuilt = await runEnlist(['relay', '--rebuild', '--source=amqp', `--url=${proxy.url('amqp')}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', `--credentials-dir=${dir}`, `--kubeconfig=${cp.kubeconfig}`], { timeoutMs: 60_000 })
+  const rebuilt = await runEnlist(['relay', '--rebuild', '--source=amqp', `--url=${proxy.url('amqp')}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', `--credentials-dir=${dir}`, `--kubeconfig=${cp.kubeconfig}`, '--namespace=enlist-system', `--cluster=${CLUSTER}`], { timeoutMs: 60_000 })
   rmSync(dir, { recursive: true, force: true })
   t.equal(rebuilt.code, 0, rebuilt.stderr)
   t.match(JSON.parse(rebuilt.stdout.trim().split('\n').pop()!), { rebuilt: true, put: live.size, deleted: 1 })
-  t.same(new Set(cmdb.records.keys()), live)
+  t.same(new Set(cmdb.records.keys()), new Set([...live, theirs.uid]))
+  t.same(cmdb.records.get(theirs.uid), theirs, "the other cluster's entry, byte for byte")
 })

@@ -3,7 +3,9 @@
 // `enlist relay` applying the stream to a CMDB. Pods come and go while a server (the stream
 // leader) is stopped, the link is partitioned, the whole cluster restarts, and enlist is down
 // during a force delete. At the end every pod has its events, duplicates share their id, and
-// the CMDB equals the live registered pods.
+// the CMDB equals the live registered pods. Clusters sharing the NATS server keep their
+// ledger entries apart (keys per cluster, claims on names), and the relay's rebuild leaves
+// other clusters' CMDB entries alone.
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
 import { DeliverPolicy, jetstream, jetstreamManager } from '@nats-io/jetstream'
@@ -22,6 +24,16 @@ import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { enlist as runEnlist } from '../helpers/cli.js'
 import { tempDir } from '../helpers/temp.js'
+import { Registry } from 'prom-client'
+import type { RegistrationEvent } from '../../src/events/envelope.js'
+import { silentLogger } from '../../src/log.js'
+import { EventBackend, type LedgerEntry } from '../../src/registry/events/backend.js'
+import { eventMetrics } from '../../src/registry/events/metrics.js'
+import { CLAIMS_KEY_PREFIX, claimInBucket, KvLedger, readBucket } from '../../src/registry/nats/backend.js'
+import { openBucket } from '../../src/registry/nats/stream.js'
+import type { RegistryRecord } from '../../src/registry/record.js'
+
+const CLUSTER = 'e2e'
 
 const cp = await controlPlaneFor(t)
 const nats = await owned(t, startNats({ size: 3 }), (n) => n.stop())
@@ -50,6 +62,8 @@ const backend = (credentialsFromSecret: string, url = natsUrl) => ({
 const policyWith = (credentialsFromSecret: string, url?: string) => ({
   apiVersion: 'enlist.io/v1alpha1',
   kind: 'Policy',
+  // a shared backend needs the cluster's name: the mark on every event's data
+  cluster: { name: CLUSTER },
   registrar: { registrationURL: `https://127.0.0.1:${enlistPort}/v1/registrations` },
   registry: { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend(credentialsFromSecret, url)], reconcileIntervalSeconds: 5 },
 })
@@ -57,6 +71,7 @@ let enlistPort = 0
 const enlist = await enlistFor(t, cp, {
   args: ['--backend-budget=4s'],
   policy: (p) => {
+    p.cluster = { name: CLUSTER }
     p.registry = { backends: [{ name: 'kubernetes', type: 'kubernetes' }, backend('enlist-registry-credentials')], reconcileIntervalSeconds: 5 }
   },
   optIn: ['shop'],
@@ -105,7 +120,7 @@ t.test('bad configuration: said in policy validate, or in /readyz?verbose and me
 })
 
 t.test('every pod\'s events arrive through failover, partition, restarts and an enlist outage; the CMDB ends right', async (t) => {
-  const relay = await startRelay(cp, ['--source=nats', `--url=${natsUrl}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s'], {
+  const relay = await startRelay(cp, ['--source=nats', `--url=${natsUrl}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s', `--cluster=${CLUSTER}`], {
     user: NATS_USERS.enlist.user,
     password: NATS_USERS.enlist.password,
   })
@@ -176,6 +191,7 @@ t.test('every pod\'s events arrive through failover, partition, restarts and an 
   }
   await iter.close()
   t.same(checkEvents(seen, everRegistered, gone), [], `${seen.length} events`)
+  t.same(seen.filter((e) => (e.body.data as { cluster?: string }).cluster !== CLUSTER).map((e) => e.id), [], `every event's data carries the cluster's mark (${CLUSTER})`)
   t.equal(live.size, everRegistered.size - gone.size)
 
   const m = await relay.metrics()
@@ -186,14 +202,88 @@ t.test('every pod\'s events arrive through failover, partition, restarts and an 
   // rebuild: a CMDB that lost everything (a restore gone wrong) is made right from the snapshot
   t.equal(await relay.stop(), 0, 'SIGTERM: a graceful stop')
   cmdb.records.clear()
-  // a stray the snapshot lacks (a pod UID: nothing else is ever a path to DELETE)
-  cmdb.records.set('0badc0de-0000-4000-8000-000000000001', { uid: '0badc0de-0000-4000-8000-000000000001', namespace: 'shop', pod: 'ghost' })
+  // a stray of this cluster the snapshot lacks (a pod UID: nothing else is ever a path to DELETE)
+  cmdb.records.set('0badc0de-0000-4000-8000-000000000001', { uid: '0badc0de-0000-4000-8000-000000000001', namespace: 'shop', pod: 'ghost', cluster: CLUSTER })
+  // another source cluster's entry, and an unmarked one: never this relay's to delete
+  const others = {
+    '0badc0de-0000-4000-8000-000000000002': { uid: '0badc0de-0000-4000-8000-000000000002', namespace: 'shop', pod: 'theirs', cluster: 'dr' },
+    '0badc0de-0000-4000-8000-000000000003': { uid: '0badc0de-0000-4000-8000-000000000003', namespace: 'shop', pod: 'unmarked' },
+  }
+  for (const [uid, r] of Object.entries(others)) cmdb.records.set(uid, structuredClone(r))
   const dir = tempDir('enlist-rebuild-')
   writeFileSync(join(dir, 'user'), NATS_USERS.enlist.user)
   writeFileSync(join(dir, 'password'), NATS_USERS.enlist.password)
-  const rebuilt = await runEnlist(['relay', '--rebuild', '--source=nats', `--url=${natsUrl}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', `--credentials-dir=${dir}`], { timeoutMs: 60_000 })
+  const args = ['relay', '--rebuild', '--source=nats', `--url=${natsUrl}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', `--credentials-dir=${dir}`]
+  const unscoped = await runEnlist(args, { timeoutMs: 60_000 })
+  t.equal(unscoped.code, 2, 'a rebuild deletes: it is refused without the cluster whose entries it may delete')
+  t.match(unscoped.stderr, /--rebuild requires --cluster/)
+  const rebuilt = await runEnlist([...args, `--cluster=${CLUSTER}`], { timeoutMs: 60_000 })
   rmSync(dir, { recursive: true, force: true })
   t.equal(rebuilt.code, 0, rebuilt.stderr)
   t.match(JSON.parse(rebuilt.stdout.trim().split('\n').pop()!), { rebuilt: true, put: live.size, deleted: 1 })
-  t.same(new Set(cmdb.records.keys()), live, 'the CMDB equals the live registered pods again')
+  t.same(new Set(cmdb.records.keys()), new Set([...live, ...Object.keys(others)]), "the CMDB holds the live registered pods again, and the others' entries")
+  for (const [uid, r] of Object.entries(others)) t.same(cmdb.records.get(uid), r, `${r.pod}: left alone, byte for byte`)
+})
+
+t.test('clusters sharing the bucket: entries under each cluster\'s name, unmarked old keys left alone, claims on names', async (t) => {
+  const nc = await connect({ servers: nats.servers.map((s) => s.url), user: NATS_USERS.enlist.user, pass: NATS_USERS.enlist.password })
+  t.teardown(() => nc.close())
+  const bucket = 'enlist-shared'
+  const settings = { stream: 'ENLIST_REGISTRATIONS', subjectPrefix: 'enlist.registrations', bucket, replicas: 3, maxAgeHours: 1, duplicateWindowSeconds: 120, timeoutMs: 5000 }
+  const kv = await openBucket(nc, settings, true)
+  const js = jetstream(nc)
+  const jsm = await js.jetstreamManager()
+  const ready = async () => ({ js, jsm, kv })
+  const published: RegistrationEvent[] = []
+  const broker = { publish: async (e: RegistrationEvent) => (published.push(e), { duplicate: false }), health: () => undefined, close: async () => undefined }
+  const metrics = eventMetrics(new Registry())
+  const backendOf = (cluster: string) =>
+    new EventBackend({ name: 'events', type: 'nats', source: `/clusters/${cluster}`, cluster, broker, ledger: new KvLedger(bucket, cluster, 5000, ready), metrics, log: silentLogger(), claim: (self, takeOver) => claimInBucket(ready, self, takeOver, 5000) })
+  const a = backendOf('a')
+  const b = backendOf('b')
+  const U = (n: number) => `5ba7ed00-0000-4000-8000-${String(n).padStart(12, '0')}`
+  const rec = (n: number, cluster?: string): RegistryRecord => ({ uid: U(n), namespace: 'shop', pod: `p-${n}`, service: 'orders', ip: '10.0.0.1', ips: ['10.0.0.1'], hostIP: 'h', node: 'n', ports: [], metadata: {}, registeredAt: '2026-11-23T10:00:00Z', advertised: { mode: 'podIP', address: '10.0.0.1', ports: [] }, ...(cluster ? { cluster } : {}) })
+
+  await a.register(rec(1, 'a'))
+  await b.register(rec(2, 'b'))
+  // kept by an enlist before keys were per cluster: the bare pod UID
+  const legacy = (n: number): LedgerEntry => ({ state: 'registered', data: rec(n) })
+  await kv.put(U(3), JSON.stringify(legacy(3))) // its pod is gone
+  await kv.put(U(4), JSON.stringify(legacy(4))) // its pod lives in cluster a
+  const keys = async () => (await readBucket(js, bucket, 10_000)).map((e) => `${e.cluster ?? '-'}.${e.uid}`).sort()
+  t.same(await keys(), [`-.${U(3)}`, `-.${U(4)}`, `a.${U(1)}`, `b.${U(2)}`], 'each cluster\'s entries under its name')
+
+  const byUid = (l: Array<{ uid: string; cluster: string | undefined }>) => l.map((e) => `${e.uid}:${e.cluster ?? 'unmarked'}`).sort()
+  t.same(byUid(await a.list()), [`${U(1)}:a`, `${U(3)}:unmarked`, `${U(4)}:unmarked`], 'a lists its own and the unmarked ones, never b\'s')
+  t.same(byUid(await b.list()), [`${U(2)}:b`, `${U(3)}:unmarked`, `${U(4)}:unmarked`])
+
+  // a's pod 1 goes: its deregistration publishes for a's pod only, marked
+  published.length = 0
+  await a.deregister(rec(1))
+  t.same(published.map((e) => [e.id, e.data.cluster]), [[`${U(1)}.deregistered`, 'a']])
+  t.same(await keys(), [`-.${U(3)}`, `-.${U(4)}`, `b.${U(2)}`], "b's entry and the unmarked ones untouched")
+
+  // a live pod of a whose entry is unmarked (the UID is its key): registered again, it moves under a's name
+  await a.register(rec(4, 'a'))
+  t.same(await keys(), [`-.${U(3)}`, `a.${U(4)}`, `b.${U(2)}`], 'moved under the mark, the old key gone')
+  // adoption of the gone pod's unmarked entry: its deregistration is published, with a's mark
+  published.length = 0
+  await a.adopt((await a.list()).find((e) => e.uid === U(3))!, undefined)
+  t.same(published.map((e) => [e.id, e.data.cluster]), [[`${U(3)}.deregistered`, 'a']])
+  t.same(await keys(), [`a.${U(4)}`, `b.${U(2)}`])
+  await t.rejects(a.adopt({ uid: U(2), namespace: 'shop', pod: 'p-2', cluster: 'b' }, undefined), /carries cluster b's mark/)
+
+  // the relay of one cluster reads that cluster's keys alone
+  t.same((await readBucket(js, bucket, 10_000, ['b.*'])).map((e) => e.uid), [U(2)])
+
+  // claims: the first cluster of a name holds it; another of the same name is refused, until it takes over
+  const self = { name: 'a', uid: 'kube-system-uid-1' }
+  t.match(await a.claim!(self, false), { held: true, created: true })
+  t.match(await a.claim!(self, false), { held: true, created: false }, 'held again: nothing written')
+  t.match(await a.claim!({ name: 'a', uid: 'kube-system-uid-2' }, false), { held: false, holder: { name: 'a', uid: 'kube-system-uid-1' } }, 'a second cluster named a is refused')
+  t.match(await a.claim!({ name: 'a', uid: 'kube-system-uid-2' }, true), { held: true, created: true }, 'taken over (enlist claim --take-over)')
+  t.match(await a.claim!(self, false), { held: false, holder: { uid: 'kube-system-uid-2' } }, 'the first is refused now')
+  t.match(await b.claim!({ name: 'b', uid: 'kube-system-uid-3' }, false), { held: true, created: true }, 'another name: its own claim')
+  t.ok((await kv.get(`${CLAIMS_KEY_PREFIX}.a`))?.string().includes('kube-system-uid-2'), 'the claim is a key of the bucket')
+  t.same(await keys(), [`a.${U(4)}`, `b.${U(2)}`], 'claims are never read as ledger entries')
 })

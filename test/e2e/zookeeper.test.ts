@@ -1,22 +1,31 @@
 // ZooKeeper in Dubbo's layout on a real control plane and a real three-server ensemble: a
 // Dubbo consumer's reader (test/helpers/dubbo-reader.ts) sees exactly the live, registered
 // pods at their advertised addresses, through pod churn, a session expiry, a leader failover,
-// a full ensemble restart and an enlist restart.
+// a full ensemble restart and an enlist restart. The ensemble is shared with other clusters:
+// their providers and unmarked ones outlive every sweep byte for byte, the unmarked node of a
+// live pod takes this cluster's mark, layout enlist keeps this cluster's nodes under its name,
+// and a name claimed by another cluster refuses the backend.
 import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
+import zookeeper from 'node-zookeeper-client'
+import { parse, stringify } from 'yaml'
 import { podPath, podsPath } from '../../src/kube/pod-ref.js'
+import { dubboProvider, enlistOwner, javaUrlDecode, javaUrlEncode, providerNodeName } from '../../src/registry/dubbo.js'
+import { encodeClaim } from '../../src/registry/ownership.js'
 import { controlPlaneFor } from '../harness/control-plane.js'
 import { enlistFor } from '../harness/enlist.js'
-import { createDeployment, deployment, podManifest, refOf } from '../harness/k8s.js'
+import { createDeployment, deployment, podManifest, refOf, setPolicy } from '../harness/k8s.js'
 import { runRegistrar, startPod, startRegistered } from '../harness/kubelet.js'
 import { owned, waitFor } from '../harness/processes.js'
 import { startZookeeper } from '../harness/zookeeper.js'
 import { dubboProviders } from '../helpers/dubbo-reader.js'
+import { request } from '../helpers/https.js'
 
 const cp = await controlPlaneFor(t)
 const zk = await owned(t, startZookeeper(), (z) => z.close())
 const enlist = await enlistFor(t, cp, {
   policy: (p) => {
+    p.cluster = { name: 'east' }
     p.registry = {
       backends: [{ name: 'zookeeper', type: 'zookeeper', connect: zk.connect, allowInsecure: true, layout: 'dubbo', sessionTimeoutSeconds: 4, timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } }],
       reconcileIntervalSeconds: 5,
@@ -53,11 +62,49 @@ async function remove(pod: V1Pod, force = false): Promise<void> {
 
 const live: V1Pod[] = []
 
+const sweeps = () => enlist.logs().filter((l) => l.msg === 'registry sweep finished').length
+/** Waits for `n` sweeps to finish from now: a positive signal, never a guess at the time. */
+async function sweptTimes(n: number): Promise<void> {
+  const from = sweeps()
+  await waitFor(`${n} sweeps`, async () => sweeps() >= from + n, 60_000, 200)
+}
+
+// The test's own session, to write other clusters' nodes and read what enlist left.
+const zkc = zookeeper.createClient(zk.connect, { sessionTimeout: 10_000, retries: 2 })
+await new Promise<void>((resolve, reject) => {
+  const timer = setTimeout(() => reject(new Error(`no ZooKeeper session with ${zk.connect}`)), 30_000)
+  zkc.once('connected', () => {
+    clearTimeout(timer)
+    resolve()
+  })
+  zkc.connect()
+})
+t.teardown(() => zkc.close())
+const NO_NODE = zookeeper.Exception.NO_NODE
+const gone = (e: Error | zookeeper.Exception | null) => e !== null && 'getCode' in e && e.getCode() === NO_NODE
+const zkDo = <T>(fn: (cb: (e: Error | zookeeper.Exception | null, v?: T) => void) => void): Promise<T> =>
+  new Promise<T>((resolve, reject) => fn((e, v) => (e ? reject(e instanceof Error ? e : new Error(e.toString())) : resolve(v as T))))
+const zkCreate = async (path: string, data: string) => {
+  await zkDo((cb) => zkc.mkdirp(path.slice(0, path.lastIndexOf('/')), (e) => cb(e)))
+  await zkDo((cb) => zkc.create(path, Buffer.from(data), zookeeper.CreateMode.PERSISTENT, (e) => cb(e)))
+}
+const zkRemove = (path: string) => zkDo((cb) => zkc.remove(path, -1, (e) => cb(gone(e) ? null : e)))
+const zkChildren = (path: string) => zkDo<string[]>((cb) => zkc.getChildren(path, (e, c) => (gone(e) ? cb(null, []) : cb(e, c))))
+/** Data and stat: what "byte for byte" compares; undefined when the node is gone. */
+const zkNode = (path: string) =>
+  zkDo<{ data: string; mzxid: string; version: number } | undefined>((cb) =>
+    zkc.getData(path, (e, data, stat) => (gone(e) ? cb(null, undefined) : cb(e, e ? undefined : { data: data?.toString('base64') ?? '', mzxid: stat.mzxid.toString('hex'), version: stat.version }))),
+  )
+const readyz = async () => (await request(`${enlist.url}/readyz?verbose`, { ca: enlist.pki.ca.cert })).json<{ warnings: Array<{ check: string; reason: string }> }>()
+const currentPolicy = async () => (await cp.client.get<{ data: Record<string, string> }>('/api/v1/namespaces/enlist-system/configmaps/enlist-policy')).data['policy.yaml']!
+const ZK_BACKEND = { type: 'zookeeper', connect: zk.connect, allowInsecure: true, sessionTimeoutSeconds: 4, timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } }
+const fakeUid = (n: number) => `0d6e1f2a-0000-4000-8000-${String(n).padStart(12, '0')}`
+
 t.test('providers appear as Dubbo consumers read them, and go exactly when their pods go', async (t) => {
   live.push(await provider(), await provider(), await provider())
   await exactly('three providers', live)
   const [p] = await providers()
-  t.match(p!.params, { interface: IFACE, version: '1.0.0', methods: 'get,list', side: 'provider', application: 'orders', dubbo: '2.0.2', dynamic: 'false' })
+  t.match(p!.params, { interface: IFACE, version: '1.0.0', methods: 'get,list', side: 'provider', application: 'orders', dubbo: '2.0.2', dynamic: 'false', 'enlist.cluster': 'east' })
   t.equal(p!.protocol, 'dubbo')
   // a graceful delete (the pod terminates) and a force delete (the pod vanishes)
   await remove(live.shift()!)
@@ -112,8 +159,7 @@ t.test('enlist restarting deregisters nothing', async (t) => {
   await enlist.stop()
   t.same(await addresses(), before, 'enlist down: the providers stay')
   await enlist.restart()
-  // a sweep runs at start and every 5 s: two of them
-  await new Promise((r) => setTimeout(r, 11_000))
+  await sweptTimes(2)
   t.same(await addresses(), before, 'enlist back and swept: the same providers')
 })
 
@@ -139,4 +185,109 @@ t.test('advertise nodePort: consumers outside the cluster get a node address and
   t.same(edge.map((p) => `${p.host}:${p.port}`), ['127.0.0.1:30880'])
   await cp.client.delete(podPath(refOf(pod)), { gracePeriodSeconds: 0 })
   await waitFor('the edge provider gone', async () => (await dubboProviders(zk.connect, 'com.acme.Edge')).length === 0, 60_000, 250)
+})
+
+const PROVIDERS = `/dubbo/${IFACE}/providers`
+const providerNode = (uid: string, pod: string, host: string, cluster?: string) =>
+  providerNodeName(dubboProvider({ uid, namespace: 'shop', pod, service: 'orders', metadata: { interface: IFACE, version: '1.0.0' }, registeredAt: '2026-11-22T03:00:00Z', host, port: 20880, cluster }))
+
+t.test("another cluster's providers and unmarked ones survive every sweep, byte for byte; this cluster's stray goes", async (t) => {
+  const west = `${PROVIDERS}/${providerNode(fakeUid(1), 'orders-west', '10.9.9.1', 'west')}`
+  const unmarked = `${PROVIDERS}/${providerNode(fakeUid(2), 'orders-old', '10.9.9.2')}`
+  const stray = `${PROVIDERS}/${providerNode(fakeUid(3), 'orders-gone', '10.9.9.3', 'east')}`
+  await zkCreate(west, JSON.stringify({ uid: fakeUid(1), cluster: 'west' }))
+  await zkCreate(unmarked, JSON.stringify({ uid: fakeUid(2) }))
+  await zkCreate(stray, JSON.stringify({ uid: fakeUid(3), cluster: 'east' }))
+  const before = [await zkNode(west), await zkNode(unmarked)]
+  t.ok(before.every((n) => n !== undefined))
+  await waitFor("this cluster's stray removed", async () => (await zkNode(stray)) === undefined, 60_000, 250)
+  await sweptTimes(3)
+  t.same([await zkNode(west), await zkNode(unmarked)], before, 'untouched: same data, same modification')
+  t.equal(await enlist.metric('enlist_registry_foreign_entries{backend="zookeeper",kind="other"}'), 1)
+  t.equal(await enlist.metric('enlist_registry_foreign_entries{backend="zookeeper",kind="unmarked"}'), 1)
+  // consumers see them all: the mark changes nothing for them
+  t.ok((await addresses()).includes('10.9.9.1:20880'))
+  await zkRemove(west)
+  await zkRemove(unmarked)
+  await exactly("this cluster's providers: its live pods'", live)
+})
+
+t.test('the unmarked node of a live pod takes this cluster\'s mark', async (t) => {
+  live.push(await provider())
+  await exactly('registered', live)
+  const pod = live.at(-1)!
+  const uid = pod.metadata!.uid!
+  const mine = (await zkChildren(PROVIDERS)).find((c) => enlistOwner(c)?.uid === uid)!
+  t.equal(enlistOwner(mine)?.cluster, 'east')
+  // as an enlist before marks wrote it: no enlist.cluster, a record with no cluster
+  const old = javaUrlDecode(mine).replace('&enlist.cluster=east', '')
+  const oldNode = `${PROVIDERS}/${javaUrlEncode(old)}`
+  const data = JSON.parse(Buffer.from((await zkNode(`${PROVIDERS}/${mine}`))!.data, 'base64').toString()) as Record<string, unknown>
+  delete data.cluster
+  await zkDo((cb) => zkc.transaction().create(oldNode, Buffer.from(JSON.stringify(data)), zookeeper.CreateMode.PERSISTENT).remove(`${PROVIDERS}/${mine}`, -1).commit((e) => cb(e)))
+  t.equal(enlistOwner(oldNode.slice(PROVIDERS.length + 1))?.cluster, undefined)
+  await waitFor('the node marked again', async () => {
+    const nodes = (await zkChildren(PROVIDERS)).filter((c) => enlistOwner(c)?.uid === uid)
+    return nodes.length === 1 && enlistOwner(nodes[0]!)?.cluster === 'east'
+  }, 60_000, 250)
+  t.equal(await zkNode(oldNode), undefined, 'the unmarked one gone')
+  await exactly('the same providers', live)
+})
+
+t.test("layout enlist: <root>/<cluster>/<namespace>/<service>/<uid>; the old layout's node of a live pod moves there", async (t) => {
+  const good = await currentPolicy()
+  const policy = parse(good) as { registry: { backends: Array<Record<string, unknown>> } }
+  policy.registry.backends.push({ ...ZK_BACKEND, name: 'zk-enlist', layout: 'enlist', root: '/enlist' })
+  // another cluster's node and an unmarked one of no pod here, written before enlist looks
+  const west = `/enlist/west/shop/orders/${fakeUid(11)}`
+  const unmarked = `/enlist/shop/orders/${fakeUid(12)}`
+  await zkCreate(west, JSON.stringify({ uid: fakeUid(11), cluster: 'west', pod: 'orders-west' }))
+  await zkCreate(unmarked, JSON.stringify({ uid: fakeUid(12), pod: 'orders-old' }))
+  const before = [await zkNode(west), await zkNode(unmarked)]
+  await setPolicy(cp, stringify(policy))
+  t.teardown(() => setPolicy(cp, good))
+  const nodes = async () => (await zkChildren('/enlist/east/shop/orders')).sort()
+  const uids = () => live.map((p) => p.metadata!.uid!).sort()
+  await waitFor('every live pod under /enlist/east', async () => JSON.stringify(await nodes()) === JSON.stringify(uids()), 60_000, 250)
+  const pod = live[0]!
+  const uid = pod.metadata!.uid!
+  t.match(JSON.parse(Buffer.from((await zkNode(`/enlist/east/shop/orders/${uid}`))!.data, 'base64').toString()), { uid, cluster: 'east' })
+  // as an enlist before marks left it: the node at <root>/<ns>/<svc>/<uid>, no cluster
+  const data = JSON.parse(Buffer.from((await zkNode(`/enlist/east/shop/orders/${uid}`))!.data, 'base64').toString()) as Record<string, unknown>
+  delete data.cluster
+  await zkDo((cb) => zkc.transaction().create(`/enlist/shop/orders/${uid}`, Buffer.from(JSON.stringify(data)), zookeeper.CreateMode.PERSISTENT).remove(`/enlist/east/shop/orders/${uid}`, -1).commit((e) => cb(e)))
+  await waitFor('the old node moved', async () => (await zkNode(`/enlist/shop/orders/${uid}`)) === undefined && (await zkNode(`/enlist/east/shop/orders/${uid}`)) !== undefined, 60_000, 250)
+  t.match(JSON.parse(Buffer.from((await zkNode(`/enlist/east/shop/orders/${uid}`))!.data, 'base64').toString()), { uid, pod: pod.metadata!.name, cluster: 'east' })
+  await sweptTimes(2)
+  t.same([await zkNode(west), await zkNode(unmarked)], before, "another cluster's node and the unmarked one untouched")
+  t.equal(await enlist.metric('enlist_registry_foreign_entries{backend="zk-enlist",kind="other"}'), 1)
+  t.equal(await enlist.metric('enlist_registry_foreign_entries{backend="zk-enlist",kind="unmarked"}'), 1)
+  // a pod that goes leaves nothing under this cluster's name
+  await remove(live.pop()!, true)
+  await waitFor('its node gone', async () => JSON.stringify(await nodes()) === JSON.stringify(uids()), 60_000, 250)
+  await setPolicy(cp, good)
+  await zkRemove(west)
+  await zkRemove(unmarked)
+})
+
+t.test('a name claimed by another cluster refuses the backend: unhealthy, counted, nothing written', async (t) => {
+  const holder = encodeClaim({ name: 'east', uid: 'a-dr-cluster-kube-system-uid', claimedAt: '2026-01-01T00:00:00.000Z' })
+  await zkCreate('/claimed/.clusters/east', holder)
+  const good = await currentPolicy()
+  const policy = parse(good) as { registry: { backends: Array<Record<string, unknown>> } }
+  policy.registry.backends.push({ ...ZK_BACKEND, name: 'claimed', layout: 'enlist', root: '/claimed' })
+  await setPolicy(cp, stringify(policy))
+  t.teardown(() => setPolicy(cp, good))
+  const warning = await waitFor('the refusal in /readyz?verbose', async () => (await readyz()).warnings.find((w) => w.check === 'backend claimed'), 60_000, 250)
+  t.match(warning.reason, /cluster name "east" is claimed in backend claimed by another cluster \(kube-system UID a-dr-cluster-kube-system-uid/)
+  t.equal(await enlist.metric('enlist_cluster_claim_refused{backend="claimed"}'), 1)
+  t.equal(await enlist.metric('enlist_cluster_claim_refused{backend="zookeeper"}'), 0)
+  await sweptTimes(2)
+  t.same(await zkChildren('/claimed'), ['.clusters'], 'no entry written')
+  t.equal(Buffer.from((await zkNode('/claimed/.clusters/east'))!.data, 'base64').toString(), holder, 'the claim not taken')
+  // this cluster's own claim, in the backend it holds
+  const kubeSystem = await cp.client.get<{ metadata: { uid: string } }>('/api/v1/namespaces/kube-system')
+  t.match(JSON.parse(Buffer.from((await zkNode('/dubbo/.clusters/east'))!.data, 'base64').toString()), { name: 'east', uid: kubeSystem.metadata.uid })
+  await setPolicy(cp, good)
+  await waitFor('the refused backend gone from /readyz', async () => !(await readyz()).warnings.some((w) => w.check === 'backend claimed'), 60_000, 250)
 })

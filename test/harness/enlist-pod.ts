@@ -39,6 +39,8 @@ export async function installEnlistOnNode(c: NodeCluster, opts: InstallOptions =
     if (o.kind === 'ConfigMap' && (o.metadata as { name: string }).name === 'enlist-policy' && opts.policy) {
       const data = o.data as Record<string, string>
       const policy = parse(data['policy.yaml']!) as Record<string, unknown>
+      // every test cluster has a name: the shared backends the tests run need one
+      policy.cluster = { name: 'e2e' }
       opts.policy(policy)
       data['policy.yaml'] = stringify(policy)
     }

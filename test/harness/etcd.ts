@@ -39,12 +39,15 @@ async function status(url: string): Promise<Status> {
   return (await res.json()) as Status
 }
 
-export async function startEtcd(opts: { members?: number } = {}): Promise<EtcdCluster> {
+/** `host`: the address clients reach the members at (default loopback; a real node's pods
+ *  reach the host's address on the node's link). */
+export async function startEtcd(opts: { members?: number; host?: string } = {}): Promise<EtcdCluster> {
   const n = opts.members ?? 3
+  const host = opts.host ?? '127.0.0.1'
   const dir = tempDir('enlist-etcd-')
   const ports: Array<{ client: number; peer: number }> = []
   for (let i = 0; i < n; i++) ports.push({ client: await freePort(), peer: await freePort() })
-  const members: EtcdMember[] = ports.map((p, i) => ({ name: `m${i}`, clientURL: `http://127.0.0.1:${p.client}`, process: undefined }))
+  const members: EtcdMember[] = ports.map((p, i) => ({ name: `m${i}`, clientURL: `http://${host}:${p.client}`, process: undefined }))
   const initialCluster = members.map((m, i) => `${m.name}=http://127.0.0.1:${ports[i]!.peer}`).join(',')
 
   const start = async (i: number): Promise<void> => {

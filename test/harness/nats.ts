@@ -30,8 +30,11 @@ export interface NatsCluster {
   stop(): Promise<void>
 }
 
-export async function startNats(opts: { size?: 1 | 3 } = {}): Promise<NatsCluster> {
+/** `host`: the address clients reach the servers at (default loopback; a real node's pods
+ *  reach the host's address on the node's link). */
+export async function startNats(opts: { size?: 1 | 3; host?: string } = {}): Promise<NatsCluster> {
   const size = opts.size ?? 1
+  const host = opts.host ?? '127.0.0.1'
   const dir = tempDir('enlist-nats-')
   const remove = (): void => rmSync(dir, { recursive: true, force: true })
   const ports = await Promise.all(Array.from({ length: size }, async () => ({ client: await freePort(), cluster: await freePort() })))
@@ -42,7 +45,7 @@ export async function startNats(opts: { size?: 1 | 3 } = {}): Promise<NatsCluste
     writeFileSync(
       conf,
       `server_name: ${name}
-listen: 127.0.0.1:${p.client}
+listen: ${host}:${p.client}
 jetstream { store_dir: "${join(dir, name)}", max_memory_store: 64MB, max_file_store: 1GB }
 accounts {
   APP {
@@ -61,7 +64,7 @@ ${size > 1 ? `cluster { name: enlist-test, listen: 127.0.0.1:${p.cluster}, no_ad
     const server: NatsServer = {
       name,
       port: p.client,
-      url: `nats://127.0.0.1:${p.client}`,
+      url: `nats://${host}:${p.client}`,
       process: undefined,
       async start() {
         const proc = supervise(`nats-${name}`, 'nats-server', ['-c', conf], { logFile: join(dir, `${name}.log`), keepLines: true })

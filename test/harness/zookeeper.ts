@@ -42,9 +42,9 @@ function tail(file: string, lines: number): string {
 }
 
 /** One four-letter-word command; resolves with the whole answer. */
-export function fourLetter(port: number, cmd: string, timeoutMs = 2000): Promise<string> {
+export function fourLetter(port: number, cmd: string, timeoutMs = 2000, host = '127.0.0.1'): Promise<string> {
   return new Promise((resolve, reject) => {
-    const s = connect(port, '127.0.0.1')
+    const s = connect(port, host)
     let out = ''
     const timer = setTimeout(() => s.destroy(new Error(`${cmd}: no answer`)), timeoutMs)
     s.on('connect', () => s.write(cmd))
@@ -60,8 +60,11 @@ export function fourLetter(port: number, cmd: string, timeoutMs = 2000): Promise
   })
 }
 
-export async function startZookeeper(opts: { servers?: number; tickTimeMs?: number } = {}): Promise<ZkEnsemble> {
+/** `host`: the address clients reach the ensemble at (default loopback; a real node's pods
+ *  reach the host's address on the node's link). */
+export async function startZookeeper(opts: { servers?: number; tickTimeMs?: number; host?: string } = {}): Promise<ZkEnsemble> {
   const n = opts.servers ?? 3
+  const host = opts.host ?? '127.0.0.1'
   const dir = tempDir('enlist-zk-')
   const ports: Array<{ client: number; peer: number; election: number }> = []
   for (let i = 0; i < n; i++) ports.push({ client: await freePort(), peer: await freePort(), election: await freePort() })
@@ -77,7 +80,7 @@ export async function startZookeeper(opts: { servers?: number; tickTimeMs?: numb
       'syncLimit=10',
       `dataDir=${data}`,
       `clientPort=${s.clientPort}`,
-      'clientPortAddress=127.0.0.1',
+      `clientPortAddress=${host}`,
       'admin.enableServer=false',
       '4lw.commands.whitelist=srvr,ruok,stat,cons',
       'maxClientCnxns=0',
@@ -104,7 +107,7 @@ export async function startZookeeper(opts: { servers?: number; tickTimeMs?: numb
   }
   const mode = async (s: ZkServer): Promise<string | undefined> => {
     try {
-      return /Mode: (\w+)/.exec(await fourLetter(s.clientPort, 'srvr'))?.[1]
+      return /Mode: (\w+)/.exec(await fourLetter(s.clientPort, 'srvr', 2000, host))?.[1]
     } catch {
       return undefined
     }
@@ -112,7 +115,7 @@ export async function startZookeeper(opts: { servers?: number; tickTimeMs?: numb
   const ensemble: ZkEnsemble = {
     dir,
     servers,
-    connect: servers.map((s) => `127.0.0.1:${s.clientPort}`).join(','),
+    connect: servers.map((s) => `${host}:${s.clientPort}`).join(','),
     start,
     stop,
     async leader() {

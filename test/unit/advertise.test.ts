@@ -18,6 +18,7 @@ t.test('enlist.io/advertise: one mode for all, or backend=mode pairs', async (t)
 
 const policy = loadPolicy(`apiVersion: enlist.io/v1alpha1
 kind: Policy
+cluster: {name: test}
 registry:
   backends:
   - {name: zk, type: zookeeper, connect: "zk:2181", allowInsecure: true, layout: dubbo}

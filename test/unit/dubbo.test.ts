@@ -2,7 +2,9 @@
 // themselves write (examples from their code, comments and the nodes their demos create).
 import t from 'tap'
 import {
+  CLUSTER_PARAM,
   dubboMetadataError,
+  dubboProviderOf,
   dubboProvider,
   enlistOwner,
   goQueryEscape,
@@ -14,6 +16,7 @@ import {
   selectDubboPort,
   toFullString,
 } from '../../src/registry/dubbo.js'
+import type { RegistryRecord } from '../../src/registry/record.js'
 import { decodeDubboGoAnnotation, dubboGoPairs, encodeDubboGoAnnotation } from '../../src/registry/dubbo-go.js'
 
 // The provider URL of Dubbo's demo (dubbo-demo-api-provider), as RegistryProtocol logs it in its
@@ -67,7 +70,7 @@ t.test("the provider a pod is: what consumers match on, enlist's own parameters"
     'dubbo://10.244.0.13:20880/com.acme.Orders?application=orders&dubbo=2.0.2&dynamic=false&enlist.pod=shop/orders-7d9c-x2k4p' +
       '&enlist.uid=u-1&group=g1&interface=com.acme.Orders&methods=get,list&side=provider&timeout=3000&timestamp=1795316400000&version=1.0.0',
   )
-  t.same(enlistOwner(providerNodeName(p)), { uid: 'u-1', namespace: 'shop', pod: 'orders-7d9c-x2k4p' })
+  t.same(enlistOwner(providerNodeName(p)), { uid: 'u-1', namespace: 'shop', pod: 'orders-7d9c-x2k4p', cluster: undefined }, 'no cluster given: unmarked')
   t.equal(enlistOwner(DEMO_ENCODED), undefined, "a provider Dubbo wrote is not enlist's")
   t.equal(enlistOwner('%%%'), undefined)
   t.match(toFullString(dubboProvider({ ...input, metadata: { ...input.metadata, application: 'orders-app', protocol: 'tri', port: 'grpc' } })), /^tri:\/\/10\.244\.0\.13:20880\/com\.acme\.Orders\?application=orders-app&/)
@@ -121,4 +124,104 @@ t.test("dubbo-go's pairs: the directory key and the provider key, values empty",
   t.same(decodeDubboGoAnnotation(asDubboGoWrites(written)), written)
   t.throws(() => decodeDubboGoAnnotation('abc'), { code: 'ENLIST_DUBBO_GO_INVALID' }, 'unpadded is refused, as Go does')
   t.throws(() => decodeDubboGoAnnotation(Buffer.from('{}').toString('base64')), /not a JSON array/)
+})
+
+// How a Dubbo consumer reads a provider node, ported line by line from apache/dubbo
+// dubbo-common/src/main/java/org/apache/dubbo/common/URLStrParser.java (parseEncodedStr,
+// parseEncodedParams, addParam, parseURLBody; username/password and IPv6 scope ids left out),
+// which dubbo-registry/dubbo-registry-zookeeper/.../ZookeeperRegistry.java toUrlsWithoutEmpty
+// calls on every child of /providers before UrlUtils.isMatch(consumer, url).
+function dubboParseEncoded(encoded: string): { protocol: string; host: string; port: number; path: string; params: Map<string, string> } {
+  const decode = (s: string) => decodeURIComponent(s.replace(/\+/g, '%20'))
+  const params = new Map<string, string>()
+  let pathEnd = encoded.indexOf('%3F')
+  if (pathEnd >= 0) {
+    // parseEncodedParams: %XX decoded one char at a time; '&' or ';' end a pair, the first '=' splits it
+    let nameStart = pathEnd + 3
+    let valueStart = -1
+    const add = (valueEnd: number) => {
+      if (nameStart >= valueEnd) return
+      if (valueStart <= nameStart) valueStart = valueEnd + 1
+      const name = decode(encoded.slice(nameStart, valueStart - 3))
+      const value = valueStart === valueEnd ? name : decode(encoded.slice(valueStart, valueEnd))
+      params.set(name, value)
+      if (name.startsWith('default.') && !params.has(name.slice(8))) params.set(name.slice(8), value)
+    }
+    let i: number
+    for (i = nameStart; i < encoded.length; i++) {
+      let ch = encoded[i]!
+      if (ch === '%') {
+        ch = String.fromCharCode(parseInt(encoded.slice(i + 1, i + 3), 16))
+        i += 2
+      }
+      if (ch === '=') {
+        if (nameStart === i) nameStart = i + 1
+        else if (valueStart < nameStart) valueStart = i + 1
+      } else if (ch === '&' || ch === ';') {
+        add(i - 2)
+        nameStart = i + 1
+      }
+    }
+    add(i)
+  } else {
+    pathEnd = encoded.length
+  }
+  // parseURLBody: protocol before "://", path after the first "/", port after the last ":"
+  const body = decode(encoded.slice(0, pathEnd))
+  const protoEnd = body.indexOf('://')
+  const rest = body.slice(protoEnd + 3)
+  const slash = rest.indexOf('/')
+  const hostPort = slash >= 0 ? rest.slice(0, slash) : rest
+  const colon = hostPort.lastIndexOf(':')
+  return { protocol: body.slice(0, protoEnd), host: hostPort.slice(0, colon), port: Number(hostPort.slice(colon + 1)), path: slash >= 0 ? rest.slice(slash + 1) : '', params }
+}
+
+t.test('the cluster mark: a parameter Dubbo parses like any other and consumers ignore', async (t) => {
+  const marked = dubboProvider({ ...input, cluster: 'east' })
+  const plain = dubboProvider(input)
+  t.equal(
+    toFullString(marked),
+    toFullString(plain).replace('&enlist.pod=', '&enlist.cluster=east&enlist.pod='),
+    'enlist.cluster beside enlist.pod and enlist.uid, in sorted place',
+  )
+  t.same(enlistOwner(providerNodeName(marked)), { uid: 'u-1', namespace: 'shop', pod: 'orders-7d9c-x2k4p', cluster: 'east' })
+  t.equal(dubboProvider({ ...input, cluster: '' }).params.some(([k]) => k === CLUSTER_PARAM), false, 'an empty name marks nothing')
+
+  // What a Dubbo consumer reads from the node: the same URL, one more parameter.
+  const seen = dubboParseEncoded(providerNodeName(marked))
+  const unmarked = dubboParseEncoded(providerNodeName(plain))
+  t.same([seen.protocol, seen.host, seen.port, seen.path], ['dubbo', '10.244.0.13', 20880, 'com.acme.Orders'])
+  t.equal(seen.params.get('enlist.cluster'), 'east')
+  t.same(new Map([...seen.params].filter(([k]) => k !== 'enlist.cluster')), unmarked.params, 'every other parameter as without the mark')
+  // UrlUtils.isMatch (dubbo-common/.../common/utils/UrlUtils.java) reads interface, category,
+  // enabled, group, version and classifier: the mark is none of them, so every consumer that
+  // matched the provider before matches it now.
+  for (const k of ['interface', 'category', 'enabled', 'group', 'version', 'classifier']) t.equal(seen.params.get(k), unmarked.params.get(k), k)
+  // and the port of Dubbo's parser agrees with Dubbo's own demo node
+  const demo = dubboParseEncoded(DEMO_ENCODED)
+  t.same([demo.host, demo.port, demo.params.get('interface'), demo.params.get('methods')], ['192.168.0.114', 20880, 'org.apache.dubbo.demo.DemoService', 'sayHello,sayHelloAsync'])
+
+  // metadata cannot set the mark (or forge another cluster's)
+  t.match(dubboMetadataError({ interface: 'a.B', 'enlist.cluster': 'west' }, [{ name: 'dubbo', port: 20880, protocol: 'TCP' }]), /key "enlist.cluster" is a parameter enlist sets itself/)
+})
+
+t.test("dubbo-go's annotation on the pod carries no mark: the pod is the entry", async (t) => {
+  const record: RegistryRecord = {
+    uid: 'u-1',
+    namespace: 'shop',
+    pod: 'orders-1',
+    service: 'orders',
+    ip: '10.244.0.13',
+    ips: ['10.244.0.13'],
+    hostIP: '192.168.0.2',
+    node: 'node-1',
+    ports: [{ name: 'dubbo', port: 20880, protocol: 'TCP' }],
+    metadata: { interface: 'com.acme.Orders' },
+    registeredAt: '2026-11-22T03:00:00Z',
+    advertised: { mode: 'podIP', address: '10.244.0.13', ports: [{ containerPort: 20880, protocol: 'TCP', port: 20880 }] },
+    cluster: 'east',
+  }
+  const p = dubboProviderOf(record)
+  t.equal(p.params.some(([k]) => k === CLUSTER_PARAM), false, 'the kubernetes backend passes no cluster: the annotation is as before')
+  t.equal(dubboProviderOf(record, 'east').params.find(([k]) => k === CLUSTER_PARAM)?.[1], 'east', 'the ZooKeeper backend passes its own')
 })

@@ -8,6 +8,7 @@ import {
   encodeEvent,
   eventId,
   EventFormatError,
+  eventCluster,
   natsSubject,
   parseEvent,
   registeredEvent,
@@ -96,4 +97,33 @@ t.test('the parser refuses what the schema refuses, naming the problem', async (
   t.throws(() => parseEvent('{'), EventFormatError)
   t.throws(() => parseEvent('[]'), /not a JSON object/)
   t.same(parseEvent(Buffer.from(JSON.stringify(good))), good)
+})
+
+t.test('the cluster mark: data.cluster in both events, checked as the schema does; a metadata key "cluster" is its own', async (t) => {
+  // metadata is its own object: a key named cluster there is a tenant's, in any spelling
+  const marked: RegistryRecord = { ...record, cluster: 'prod-eu-1', metadata: { cluster: 'Not A Label_at all', interface: 'com.acme.Orders' } }
+  const reg = registeredEvent(source, marked)
+  t.equal(reg.data.cluster, 'prod-eu-1', 'registered: the record, mark included, is the data')
+  t.equal(eventCluster(reg), 'prod-eu-1')
+  t.ok(validate(JSON.parse(encodeEvent(reg).toString())), JSON.stringify(validate.errors))
+  t.same(parseEvent(encodeEvent(reg)), reg, 'parsed back as published')
+  t.equal(parseEvent(encodeEvent(reg)).data.metadata?.cluster, 'Not A Label_at all', "the metadata key is untouched, and not the mark's rules")
+
+  const dereg = deregisteredEvent(source, marked, '2026-11-23T11:00:00Z')
+  t.equal(dereg.data.cluster, 'prod-eu-1', 'deregistered: carries the mark of the record it had published')
+  t.ok(validate(JSON.parse(encodeEvent(dereg).toString())), JSON.stringify(validate.errors))
+  const minimal = deregisteredEvent(source, { uid: 'u-1', namespace: 'shop', pod: 'p', service: 'orders', cluster: 'dr' }, '2026-11-23T11:00:00Z')
+  t.ok(validate(minimal), JSON.stringify(validate.errors))
+  t.equal(eventCluster(parseEvent(encodeEvent(minimal))), 'dr')
+
+  t.equal(eventCluster(registeredEvent(source, record)), undefined, 'an event of an enlist before marks: unmarked, and valid')
+
+  for (const bad of ['Prod', 'prod_eu', '-a', 'a'.repeat(64), '', 7]) {
+    for (const e of [registeredEvent(source, marked), deregisteredEvent(source, marked, 'T')]) {
+      const body = structuredClone(e) as unknown as { data: Record<string, unknown>; type: string }
+      body.data.cluster = bad
+      t.throws(() => parseEvent(JSON.stringify(body)), /data\.cluster must be a cluster name \(a DNS-1123 label\)/, `${body.type}: ${JSON.stringify(bad)}`)
+      t.notOk(validate(body), `the schema refuses it too: ${JSON.stringify(bad)}`)
+    }
+  }
 })

@@ -8,6 +8,14 @@ import pino from 'pino'
 import { HttpBackend, linkNext } from '../../src/registry/http.js'
 import type { HttpBackendSpec } from '../../src/policy/policy.js'
 import { startCmdb } from '../harness/cmdb.js'
+import { RegistryController } from '../../src/controller/registry-controller.js'
+import { TokenAuthenticator } from '../../src/registration/auth.js'
+import { DependencyCache } from '../../src/registration/dependencies.js'
+import { RegistrationService } from '../../src/registration/service.js'
+import type { Backend } from '../../src/registry/backend.js'
+import { fakeCluster, metricValue, sealedStatus, until } from '../helpers/fake-cluster.js'
+import { fakeToken, podAt, runningPod } from '../helpers/fake-kube.js'
+import { MANAGED_LABEL, STATUS_ANNOTATION } from '../../src/names.js'
 
 const spec = (url: string, over: Partial<HttpBackendSpec> = {}): HttpBackendSpec => ({
   name: 'cmdb',
@@ -216,4 +224,119 @@ t.test('Link headers', async (t) => {
   t.equal(linkNext('</a?p=3>; rel=next'), '/a?p=3')
   t.equal(linkNext('<x>; title="next"; rel="prev next"'), 'x')
   t.equal(linkNext(undefined), undefined)
+})
+
+t.test('the cluster mark: the PUT body carries it, list() reports each entry\'s, a metadata key "cluster" is only metadata', async (t) => {
+  const cmdb = await startCmdb()
+  t.teardown(() => cmdb.close())
+  const b = new HttpBackend(spec(cmdb.url), async () => ({}))
+  t.teardown(() => b.close())
+  const marked = { ...record, cluster: 'prod-eu-1', metadata: { cluster: 'someone-elses-word' } }
+  await b.register(marked)
+  t.same(cmdb.records.get(UID), marked, 'the body is the record, mark included')
+  cmdb.records.set(uid(1), { uid: uid(1), namespace: 'shop', pod: 'b', cluster: 'dr' })
+  cmdb.records.set(uid(2), { uid: uid(2), namespace: 'shop', pod: 'c', metadata: { cluster: 'prod-eu-1' } })
+  cmdb.records.set(uid(3), { uid: uid(3), namespace: 'shop', pod: 'd', cluster: '' })
+  t.same(
+    (await b.list()).sort((x, y) => x.pod.localeCompare(y.pod)),
+    [
+      { uid: UID, namespace: 'shop', pod: 'p', cluster: 'prod-eu-1' },
+      { uid: uid(1), namespace: 'shop', pod: 'b', cluster: 'dr' },
+      { uid: uid(2), namespace: 'shop', pod: 'c', cluster: undefined },
+      { uid: uid(3), namespace: 'shop', pod: 'd', cluster: undefined },
+    ].sort((x, y) => x.pod.localeCompare(y.pod)),
+    'the record\'s cluster field is the mark; metadata.cluster and an empty one are not',
+  )
+})
+
+t.test('adopt: an unmarked entry is PUT again with the mark (its pod lives) or deleted (gone); a marked one is never touched', async (t) => {
+  const cmdb = await startCmdb()
+  t.teardown(() => cmdb.close())
+  const b = new HttpBackend(spec(cmdb.url), async () => ({}))
+  t.teardown(() => b.close())
+  cmdb.records.set(UID, { ...record })
+  cmdb.records.set(uid(1), { ...record, uid: uid(1), pod: 'gone' })
+  cmdb.records.set(uid(2), { ...record, uid: uid(2), pod: 'theirs', cluster: 'dr' })
+  const [live, gone, theirs] = await Promise.all([UID, uid(1), uid(2)].map(async (u) => (await b.list()).find((e) => e.uid === u)!))
+  await b.adopt(live!, { ...record, cluster: 'prod-eu-1' })
+  t.same(cmdb.records.get(UID), { ...record, cluster: 'prod-eu-1' }, 'the live pod\'s entry now carries the mark (the uid is the key: one entry)')
+  await b.adopt(gone!, undefined)
+  t.notOk(cmdb.records.has(uid(1)), 'the gone pod\'s unmarked entry is removed')
+  const sent = cmdb.requests.length
+  await t.rejects(b.adopt(theirs!, undefined), { retryable: false, message: /carries cluster dr's mark; only unmarked entries are adopted/ })
+  await t.rejects(b.adopt(theirs!, { ...record, uid: uid(2), cluster: 'prod-eu-1' }), /only unmarked entries are adopted/)
+  await t.rejects(b.adopt(gone!, { ...record, uid: uid(1) }), { message: /carries no cluster mark to adopt it with/ }, 'an unmarked record would leave it unmarked')
+  await t.rejects(b.adopt(gone!, { ...record, cluster: 'prod-eu-1' }), { message: /record is of pod UID .*, not the entry's/ })
+  t.equal(cmdb.requests.length, sent, 'nothing was sent for those')
+  t.same(cmdb.records.get(uid(2)), { ...record, uid: uid(2), pod: 'theirs', cluster: 'dr' }, 'another cluster\'s entry as it was')
+})
+
+t.test("the controller's sweep with the http backend removes this cluster's stray, never another cluster's or an unmarked entry", async (t) => {
+  const c = await fakeCluster({ backends: ['cmdb'] }) // cluster.name "test"
+  const cmdb = await startCmdb()
+  const http = new HttpBackend(spec(cmdb.url), async () => ({}))
+  // the real http backend in the place of the fake one the policy set up
+  const inner = c.registry as unknown as { current: Backend[] }
+  inner.current = inner.current.map((b) => (b.name === 'cmdb' ? http : b))
+  const controller = new RegistryController({
+    client: c.kube.client,
+    pods: c.pods,
+    registry: c.registry,
+    events: c.events,
+    metrics: c.metrics,
+    log: c.log,
+    keysKnown: () => true,
+    sweepIntervalMs: () => 3_600_000,
+    sweepRate: () => 10_000,
+  })
+  t.teardown(async () => {
+    await controller.stop()
+    await c.stop()
+    http.close()
+    await cmdb.close()
+  })
+  const service = new RegistrationService({
+    client: c.kube.client,
+    auth: new TokenAuthenticator(c.kube.client, c.metrics),
+    pods: c.pods,
+    dependencies: new DependencyCache(c.kube, c.log),
+    registry: c.registry,
+    events: c.events,
+    keys: c.keys,
+    metrics: c.metrics,
+    log: c.log,
+    backendBudgetMs: 2000,
+  })
+  // a pod as admission leaves it (test/helpers/fake-cluster.ts enlistedPod), with a real pod
+  // UID: the http backend takes nothing else as a path
+  const decision = { namespace: 'shop', serviceAccount: 'orders', service: 'orders', metadata: { interface: 'com.acme.Orders' }, dependsOn: [] }
+  const annotations = { [STATUS_ANNOTATION]: sealedStatus(decision, c.signing) }
+  const p = { uid: uid(100), token: fakeToken('shop/orders-live') }
+  c.kube.put(podAt('shop', 'orders-live'), runningPod({ namespace: 'shop', name: 'orders-live', uid: p.uid, serviceAccount: 'orders', labels: { app: 'orders', [MANAGED_LABEL]: 'true' }, annotations }))
+  c.kube.tokens.set(p.token, { namespace: 'shop', serviceAccount: 'orders', pod: 'orders-live', uid: p.uid })
+  await service.register(`Bearer ${p.token}`, { waitMs: 0 })
+  await until('the cache to see the registered condition', () => c.pods.byUid(p.uid)?.status.conditions?.[0]?.status === 'True')
+  const own = cmdb.records.get(p.uid)
+  t.match(own, { uid: p.uid, cluster: 'test' }, 'the registration PUT the record with this cluster\'s mark')
+
+  // entries of pods this cluster does not have: its own stray, another cluster's, unmarked
+  const entry = (i: number, pod: string, cluster?: string) => ({ ...record, uid: uid(i), pod, ...(cluster ? { cluster } : {}) })
+  cmdb.records.set(uid(1), entry(1, 'own-stray', 'test'))
+  cmdb.records.set(uid(2), entry(2, 'theirs', 'dr'))
+  cmdb.records.set(uid(3), entry(3, 'unmarked'))
+  await controller.sweep()
+  t.notOk(cmdb.records.has(uid(1)), "this cluster's stray (its pod is gone) removed")
+  t.same(cmdb.records.get(uid(2)), entry(2, 'theirs', 'dr'), "another cluster's entry left alone, byte for byte")
+  t.same(cmdb.records.get(uid(3)), entry(3, 'unmarked'), 'an unmarked entry left alone')
+  t.same(cmdb.records.get(p.uid), own, 'the live pod keeps its entry')
+  t.same(cmdb.requests.filter((r) => r.method === 'DELETE').map((r) => r.path.split('/').pop()), [uid(1)], 'one DELETE, of its own stray')
+  t.equal(await metricValue(c.metrics.foreignEntries, { backend: 'cmdb', kind: 'other' }), 1, 'counted: another cluster\'s')
+  t.equal(await metricValue(c.metrics.foreignEntries, { backend: 'cmdb', kind: 'unmarked' }), 1, 'counted: unmarked')
+  t.equal(await metricValue(c.metrics.strays, { backend: 'cmdb' }), 1)
+
+  // a backend that lost the live pod's entry gets it again, marked
+  cmdb.records.delete(p.uid)
+  await controller.sweep()
+  t.same(cmdb.records.get(p.uid), own, 'rewritten, with the mark')
+  t.ok(cmdb.records.has(uid(2)) && cmdb.records.has(uid(3)), 'a second sweep still leaves the others alone')
 })

@@ -1,4 +1,4 @@
-// registry.backends[] of type etcd: etcd v3, keys <prefix><namespace>/<service>/<pod uid>.
+// registry.backends[] of type etcd: etcd v3, keys <prefix><cluster>/<namespace>/<service>/<pod uid>.
 
 import { isDns1123Subdomain } from '../../lib/validation.js'
 import { connectionUrlErrors, pemError, POLICY_CONNECTION_SETTINGS } from './checks.js'
