@@ -107,7 +107,7 @@ export class NatsSource implements EventSource {
 
   /** The bucket's registered records: with a cluster, only its keys are read. */
   async snapshot(cluster?: string): Promise<RegistryRecord[]> {
-    const entries = await readBucket(this.js!, this.o.bucket, 120_000, cluster === undefined ? undefined : [`${cluster}.*`])
+    const entries = await readBucket(this.js!, this.o.bucket, 120_000, cluster === undefined ? '>' : `${cluster}.*`)
     return entries.filter((e) => e.entry.state === 'registered').map((e) => e.entry.data as RegistryRecord)
   }
 

@@ -143,7 +143,7 @@ t.test('manifests/base', async (t) => {
   const objects = await render(t, 'base')
   t.same(
     objects.map((o) => o.kind).sort(),
-    ['ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'Namespace', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'],
+    ['ClusterRole', 'ClusterRole', 'ClusterRole', 'ClusterRoleBinding', 'ClusterRoleBinding', 'ConfigMap', 'Deployment', 'MutatingWebhookConfiguration', 'Namespace', 'PodDisruptionBudget', 'Role', 'RoleBinding', 'Service', 'ServiceAccount'],
   )
   const roles = objects.filter((o) => o.kind === 'ClusterRole') as unknown as Array<{ metadata: { name: string }; rules: Rule[] }>
   const patchesPods = roles.filter((r) => r.rules.some((rule) => rule.resources.includes('pods') && rule.verbs.includes('patch'))).map((r) => r.metadata.name)
@@ -160,11 +160,14 @@ t.test('manifests/base', async (t) => {
     'core/configmaps/enlist-ledger-*:update',
     'core/configmaps/enlist-policy:list', // watched by name: list and watch, no get
     'core/configmaps/enlist-policy:watch',
+    'core/configmaps/enlist-status:get', // ClusterRole enlist-status-reader: what users bind to run enlist status
+    'core/configmaps/enlist-status:update', // the leader's status report
     'core/endpoints/*:list',
     'core/endpoints/*:watch',
     'core/events/*:create', // never updated
     'core/namespaces/*:list',
     'core/namespaces/*:watch',
+    'core/namespaces/kube-system:get', // the cluster's UID in claims on its name
     'core/nodes/*:get',
     'core/pods/*:get',
     'core/pods/*:list',

@@ -177,9 +177,10 @@ export class KvLedger implements Ledger {
    *  Other clusters' keys are not read at all. */
   async list(): Promise<LedgerItem[]> {
     const { js } = await this.ready()
-    const subjects = this.cluster === '' ? undefined : [`${this.cluster}.*`, '*']
+    // two reads, one filter each: several filters in one consumer need NATS 2.10
+    const read = this.cluster === '' ? [await readBucket(js, this.bucket, 120_000)] : [await readBucket(js, this.bucket, 120_000, `${this.cluster}.*`), await readBucket(js, this.bucket, 120_000, '*')]
     const out: LedgerItem[] = []
-    for (const e of await readBucket(js, this.bucket, 120_000, subjects)) {
+    for (const e of read.flat()) {
       if (e.cluster === undefined) out.push({ uid: e.uid, entry: e.entry, ...(this.cluster === '' ? {} : { unmarked: true }) })
       else if (e.cluster === this.cluster) out.push({ uid: e.uid, entry: e.entry })
     }
@@ -212,17 +213,16 @@ export async function claimInBucket(ready: Ready, self: ClusterIdentity, takeOve
 
 /** Every live ledger value of a bucket (claims and keys not enlist's left out), through an
  *  ordered consumer (last value per key), within `timeoutMs`; `keys`: only keys matching
- *  these filters (`<cluster>.*`: one cluster's). Used by the sweep and by the relay's
- *  snapshot rebuild. */
+ *  this filter (`<cluster>.*`: one cluster's; `*`: the bare UIDs of before). Used by the
+ *  sweep and by the relay's snapshot rebuild. */
 export async function readBucket(
   js: JetStreamClient,
   bucket: string,
   timeoutMs: number,
-  keys?: readonly string[],
+  keys = '>',
 ): Promise<Array<{ uid: string; cluster: string | undefined; entry: LedgerEntry }>> {
   const prefix = `$KV.${bucket}.`
-  const filter = keys ? keys.map((k) => `${prefix}${k}`) : `${prefix}>`
-  const consumer = await js.consumers.get(`KV_${bucket}`, { filter_subjects: filter, deliver_policy: DeliverPolicy.LastPerSubject })
+  const consumer = await js.consumers.get(`KV_${bucket}`, { filter_subjects: `${prefix}${keys}`, deliver_policy: DeliverPolicy.LastPerSubject })
   const info = await consumer.info(true)
   const out: Array<{ uid: string; cluster: string | undefined; entry: LedgerEntry }> = []
   if (info.num_pending === 0) {
