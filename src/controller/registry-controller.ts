@@ -196,7 +196,7 @@ export class RegistryController {
     const cond = registeredCondition(p)
     const sealed = p.enlist.sealed
     if (cond?.status !== 'True' || !cond.lastTransitionTime || !p.status.podIP || !sealed) return undefined
-    return buildRecord(p, sealed.decision, cond.lastTransitionTime)
+    return this.o.registry.marked(buildRecord(p, sealed.decision, cond.lastTransitionTime))
   }
 
   /** Backends whose copy of a registered pod's record, kept on the pod, was edited. */

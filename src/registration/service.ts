@@ -113,7 +113,7 @@ export class RegistrationService {
     const already = cond?.status === 'True'
     // registeredAt is the condition's transition time, so it survives re-registration.
     const registeredAt = already && cond.lastTransitionTime ? cond.lastTransitionTime : nowSeconds()
-    const record = buildRecord(pod, reg, registeredAt)
+    const record = this.d.registry.marked(buildRecord(pod, reg, registeredAt))
     try {
       await this.d.registry.registerAll(record, { deadline: Date.now() + (this.d.backendBudgetMs ?? 10_000) }, { pod, advertise: reg.advertise })
     } catch (err) {

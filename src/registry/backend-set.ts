@@ -233,8 +233,9 @@ export class BackendSet {
     return advertised && advertised.mode === mode ? { ...record, advertised } : undefined
   }
 
-  /** The record with this cluster's mark (a record made by buildRecord has none). */
-  private marked(record: RegistryRecord): RegistryRecord {
+  /** The record with this cluster's mark (a record made by buildRecord has none): what every
+   *  backend is given, and what the registration API answers. */
+  marked(record: RegistryRecord): RegistryRecord {
     return this.clusterName === '' || record.cluster === this.clusterName ? record : { ...record, cluster: this.clusterName }
   }
 

@@ -45,7 +45,7 @@ export interface FakeCluster {
   stop(): Promise<void>
 }
 
-export async function fakeCluster(o: { backends?: string[]; kubernetes?: boolean } = {}): Promise<FakeCluster> {
+export async function fakeCluster(o: { backends?: string[]; kubernetes?: boolean; sweepOff?: string[] } = {}): Promise<FakeCluster> {
   const kube = new FakeKube()
   const metrics = createMetrics({ defaultMetrics: false })
   const { log, lines } = captureLogger()
@@ -59,7 +59,7 @@ export async function fakeCluster(o: { backends?: string[]; kubernetes?: boolean
   const pods = new ManagedPods(kube, log, { ring: () => keys.ring })
   keys.onChange((ring) => pods.keysChanged(ring))
   const backends = (o.backends ?? ['cmdb', 'etcd']).map((n) => new FakeBackend(n))
-  const { registry, policy } = await fakeRegistry({ client: kube.client, pods, metrics, log, backends, kubernetes: o.kubernetes })
+  const { registry, policy } = await fakeRegistry({ client: kube.client, pods, metrics, log, backends, kubernetes: o.kubernetes, sweepOff: o.sweepOff })
   pods.setRecordAnnotations(recordAnnotationsOf(policy.spec))
   keys.start()
   if (!(await keys.reflector.waitForSync())) throw new Error('fake cluster: the key store did not sync')

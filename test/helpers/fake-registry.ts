@@ -94,6 +94,8 @@ export interface FakeRegistryOptions {
   retry?: { initialDelayMs: number; maxDelayMs: number }
   /** The policy's cluster.name (the fakes stand in for shared backends); default "test". */
   cluster?: string
+  /** Fakes whose policy entry says `sweep: false`. */
+  sweepOff?: readonly string[]
 }
 
 /**
@@ -107,7 +109,7 @@ export async function fakeRegistry(o: FakeRegistryOptions): Promise<{ registry: 
   const retry = o.retry ?? { initialDelayMs: 10, maxDelayMs: 100 }
   const backends: unknown[] = [
     ...(o.kubernetes === false ? [] : [{ name: 'kubernetes', type: 'kubernetes' }]),
-    ...o.backends.map((b) => ({ name: b.name, type: 'http', url: `https://${b.name}.invalid/registry`, retry })),
+    ...o.backends.map((b) => ({ name: b.name, type: 'http', url: `https://${b.name}.invalid/registry`, retry, sweep: !o.sweepOff?.includes(b.name) })),
   ]
   const policy = makePolicy({ cluster: { name: o.cluster ?? 'test' }, registry: { backends } })
   const registry = new BackendSet(o.client, o.pods, new SecretReader(o.client, 'enlist-system'), o.metrics, log)

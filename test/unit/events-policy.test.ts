@@ -1,5 +1,6 @@
 // The nats and amqp backends in the policy: defaults, and every static check naming the
-// field and what is accepted. What cannot be known statically is tested end to end.
+// field and what is accepted. What cannot be known statically is tested end to end. Both are
+// shared backends: the policy names its cluster (the mark on every event's data).
 import t from 'tap'
 import { stringify } from 'yaml'
 import { PolicyError } from '../../src/lib/errors.js'
@@ -7,7 +8,7 @@ import { loadPolicy } from '../../src/policy/load.js'
 
 const errorsOf = (backend: Record<string, unknown>): string[] => {
   try {
-    loadPolicy(stringify({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy', registry: { backends: [backend] } }))
+    loadPolicy(stringify({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy', cluster: { name: 'prod-eu-1' }, registry: { backends: [backend] } }))
     return []
   } catch (err) {
     if (err instanceof PolicyError) return err.errors.map((e) => `${e.path}: ${e.message}`)
@@ -16,7 +17,7 @@ const errorsOf = (backend: Record<string, unknown>): string[] => {
 }
 
 t.test('defaults', async (t) => {
-  const p = loadPolicy(stringify({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy', registry: { backends: [
+  const p = loadPolicy(stringify({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy', cluster: { name: 'prod-eu-1' }, registry: { backends: [
     { name: 'ev', type: 'nats', url: 'nats://nats:4222', allowInsecure: true, source: '/clusters/a' },
     { name: 'mq', type: 'amqp', url: 'amqp://rabbit:5672/', allowInsecure: true, source: '/clusters/a' },
   ] } }))
@@ -47,4 +48,17 @@ t.test('amqp: what is wrong and what is accepted', async (t) => {
   t.match(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://u:p@a', allowInsecure: true, source: '/c' }), [/url: must not hold credentials/])
   t.match(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://a', allowInsecure: true, source: '/c', exchange: 'amq.topic' }), [/exchange: "amq.topic" is reserved/])
   t.match(errorsOf({ name: 'mq', type: 'amqp', url: 'amqp://a', allowInsecure: true, source: '/c', exchange: 'has space' }), [/exchange: "has space" is not an exchange name/])
+})
+
+t.test('nats and amqp are shared backends: the policy must name its cluster', async (t) => {
+  for (const backend of [
+    { name: 'ev', type: 'nats', url: 'nats://nats:4222', allowInsecure: true, source: '/clusters/a' },
+    { name: 'mq', type: 'amqp', url: 'amqp://rabbit:5672/', allowInsecure: true, source: '/clusters/a' },
+  ]) {
+    t.throws(
+      () => loadPolicy(stringify({ apiVersion: 'enlist.io/v1alpha1', kind: 'Policy', registry: { backends: [backend] } })),
+      { errors: [{ path: '/cluster/name', message: new RegExp(`is required with a backend several clusters may share \\(backend "${backend.name}" of type ${backend.type}\\)`) }] },
+      backend.type,
+    )
+  }
 })

@@ -60,7 +60,9 @@ t.test('a pod with a sealed decision registers exactly what was decided, everywh
 
   for (const b of c.backends) t.same(b.records.get(p.uid), record, `backend ${b.name} holds the record returned`)
   const stored = c.kube.peek<V1Pod>(p.path)!
-  t.same(decodeRecord(stored.metadata!.annotations![c.recordAnnotation]!), record, 'the kubernetes backend wrote the same record onto the pod')
+  t.equal(record.cluster, 'test', 'the record names the cluster that wrote it')
+  const { cluster: _cluster, ...flat } = record
+  t.same(decodeRecord(stored.metadata!.annotations![c.recordAnnotation]!), flat, 'the kubernetes backend wrote the same record onto the pod (its flat form has no cluster: the pod is the cluster\'s own)')
   t.equal(stored.metadata!.labels!['app.io/label'], 'app.io-value', 'and its discovery label')
 
   const cond = conditionOf(c, p.path)
