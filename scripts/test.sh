@@ -11,6 +11,14 @@ fail() {
   exit 1
 }
 
+# The CLI, server and end-to-end tests run dist/: build it from today's sources first, so no
+# test passes or fails against a stale build. make test/unit/e2e have just built it (their
+# build prerequisite) and say so with ENLIST_BUILT=1.
+if [ -z "${ENLIST_BUILT:-}" ]; then
+  npm run --silent build || fail "could not build dist/ (npm run build)"
+  chmod +x dist/cli/main.js
+fi
+
 # The Debian packages the end-to-end tests run (brokers, registries, the node's runtime), the
 # control plane (KUBEBUILDER_ASSETS if set, else built once per machine), and for the real
 # node its images (built once, cached). Where this machine cannot run a node, the suite says
