@@ -293,7 +293,9 @@ t.test('a lease its holder keeps renewing is never taken, however long the wait'
   const a = replica('a', store)
   a.elector.start()
   t.teardown(() => a.elector.stop())
-  await new Promise((r) => setTimeout(r, 2500)) // two and a half lease durations of the holder's
+  // eight reads of a's, 300 ms apart: over two lease durations of the holder's, counted by a's
+  // own attempts rather than a wall-clock sleep a busy machine could cut short of them
+  await until('a has read the lease eight times', () => a.client.verbs.get >= 8)
   t.notOk(a.elector.isLeader, 'a does not lead')
   t.equal(a.terms.length, 0, 'its leader-only work never started')
   t.equal(store.lease?.spec.holderIdentity, 'other', 'the holder keeps its lease')
@@ -312,11 +314,12 @@ t.test('a leader renews: renewTime moves on, acquireTime and transitions stay, t
   const a = await leading(t, 'a', store)
   const first = structuredClone(store.lease!.spec)
   const renewTimes = new Set<unknown>([first.renewTime])
-  for (let i = 0; i < 4; i++) {
-    await new Promise((r) => setTimeout(r, TIMING.retryPeriodMs + 50))
+  const rv = store.rv
+  await until('four renewals', () => {
     renewTimes.add(store.lease!.spec.renewTime)
-  }
-  t.ok(renewTimes.size >= 4, `renewTime moved on with each renewal (${renewTimes.size} values in 1.4 s)`)
+    return store.rv >= rv + 4
+  })
+  t.ok(renewTimes.size >= 4, `renewTime moved on with each renewal (${renewTimes.size} values in ${store.rv - rv} renewals)`)
   t.equal(store.lease!.spec.acquireTime, first.acquireTime, 'acquireTime kept')
   t.equal(store.lease!.spec.leaseTransitions, 0, 'no transition counted for renewals')
   t.equal(store.lease!.spec.holderIdentity, 'a')
@@ -334,14 +337,19 @@ t.test('a leader that finds another holder on the lease steps down and leaves it
   const renewing = setInterval(usurper.renew, 200)
   t.teardown(() => clearInterval(renewing))
   const usurped = Date.now()
-  await until('a steps down', () => !a.elector.isLeader, 2000)
-  t.ok(Date.now() - usurped < 1000, `at its next renewal (${Date.now() - usurped} ms), not at the renew deadline (2 s)`)
+  const attempts = a.client.verbs.replace + a.client.verbs.get
+  await until('a steps down', () => !a.elector.isLeader, 5000)
+  // counted in a's calls, not in milliseconds: its next renewal (a read, perhaps a write in
+  // flight) finds the other holder; waiting out the renew deadline would take six more
+  const calls = a.client.verbs.replace + a.client.verbs.get - attempts
+  t.ok(calls <= 3, `at its next renewal (${calls} calls, ${Date.now() - usurped} ms), not at the renew deadline (2 s)`)
   await until('the work stopped', () => a.terms[0]?.stop !== undefined, 2000)
   t.ok(a.terms[0]!.signalAt !== undefined, 'the leader-only work was signalled')
   t.ok(a.terms[0]!.stop! >= a.terms[0]!.signalAt!, 'and then stopped')
   t.equal(await leaderGauge(a), 0, 'enlist_leader is 0')
   const replaces = a.client.verbs.replace
-  await new Promise((r) => setTimeout(r, 1000))
+  const reads = a.client.verbs.get
+  await until('a has read the lease three more times', () => a.client.verbs.get >= reads + 3)
   t.equal(store.lease?.spec.holderIdentity, 'usurper', "a left the other holder's lease alone")
   t.equal(a.client.verbs.replace, replaces, 'and wrote nothing to it')
   t.equal(a.terms.length, 1, 'and did not start leading again')
@@ -372,7 +380,8 @@ t.test('two replicas creating the lease at once: one wins, the other (409) follo
   t.teardown(() => Promise.all([a.elector.stop(), b.elector.stop()]))
   await until('someone leads', () => a.elector.isLeader || b.elector.isLeader)
   t.equal(a.client.verbs.create + b.client.verbs.create, 2, 'both tried to create it')
-  await new Promise((r) => setTimeout(r, 1000))
+  const reads = a.client.verbs.get + b.client.verbs.get
+  await until('both have read the lease again', () => a.client.verbs.get + b.client.verbs.get >= reads + 4)
   t.equal([a, b].filter((r) => r.elector.isLeader).length, 1, 'exactly one leads')
   const leader = a.elector.isLeader ? a : b
   const follower = leader === a ? b : a
