@@ -264,7 +264,7 @@ t.test('keep-alive outlives the apiserver idle timeout', async (t) => {
     new Promise<{ reused: boolean; port: number; keepAlive: string | undefined }>((resolve, reject) => {
       const req = https.request(`${s.url}/healthz`, { agent }, (res) => {
         res.resume()
-        res.on('end', () => resolve({ reused: req.reusedSocket, port: req.socket!.localPort!, keepAlive: res.headers['keep-alive'] }))
+        res.on('end', () => resolve({ reused: req.reusedSocket, port: req.socket!.localPort!, keepAlive: String(res.headers['keep-alive']) }))
       })
       req.on('error', reject)
       req.end()
