@@ -79,6 +79,10 @@ t.test('enlist restarting deregisters nothing', async (t) => {
   await enlist.stop()
   t.same(await keys(), before)
   await enlist.restart()
-  await new Promise((r) => setTimeout(r, 11_000))
+  // two sweeps finished (one at start, one 5 s later), each line naming its backends: not a
+  // fixed sleep that passes whether or not a sweep ran
+  const sweeps = () => enlist.logs().filter((l) => l.msg === 'registry sweep finished')
+  await waitFor('two sweeps finished', async () => sweeps().length >= 2, 30_000, 100)
+  t.equal(sweeps().length >= 2, true, `${sweeps().length} sweeps finished since the restart`)
   t.same(await keys(), before, 'after two sweeps, the same keys')
 })

@@ -112,8 +112,11 @@ t.test('enlist restarting deregisters nothing', async (t) => {
   await enlist.stop()
   t.same(await addresses(), before, 'enlist down: the providers stay')
   await enlist.restart()
-  // a sweep runs at start and every 5 s: two of them
-  await new Promise((r) => setTimeout(r, 11_000))
+  // a sweep runs at start and every 5 s: wait for two to have finished (their log lines), not
+  // a fixed sleep that passes whether or not a sweep ran
+  const sweeps = () => enlist.logs().filter((l) => l.msg === 'registry sweep finished')
+  await waitFor('two sweeps finished', async () => sweeps().length >= 2, 30_000, 100)
+  t.equal(sweeps().length >= 2, true, `${sweeps().length} sweeps finished since the restart`)
   t.same(await addresses(), before, 'enlist back and swept: the same providers')
 })
 
