@@ -38,13 +38,13 @@ lint: deps ## lint sources, tests and benchmarks with ESLint and typescript-esli
 	npx --no-install eslint --max-warnings 0 .
 
 test: build typecheck lint ## run every test (unit and end-to-end on a real control plane)
-	scripts/test.sh
+	ENLIST_BUILT=1 scripts/test.sh
 
 unit: build lint ## run the tests that need no control plane
-	ENLIST_NO_CONTROL_PLANE=1 scripts/test.sh test/unit test/server test/cli
+	ENLIST_BUILT=1 ENLIST_NO_CONTROL_PLANE=1 scripts/test.sh test/unit test/server test/cli
 
 e2e: build ## run the end-to-end tests on a real control plane
-	scripts/test.sh test/e2e
+	ENLIST_BUILT=1 scripts/test.sh test/e2e
 
 control-plane: ## build or locate etcd, kube-apiserver, kube-controller-manager, kubectl, kube-scheduler, kubelet, kube-proxy
 	hack/control-plane-assets.sh

@@ -3,7 +3,7 @@
 // a target that only fails when someone types it.
 import t from 'tap'
 import { execFileSync } from 'node:child_process'
-import { existsSync, readFileSync } from 'node:fs'
+import { existsSync, readdirSync, readFileSync, statSync } from 'node:fs'
 import { join } from 'node:path'
 
 const REPO = new URL('../../', import.meta.url).pathname
@@ -28,4 +28,18 @@ t.test('make bench and make demo would run what exists', async (t) => {
   const dry = (target: string) => execFileSync('make', ['--no-print-directory', '-n', target], { cwd: REPO, encoding: 'utf8' })
   t.match(dry('bench'), /tsx bench\/run\.ts/)
   t.match(dry('demo'), /scripts\/demo\.sh/)
+})
+
+t.test('the tests run against a dist/ built from the current sources', async (t) => {
+  // scripts/test.sh builds before any test (make's test targets have just built and say so):
+  // a source newer than its output would mean the CLI and end-to-end tests ran stale code
+  const sources = readdirSync(join(REPO, 'src'), { recursive: true, encoding: 'utf8' }).filter((f) => f.endsWith('.ts') && !f.endsWith('.d.ts'))
+  t.ok(sources.length > 20, `${sources.length} sources`)
+  const stale = sources.filter((f) => {
+    const out = join(REPO, 'dist', f.replace(/\.ts$/, '.js'))
+    return !existsSync(out) || statSync(out).mtimeMs < statSync(join(REPO, 'src', f)).mtimeMs
+  })
+  t.same(stale, [], 'every source has an output at least as new')
+  const dry = execFileSync('make', ['--no-print-directory', '-n', 'test'], { cwd: REPO, encoding: 'utf8' })
+  t.match(dry, /^ENLIST_BUILT=1 scripts\/test\.sh$/m, 'make test tells scripts/test.sh it has built, so it builds once')
 })

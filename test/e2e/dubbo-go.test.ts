@@ -11,6 +11,7 @@ import { podManifest } from '../harness/k8s.js'
 import { startRegistered } from '../harness/kubelet.js'
 import { owned, waitFor } from '../harness/processes.js'
 import { startDubboGoConsumer } from '../helpers/dubbo-go-consumer.js'
+import { DUBBO_GO_PROVIDER } from '../helpers/dubbo-go-provider.js'
 
 const cp = await controlPlaneFor(t)
 await enlistFor(t, cp, {
@@ -20,7 +21,8 @@ await enlistFor(t, cp, {
   optIn: ['shop'],
 })
 const consumer = await owned(t, startDubboGoConsumer(cp.client, 'shop'), (c) => c.stop())
-const IFACE = 'com.acme.Orders'
+// an interface the dubbo-go provider below serves, so enlist's pods and its pod are providers of one
+const IFACE = DUBBO_GO_PROVIDER.interfaces[1]!
 const view = () => consumer.providers(IFACE).map((p) => `${p.host}:${p.port}`)
 
 async function provider(name: string): Promise<V1Pod> {
@@ -36,22 +38,21 @@ async function provider(name: string): Promise<V1Pod> {
 }
 
 t.test('dubbo-go consumers discover the pods enlist registered, beside one dubbo-go wrote', async (t) => {
-  // a provider pod exactly as dubbo-go's own provider writes it (outside enlist: opted out)
-  const url = `dubbo://10.9.9.9:20000/${IFACE}?anyhost=true&category=providers&dubbo=dubbo-provider-golang-1.5.0&interface=${IFACE}&methods=get&side=provider`
-  const pairs = [{ k: `/dubbo/${IFACE}/providers`, v: '' }, { k: `/dubbo/${IFACE}/providers/${encodeURIComponent(url)}`, v: '' }]
+  // a provider pod with the label and annotation dubbo-go itself wrote, from its own test data
+  // (test/helpers/dubbo-go-provider.ts), outside enlist: opted out
   await cp.client.create(podsPath('shop'), {
     apiVersion: 'v1',
     kind: 'Pod',
     metadata: {
       name: 'go-provider',
-      labels: { 'dubbo.io/label': 'dubbo.io.provider' },
-      annotations: { 'enlist.io/inject': 'false', 'dubbo.io/annotation': Buffer.from(JSON.stringify(pairs)).toString('base64').replace(/\+/g, '-').replace(/\//g, '_') },
+      labels: DUBBO_GO_PROVIDER.label,
+      annotations: { 'enlist.io/inject': 'false', 'dubbo.io/annotation': DUBBO_GO_PROVIDER.annotation },
     },
     spec: { containers: [{ name: 'app', image: 'go:1' }] },
   })
   const a = await provider('orders-a')
   const b = await provider('orders-b')
-  const want = [`${a.status!.podIP}:20880`, `${b.status!.podIP}:20880`, '10.9.9.9:20000'].sort()
+  const want = [`${a.status!.podIP}:20880`, `${b.status!.podIP}:20880`, DUBBO_GO_PROVIDER.address].sort()
   await waitFor('the consumer sees three providers', async () => JSON.stringify(view()) === JSON.stringify(want), 30_000, 100)
   const enlisted = consumer.providers(IFACE).find((p) => p.host === a.status!.podIP)!
   t.match(enlisted.params, { interface: IFACE, methods: 'get', side: 'provider', application: 'orders' })
@@ -65,5 +66,5 @@ t.test('dubbo-go consumers discover the pods enlist registered, beside one dubbo
   const terminating = await cp.client.get<V1Pod>(ordersA)
   t.ok(terminating.metadata!.deletionTimestamp, 'while the pod is still terminating')
   t.equal(terminating.metadata!.labels?.['dubbo.io/label'], undefined, 'the label went with the annotation')
-  t.same(view(), [`${b.status!.podIP}:20880`, '10.9.9.9:20000'].sort(), 'nothing else changed')
+  t.same(view(), [`${b.status!.podIP}:20880`, DUBBO_GO_PROVIDER.address].sort(), 'nothing else changed')
 })

@@ -119,7 +119,9 @@ const policyText = (objects: Obj[]): string => one<{ data: Record<string, string
 // Namespaced objects can be dry-run only into a namespace that exists.
 await cp.namespace('enlist-system', { 'enlist.io/inject': 'disabled' })
 await cp.kubectl(['apply', '-f', join(REPO, 'test/fixtures/cert-manager-crds.yaml')])
-await new Promise((r) => setTimeout(r, 1500)) // CRDs are served a moment after creation
+// CRDs are served a moment after creation: wait for them to say so (Established), not a guess
+const established = await cp.kubectl(['wait', '--for=condition=Established', '--timeout=60s', '-f', join(REPO, 'test/fixtures/cert-manager-crds.yaml')])
+if (established.code !== 0) throw new Error(`cert-manager's CRDs were not established: ${established.stderr}`)
 
 // the base's objects, for comparisons (rendered once)
 const baseObjects = await (async () => {

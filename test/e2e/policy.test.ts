@@ -77,6 +77,9 @@ t.test('a restarted server with an invalid policy in the ConfigMap is not ready'
   t.match(notReady.json(), { ready: false, failing: [{ check: 'policy', reason: /no valid policy loaded: invalid policy enlist-system\/enlist-policy:\n {2}\/injection\/default: must be one of "enabled", "disabled"; got "perhaps"/ }] })
   const refused = await cp.kubectl(['create', '-n', 'shop', '--dry-run=server', '-f', '-'], { input: JSON.stringify(podManifest('x', { containers: [{ name: 'a', image: 'b' }] })) })
   t.not(refused.code, 0, 'labelled namespaces refuse pods rather than skip injection')
+  // refused by the webhook's failure (enlist answers 503 without a policy), not by anything else
+  // kubectl could exit non-zero for
+  t.match(refused.stderr, /failed calling webhook "namespace\.inject\.enlist\.io"/, 'the refusal is the webhook call failing')
   await enlist.stop()
   await setPolicy(cp, HEADER)
   await enlist.restart()

@@ -1,8 +1,9 @@
 // Evaluates Kubernetes admission CEL (ValidatingAdmissionPolicy validations, webhook
 // matchConditions) with an npm CEL implementation, for clusters these tests cannot run
 // (the test apiserver is 1.20). Evaluation follows the apiserver's order: match
-// conditions, then variables in order, then validations; an expression that errors
-// counts as failing, as with failurePolicy: Fail.
+// conditions, then variables in order, then validations. An expression that errors throws
+// (CelEvaluationError): the apiserver would refuse such a request too (failurePolicy: Fail),
+// but a test that counted it as a refusal would pass on a policy that never evaluates.
 
 import { isCelError, parse, plan, celEnv, type CelInput } from '@bufbuild/cel'
 
@@ -19,6 +20,13 @@ export function evaluate(expression: string, bindings: Record<string, unknown>):
   return { value: result }
 }
 
+export class CelEvaluationError extends Error {
+  constructor(what: string, error: string) {
+    super(`${what} errored: ${error}`)
+    this.name = 'CelEvaluationError'
+  }
+}
+
 export interface AdmissionContext {
   object: unknown
   oldObject: unknown
@@ -32,35 +40,36 @@ interface PolicySpec {
 }
 
 /** Undefined when the policy does not apply (a match condition is false); else the
- *  messages of the validations that fail (empty: allowed). */
+ *  messages of the validations that fail (empty: allowed). Throws CelEvaluationError when
+ *  an expression errors. */
 export function validate(policy: { spec: PolicySpec }, ctx: AdmissionContext): string[] | undefined {
   const bindings: Record<string, unknown> = { ...ctx }
   for (const m of policy.spec.matchConditions ?? []) {
     const r = evaluate(m.expression, bindings)
-    if (r.error) return [`match condition ${m.name} errored: ${r.error}`]
+    if (r.error) throw new CelEvaluationError(`match condition ${m.name}`, r.error)
     if (r.value !== true) return undefined
   }
   const variables: Record<string, unknown> = {}
   bindings.variables = variables
   for (const v of policy.spec.variables ?? []) {
     const r = evaluate(v.expression, bindings)
-    if (r.error) return [`variable ${v.name} errored: ${r.error}`]
+    if (r.error) throw new CelEvaluationError(`variable ${v.name}`, r.error)
     variables[v.name] = r.value
   }
   const failures: string[] = []
   for (const v of policy.spec.validations ?? []) {
     const r = evaluate(v.expression, bindings)
-    if (r.error) failures.push(`${v.message ?? v.expression} (error: ${r.error})`)
-    else if (r.value !== true) failures.push(v.message ?? v.expression)
+    if (r.error) throw new CelEvaluationError(`validation ${v.message ?? v.expression}`, r.error)
+    if (r.value !== true) failures.push(v.message ?? v.expression)
   }
   return failures
 }
 
 /** Whether a webhook's matchConditions send this request to it (all must be true). */
-export function matches(conditions: Array<{ name: string; expression: string }>, bindings: Record<string, unknown>): boolean | string {
+export function matches(conditions: Array<{ name: string; expression: string }>, bindings: Record<string, unknown>): boolean {
   for (const m of conditions) {
     const r = evaluate(m.expression, bindings)
-    if (r.error) return `match condition ${m.name} errored: ${r.error}`
+    if (r.error) throw new CelEvaluationError(`match condition ${m.name}`, r.error)
     if (r.value !== true) return false
   }
   return true

@@ -3,7 +3,7 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { parseAllDocuments } from 'yaml'
-import { validate, type AdmissionContext } from '../helpers/cel.js'
+import { CelEvaluationError, validate, type AdmissionContext } from '../helpers/cel.js'
 
 const docs = parseAllDocuments(readFileSync(new URL('../../manifests/components/validating-admission-policy/policies.yaml', import.meta.url), 'utf8')).map(
   (d) => d.toJS() as { kind: string; metadata: { name: string }; spec: never },
@@ -68,20 +68,33 @@ t.test("enlist's service account: its own keys on managed pods, nothing else", a
 })
 
 t.test("no one else changes enlist's keys on a managed pod", async (t) => {
-  const refused: Array<[string, (p: Pod) => void]> = [
-    ['forge a discovery record', (p) => ((p.metadata.annotations as Record<string, string>)['app.io/annotation'] = 'W3t9XQ==')],
-    ['rewrite enlist.io/status', (p) => (p.metadata.annotations['enlist.io/status'] = '{"version":2,"forged":true}')],
-    ['drop enlist.io/status', (p) => delete (p.metadata.annotations as Record<string, string>)['enlist.io/status']],
-    ['unset the managed label', (p) => delete (p.metadata.labels as Record<string, string>)['enlist.io/managed']],
-    ['change the discovery label', (p) => (p.metadata.labels['app.io/label'] = 'other')],
+  const LABELS = "the labels enlist.io/managed and the discovery label of a managed pod are enlist's"
+  const ANNOTATIONS = "the annotations enlist.io/status and the discovery record of a managed pod are enlist's"
+  const refused: Array<[string, (p: Pod) => void, string]> = [
+    ['forge a discovery record', (p) => ((p.metadata.annotations as Record<string, string>)['app.io/annotation'] = 'W3t9XQ=='), ANNOTATIONS],
+    ['rewrite enlist.io/status', (p) => (p.metadata.annotations['enlist.io/status'] = '{"version":2,"forged":true}'), ANNOTATIONS],
+    ['drop enlist.io/status', (p) => delete (p.metadata.annotations as Record<string, string>)['enlist.io/status'], ANNOTATIONS],
+    ['unset the managed label', (p) => delete (p.metadata.labels as Record<string, string>)['enlist.io/managed'], LABELS],
+    ['change the discovery label', (p) => (p.metadata.labels['app.io/label'] = 'other'), LABELS],
   ]
-  for (const [what, change] of refused) t.equal(validate(owned, ctx(TENANT, change))?.length, 1, what)
+  // the very message of the validation that should refuse: one refusing for another reason
+  // (or an expression that errors, which validate() throws) does not pass
+  for (const [what, change, message] of refused) t.same(validate(owned, ctx(TENANT, change)), [message], what)
   t.same(validate(owned, ctx(TENANT, (p) => (p.metadata.labels.app = 'v2'))), [], 'their own labels stay theirs')
   t.same(validate(owned, ctx(TENANT, (p) => (p.metadata.annotations.note = 'y'))), [], 'and their own annotations')
   const unmanaged = managed()
   delete (unmanaged.metadata.labels as Record<string, string>)['enlist.io/managed']
   t.equal(validate(owned, ctx(TENANT, (p) => ((p.metadata.annotations as Record<string, string>)['app.io/annotation'] = 'x'), unmanaged)), undefined, 'pods enlist does not manage are not in scope')
   t.equal(validate(owned, ctx(ENLIST, (p) => ((p.metadata.annotations as Record<string, string>)['app.io/annotation'] = 'x'))), undefined, 'enlist is governed by the other policy')
+})
+
+t.test('an expression that errors is an error, not a refusal', async (t) => {
+  const broken = { spec: { validations: [{ expression: 'object.metadata.nothing.here == 1', message: 'refused' }] } }
+  t.throws(() => validate(broken, ctx(TENANT, () => undefined)), CelEvaluationError, 'a validation')
+  const variable = { spec: { variables: [{ name: 'v', expression: "object.metadata.labels['absent']" }], validations: [{ expression: 'true' }] } }
+  t.throws(() => validate(variable, ctx(TENANT, () => undefined)), CelEvaluationError, 'a variable')
+  const condition = { spec: { matchConditions: [{ name: 'm', expression: 'object.spec.nothing' }], validations: [{ expression: 'false', message: 'refused' }] } }
+  t.throws(() => validate(condition, ctx(TENANT, () => undefined)), CelEvaluationError, 'a match condition')
 })
 
 t.test('the component renders as kustomize expects', async (t) => {

@@ -18,6 +18,7 @@ import {
 } from '../../src/registry/dubbo.js'
 import type { RegistryRecord } from '../../src/registry/record.js'
 import { decodeDubboGoAnnotation, dubboGoPairs, encodeDubboGoAnnotation } from '../../src/registry/dubbo-go.js'
+import { DUBBO_GO_PROVIDER } from '../helpers/dubbo-go-provider.js'
 
 // The provider URL of Dubbo's demo (dubbo-demo-api-provider), as RegistryProtocol logs it in its
 // `export` parameter, decoded and as URL.encode writes it.
@@ -224,4 +225,27 @@ t.test("dubbo-go's annotation on the pod carries no mark: the pod is the entry",
   const p = dubboProviderOf(record)
   t.equal(p.params.some(([k]) => k === CLUSTER_PARAM), false, 'the kubernetes backend passes no cluster: the annotation is as before')
   t.equal(dubboProviderOf(record, 'east').params.find(([k]) => k === CLUSTER_PARAM)?.[1], 'east', 'the ZooKeeper backend passes its own')
+})
+
+t.test("a provider's annotation as dubbo-go itself wrote it (its own test data)", async (t) => {
+  const pairs = decodeDubboGoAnnotation(DUBBO_GO_PROVIDER.annotation)
+  t.same(
+    pairs.map((p) => p.k.replace(/\/providers\/.*$/, '/providers/URL')),
+    DUBBO_GO_PROVIDER.interfaces.flatMap((i) => [`/dubbo/${i}/providers`, `/dubbo/${i}/providers/URL`]),
+    'per interface: the directory key, then the provider key',
+  )
+  t.ok(pairs.every((p) => p.v === ''), 'values empty')
+  // enlist writes the same encoding: the pairs dubbo-go wrote, encoded again, give its very text
+  t.equal(encodeDubboGoAnnotation(pairs), DUBBO_GO_PROVIDER.annotation, 'byte for byte, padding and alphabet included')
+  for (const iface of DUBBO_GO_PROVIDER.interfaces) {
+    const k = pairs.find((p) => p.k.startsWith(`/dubbo/${iface}/providers/`))!.k
+    const escaped = k.slice(`/dubbo/${iface}/providers/`.length)
+    const url = decodeURIComponent(escaped.replace(/\+/g, '%20'))
+    const p = parseFullString(url)!
+    t.equal(`${p.host}:${p.port}`, DUBBO_GO_PROVIDER.address, `${iface}: the provider's address`)
+    t.equal(p.interface, iface)
+    t.match(Object.fromEntries(p.params), { interface: iface, side: 'provider', release: 'dubbo-golang-3.0.0' })
+    // the escaping enlist uses for its own provider keys is dubbo-go's
+    t.equal(goQueryEscape(url), escaped, `${iface}: QueryEscape as dubbo-go applied it`)
+  }
 })

@@ -7,6 +7,7 @@ import type { AddressInfo } from 'node:net'
 import pino from 'pino'
 import { type KubeApiError, KubeClient, parseWarnings, requestInfo } from '../../src/kube/client.js'
 import { createMetrics } from '../../src/metrics.js'
+import { AbortedError } from '../../src/lib/errors.js'
 
 type Handler = (req: http.IncomingMessage, res: http.ServerResponse) => void
 let handler: Handler = (_req, res) => res.end('{}')
@@ -156,7 +157,8 @@ t.test('a stop that comes while the credentials are fetched still stops the watc
   const abort = new AbortController()
   setTimeout(() => abort.abort(), 10)
   const started = Date.now()
-  await slowCreds.watch('/api/v1/pods', { timeoutSeconds: 300 }, () => undefined, abort.signal).catch(() => undefined)
+  // it ends by the stop, and says so: not by some other failure a swallowed catch would hide
+  await t.rejects(slowCreds.watch('/api/v1/pods', { timeoutSeconds: 300 }, () => undefined, abort.signal), AbortedError)
   t.ok(Date.now() - started < 1000, `ended ${Date.now() - started} ms after it began`)
 })
 

@@ -150,38 +150,42 @@ t.test('a partitioned leader stops its work before the lease can pass; never two
     await Promise.all([a.elector.stop(), b.elector.stop()])
   })
 
-  let both = 0
-  let samples = 0
+  // enlist_leader of both, sampled through the handover: when, and whether both were 1
+  const samples: Array<{ at: number; both: boolean }> = []
   const sampler = setInterval(() => {
-    void Promise.all([leaderGauge(a), leaderGauge(b)]).then(([x, y]) => {
-      samples++
-      if (x === 1 && y === 1) both++
-    })
+    void Promise.all([leaderGauge(a), leaderGauge(b)]).then(([x, y]) => samples.push({ at: Date.now(), both: x === 1 && y === 1 }))
   }, 10)
   t.teardown(() => clearInterval(sampler))
 
-  await new Promise((r) => setTimeout(r, 1000)) // a few renewals
+  const rv = store.rv
+  await until('a few renewals', () => store.rv >= rv + 3)
   const partitionedAt = Date.now()
   a.client.partitioned = true
   await until('b takes over', () => b.elector.isLeader)
   const tookOver = Date.now()
-  await new Promise((r) => setTimeout(r, 500))
+  await until('samples after the takeover', () => samples.filter((s) => s.at > tookOver).length >= 5)
   clearInterval(sampler)
 
   const aTerm = a.terms[0]!
   const stepDown = aTerm.signalAt! - partitionedAt
   t.comment(`partitioned leader: work signalled ${stepDown} ms and stopped ${aTerm.stop! - partitionedAt} ms after the partition; the other took over after ${tookOver - partitionedAt} ms (lease 3 s, renew deadline 2 s, retry 0.3 s)`)
   t.ok(aTerm.stop !== undefined && aTerm.signalAt !== undefined, "a's work was told to stop, and stopped")
-  t.ok(stepDown <= TIMING.renewDeadlineMs + 500, `stepped down within the renew deadline (${stepDown} ms)`)
-  t.ok(aTerm.stop! < b.terms[0]!.start, `a's work stopped ${b.terms[0]!.start - aTerm.stop!} ms before b's began`)
+  // order, not elapsed time (a busy machine stretches every interval): a stepped down, and its
+  // work stopped, before b began to lead
+  t.ok(aTerm.signalAt! <= aTerm.stop! && aTerm.stop! < b.terms[0]!.start, `a stepped down and its work stopped ${b.terms[0]!.start - aTerm.stop!} ms before b's began`)
+  // a lower bound: load only lengthens it
   t.ok(tookOver - partitionedAt >= TIMING.leaseDurationMs - TIMING.retryPeriodMs, 'b waited out a lease duration')
-  t.equal(both, 0, `never both leading, in ${samples} samples of enlist_leader`)
+  const during = samples.filter((s) => s.at >= partitionedAt && s.at <= tookOver).length
+  t.ok(samples.length > 0 && during > 0, `enlist_leader sampled ${samples.length} times, ${during} of them between the partition and the takeover`)
+  t.equal(samples.filter((s) => s.both).length, 0, `never both leading, in ${samples.length} samples of enlist_leader`)
   t.equal(await leaderGauge(a), 0)
   t.equal(a.overruns, 0)
 
-  // the partition heals: a finds b holding the lease and follows
+  // the partition heals: a finds b holding the lease and follows (after two more attempts of
+  // its own, not after a fixed wait)
   a.client.partitioned = false
-  await new Promise((r) => setTimeout(r, 1000))
+  const gets = a.client.verbs.get
+  await until('a tries twice after the partition heals', () => a.client.verbs.get >= gets + 2)
   t.notOk(a.elector.isLeader)
   t.ok(b.elector.isLeader)
   t.equal(store.lease?.spec.holderIdentity, 'b')
@@ -204,8 +208,9 @@ t.test('starting the work does not hold up renewals', async (t) => {
   e.start()
   await until('leading', () => e.isLeader)
   const rv = store.rv
-  await new Promise((r) => setTimeout(r, 1500))
-  t.ok(store.rv >= rv + 3, `renewed ${store.rv - rv} times in 1.5 s while the work was still starting`)
+  // renewals, counted, rather than so many in a wall-clock window: a held-up elector never renews
+  await until('three renewals while the work is still starting', () => store.rv >= rv + 3)
+  t.ok(store.rv >= rv + 3, `renewed ${store.rv - rv} times while the work was still starting`)
   await e.stop()
 })
 
@@ -216,12 +221,16 @@ t.test('a clean stop releases the lease: the other replica leads at once', async
   a.elector.start()
   await until('a leads', () => a.elector.isLeader)
   b.elector.start()
-  await new Promise((r) => setTimeout(r, 500))
+  await until('b has found the lease held', () => b.client.verbs.get >= 2)
   const stopped = Date.now()
   await a.elector.stop()
   t.ok(a.terms[0]!.stop! <= Date.now(), 'the work stopped before the release')
+  t.equal(store.lease?.spec.holderIdentity, null, 'the lease released')
+  // at once: b leads on its next attempt or the one after (one may have read the lease before
+  // the release), where waiting out the lease would take leaseDuration / retryPeriod = 10
+  const gets = b.client.verbs.get
   await until('b leads', () => b.elector.isLeader)
-  t.ok(Date.now() - stopped < TIMING.leaseDurationMs, `handed over in ${Date.now() - stopped} ms, under a lease duration`)
+  t.ok(b.client.verbs.get - gets <= 2, `handed over after ${b.client.verbs.get - gets} attempts of b's (${Date.now() - stopped} ms), not a lease duration's`)
   await b.elector.stop()
 })
 
@@ -284,7 +293,9 @@ t.test('a lease its holder keeps renewing is never taken, however long the wait'
   const a = replica('a', store)
   a.elector.start()
   t.teardown(() => a.elector.stop())
-  await new Promise((r) => setTimeout(r, 2500)) // two and a half lease durations of the holder's
+  // eight reads of a's, 300 ms apart: over two lease durations of the holder's, counted by a's
+  // own attempts rather than a wall-clock sleep a busy machine could cut short of them
+  await until('a has read the lease eight times', () => a.client.verbs.get >= 8)
   t.notOk(a.elector.isLeader, 'a does not lead')
   t.equal(a.terms.length, 0, 'its leader-only work never started')
   t.equal(store.lease?.spec.holderIdentity, 'other', 'the holder keeps its lease')
@@ -303,11 +314,12 @@ t.test('a leader renews: renewTime moves on, acquireTime and transitions stay, t
   const a = await leading(t, 'a', store)
   const first = structuredClone(store.lease!.spec)
   const renewTimes = new Set<unknown>([first.renewTime])
-  for (let i = 0; i < 4; i++) {
-    await new Promise((r) => setTimeout(r, TIMING.retryPeriodMs + 50))
+  const rv = store.rv
+  await until('four renewals', () => {
     renewTimes.add(store.lease!.spec.renewTime)
-  }
-  t.ok(renewTimes.size >= 4, `renewTime moved on with each renewal (${renewTimes.size} values in 1.4 s)`)
+    return store.rv >= rv + 4
+  })
+  t.ok(renewTimes.size >= 4, `renewTime moved on with each renewal (${renewTimes.size} values in ${store.rv - rv} renewals)`)
   t.equal(store.lease!.spec.acquireTime, first.acquireTime, 'acquireTime kept')
   t.equal(store.lease!.spec.leaseTransitions, 0, 'no transition counted for renewals')
   t.equal(store.lease!.spec.holderIdentity, 'a')
@@ -325,14 +337,19 @@ t.test('a leader that finds another holder on the lease steps down and leaves it
   const renewing = setInterval(usurper.renew, 200)
   t.teardown(() => clearInterval(renewing))
   const usurped = Date.now()
-  await until('a steps down', () => !a.elector.isLeader, 2000)
-  t.ok(Date.now() - usurped < 1000, `at its next renewal (${Date.now() - usurped} ms), not at the renew deadline (2 s)`)
+  const attempts = a.client.verbs.replace + a.client.verbs.get
+  await until('a steps down', () => !a.elector.isLeader, 5000)
+  // counted in a's calls, not in milliseconds: its next renewal (a read, perhaps a write in
+  // flight) finds the other holder; waiting out the renew deadline would take six more
+  const calls = a.client.verbs.replace + a.client.verbs.get - attempts
+  t.ok(calls <= 3, `at its next renewal (${calls} calls, ${Date.now() - usurped} ms), not at the renew deadline (2 s)`)
   await until('the work stopped', () => a.terms[0]?.stop !== undefined, 2000)
   t.ok(a.terms[0]!.signalAt !== undefined, 'the leader-only work was signalled')
   t.ok(a.terms[0]!.stop! >= a.terms[0]!.signalAt!, 'and then stopped')
   t.equal(await leaderGauge(a), 0, 'enlist_leader is 0')
   const replaces = a.client.verbs.replace
-  await new Promise((r) => setTimeout(r, 1000))
+  const reads = a.client.verbs.get
+  await until('a has read the lease three more times', () => a.client.verbs.get >= reads + 3)
   t.equal(store.lease?.spec.holderIdentity, 'usurper', "a left the other holder's lease alone")
   t.equal(a.client.verbs.replace, replaces, 'and wrote nothing to it')
   t.equal(a.terms.length, 1, 'and did not start leading again')
@@ -363,7 +380,8 @@ t.test('two replicas creating the lease at once: one wins, the other (409) follo
   t.teardown(() => Promise.all([a.elector.stop(), b.elector.stop()]))
   await until('someone leads', () => a.elector.isLeader || b.elector.isLeader)
   t.equal(a.client.verbs.create + b.client.verbs.create, 2, 'both tried to create it')
-  await new Promise((r) => setTimeout(r, 1000))
+  const reads = a.client.verbs.get + b.client.verbs.get
+  await until('both have read the lease again', () => a.client.verbs.get + b.client.verbs.get >= reads + 4)
   t.equal([a, b].filter((r) => r.elector.isLeader).length, 1, 'exactly one leads')
   const leader = a.elector.isLeader ? a : b
   const follower = leader === a ? b : a

@@ -2,7 +2,7 @@
 // the nesting check that runs before JSON.parse.
 import t from 'tap'
 import { createMetrics } from '../../src/metrics.js'
-import { identityOf, precheck, TokenAuthenticator } from '../../src/registration/auth.js'
+import { precheck, TokenAuthenticator } from '../../src/registration/auth.js'
 import { FakeKube, fakeToken } from '../helpers/fake-kube.js'
 import { ConcurrencyLimit, KeyedBuckets, TokenBucket } from '../../src/lib/rate-limit.js'
 import { nestingExceeds } from '../../src/server/routes/mutate.js'
@@ -96,18 +96,7 @@ t.test('tokens that cannot be for enlist are refused without a TokenReview', asy
   t.match(precheck('x'.repeat(9000), now), /too long/)
 })
 
-t.test('a TokenReview is a pass only with the audience named and a pod bound', async (t) => {
-  const user = {
-    username: 'system:serviceaccount:shop:default',
-    extra: { 'authentication.kubernetes.io/pod-name': ['p'], 'authentication.kubernetes.io/pod-uid': ['u'] },
-  }
-  t.same(identityOf({ authenticated: true, audiences: ['enlist'], user }), { namespace: 'shop', serviceAccount: 'default', pod: 'p', uid: 'u' })
-  t.equal(identityOf({ authenticated: true, user }), 'token is not for audience enlist', 'no audiences in the answer: not a pass')
-  t.equal(identityOf({ authenticated: true, audiences: ['other'], user }), 'token is not for audience enlist')
-  t.equal(identityOf({ authenticated: false, error: 'token for uid 1234 is invalid', audiences: ['enlist'] }), 'token rejected by the apiserver', 'the apiserver\'s reason is not passed on')
-  t.match(identityOf({ authenticated: true, audiences: ['enlist'], user: { username: 'alice' } }), /not a service-account token/)
-  t.match(identityOf({ authenticated: true, audiences: ['enlist'], user: { username: user.username } }), /not bound to a pod/)
-})
+// what a TokenReview answer must say to be a pass: test/unit/token-identity.test.ts
 
 t.test('nesting is measured outside strings', async (t) => {
   t.notOk(nestingExceeds('{"a":[1,{"b":[]}]}', 4))

@@ -103,9 +103,19 @@ t.test('the file source follows edits within 2 s, and ignores bad ones', async (
   writeFileSync(file, HEADER + 'injection: {default: enabled}\n')
   t.ok((await waitFor(() => store.current?.spec.injection.default === 'enabled')) >= 0, 'edit applied within 2 s')
 
+  // a bad edit: first the sign it was read and refused (enlist_policy_rejected_total), then
+  // that nothing changed, rather than a fixed wait that proves nothing was read
+  const rejected = async () => (await metrics.policyRejected.get()).values[0]?.value ?? 0
+  const before = await rejected()
   writeFileSync(file, HEADER + 'injection: {default: maybe}\n')
-  t.ok((await waitFor(() => store.generation === 2 && store.current?.spec.injection.default === 'enabled')) >= 0)
-  await waitFor(() => false).catch(() => 0)
+  let after = before
+  const start = Date.now()
+  while (after === before && Date.now() - start < 10_000) {
+    await new Promise((r) => setTimeout(r, 20))
+    after = await rejected()
+  }
+  t.equal(after, before + 1, 'the bad edit was read and rejected')
+  t.equal(store.generation, 2, 'no new generation')
   t.equal(store.current?.spec.injection.default, 'enabled', 'bad edit ignored')
 
   // an atomic replace (how ConfigMap volumes and editors write)

@@ -217,13 +217,31 @@ t.test('the backoff starts over only after two minutes without a failure', async
   t.equal(s.clock.sleeps.length, 0, 'a watch that lasted over a second is not a failure (client-go)')
 })
 
+/** Whether `p` settles within `turns` turns of the event loop: "at once" without a wall clock. */
+async function settlesWithin(p: Promise<unknown>, turns: number): Promise<boolean> {
+  let settled = false
+  void p.then(() => (settled = true))
+  for (let i = 0; i < turns && !settled; i++) await new Promise((res) => setImmediate(res))
+  return settled
+}
+
 t.test('a stop during a backoff or a hanging watch returns at once', async (t) => {
-  const { api, r } = setup(Number.MAX_SAFE_INTEGER)
+  const { clock, api, r } = setup(Number.MAX_SAFE_INTEGER)
   api.watchMode = 'hang'
   r.start()
   while (api.count('WATCH') < 1) await new Promise((res) => setImmediate(res))
-  await r.stop()
-  t.pass('stopped')
+  const stopped = r.stop()
+  t.ok(await settlesWithin(stopped, 20), 'a hanging watch: stop() settles within a few turns of the event loop')
+  t.same([clock.now(), clock.sleeps, api.count('WATCH')], [0, [], 1], 'with no time passed, no backoff and no other watch')
+
+  // a backoff that would last until the stop: the clock holds every sleep past `until` (0)
+  const b = setup(0)
+  b.r.start()
+  await b.clock.reached
+  t.equal(b.clock.sleeps.length, 1, 'backing off after a short watch')
+  const watches = b.api.count('WATCH')
+  t.ok(await settlesWithin(b.r.stop(), 20), 'during a backoff: stop() settles within a few turns too')
+  t.equal(b.api.count('WATCH'), watches, 'and watches no more')
 })
 
 t.test('a relist that finds a namesake with another uid: the old pod is deleted, the uid index is right', async (t) => {
