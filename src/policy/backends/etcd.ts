@@ -55,7 +55,7 @@ export const etcdBackend: BackendSchema<EtcdBackendSpec> = {
     const schemes = new Set(b.endpoints.map((e) => e.split(':')[0]))
     if (schemes.size > 1) add(`${at}/endpoints`, 'must all use https, or all http: one connection setting serves every endpoint')
     // The prefix is the scope the sweep owns: "/enlist" would also own "/enlist-other/...".
-    if (!b.prefix.endsWith('/')) add(`${at}/prefix`, `"${b.prefix}" must end with "/" (keys are <prefix><namespace>/<service>/<pod uid>)`)
+    if (!b.prefix.endsWith('/')) add(`${at}/prefix`, `"${b.prefix}" must end with "/" (keys are <prefix><cluster>/<namespace>/<service>/<pod uid>)`)
     pemError(b.caBundle, `${at}/caBundle`, add)
     if (b.credentialsFromSecret !== '' && !isDns1123Subdomain(b.credentialsFromSecret)) {
       add(`${at}/credentialsFromSecret`, `"${b.credentialsFromSecret}" is not a valid Secret name`)
