@@ -3,6 +3,7 @@
 import type { V1Container, V1Pod, V1PodCondition } from '@kubernetes/client-node'
 import { podPath, type PodRef, podRefOf, podsPath } from '../../src/kube/pod-ref.js'
 import type { ControlPlane } from './control-plane.js'
+import { parse, stringify } from 'yaml'
 import { waitFor } from './processes.js'
 
 /** The pod's reference (src/kube/pod-ref.ts), for podPath() and the like. */
@@ -87,10 +88,21 @@ export async function createDeployment(cp: ControlPlane, namespace: string, d: R
   return waitForPods(cp, namespace, `app=${d.metadata.name}`, d.spec.replicas)
 }
 
+/** Replaces the policy. A test cluster is named `e2e` at install (test/harness/enlist.ts), and
+ *  enlist refuses a policy that renames a running cluster: a policy without a cluster name gets
+ *  that one, so tests need not repeat it. */
 export async function setPolicy(cp: ControlPlane, policyYaml: string): Promise<void> {
+  let doc: unknown
+  try {
+    doc = parse(policyYaml)
+  } catch {
+    doc = undefined // a test of a broken policy: sent as it is
+  }
+  const named = doc !== null && typeof doc === 'object' && !Array.isArray(doc) && !('cluster' in doc)
+  const text = named ? stringify({ ...(doc as Record<string, unknown>), cluster: { name: 'e2e' } }) : policyYaml
   await cp.client.patch(
     '/api/v1/namespaces/enlist-system/configmaps/enlist-policy',
-    { data: { 'policy.yaml': policyYaml } },
+    { data: { 'policy.yaml': text } },
     'application/merge-patch+json',
   )
 }
