@@ -63,8 +63,11 @@ t.test('a force delete while enlist is down is cleaned up by the sweep when it s
   t.equal(await enlist.stop(), 0)
   await cp.kubectl(['delete', 'pod', '-n', 'shop', pod.metadata!.name!, '--grace-period=0', '--force'])
   t.ok(cmdb.records.has(pod.metadata!.uid!), 'the entry is stale while enlist is down')
-  // A stray from before enlist was installed here, too: an entry for a pod that never existed.
-  cmdb.records.set('00000000-0000-0000-0000-000000000000', { uid: '00000000-0000-0000-0000-000000000000', namespace: 'shop', pod: 'ghost' })
+  // A stray of this cluster's, too: an entry for a pod that never existed, with this cluster's mark.
+  cmdb.records.set('00000000-0000-0000-0000-000000000000', { uid: '00000000-0000-0000-0000-000000000000', namespace: 'shop', pod: 'ghost', cluster: 'e2e' })
+  // An entry with no mark (written before marks, or by someone else) is never deleted.
+  const unmarked = { uid: '00000000-0000-0000-0000-0000000000aa', namespace: 'shop', pod: 'old-ghost' }
+  cmdb.records.set(unmarked.uid, unmarked)
   // And an entry of another system with no pod identity, which is not ours to remove.
   cmdb.records.set('foreign', { uid: 'foreign', owner: 'someone else' })
   await enlist.restart()
@@ -72,6 +75,9 @@ t.test('a force delete while enlist is down is cleaned up by the sweep when it s
   // machine that has taken over 20 s. Should it not come, the log says where it stopped.
   await explained(t, waitFor('strays removed', async () => !cmdb.records.has(pod.metadata!.uid!) && !cmdb.records.has('00000000-0000-0000-0000-000000000000'), 60_000))
   t.ok(cmdb.records.has('foreign'), 'entries without a pod identity are left alone')
+  t.same(cmdb.records.get(unmarked.uid), unmarked, 'an unmarked entry is left as it is')
+  t.equal(await enlist.metric('enlist_registry_foreign_entries{backend="cmdb",kind="unmarked"}'), 1, 'and counted')
+  cmdb.records.delete(unmarked.uid)
   t.match(await enlist.metrics(), /enlist_registry_strays_removed_total\{backend="cmdb"\} 2/)
 })
 

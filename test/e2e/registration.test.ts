@@ -103,7 +103,7 @@ t.test("a pod's registrar registers it into both backends, and it becomes Ready"
     },
   })
   t.equal(after.metadata!.labels!['app.io/label'], 'app.io-value')
-  t.same(cmdb.records.get(pod.metadata!.uid!), record, 'the CMDB holds the same record')
+  t.same(cmdb.records.get(pod.metadata!.uid!), { ...record, cluster: 'e2e' }, 'the CMDB holds the same record, with the cluster that wrote it (the pod\'s own copy needs none)')
   t.ok(cmdb.requests.every((r) => r.authorization === 'Bearer cmdb-secret-token'), 'headers from the Secret')
 
   await syncReady(cp, pod)
