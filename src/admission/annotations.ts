@@ -5,6 +5,7 @@
 
 import { AnnotationError, fail, ok, type Result } from '../contract/annotation-error.js'
 import { isDns1123Label } from '../lib/validation.js'
+import { SERVICE_NAME_FORM } from './tenancy.js'
 import { ADVERTISE_MODES, type AdvertiseMode } from '../policy/backends/advertise.js'
 import {
   ADVERTISE_ANNOTATION,
@@ -79,18 +80,12 @@ export function parseMetadata(value: string): Result<Record<string, string>> {
 
 // --- logical service name ---------------------------------------------------
 
-const SERVICE_NAME = /^[A-Za-z0-9]([A-Za-z0-9._-]{0,251}[A-Za-z0-9])?$/
-
-export function parseServiceName(value: string): Result<string> {
-  if (SERVICE_NAME.test(value)) return ok(value)
-  return fail(
-    new AnnotationError(
-      SERVICE_ANNOTATION,
-      value,
-      'not a service name',
-      'letters, digits, ".", "_" and "-", starting and ending with a letter or digit, at most 253 characters',
-    ),
-  )
+// A DNS-1123 label, so that every backend's subjects, routing keys, keys and paths are built
+// from it unescaped and no two names share one (tenancy.ts).
+/** A name given explicitly: in enlist.io/service, or in a label enlist reads (`where`). */
+export function parseServiceName(value: string, key: string = SERVICE_ANNOTATION, where: 'annotation' | 'label' = 'annotation'): Result<string> {
+  if (isDns1123Label(value)) return ok(value)
+  return fail(new AnnotationError(key, value, 'not a service name', SERVICE_NAME_FORM, where))
 }
 
 // --- tenant overrides -------------------------------------------------------

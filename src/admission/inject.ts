@@ -12,11 +12,23 @@ import { formatDependency } from '../contract/dependencies.js'
 import { registrarFixedEnv, registrarTimeoutEnv, TOKEN_FILE_NAME } from '../contract/registrar-env.js'
 import { pointer } from '../lib/json-pointer.js'
 import type { DecisionKey } from '../decision/keyring.js'
-import { type InjectionStatus, serviceAccountOf, STATUS_VERSION, statusText } from '../decision/status.js'
 import {
-  MANAGED_LABEL,
+  DECISION_OVERRIDES,
+  type DecisionOverride,
+  type Injected,
+  injectionDigest,
+  type InjectionStatus,
+  serviceAccountOf,
+  STATUS_VERSION,
+  statusText,
+} from '../decision/status.js'
+import {
+  ADVERTISE_ANNOTATION,
+  DEPENDS_ON_ANNOTATION,
+  METADATA_ANNOTATION,
   REGISTERED_CONDITION,
   REGISTRAR_CONTAINER,
+  SERVICE_ANNOTATION,
   STATUS_ANNOTATION,
   TOKEN_AUDIENCE,
   TOKEN_MOUNT_PATH,
@@ -24,6 +36,7 @@ import {
 } from '../names.js'
 import type { CompiledPolicy, DownwardApiVariable } from '../policy/policy.js'
 import { DOWNWARD_API_VARIABLES } from '../policy/schema.js'
+import { type OwnedKeys, ownedKeysOf } from './reserved.js'
 import type { Settings } from './settings.js'
 
 /** A patch operation whose value, if any, is already JSON. Only `add` touches what the
@@ -52,8 +65,9 @@ export interface InjectInput {
   caBundle: string
   /** Seals the decision; absent only offline (enlist render), where nothing registers. */
   key?: DecisionKey
-  /** The pod carries a status enlist did not write: replaced, with a warning. */
-  forgedStatus?: boolean
+  /** The pod carries a status enlist did not write (or one that proves nothing): why, for
+   *  the warning; it is replaced. */
+  forgedStatus?: string
 }
 
 const FIELD_PATHS: Readonly<Record<DownwardApiVariable, string>> = {
@@ -84,6 +98,10 @@ interface Fragments {
   preStop: Map<string, string>
   /** The registrar's JSON around its pod-specific env: prefix + env + suffix. */
   registrar: Map<string, { prefix: string; suffix: string }>
+  /** For the digest: the registrar containers, by their JSON; the volume; the hooks. */
+  parsed: Map<string, V1Container>
+  volumeObject: V1Volume
+  preStopParsed: (json: string) => V1LifecycleHandler
 }
 
 const cache = new WeakMap<CompiledPolicy, Fragments>()
@@ -104,6 +122,9 @@ function fragments(policy: CompiledPolicy): Fragments {
       volume: JSON.stringify(volume),
       preStop: new Map(),
       registrar: new Map(),
+      parsed: new Map(),
+      volumeObject: volume,
+      preStopParsed: memoParse<V1LifecycleHandler>(),
     }
     cache.set(policy, f)
   }
@@ -194,35 +215,9 @@ export function buildInjection(input: InjectInput): Injection {
   const kept = status.kept
   const podSpec = pod.spec
 
-  // --- labels -------------------------------------------------------------
-  const wantLabels: Array<[string, string]> = [
-    [MANAGED_LABEL, 'true'],
-    [spec.discovery.label.key, spec.discovery.label.value],
-  ]
-  const labels = pod.metadata?.labels
-  if (!labels) {
-    ops.push({ path: '/metadata/labels', json: JSON.stringify(Object.fromEntries(wantLabels)) })
-    for (const [k] of wantLabels) status.injected.labels.push(k)
-  } else {
-    for (const [k, v] of wantLabels) {
-      const have = Object.hasOwn(labels, k) ? labels[k] : undefined // own keys only: a label key may be any name
-      if (have === undefined) {
-        ops.push({ path: pointer('metadata', 'labels', k), json: JSON.stringify(v) })
-        status.injected.labels.push(k)
-      } else if (have !== v) {
-        // enlist's own labels: what selects managed and discoverable pods is not the tenant's to set
-        ops.push({ op: 'replace', path: pointer('metadata', 'labels', k), json: JSON.stringify(v) })
-        status.injected.labels.push(k)
-        warnings.push(`enlist: replaced your label ${k}=${JSON.stringify(have)} with ${JSON.stringify(v)}: only enlist sets it`)
-      }
-    }
-  }
-  // The discovery record is enlist's to write once the pod is registered, never the pod's.
+  // --- enlist's labels and record annotations -------------------------------
+  status.injected.labels.push(...ownedKeyOps(pod, policy, ops, warnings))
   const annotations = pod.metadata?.annotations
-  if (annotations?.[spec.discovery.annotation] !== undefined) {
-    ops.push({ op: 'remove', path: pointer('metadata', 'annotations', spec.discovery.annotation) })
-    warnings.push(`enlist: removed your annotation ${spec.discovery.annotation}: enlist writes the discovery record once the pod is registered`)
-  }
 
   // --- registrar init container and its token volume ---------------------
   // (a pod that already names either is refused before this: reserved.ts)
@@ -282,21 +277,123 @@ export function buildInjection(input: InjectInput): Injection {
   }
 
   // --- the injection record, last: it describes every operation above -----
+  status.digest = injectionDigest(injectedView(f, registrar, preStop, status.injected), status.injected)
+  const overrides = DECISION_OVERRIDES.filter((o) => policy.overrides.has(o) && annotations?.[OVERRIDE_ANNOTATION[o]] !== undefined)
+  if (overrides.length > 0) status.overrides = overrides
   const statusJson = JSON.stringify(statusText(status, input.key))
   if (!annotations) ops.push({ path: '/metadata/annotations', json: `{${JSON.stringify(STATUS_ANNOTATION)}:${statusJson}}` })
   else {
-    ops.push({ op: input.forgedStatus ? 'replace' : 'add', path: pointer('metadata', 'annotations', STATUS_ANNOTATION), json: statusJson })
-    if (input.forgedStatus) warnings.push(`enlist: replaced your annotation ${STATUS_ANNOTATION}: it was not written by enlist (only enlist's own record is trusted)`)
+    const forged = input.forgedStatus !== undefined
+    ops.push({ op: forged ? 'replace' : 'add', path: pointer('metadata', 'annotations', STATUS_ANNOTATION), json: statusJson })
+    if (forged) warnings.push(`enlist: replaced your annotation ${STATUS_ANNOTATION}: it was not written by enlist for this pod (${input.forgedStatus}); only enlist's own record is trusted`)
   }
 
-  // Paths are made of validated label and annotation keys (RFC 6901-escaped) and digits:
-  // no character in them needs JSON escaping.
+  return { patch: patchText(ops), warnings, status }
+}
+
+/** The JSON Patch document. Paths are made of validated label and annotation keys (RFC
+ *  6901-escaped) and digits: no character in them needs JSON escaping. */
+export function patchText(ops: readonly AddOperation[]): string {
   let patch = '['
   for (let i = 0; i < ops.length; i++) {
     const op = ops[i]!
     patch += `${i === 0 ? '' : ','}{"op":"${op.op ?? 'add'}","path":"${op.path}"${op.json === undefined ? '' : `,"value":${op.json}`}}`
   }
-  return { patch: patch + ']', warnings, status }
+  return patch + ']'
+}
+
+/**
+ * Makes enlist's keys on the pod enlist's (reserved.ts ownedKeysOf): its labels set to its
+ * values, the record labels and annotations of the layouts in use that a tenant wrote
+ * removed, each with a warning. Returns the labels it set. Idempotent: on a pod enlist
+ * injected it adds nothing.
+ */
+export function ownedKeyOps(pod: V1Pod, policy: CompiledPolicy, ops: AddOperation[], warnings: string[]): string[] {
+  const owned = ownedKeys(policy)
+  const set: string[] = []
+  const labels = pod.metadata?.labels
+  if (!labels) {
+    const want = owned.labels.filter((l) => l.value !== undefined)
+    ops.push({ path: '/metadata/labels', json: JSON.stringify(Object.fromEntries(want.map((l) => [l.key, l.value]))) })
+    for (const l of want) set.push(l.key)
+  } else {
+    for (const { key: k, value: v } of owned.labels) {
+      const have = Object.hasOwn(labels, k) ? labels[k] : undefined // own keys only: a label key may be any name
+      if (v === undefined) {
+        if (have === undefined) continue
+        // a record label: enlist sets it when the pod is registered, never the tenant
+        ops.push({ op: 'remove', path: pointer('metadata', 'labels', k) })
+        warnings.push(`enlist: removed your label ${k}=${JSON.stringify(have)}: enlist sets it once the pod is registered`)
+      } else if (have === undefined) {
+        ops.push({ path: pointer('metadata', 'labels', k), json: JSON.stringify(v) })
+        set.push(k)
+      } else if (have !== v) {
+        // enlist's own labels: what selects managed and discoverable pods is not the tenant's to set
+        ops.push({ op: 'replace', path: pointer('metadata', 'labels', k), json: JSON.stringify(v) })
+        set.push(k)
+        warnings.push(`enlist: replaced your label ${k}=${JSON.stringify(have)} with ${JSON.stringify(v)}: only enlist sets it`)
+      }
+    }
+  }
+  // The discovery records are enlist's to write once the pod is registered, never the pod's.
+  const annotations = pod.metadata?.annotations
+  if (annotations) {
+    for (const a of owned.annotations) {
+      if (!Object.hasOwn(annotations, a)) continue
+      ops.push({ op: 'remove', path: pointer('metadata', 'annotations', a) })
+      warnings.push(`enlist: removed your annotation ${a}: enlist writes the discovery record once the pod is registered`)
+    }
+  }
+  return set
+}
+
+function memoParse<T>(): (json: string) => T {
+  const m = new Map<string, T>()
+  return (json) => {
+    let v = m.get(json)
+    if (v === undefined) m.set(json, (v = JSON.parse(json) as T))
+    return v
+  }
+}
+
+const ownedCache = new WeakMap<CompiledPolicy, OwnedKeys>()
+function ownedKeys(policy: CompiledPolicy): OwnedKeys {
+  let o = ownedCache.get(policy)
+  if (!o) ownedCache.set(policy, (o = ownedKeysOf(policy.spec)))
+  return o
+}
+
+const OVERRIDE_ANNOTATION: Readonly<Record<DecisionOverride, string>> = {
+  service: SERVICE_ANNOTATION,
+  metadata: METADATA_ANNOTATION,
+  dependsOn: DEPENDS_ON_ANNOTATION,
+  advertise: ADVERTISE_ANNOTATION,
+}
+
+/** The pod's enlist fields as the patch leaves them, for injectionDigest: the same function
+ *  reads them back from the pod at admission, so the two cannot disagree on the form. */
+function injectedView(f: Fragments, registrar: string, preStop: string | undefined, injected: Injected): V1Pod {
+  let r = f.parsed.get(registrar)
+  if (r === undefined) {
+    if (f.parsed.size >= 16) f.parsed.clear()
+    f.parsed.set(registrar, (r = JSON.parse(registrar) as V1Container))
+  }
+  const byContainer = new Map<string, V1Container>()
+  const container = (name: string) => {
+    let c = byContainer.get(name)
+    if (!c) byContainer.set(name, (c = { name }))
+    return c
+  }
+  for (const [name, vars] of Object.entries(injected.env)) container(name).env = vars.map((v) => envEntry(v as DownwardApiVariable))
+  if (preStop !== undefined) for (const name of injected.preStop) container(name).lifecycle = { preStop: f.preStopParsed(preStop) }
+  return {
+    spec: {
+      initContainers: [r],
+      volumes: [f.volumeObject],
+      containers: [...byContainer.values()],
+      readinessGates: injected.readinessGates.map((conditionType) => ({ conditionType })),
+    },
+  }
 }
 
 function addEnv(

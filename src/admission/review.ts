@@ -3,14 +3,14 @@
 
 import type { V1Pod } from '@kubernetes/client-node'
 import type { DecisionKey, KeyRing } from '../decision/keyring.js'
-import { openStatus } from '../decision/status.js'
+import { checkInjected, openStatus } from '../decision/status.js'
 import { utf8ToBase64 } from '../lib/base64.js'
 import { EnlistError } from '../lib/errors.js'
 import { STATUS_ANNOTATION } from '../names.js'
 import type { CompiledPolicy } from '../policy/policy.js'
 import { decide, decideWithoutPod, type SkipReason } from './decide.js'
 import { glimpse, podCannotMatter } from './glimpse.js'
-import { buildInjection } from './inject.js'
+import { type AddOperation, buildInjection, ownedKeyOps, patchText } from './inject.js'
 import { reservedViolation, unservable } from './reserved.js'
 import { type KubeVersion, resolveSettings } from './settings.js'
 import { type Workload, workloadOf } from './workload.js'
@@ -153,16 +153,28 @@ export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: 
     reason,
   })
 
-  // Reinvocation, or a pod that went through enlist before (a copy of one, for instance):
-  // nothing to add, if enlist really wrote its status. A status enlist did not seal is
+  // Reinvocation (other webhooks changed the pod after enlist), or a copy of an injected
+  // pod: nothing to add if enlist really wrote its status AND the pod carries exactly what
+  // enlist injected with it (the digest the seal covers). A valid seal over other enlist
+  // fields is someone's injection passed off as enlist's: denied, on whichever webhook entry
+  // calls. A status enlist did not seal (or one of version 2, which proves no injection) is
   // the tenant's and counts for nothing.
   const statusText = meta?.annotations?.[STATUS_ANNOTATION]
   let forged: string | undefined
   if (statusText !== undefined) {
     if (!facts.keys) return skip('already-injected', [])
     const opened = openStatus(statusText, facts.keys.ring, namespace)
-    if (opened.ok) return skip('already-injected', [])
-    forged = opened.message
+    if (opened.ok) {
+      const check = checkInjected(pod, opened.status)
+      if (check.ok) return alreadyInjected(request.uid, pod, policy, namespace, workload)
+      if (check.reason === 'tampered') {
+        return deny(
+          `${STATUS_ANNOTATION} was sealed by enlist for another pod: ${check.message}. Create the pod without ${STATUS_ANNOTATION} and without enlist's fields (its workload's template has neither), and enlist injects it`,
+          'tampered',
+        )
+      }
+      forged = check.message
+    } else forged = opened.message
   }
 
   const decision = decide(
@@ -195,7 +207,7 @@ export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: 
     settings: resolved.settings,
     caBundle: facts.caBundle,
     key: facts.keys?.signing,
-    forgedStatus: forged !== undefined,
+    forgedStatus: forged,
   })
   const warnings = [...decision.warnings, ...resolved.warnings, ...injection.warnings]
   return {
@@ -214,6 +226,17 @@ export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: 
     verdict: 'injected',
     reason: decision.reason,
   }
+}
+
+/** A pod enlist injected: nothing to add but enlist's keys, should a later webhook or a
+ *  copy of a registered pod have brought its own (ownedKeyOps; none on enlist's output). */
+function alreadyInjected(uid: string, pod: V1Pod, policy: CompiledPolicy, namespace: string, workload: Workload | undefined): AdmissionOutcome {
+  const ops: AddOperation[] = []
+  const warnings: string[] = []
+  ownedKeyOps(pod, policy, ops, warnings)
+  const patch = ops.length > 0 ? patchText(ops) : undefined
+  const response: AdmissionResponse = patch === undefined ? { uid, allowed: true } : { uid, allowed: true, patchType: 'JSONPatch', patch: utf8ToBase64(patch) }
+  return { namespace, workload, patch, response: withWarnings(response, warnings), verdict: 'skipped', reason: 'already-injected' }
 }
 
 // The apiserver drops warnings with control characters and truncates long ones.

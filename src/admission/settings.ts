@@ -30,7 +30,8 @@ import {
   parseRegistrarTimeout,
   parseServiceName,
 } from './annotations.js'
-import type { Workload } from './workload.js'
+import { derivedServiceName, type Workload } from './workload.js'
+import { dubboFindings, metadataFindings, normaliseServiceName, type TenancyFinding, type TenancyReason } from './tenancy.js'
 
 export interface KubeVersion {
   major: number
@@ -63,7 +64,19 @@ export interface Settings {
   advertise: Record<string, AdvertiseMode> | undefined
 }
 
-export type SettingsResult = { ok: true; settings: Settings; warnings: string[] } | { ok: false; error: AnnotationError }
+/** A denial of tenancy that tenancy.enforcement: warn turned into a warning: the server
+ *  counts it (by reason) and tells the pod's owner. */
+export interface StagedDenial {
+  reason: TenancyReason
+  message: string
+}
+
+export type SettingsResult =
+  | { ok: true; settings: Settings; warnings: string[]; staged: StagedDenial[] }
+  /** reason: 'invalid-annotation', or the tenancy reason of a denial of tenancy. */
+  | { ok: false; error: Error; reason: 'invalid-annotation' | TenancyReason }
+
+const SERVICE_LABELS = ['app.kubernetes.io/name', 'app'] as const
 
 const OVERRIDE_ANNOTATIONS: ReadonlyArray<[string, TenantOverride]> = [
   [DEPENDS_ON_ANNOTATION, 'dependsOn'],
@@ -104,7 +117,7 @@ export function resolveSettings(
   }
 
   const s: Settings = {
-    service: labels['app.kubernetes.io/name'] ?? labels.app ?? workload.name,
+    service: '',
     dependsOn: [],
     metadata: undefined,
     drainSeconds: spec.preStop.drainSeconds,
@@ -116,6 +129,7 @@ export function resolveSettings(
     advertise: undefined,
   }
   let mode: PreStopMode = spec.preStop.mode
+  let serviceAnnotation: string | undefined
 
   for (const [key, name] of OVERRIDE_ANNOTATIONS) {
     const v = allowed(key, name)
@@ -128,7 +142,7 @@ export function resolveSettings(
         s.metadata = take(parseMetadata(v), undefined)
         break
       case 'service':
-        s.service = take(parseServiceName(v), s.service)
+        serviceAnnotation = v
         break
       case 'drainSeconds':
         s.drainSeconds = take(parseDrainSeconds(v), s.drainSeconds)
@@ -157,9 +171,36 @@ export function resolveSettings(
         break
     }
   }
-  if (error) return { ok: false, error }
+  if (error) return { ok: false, error, reason: 'invalid-annotation' }
+
+  // Checks of tenancy: denied, or under tenancy.enforcement: warn admitted with a warning.
+  const staged: StagedDenial[] = []
+  const warn = policy.tenancy.enforcement === 'warn'
+  const stage = (f: TenancyFinding): boolean => {
+    if (!warn || !f.stageable) return false
+    staged.push({ reason: f.reason, message: f.message })
+    warnings.push(`enlist: tenancy.enforcement is warn: this pod would be denied: ${f.message}`)
+    return true
+  }
+
+  const named = serviceName(serviceAnnotation, labels, workload)
+  if (!named.ok) {
+    const fixed = normaliseServiceName(named.value)
+    // warn: an explicit name that is not a label is admitted normalised, never as written
+    if (fixed === '' || !stage({ reason: 'service-name', message: named.error.message, stageable: true })) {
+      return { ok: false, error: named.error, reason: 'service-name' }
+    }
+    s.service = fixed
+  } else s.service = named.value
+
+  if (s.metadata) {
+    const findings = [...metadataFindings(s.metadata, policy.tenancy), ...(policy.dubboBackends.length > 0 ? dubboFindings(namespace, s.metadata, policy.tenancy) : [])]
+    for (const f of findings) {
+      if (!stage(f)) return { ok: false, error: new AnnotationError(METADATA_ANNOTATION, ann[METADATA_ANNOTATION] ?? '', f.message, tenancyForm(f.reason)), reason: f.reason }
+    }
+  }
   const dubbo = dubboError(pod, ann[METADATA_ANNOTATION], s.metadata, policy)
-  if (dubbo) return { ok: false, error: dubbo }
+  if (dubbo) return { ok: false, error: dubbo, reason: 'invalid-annotation' }
 
   if (mode === 'auto') s.preStop = supportsSleepAction(serverVersion) ? 'sleep' : 'exec'
   else if (mode === 'sleep' && serverVersion && !supportsSleepAction(serverVersion)) {
@@ -174,7 +215,47 @@ export function resolveSettings(
     const missing = s.envContainerNames.filter((n) => !present.has(n))
     if (missing.length > 0) warnings.push(`enlist: ${ENV_CONTAINERS_ANNOTATION} names containers the pod does not have: ${missing.join(', ')}`)
   }
-  return { ok: true, settings: s, warnings }
+  return { ok: true, settings: s, warnings, staged }
+}
+
+/** The service name, from the first of: enlist.io/service, the labels app.kubernetes.io/name
+ *  and app, the workload. A name given explicitly must already be one (not ok: `value` is
+ *  what was given); a derived one is normalised. */
+function serviceName(
+  annotation: string | undefined,
+  labels: Readonly<Record<string, string>>,
+  workload: Workload,
+): { ok: true; value: string } | { ok: false; value: string; error: Error } {
+  const explicit = (r: Result<string>, v: string): { ok: true; value: string } | { ok: false; value: string; error: Error } =>
+    r.ok ? { ok: true, value: r.value } : { ok: false, value: v, error: r.error }
+  if (annotation !== undefined) return explicit(parseServiceName(annotation), annotation)
+  for (const key of SERVICE_LABELS) {
+    const v = Object.hasOwn(labels, key) ? labels[key] : undefined
+    if (v !== undefined) return explicit(parseServiceName(v, key, 'label'), v)
+  }
+  const derived = derivedServiceName(workload)
+  if (derived !== '') return { ok: true, value: derived }
+  return {
+    ok: false,
+    value: '',
+    error: new Error(
+      `the service name enlist derives from the pod's ${workload.kind} ${JSON.stringify(workload.name.slice(0, 80))} is empty once normalised to a DNS-1123 label; ` +
+        `name the service: annotation ${SERVICE_ANNOTATION} or label app.kubernetes.io/name, e.g. "orders"`,
+    ),
+  }
+}
+
+function tenancyForm(reason: TenancyReason): string {
+  switch (reason) {
+    case 'interface-not-owned':
+      return 'an interface the policy assigns to this namespace (tenancy.interfaces; ask the cluster admin)'
+    case 'dubbo-protocol':
+      return 'a protocol of tenancy.dubbo.protocols'
+    case 'metadata-size':
+      return 'smaller metadata (tenancy.metadata.maxBytes)'
+    default:
+      return 'keys of letters, digits, ".", "_" and "-" (at most 63) with printable values, none that Dubbo reads as routing or configuration (category, rule, force, ...)'
+  }
 }
 
 /** A backend in a Dubbo layout registers every pod as a Dubbo provider: refuse a pod that

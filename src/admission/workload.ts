@@ -2,6 +2,7 @@
 // arrive with generateName and ownerReferences but no name yet.
 
 import type { V1ObjectMeta } from '@kubernetes/client-node'
+import { normaliseServiceName } from './tenancy.js'
 
 export interface Workload {
   kind: string
@@ -38,4 +39,10 @@ export function workloadOf(meta: V1ObjectMeta | undefined): Workload {
   if (meta?.name) return { kind: 'Pod', name: meta.name }
   const gen = meta?.generateName ?? ''
   return { kind: 'Pod', name: gen.endsWith('-') ? gen.slice(0, -1) : gen }
+}
+
+/** The service name of a pod that names none: its workload's name, normalised to a DNS-1123
+ *  label (an owner reference's name is whatever its writer chose). '' when nothing is left. */
+export function derivedServiceName(w: Workload): string {
+  return normaliseServiceName(w.name)
 }

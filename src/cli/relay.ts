@@ -47,6 +47,32 @@ export const relayFlags = {
   'tombstone-retention': { kind: 'duration', env: 'ENLIST_RELAY_TOMBSTONE_RETENTION', default: '168h', min: 60_000, help: 'keep tombstones this long: at least the longest an event can wait (the stream\'s max age)' },
   timeout: { kind: 'duration', env: 'ENLIST_RELAY_TIMEOUT', default: '5s', min: 100, max: 60_000, help: 'bounded wait for each broker call' },
   rebuild: { kind: 'bool', default: 'false', help: 'make the CMDB equal to the snapshot, then exit' },
+  'replay-dead-letters': {
+    kind: 'bool',
+    default: 'false',
+    help: 'apply each dead letter present now once (signature checked again unless --allow-unsigned), remove those applied, keep those that fail again, then exit',
+  },
+  'allow-unsigned': {
+    kind: 'bool',
+    env: 'ENLIST_RELAY_ALLOW_UNSIGNED',
+    default: 'false',
+    help: 'apply events without a valid Enlist-Signature (anyone who can publish on the broker could then write the CMDB); default: such events go to the dead-letter place',
+  },
+  'signing-keys-dir': {
+    kind: 'string',
+    env: 'ENLIST_RELAY_SIGNING_KEYS_DIR',
+    default: '/etc/enlist/relay/signing-keys',
+    help: 'a mounted Secret: <cluster>.json per source cluster (its enlist-event-signing-key keyring.json), _unmarked.json for events without data.cluster; read again every 30s',
+  },
+  'dead-letter-stream': { kind: 'string', env: 'ENLIST_RELAY_DEAD_LETTER_STREAM', default: 'ENLIST_REGISTRATIONS_DEAD', help: 'nats: the dead-letter stream (created if absent)' },
+  'dead-letter-subject-prefix': {
+    kind: 'string',
+    env: 'ENLIST_RELAY_DEAD_LETTER_SUBJECT_PREFIX',
+    default: 'enlist.dead-letters',
+    help: 'nats: the dead-letter stream\'s subjects (<prefix>.>); this relay\'s are <prefix>.<consumer>',
+  },
+  'dead-letter-exchange': { kind: 'string', env: 'ENLIST_RELAY_DEAD_LETTER_EXCHANGE', default: 'enlist.registrations.dead', help: 'amqp: the dead-letter exchange (direct, declared)' },
+  'dead-letter-queue': { kind: 'string', env: 'ENLIST_RELAY_DEAD_LETTER_QUEUE', help: 'amqp: this relay\'s dead-letter queue (declared); default <queue>.dead' },
   'no-initial-rebuild': { kind: 'bool', env: 'ENLIST_RELAY_NO_INITIAL_REBUILD', default: 'false', help: 'do not rebuild from the snapshot when the consumer or queue is new' },
   port: { kind: 'int', env: 'ENLIST_RELAY_PORT', default: '8080', min: 0, max: 65535, help: '/healthz, /readyz, /metrics (plain HTTP)' },
   'bind-address': { kind: 'string', env: 'ENLIST_RELAY_BIND_ADDRESS', default: '0.0.0.0', help: 'address of that port' },
@@ -87,9 +113,13 @@ export function validateRelayOptions(o: RelayFlags): asserts o is RelayFlags & {
       '--rebuild requires --cluster: it deletes CMDB entries, and only those carrying the named cluster\'s mark are its to delete (other clusters may feed the same CMDB); accepted: --cluster=<the source cluster\'s policy cluster.name>',
     )
   }
-  const names = { stream: o.stream, consumer: durableName(o.consumer, o.cluster), bucket: o.bucket, 'tombstone-bucket': o['tombstone-bucket'] }
+  if (o.rebuild && o['replay-dead-letters']) throw new OptionError('--rebuild and --replay-dead-letters: one at a time')
+  const names = { stream: o.stream, consumer: durableName(o.consumer, o.cluster), bucket: o.bucket, 'tombstone-bucket': o['tombstone-bucket'], 'dead-letter-stream': o['dead-letter-stream'] }
   for (const [f, v] of Object.entries(names)) {
     if (!NAME.test(v)) throw new OptionError(`--${f}: ${JSON.stringify(v)} is invalid; accepted: letters, digits, '-' and '_'`)
+  }
+  if (!/^[^\s.*>$]+(\.[^\s.*>]+)*$/.test(o['dead-letter-subject-prefix'])) {
+    throw new OptionError(`--dead-letter-subject-prefix: ${JSON.stringify(o['dead-letter-subject-prefix'])} is invalid; accepted: dot-separated tokens without spaces or wildcards, not starting with $`)
   }
   if (o['queue-type'] !== 'quorum' && o['queue-type'] !== 'classic') throw new OptionError(`--queue-type: ${JSON.stringify(o['queue-type'])} is invalid; accepted: quorum, classic`)
   if (!['trace', 'debug', 'info', 'warn', 'error', 'fatal', 'silent'].includes(o['log-level'])) throw new OptionError(`--log-level: ${JSON.stringify(o['log-level'])} is invalid`)
@@ -116,6 +146,30 @@ export async function readSecretDir(dir: string): Promise<Record<string, string>
   return out
 }
 
+/** The relay's signing keys, read before anything connects: without --allow-unsigned an
+ *  empty or unreadable directory (or, with --cluster, no file for it) is a start-up error,
+ *  not a relay that dead-letters every event. */
+export async function loadRelayKeys(o: RelayFlags, log: import('pino').Logger): Promise<import('../relay/keys.js').RelayKeys> {
+  const { RelayKeys } = await import('../relay/keys.js')
+  const keys = new RelayKeys(o['signing-keys-dir'], log)
+  if (o.rebuild) return keys // the snapshot is read from the ledger, not from events
+  if (o['allow-unsigned']) {
+    await keys.load().catch((err: unknown) => log.warn({ err: errorMessage(err) }, 'signing keys unreadable; --allow-unsigned applies every event anyway'))
+    log.warn('--allow-unsigned: events without a valid signature are applied; anyone who can publish on the broker can write the CMDB')
+    return keys
+  }
+  let rings: ReadonlyMap<string | undefined, unknown>
+  try {
+    rings = await keys.load()
+  } catch (err) {
+    throw new OptionError(`--signing-keys-dir: ${errorMessage(err)}`)
+  }
+  const how = "mount the source cluster's Secret enlist-event-signing-key (key keyring.json) as <cluster>.json, or start with --allow-unsigned (docs/events.md, Signatures)"
+  if (rings.size === 0) throw new OptionError(`--signing-keys-dir: no signing keys in ${o['signing-keys-dir']}: ${how}`)
+  if (o.cluster !== undefined && !rings.has(o.cluster)) throw new OptionError(`--signing-keys-dir: no ${o.cluster}.json in ${o['signing-keys-dir']} for --cluster=${o.cluster}: ${how}`)
+  return keys
+}
+
 export async function relayCommand(argv: readonly string[]): Promise<number> {
   const o = parseFlags(relayFlags, argv)
   if (o.help) {
@@ -123,8 +177,10 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
     return 0
   }
   validateRelayOptions(o)
-  // --rebuild prints its result on stdout: its log goes to stderr
-  const log = createLogger(o['log-level'], o.rebuild ? 2 : 1).child({ component: 'enlist-relay' })
+  // --rebuild and --replay-dead-letters print their result on stdout: their log goes to stderr
+  const once = o.rebuild || o['replay-dead-letters']
+  const log = createLogger(o['log-level'], once ? 2 : 1).child({ component: 'enlist-relay' })
+  const keys = await loadRelayKeys(o, log)
   const { Relay, relayMetrics, relayServer } = await import('../relay/relay.js')
   const { HttpBackend } = await import('../registry/http.js')
   const cmdb = new HttpBackend(
@@ -164,6 +220,8 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
       bucket: o.bucket,
       tombstoneBucket: o['tombstone-bucket'],
       tombstoneRetentionMs: o['tombstone-retention'],
+      deadLetterStream: o['dead-letter-stream'],
+      deadLetterPrefix: o['dead-letter-subject-prefix'],
       timeoutMs: o.timeout,
       log,
     })
@@ -172,22 +230,47 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
     const { amqpCredentialsFrom } = await import('../registry/amqp/backend.js')
     const { KubeClient } = await import('../kube/client.js')
     const { loadCredentials } = await import('../kube/credentials.js')
+    const queue = durableName(o.queue, o.cluster)
     source = new AmqpSource({
       url: o.url,
       credentials: async () => amqpCredentialsFrom(await readSecretDir(credentialsDir), ''),
       exchange: o.exchange,
-      queue: durableName(o.queue, o.cluster),
+      queue,
       queueType: o['queue-type'] as 'quorum' | 'classic',
       client: new KubeClient(await loadCredentials(o.kubeconfig)),
       namespace: o.namespace,
       ledgerBackend: o['ledger-backend'],
       tombstoneRetentionMs: o['tombstone-retention'],
+      deadLetterExchange: o['dead-letter-exchange'],
+      deadLetterQueue: o['dead-letter-queue'] ?? `${queue}.dead`,
       timeoutMs: o.timeout,
       log,
     })
   }
   const metrics = relayMetrics()
-  const relay = new Relay({ source, cmdb, log, metrics, rebuildOnCreate: !o['no-initial-rebuild'], ...(o.cluster !== undefined ? { cluster: o.cluster } : {}) })
+  const relay = new Relay({
+    source,
+    cmdb,
+    log,
+    metrics,
+    rebuildOnCreate: !o['no-initial-rebuild'],
+    allowUnsigned: o['allow-unsigned'],
+    ring: (cluster) => keys.ring(cluster),
+    ...(o.cluster !== undefined ? { cluster: o.cluster } : {}),
+  })
+
+  if (o['replay-dead-letters']) {
+    try {
+      await source.open()
+      const r = await relay.replayDeadLetters()
+      console.log(JSON.stringify({ replayed: r.replayed, kept: r.kept }))
+      return 0
+    } finally {
+      await source.close()
+      cmdb.close()
+    }
+  }
+  keys.watch()
 
   if (o.rebuild) {
     try {
@@ -214,6 +297,7 @@ export async function relayCommand(argv: readonly string[]): Promise<number> {
     log.info({ signal }, 'stopping: finishing the event in hand')
     relay
       .stop()
+      .then(() => keys.stop())
       .then(() => new Promise<void>((r) => server.close(() => r())))
       .then(
         () => {

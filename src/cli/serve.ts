@@ -31,6 +31,7 @@ import { ConfigMapPolicySource, FilePolicySource, type PolicySource, PolicyStore
 import { DEFAULT_AUTH_LIMITS, TokenAuthenticator } from '../registration/auth.js'
 import { DependencyCache } from '../registration/dependencies.js'
 import { RegistrationService } from '../registration/service.js'
+import { kubeJwks, TokenVerifier } from '../registration/token-verifier.js'
 import { recordAnnotationsOf } from '../registry/kubernetes.js'
 import { BackendSet } from '../registry/backend-set.js'
 import type { FastifyInstance } from 'fastify'
@@ -110,6 +111,20 @@ export const serveFlags = {
     default: '100',
     min: 1,
     help: 'TokenReviews of tokens not in the cache per second (burst 4x; past it, a token queues up to 2 s, then 429)',
+  },
+  'token-reviews-per-pod': {
+    kind: 'int',
+    env: 'ENLIST_TOKEN_REVIEWS_PER_POD',
+    default: '5',
+    min: 1,
+    help: 'new tokens one pod may have reviewed at once (then one every 10 s; more get 429): a tenant minting tokens cannot use up the TokenReview budget',
+  },
+  'max-namespace-waiters': {
+    kind: 'int',
+    env: 'ENLIST_MAX_NAMESPACE_WAITERS',
+    default: '1000',
+    min: 1,
+    help: 'admission reviews waiting at once for a namespace the cache has not seen; more are decided at once as if it were unknown (counted)',
   },
   'shutdown-delay': { kind: 'duration', env: 'ENLIST_SHUTDOWN_DELAY', default: '0s', help: 'on SIGTERM, keep serving this long while not ready' },
   'namespace-wait': { kind: 'duration', env: 'ENLIST_NAMESPACE_WAIT', default: '1s', max: 10_000, help: 'wait this long for a namespace the cache has not seen' },
@@ -285,13 +300,28 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const clusterUid = new ClusterUid(client, log, (uid) => registry.setClusterUid(uid))
   readiness.addReport(() => registry.health().map((h) => ({ check: `backend ${h.backend}`, reason: h.reason })))
   const events = new EventRecorder(client, log, identity)
+  // Registration tokens verified against the issuer keys before a TokenReview (fair queueing by namespace)
+  const tokenVerifier = new TokenVerifier({ fetchKeys: kubeJwks(client), log })
+  readiness.addReport(() => {
+    const note = tokenVerifier.note()
+    return note ? [{ check: 'token-verification', reason: note }] : []
+  })
   const registration = new RegistrationService({
     client,
-    auth: new TokenAuthenticator(client, metrics, {
-      ...DEFAULT_AUTH_LIMITS,
-      reviewsPerSecond: o['token-reviews-per-second'],
-      reviewBurst: 4 * o['token-reviews-per-second'],
-    }),
+    auth: new TokenAuthenticator(
+      client,
+      metrics,
+      {
+        ...DEFAULT_AUTH_LIMITS,
+        reviewsPerSecond: o['token-reviews-per-second'],
+        reviewBurst: 4 * o['token-reviews-per-second'],
+        podReviewBurst: o['token-reviews-per-pod'],
+      },
+      tokenVerifier,
+      log,
+    ),
+    policy: () => policy.current,
+    namespaces,
     pods,
     dependencies,
     registry,
@@ -401,6 +431,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
               return keys.ring && signing ? { ring: keys.ring, signing } : undefined
             },
             namespaceWaitMs: o['namespace-wait'],
+            maxNamespaceWaiters: o['max-namespace-waiters'],
           },
           registration: { service: registration },
         })

@@ -26,8 +26,9 @@ export interface BackendStatus {
   sweep: boolean
   /** Why the backend was not swept (claim refused, list failed); absent when it was. */
   problem?: string
-  /** Entries by owner: this cluster's, another cluster's, with no mark. */
-  entries: { own: number; other: number; unmarked: number }
+  /** Entries by owner: this cluster's, another cluster's, with no mark, and with this
+   *  cluster's name written by another cluster (another kube-system UID: a name shared). */
+  entries: { own: number; other: number; unmarked: number; duplicate: number }
   /** Other clusters' entries by cluster name. */
   otherClusters: Record<string, number>
   /** What the sweep fixed this time. */

@@ -10,6 +10,7 @@
 // All of it stops the moment leadership is lost: the AbortSignal reaches every backend
 // and apiserver call in flight, and whatever was cut short is redone by the next leader.
 
+import { randomBytes } from 'node:crypto'
 import type { V1Pod } from '@kubernetes/client-node'
 import type { Logger } from 'pino'
 import type { PodView } from '../kube/pod-view.js'
@@ -105,10 +106,13 @@ export class RegistryController {
         // Followers keep nothing: the sweep a new leader runs first catches what they missed.
         const ref = podRefOf(p)
         if (!ref.uid || !this.queue) return
-        if (!this.done.has(ref.uid) && this.mayBeRegistered(p)) this.gone.set(ref.uid, ref)
-        this.done.delete(ref.uid)
+        const wasDone = this.done.delete(ref.uid)
+        // A pod enlist never sealed (a look-alike) costs nothing when it goes: no queue
+        // entry, no backend call (a deregistration by uid scans some backends).
+        if (wasDone || !this.mayBeRegistered(p)) return
+        this.gone.set(ref.uid, ref)
         this.updatePending()
-        this.queue?.add(ref.uid)
+        this.queue.add(ref.uid)
       },
     })
     // A backend that failed answers again: retries waiting out a long backoff go now.
@@ -181,14 +185,15 @@ export class RegistryController {
   }
 
   /**
-   * Whether a pod could have been registered, so that its going needs backend calls. A pod
-   * that merely carries the managed label (a tenant can set labels) but no seal of enlist's
-   * and no condition was never registered: deregistering it would only load the backends.
-   * Until the keys are known, assume it could.
+   * Whether a pod could have been registered, so that its going needs backend calls: only a
+   * pod whose seal opened (registration requires one). Anyone can put the managed label, a
+   * status naming a made-up key, or even the condition on a pod: deregistering such a pod
+   * would let a tenant make every deletion scan the backends. Until the keys are known,
+   * assume it could. A registered pod whose seal this replica could not open when it went
+   * (its key revoked, or not arrived yet) leaves an entry the sweep removes.
    */
   private mayBeRegistered(p: PodView): boolean {
-    if (registeredCondition(p) !== undefined) return true
-    return !this.o.keysKnown() || p.enlist.sealed !== undefined || p.enlist.pending !== undefined
+    return !this.o.keysKnown() || p.enlist.sealed !== undefined
   }
 
   /** The record enlist wrote for a registered, live pod, as its sealed decision makes it. */
@@ -231,11 +236,14 @@ export class RegistryController {
         if (err instanceof AbortedError || signal.aborted) continue // leadership lost: the next leader redoes it
         const delay = queue.addRateLimited(uid)
         this.o.metrics.queueRetries.inc()
-        this.o.log.warn({ uid, err: errorMessage(err), retries: queue.retries(uid), retryInMs: delay }, 'reconcile failed; will retry')
+        // Backend hosts, URLs and answers stay in enlist's log: the tenant's Event names the line.
+        const logRef = randomBytes(4).toString('hex')
+        this.o.log.warn({ ref: logRef, uid, err: errorMessage(err), retries: queue.retries(uid), retryInMs: delay }, 'reconcile failed; will retry')
         const pod = this.o.pods.byUid(uid)
         if (pod && queue.retries(uid) === 1) {
           const ref = podRefOf(pod)
-          this.o.events.record(ref, 'Warning', 'DeregistrationFailed', `${errorMessage(err)}; retrying until it succeeds`)
+          const what = goneReason(pod) ? 'the registry entry could not be removed' : 'the registry entry could not be written'
+          this.o.events.record(ref, 'Warning', 'DeregistrationFailed', `${what}; retrying until it succeeds (enlist log ref ${logRef})`)
         }
       } finally {
         queue.done(uid)
@@ -331,7 +339,7 @@ export class RegistryController {
     const rate = this.o.sweepRate?.() ?? 50
     const bucket = new TokenBucket(rate, rate)
     const pace = (): Promise<void> => bucket.wait(signal)
-    const self = registry.cluster.name
+    const { name: self, uid: selfUID } = registry.cluster
     const acting = registry.sweeps(b)
     let listed: ListedEntry[]
     try {
@@ -348,7 +356,7 @@ export class RegistryController {
     }
     const entries: PodRef[] = []
     for (const e of listed) {
-      const whose = ownership(e, self)
+      const whose = ownership(e, self, selfUID)
       if (whose === 'own') {
         entries.push({ namespace: e.namespace, pod: e.pod, uid: e.uid })
         continue
@@ -358,6 +366,11 @@ export class RegistryController {
     }
     report.entries.own = entries.length
     for (const kind of FOREIGN_KINDS) metrics.foreignEntries.set({ backend: b.name, kind }, report.entries[kind])
+    if (report.entries.duplicate > 0) {
+      // Never deleted (they may be another cluster's live pods) and said loudly: two clusters share a name.
+      report.problem = `${report.entries.duplicate} entries carry this cluster's name "${self}" but were written by another cluster (another kube-system UID): two clusters share a name; give one of them another cluster.name`
+      log.error({ backend: b.name, cluster: self, entries: report.entries.duplicate }, report.problem)
+    }
     const stats: SweepStats = { backend: b.name, entries: entries.length, other: report.entries.other, unmarked: report.entries.unmarked, removed: 0, rewritten: 0, failures: 0, ms: 0 }
     const stale = (e: PodRef): void => {
       const key = `${b.name}\u0000${e.uid}`
@@ -467,5 +480,5 @@ export class RegistryController {
 }
 
 function emptyStatus(b: Backend, sweep: boolean): BackendStatus {
-  return { backend: b.name, type: b.type, sweep, entries: { own: 0, other: 0, unmarked: 0 }, otherClusters: {}, removed: 0, rewritten: 0, stale: [], staleCount: 0, missing: [], missingCount: 0 }
+  return { backend: b.name, type: b.type, sweep, entries: { own: 0, other: 0, unmarked: 0, duplicate: 0 }, otherClusters: {}, removed: 0, rewritten: 0, stale: [], staleCount: 0, missing: [], missingCount: 0 }
 }

@@ -7,16 +7,23 @@
 // an HMAC of the exact text before it, under a key named in it (keyring.ts). What is read
 // back is that text and nothing else (anything after the seal breaks it), so no
 // canonical form is needed on either side: admission signs what it writes, verbatim.
-// The seal binds the namespace and service account the decision was made for: a tenant
-// may copy a sealed status only to another pod it could create with the same service
-// account in the same namespace, which gains it nothing it did not have.
+// The seal binds the namespace and service account the decision was made for, and (from
+// version 3) a digest of the fields enlist injected (injectionDigest): a sealed status
+// copied onto another pod counts as enlist's only if that pod carries exactly enlist's
+// injection too, which gains the tenant nothing it did not have.
 
-import { createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto'
+import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto'
+import type { V1Container, V1Pod } from '@kubernetes/client-node'
 import { STATUS_ANNOTATION } from '../names.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
+import type { TenantOverride } from '../policy/policy.js'
 import { type KeyRing, keyById, type DecisionKey } from './keyring.js'
 
-export const STATUS_VERSION = 2
+/** 3: the status carries `digest` (and `overrides`). Version 2, which pods injected before
+ *  the upgrade carry, is still read: registration takes its decision; admission no longer
+ *  takes it as proof of injection (it does not say what was injected). */
+export const STATUS_VERSION = 3
+const READ_VERSIONS: ReadonlySet<unknown> = new Set([2, 3])
 
 /** What admission decided for the pod's registration. */
 export interface Decision {
@@ -31,20 +38,28 @@ export interface Decision {
   advertise?: Record<string, AdvertiseMode>
 }
 
+export interface Injected {
+  initContainers: string[]
+  volumes: string[]
+  env: Record<string, string[]>
+  preStop: string[]
+  readinessGates: string[]
+  labels: string[]
+}
+
 export interface InjectionStatus {
-  version: typeof STATUS_VERSION
+  /** STATUS_VERSION when enlist writes it; 2 in pods sealed before version 3. */
+  version: 2 | typeof STATUS_VERSION
   /** Hash of the policy the decision was made under. */
   policy: string
   decision: Decision
-  injected: {
-    initContainers: string[]
-    volumes: string[]
-    env: Record<string, string[]>
-    preStop: string[]
-    readinessGates: string[]
-    labels: string[]
-  }
+  injected: Injected
   kept: string[]
+  /** injectionDigest of the pod as enlist left it (version 3). */
+  digest?: string
+  /** The tenant overrides whose annotations shaped the decision (version 3): what
+   *  registration checks the policy still allows. */
+  overrides?: DecisionOverride[]
   /** Absent only where no key is at hand (enlist render). */
   seal?: Seal
 }
@@ -93,7 +108,7 @@ export function openStatus(text: string, ring: KeyRing | undefined, namespace: s
     } catch {
       return { ok: false, reason: 'malformed', message: 'it is not JSON' }
     }
-    if (version !== STATUS_VERSION) return { ok: false, reason: 'unsealed', message: `version ${JSON.stringify(version) ?? 'none'} carries no seal (enlist writes version ${STATUS_VERSION})` }
+    if (!READ_VERSIONS.has(version)) return { ok: false, reason: 'unsealed', message: `version ${JSON.stringify(version) ?? 'none'} carries no seal (enlist writes version ${STATUS_VERSION})` }
     return { ok: false, reason: 'unsealed', message: 'it has no seal' }
   }
   const [, keyId, got] = m as unknown as [string, string, string]
@@ -111,7 +126,7 @@ export function openStatus(text: string, ring: KeyRing | undefined, namespace: s
   }
   const d = parsed.decision
   if (
-    parsed.version !== STATUS_VERSION ||
+    !READ_VERSIONS.has(parsed.version) ||
     !d ||
     typeof d.namespace !== 'string' ||
     typeof d.serviceAccount !== 'string' ||
@@ -157,4 +172,123 @@ export function sealKeyOf(pod: { metadata?: { annotations?: Record<string, strin
   } catch {
     return undefined
   }
+}
+
+// --- what enlist injected, as a digest -------------------------------------------------
+
+/** The tenant overrides that can shape a decision (the rest shape only the injection). */
+export const DECISION_OVERRIDES = ['service', 'metadata', 'dependsOn', 'advertise'] as const satisfies readonly TenantOverride[]
+export type DecisionOverride = (typeof DECISION_OVERRIDES)[number]
+
+/**
+ * The tenant overrides a decision was made with: registration refuses a pod whose decision
+ * used one the policy no longer allows. Version 3 records them; for a version 2 status they
+ * are inferred from the decision, where only an annotation sets metadata, dependencies and
+ * advertise modes, and `service` (which may have come from the workload) is not counted.
+ */
+export function overridesOf(status: Pick<InjectionStatus, 'version' | 'decision' | 'overrides'>): DecisionOverride[] {
+  if (status.version !== 2 && Array.isArray(status.overrides)) return status.overrides.filter((o): o is DecisionOverride => (DECISION_OVERRIDES as readonly string[]).includes(o))
+  const d = status.decision
+  const out: DecisionOverride[] = []
+  if (Object.keys(d.metadata).length > 0) out.push('metadata')
+  if (d.dependsOn.length > 0) out.push('dependsOn')
+  if (d.advertise && Object.keys(d.advertise).length > 0) out.push('advertise')
+  return out
+}
+
+// The registrar's fields enlist sets (volumeMounts: of enlist's volumes). Not `resources`: the apiserver defaults requests from
+// limits (and may rewrite quantities) after enlist's patch, and VPA may set them; nor fields
+// enlist leaves to defaulting (terminationMessagePath).
+const REGISTRAR_FIELDS = ['name', 'image', 'imagePullPolicy', 'command', 'args', 'env', 'securityContext', 'volumeMounts', 'terminationMessagePolicy'] as const
+
+function byName<T extends { name?: string }>(list: readonly T[] | undefined, name: string): T | undefined {
+  return list?.find((x) => x.name === name)
+}
+
+/**
+ * sha256 (base64url) of the canonical JSON of the fields enlist injected into `pod`, as
+ * `injected` names them: the registrar init container (REGISTRAR_FIELDS), the token volume,
+ * each env entry of each name enlist added to each container (duplicates included), each
+ * preStop hook enlist added, the readiness gates of the type it added. Nothing else of the
+ * pod counts, so other webhooks' edits (Istio's containers, an app image rewritten) leave it
+ * unchanged; canonical (sorted keys, empty values dropped) because the apiserver hands the
+ * pod back re-encoded, in Go's field order and without Go's omitted empties.
+ */
+export function injectionDigest(pod: V1Pod, injected: Injected): string {
+  const spec = pod.spec
+  const containers = spec?.containers
+  const view = {
+    i: injected.initContainers.map((n) => {
+      const c = byName(spec?.initContainers, n)
+      if (!c) return null
+      const picked: Partial<V1Container> = {}
+      for (const k of REGISTRAR_FIELDS) (picked as Record<string, unknown>)[k] = c[k]
+      // its mounts of enlist's volumes only: the ServiceAccount admission plugin adds the
+      // service-account token's mount to every container, after enlist's patch too
+      picked.volumeMounts = c.volumeMounts?.filter((m) => injected.volumes.includes(m.name))
+      return picked
+    }),
+    v: injected.volumes.map((n) => byName(spec?.volumes, n) ?? null),
+    e: Object.keys(injected.env)
+      .sort()
+      .map((c) => {
+        const env = byName(containers, c)?.env ?? []
+        return [c, injected.env[c]!.map((n) => env.filter((e) => e.name === n))]
+      }),
+    p: injected.preStop.map((c) => byName(containers, c)?.lifecycle?.preStop ?? null),
+    g: injected.readinessGates.map((t) => (spec?.readinessGates ?? []).filter((g) => g.conditionType === t)),
+  }
+  return createHash('sha256').update('enlist.io/injected v1\n').update(canonical(view) ?? '').digest('base64url')
+}
+
+/** JSON with sorted keys; null, undefined, '' and empty arrays and objects left out (Go's
+ *  omitempty drops them), inside arrays too, as null (positions count). */
+export function canonical(v: unknown): string | undefined {
+  if (v === null || v === undefined || v === '') return undefined
+  if (Array.isArray(v)) {
+    if (v.length === 0) return undefined
+    return `[${v.map((x) => canonical(x) ?? 'null').join(',')}]`
+  }
+  if (typeof v === 'object') {
+    let out = ''
+    for (const k of Object.keys(v).sort()) {
+      const c = canonical((v as Record<string, unknown>)[k])
+      if (c !== undefined) out += `${out ? ',' : ''}${JSON.stringify(k)}:${c}`
+    }
+    return out ? `{${out}}` : undefined
+  }
+  return JSON.stringify(v)
+}
+
+export type InjectedCheck = { ok: true } | { ok: false; reason: 'unproven' | 'tampered'; message: string }
+
+/**
+ * Whether `pod` is what enlist injected under this opened status: the same service account
+ * and, field for field, enlist's injection (injectionDigest). `unproven`: a version 2 status,
+ * which records no digest.
+ */
+export function checkInjected(pod: V1Pod, status: InjectionStatus): InjectedCheck {
+  if (status.version === 2 || typeof status.digest !== 'string') {
+    return { ok: false, reason: 'unproven', message: `it was sealed by an earlier enlist (status version ${status.version}), which did not record what it injected` }
+  }
+  const sa = serviceAccountOf(pod.spec)
+  if (status.decision.serviceAccount !== sa) {
+    return { ok: false, reason: 'tampered', message: `it was sealed for service account ${status.decision.serviceAccount}, and this pod runs as ${sa}` }
+  }
+  if (!status.injected || injectionDigest(pod, status.injected) !== status.digest) {
+    return { ok: false, reason: 'tampered', message: `this pod's ${describeInjected(status.injected)} are not what enlist injected with it` }
+  }
+  return { ok: true }
+}
+
+function describeInjected(i: Injected | undefined): string {
+  if (!i) return 'enlist fields'
+  const parts = [
+    ...i.initContainers.map((n) => `init container ${n}`),
+    ...i.volumes.map((n) => `volume ${n}`),
+    ...(Object.keys(i.env).length > 0 ? [`env of container${Object.keys(i.env).length > 1 ? 's' : ''} ${Object.keys(i.env).join(', ')}`] : []),
+    ...(i.preStop.length > 0 ? [`preStop hook of ${i.preStop.join(', ')}`] : []),
+    ...i.readinessGates.map((g) => `readiness gate ${g}`),
+  ]
+  return parts.join(', ')
 }

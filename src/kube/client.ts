@@ -45,6 +45,10 @@ export class KubeApiError extends EnlistError {
   get connectionRefused(): boolean {
     return this.status === 0 && this.reason === 'ConnectionRefused'
   }
+  /** The answer passed the cap and was cut, unread. */
+  get tooLarge(): boolean {
+    return this.status === 0 && this.reason === 'ResponseTooLarge'
+  }
 }
 
 export const PatchType = {
@@ -60,6 +64,10 @@ export type Query = Record<string, string | number | boolean | undefined>
 export interface CallOptions {
   signal?: AbortSignal
   timeoutMs?: number
+  /** A smaller answer cap than the client's (a list page asks again for fewer objects). */
+  maxBytes?: number
+  /** Told the size in bytes of a successful answer (list pages adapt their size to it). */
+  onBytes?: (bytes: number) => void
 }
 
 export interface RequestOptions extends CallOptions {
@@ -164,6 +172,7 @@ export class KubeClient {
 
   async request<T>(method: string, path: string, opts: RequestOptions = {}): Promise<T> {
     const text = await this.requestText(method, path, opts)
+    opts.onBytes?.(Buffer.byteLength(text))
     try {
       return (text.length > 0 ? JSON.parse(text) : {}) as T
     } catch {
@@ -289,7 +298,7 @@ export class KubeClient {
     }, Math.max(1, deadline - Date.now()))
     try {
       const res = await this.response(req, method, path, verb, resource, state)
-      const body = await this.readBody(req, res, method, path, state)
+      const body = await this.readBody(req, res, method, path, state, Math.min(opts.maxBytes ?? Infinity, this.maxBytes))
       return { status: res.statusCode ?? 0, headers: res.headers, body }
     } finally {
       clearTimeout(timer)
@@ -349,7 +358,7 @@ export class KubeClient {
     })
   }
 
-  private readBody(req: http.ClientRequest, res: http.IncomingMessage, method: string, path: string, state: Exchange): Promise<string> {
+  private readBody(req: http.ClientRequest, res: http.IncomingMessage, method: string, path: string, state: Exchange, maxBytes = this.maxBytes): Promise<string> {
     return new Promise((resolve, reject) => {
       const chunks: Buffer[] = []
       let size = 0
@@ -364,7 +373,7 @@ export class KubeClient {
       }
       res.on('data', (c: Buffer) => {
         size += c.length
-        if (size > this.maxBytes) return fail(new KubeApiError(0, 'ResponseTooLarge', `the answer exceeds ${this.maxBytes} bytes`, method, path))
+        if (size > maxBytes) return fail(new KubeApiError(0, 'ResponseTooLarge', `the answer exceeds ${maxBytes} bytes`, method, path))
         chunks.push(c)
       })
       res.on('end', () => {

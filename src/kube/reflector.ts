@@ -1,6 +1,12 @@
 // List+watch into an in-memory store, with client-go's reflector's behaviour under faults:
 //
-// * list in pages; a continue token that expired (410: etcd compacted the list's snapshot
+// * list in pages whose size adapts to the objects': the next page asks for as many objects
+//   as make about PAGE_TARGET_BYTES at the bytes per object of the last page (the apiserver
+//   has only `limit`), never more than pageSize, at least one. A page that still passes
+//   PAGE_MAX_BYTES (the objects grew from one page to the next: a tenant's huge pods after
+//   small ones) is cut unread and asked again, same continue token, for a quarter as many;
+//   so no page passes the client's answer cap, and a page's heap peak stays bounded;
+// * a continue token that expired (410: etcd compacted the list's snapshot
 //   away mid-list) starts the list over at once from its first page, a new snapshot. Here
 //   enlist parts from client-go, whose pager falls back to one unpaged list: at bank size
 //   that is a body of a gigabyte, which a bounded heap cannot hold and the apiserver pays
@@ -47,8 +53,13 @@ export interface ReflectorOptions<T extends KubernetesObject, S extends Keyed = 
   fieldSelector?: string
   /** Slims objects before they are stored (memory, and copies on the hot path). */
   transform?: (obj: T) => S
-  /** Objects per list page (default 500, as client-go). */
+  /** Objects per list page at most (default 500, as client-go). */
   pageSize?: number
+  /** Bytes a list page aims at (default PAGE_TARGET_BYTES). */
+  pageTargetBytes?: number
+  /** Bytes past which a page of more than one object is cut and asked again smaller
+   *  (default PAGE_MAX_BYTES). */
+  pageMaxBytes?: number
   /** Time, for tests (default: the real clock). */
   clock?: Clock
   /** Backoff between failed list/watch attempts (client-go's values by default). */
@@ -72,6 +83,10 @@ interface ListPage<T> {
 }
 
 const PAGE_SIZE = 500
+/** A page's aim: a few MiB, a small part of the answer cap (64 MiB) and of the heap. */
+export const PAGE_TARGET_BYTES = 4 * 1024 * 1024
+/** A page of more objects than one is cut past this (a quarter of the answer cap). */
+export const PAGE_MAX_BYTES = 16 * 1024 * 1024
 // client-go: "backoff will stop at [30,60) sec interval which is 0.22 QPS. If we don't
 // backoff for 2min, assume API server is healthy and we reset the backoff."
 const BACKOFF = { initialMs: 800, maxMs: 30_000, resetAfterMs: 120_000 }
@@ -113,10 +128,28 @@ export class Reflector<T extends KubernetesObject, S extends Keyed = T> {
   private relistWanted = false
   /** Objects received by lists so far (the first list's progress, for readiness). */
   listed = 0
+  /** Objects the next list page asks for: adapted to the bytes per object of the last page. */
+  private pageLimit: number
 
   constructor(private readonly opts: ReflectorOptions<T, S>) {
     this.clock = opts.clock ?? realClock
     this.backoff = new BackoffManager({ ...(opts.backoff ?? BACKOFF), jitter: 1, now: () => this.clock.now() })
+    this.pageLimit = this.maxPage
+  }
+
+  private get maxPage(): number {
+    return Math.max(1, this.opts.pageSize ?? PAGE_SIZE)
+  }
+
+  /**
+   * Stores `raw` in place of `expected` (read again from the apiserver: a seal whose key has
+   * arrived), unless the watch has replaced `expected` meanwhile. Emits as a watch event would.
+   */
+  refresh(expected: S, raw: T): void {
+    const obj = this.slim(raw)
+    const key = objectKey(obj)
+    if (this.store.get(key) !== expected) return
+    this.upsert(key, obj)
   }
 
   /**
@@ -275,21 +308,37 @@ export class Reflector<T extends KubernetesObject, S extends Keyed = T> {
   }
 
   private async listPaged(seen: Set<string>): Promise<string> {
-    const { client, path, labelSelector, fieldSelector } = this.opts
+    const { client, path, labelSelector, fieldSelector, log, name } = this.opts
+    const target = this.opts.pageTargetBytes ?? PAGE_TARGET_BYTES
+    const cut = this.opts.pageMaxBytes ?? PAGE_MAX_BYTES
     // The pages of one list share one consistent snapshot, and its resourceVersion.
     let cont: string | undefined
     let rv = ''
     let pages = 0
     do {
-      let page: ListPage<T>
-      try {
-        page = await client.get<ListPage<T>>(path, { labelSelector, fieldSelector, limit: this.opts.pageSize ?? PAGE_SIZE, continue: cont }, { signal: this.abort.signal })
-      } catch (err) {
-        if (cont !== undefined && err instanceof KubeApiError && err.gone) throw new ContinueExpired(pages)
-        throw err
+      let page: ListPage<T> | undefined
+      let bytes = 0
+      let limit = this.pageLimit
+      while (!page) {
+        try {
+          // one object is read whatever its size, up to the client's own cap
+          const opts: CallOptions = { signal: this.abort.signal, onBytes: (n) => (bytes = n), ...(limit > 1 ? { maxBytes: cut } : {}) }
+          page = await client.get<ListPage<T>>(path, { labelSelector, fieldSelector, limit, continue: cont }, opts)
+        } catch (err) {
+          if (err instanceof KubeApiError && err.tooLarge && limit > 1) {
+            // the same continue token: the snapshot and the place in it stay the same
+            log.info({ reflector: name, limit, maxBytes: cut }, 'a list page passed its size cap; asking again for fewer objects')
+            limit = Math.max(1, Math.floor(limit / 4))
+            continue
+          }
+          if (cont !== undefined && err instanceof KubeApiError && err.gone) throw new ContinueExpired(pages)
+          throw err
+        }
       }
       pages++
-      this.storeAll(page.items ?? [], seen)
+      const items = page.items ?? []
+      if (items.length > 0 && bytes > 0) this.pageLimit = Math.min(this.maxPage, Math.max(1, Math.floor((target * items.length) / bytes)))
+      this.storeAll(items, seen)
       rv = page.metadata?.resourceVersion ?? rv
       cont = page.metadata?.continue || undefined
     } while (cont)

@@ -47,6 +47,12 @@ export class TokenBucket {
     }
   }
 
+  /** Milliseconds until a token is available (0 if one is now). */
+  waitMs(): number {
+    this.refill()
+    return this.tokens >= 1 ? 0 : ((1 - this.tokens) / this.rate) * 1000
+  }
+
   /** Seconds until a token is available (0 if one is now). */
   waitSeconds(): number {
     this.refill()
@@ -86,6 +92,96 @@ export class KeyedBuckets {
   has(key: string): boolean {
     const b = this.buckets.get(key)
     return !b || b.waitSeconds() === 0
+  }
+}
+
+/** Why a FairQueue turned a caller away: its turn would come too late, or no room was left. */
+export type Refusal = 'timeout' | 'full'
+
+interface Waiter {
+  key: string
+  resolve: (v: true | Refusal) => void
+  timer: NodeJS.Timeout
+}
+
+/**
+ * Turns from a token bucket, handed out round-robin across keys (namespaces): a key with
+ * a thousand callers waiting takes one turn, then every other waiting key takes one, so a
+ * flood from one key delays others by at most one turn per key. At most `capacity` wait
+ * in all; when full, a newcomer pushes out the newest waiter of the longest line if that
+ * line is longer than its own, so a flood cannot fill the room either. A waiter not served
+ * within `maxWaitMs` is answered 'timeout'.
+ */
+export class FairQueue {
+  /** Lines by key; Map order is the rotation: the key served last moves to the end. */
+  private readonly lines = new Map<string, Waiter[]>()
+  private count = 0
+  private timer: NodeJS.Timeout | undefined
+
+  constructor(
+    private readonly bucket: TokenBucket,
+    readonly maxWaitMs: number,
+    readonly capacity: number,
+  ) {}
+
+  /** Callers waiting now. */
+  get waiting(): number {
+    return this.count
+  }
+
+  /** Resolves true when it is the caller's turn, or with why not. */
+  turn(key: string): Promise<true | Refusal> {
+    if (this.count === 0 && this.bucket.take()) return Promise.resolve(true)
+    let line = this.lines.get(key)
+    if (this.count >= this.capacity) {
+      let longest: Waiter[] | undefined
+      for (const l of this.lines.values()) if (!longest || l.length > longest.length) longest = l
+      if (!longest || longest.length <= (line?.length ?? 0) + 1) return Promise.resolve('full')
+      this.drop(longest[longest.length - 1]!, 'full')
+      line = this.lines.get(key)
+    }
+    return new Promise((resolve) => {
+      const w: Waiter = { key, resolve, timer: setTimeout(() => this.drop(w, 'timeout'), this.maxWaitMs) }
+      if (line) line.push(w)
+      else this.lines.set(key, [w])
+      this.count++
+      this.schedule()
+    })
+  }
+
+  /** Hands out every turn the bucket has now, one key at a time. */
+  pump(): void {
+    while (this.count > 0) {
+      const first = this.lines.entries().next().value
+      if (!first || !this.bucket.take()) break
+      const [key, line] = first
+      const w = line.shift()!
+      this.lines.delete(key)
+      if (line.length > 0) this.lines.set(key, line) // to the end of the rotation
+      this.count--
+      clearTimeout(w.timer)
+      w.resolve(true)
+    }
+    this.schedule()
+  }
+
+  private drop(w: Waiter, why: Refusal): void {
+    const line = this.lines.get(w.key)
+    const i = line ? line.indexOf(w) : -1
+    if (i < 0) return
+    line!.splice(i, 1)
+    if (line!.length === 0) this.lines.delete(w.key)
+    this.count--
+    clearTimeout(w.timer)
+    w.resolve(why)
+  }
+
+  private schedule(): void {
+    if (this.count === 0 || this.timer) return
+    this.timer = setTimeout(() => {
+      this.timer = undefined
+      this.pump()
+    }, Math.max(1, Math.ceil(this.bucket.waitMs())))
   }
 }
 

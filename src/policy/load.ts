@@ -17,6 +17,7 @@ import {
 import { backendErrors, SHARED_BACKEND_TYPES, usesDubboLayout } from './backends/index.js'
 import { pemError, urlError } from './backends/checks.js'
 import { policySchema } from './schema.js'
+import { compileTenancy, tenancyNotes, tenancyPolicyErrors } from '../admission/tenancy.js'
 
 interface Validator {
   (data: unknown): boolean
@@ -89,6 +90,7 @@ export function compilePolicy(input: unknown, source = 'policy', defaults: Polic
   const problems = semanticErrors(spec)
   if (problems.length > 0) throw new PolicyError(source, problems)
 
+  const dubboBackends = spec.registry.backends.filter(usesDubboLayout).map((b) => b.name)
   return Object.freeze({
     spec,
     hash: createHash('sha256').update(canonicalJson(spec)).digest('hex').slice(0, 16),
@@ -98,7 +100,9 @@ export function compilePolicy(input: unknown, source = 'policy', defaults: Polic
     envContainers: containerFilter(spec.downwardAPI.containers),
     preStopContainers: containerFilter(spec.preStop.containers),
     overrides: new Set(spec.tenantOverrides.allowed),
-    dubboBackends: spec.registry.backends.filter(usesDubboLayout).map((b) => b.name),
+    dubboBackends,
+    tenancy: compileTenancy(spec.tenancy),
+    notes: tenancyNotes(spec, dubboBackends),
   })
 }
 
@@ -222,6 +226,8 @@ function semanticErrors(p: PolicySpec, sound: (prefix: string) => boolean = () =
     if (!isLabelValue(d.label.value)) add('/discovery/label/value', `"${d.label.value}" is not a valid label value`)
     if (!isQualifiedName(d.annotation)) add('/discovery/annotation', `"${d.annotation}" is not a valid annotation key ([prefix/]name)`)
   }
+
+  if (sound('/tenancy')) tenancyPolicyErrors(p.tenancy, add)
 
   const backends = Array.isArray(p.registry?.backends) ? p.registry.backends : []
   if (sound('/cluster')) {

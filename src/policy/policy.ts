@@ -5,6 +5,7 @@ import type { V1ResourceRequirements } from '@kubernetes/client-node'
 import type { LabelMatcher, LabelSelector } from '../lib/selector.js'
 import type { BackendSpec } from './backends/index.js'
 import type { DOWNWARD_API_VARIABLES, TENANT_OVERRIDES } from './schema.js'
+import type { CompiledTenancy } from '../admission/tenancy.js'
 
 export type DownwardApiVariable = (typeof DOWNWARD_API_VARIABLES)[number]
 export type TenantOverride = (typeof TENANT_OVERRIDES)[number]
@@ -43,6 +44,12 @@ export interface PolicySpec {
   readinessGate: { enabled: boolean }
   discovery: { label: { key: string; value: string }; annotation: string }
   registry: { backends: BackendSpec[]; reconcileIntervalSeconds: number; sweepRequestsPerSecond: number }
+  tenancy: {
+    interfaces: Array<{ namespaces: string[]; interfaces: string[] }>
+    enforcement: 'enforce' | 'warn'
+    dubbo: { protocols: string[]; parameters: string[] }
+    metadata: { maxBytes: number }
+  }
   tenantOverrides: { allowed: TenantOverride[] }
 }
 
@@ -62,6 +69,11 @@ export interface CompiledPolicy {
   /** Backends in a Dubbo layout, by name: each pod must then be a Dubbo provider (an interface
    *  in enlist.io/metadata and a port that serves it), checked at admission. */
   readonly dubboBackends: readonly string[]
+  /** tenancy, compiled (src/admission/tenancy.ts). */
+  readonly tenancy: CompiledTenancy
+  /** What `enlist policy validate` tells about a valid policy (a Dubbo layout with no
+   *  interface owners, say). */
+  readonly notes: readonly string[]
 }
 
 /** Namespaces that are never injected, whatever the policy says. */

@@ -4,6 +4,10 @@
 // backend type brings its own part (src/policy/backends/).
 
 import { backendItemSchema } from './backends/index.js'
+import { DEFAULT_DUBBO_PARAMETERS, DEFAULT_DUBBO_PROTOCOLS } from '../registry/dubbo.js'
+
+/** Default tenancy.metadata.maxBytes: the metadata as JSON, in UTF-8 bytes. */
+export const DEFAULT_METADATA_MAX_BYTES = 8192
 
 export const DOWNWARD_API_VARIABLES = [
   'POD_NAME',
@@ -190,6 +194,47 @@ export const policySchema = {
         },
         reconcileIntervalSeconds: { type: 'integer', minimum: 5, maximum: 86400, default: 60 },
         sweepRequestsPerSecond: { type: 'integer', minimum: 1, maximum: 10000, default: 50 },
+      },
+    },
+    tenancy: {
+      type: 'object',
+      additionalProperties: false,
+      default: {},
+      properties: {
+        // which namespaces may provide which Dubbo interfaces (src/admission/tenancy.ts)
+        interfaces: {
+          type: 'array',
+          default: [],
+          items: {
+            type: 'object',
+            additionalProperties: false,
+            required: ['namespaces', 'interfaces'],
+            properties: {
+              namespaces: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, uniqueItems: true },
+              interfaces: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, uniqueItems: true },
+            },
+          },
+        },
+        // warn: the denials of tenancy are staged (admitted with a warning) while an admin tries them
+        enforcement: { enum: ['enforce', 'warn'], default: 'enforce' },
+        dubbo: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            protocols: { type: 'array', minItems: 1, items: { type: 'string', minLength: 1 }, uniqueItems: true, default: [...DEFAULT_DUBBO_PROTOCOLS] },
+            parameters: { type: 'array', items: { type: 'string', minLength: 1 }, uniqueItems: true, default: [...DEFAULT_DUBBO_PARAMETERS] },
+          },
+        },
+        metadata: {
+          type: 'object',
+          additionalProperties: false,
+          default: {},
+          properties: {
+            // the annotation limit of a whole pod is 256 KiB
+            maxBytes: { type: 'integer', minimum: 256, maximum: 65536, default: DEFAULT_METADATA_MAX_BYTES },
+          },
+        },
       },
     },
     tenantOverrides: {

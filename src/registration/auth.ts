@@ -6,14 +6,20 @@
 // the apiserver: a token that is not even a JWT for audience "enlist", or has expired,
 // is refused without a TokenReview; reviews of tokens not in the cache are rate-limited
 // as a whole, and a client address that keeps sending bad tokens is slowed down.
+//
+// Nor may one tenant use up that budget for the others: before a review, the token's
+// signature is verified against the cluster's issuer keys (token-verifier.ts), so its pod
+// and namespace are facts, not claims. Each pod then has its own budget of new tokens, and
+// reviews are handed out round-robin across namespaces (FairQueue).
 
-import { createHash } from 'node:crypto'
+import { createHash, randomBytes } from 'node:crypto'
+import type { Logger } from 'pino'
 import type { KubeClient } from '../kube/client.js'
 import { EnlistError, errorMessage, TooManyRequests } from '../lib/errors.js'
-import { KeyedBuckets, TokenBucket } from '../lib/rate-limit.js'
-import { sleep } from '../lib/backoff.js'
+import { FairQueue, KeyedBuckets, TokenBucket } from '../lib/rate-limit.js'
 import type { Metrics } from '../metrics.js'
 import { TOKEN_AUDIENCE, TOKEN_REVIEW_POD_NAME, TOKEN_REVIEW_POD_UID } from '../names.js'
+import type { TokenVerifier, VerifiedToken } from './token-verifier.js'
 
 export interface PodIdentity {
   namespace: string
@@ -51,26 +57,41 @@ export interface AuthLimits {
   /** Rejected tokens per second one client address may send, and the burst. */
   failuresPerSecond: number
   failureBurst: number
+  /** New tokens per second one pod (by the uid its verified token names) may have reviewed, and the burst. */
+  podReviewsPerSecond: number
+  podReviewBurst: number
 }
 
 // A rollout of a thousand pods sends a thousand new tokens within seconds: the burst takes
 // the first 400, the rest queue up to 2 s each rather than retry (bench/scale.ts measures it).
-export const DEFAULT_AUTH_LIMITS: AuthLimits = { reviewsPerSecond: 100, reviewBurst: 400, reviewQueueMs: 2000, failuresPerSecond: 1, failureBurst: 10 }
+// A pod needs a new token at start and when the kubelet rotates it (hourly): 5 at once and
+// one every 10 s is far beyond that, and far below what a tenant minting tokens would use.
+export const DEFAULT_AUTH_LIMITS: AuthLimits = { reviewsPerSecond: 100, reviewBurst: 400, reviewQueueMs: 2000, failuresPerSecond: 1, failureBurst: 10, podReviewsPerSecond: 0.1, podReviewBurst: 5 }
+
+/** The queue line of tokens whose namespace could not be verified (no JWKS): one for all. */
+const UNVERIFIED_LINE = ''
 
 export class TokenAuthenticator {
   private readonly cache = new Map<string, Cached>()
-  private readonly reviews: TokenBucket
-  private readonly queueMs: number
+  private readonly reviews: FairQueue
   private readonly failures: KeyedBuckets
+  private readonly perPod: KeyedBuckets
 
   constructor(
     private readonly client: KubeClient,
     private readonly metrics: Metrics,
-    limits: AuthLimits = DEFAULT_AUTH_LIMITS,
+    limits: Partial<AuthLimits> = DEFAULT_AUTH_LIMITS,
+    /** Local signature checks; absent: TokenReview alone, one shared queue (as before). */
+    private readonly verifier?: TokenVerifier,
+    private readonly log?: Logger,
   ) {
-    this.reviews = new TokenBucket(limits.reviewsPerSecond, limits.reviewBurst)
-    this.queueMs = limits.reviewQueueMs
-    this.failures = new KeyedBuckets(limits.failuresPerSecond, limits.failureBurst)
+    const l = { ...DEFAULT_AUTH_LIMITS, ...limits }
+    // As many may wait as the bucket serves within the wait, twice over: those beyond it
+    // would be answered 429 at the end of their wait anyway.
+    const capacity = Math.max(16, Math.ceil((2 * l.reviewsPerSecond * l.reviewQueueMs) / 1000))
+    this.reviews = new FairQueue(new TokenBucket(l.reviewsPerSecond, l.reviewBurst), l.reviewQueueMs, capacity)
+    this.failures = new KeyedBuckets(l.failuresPerSecond, l.failureBurst)
+    this.perPod = new KeyedBuckets(l.podReviewsPerSecond, l.podReviewBurst)
   }
 
   /** Throws 401 (bad token), 429 (limits), or 503 when the apiserver cannot be asked.
@@ -98,12 +119,29 @@ export class TokenAuthenticator {
       this.metrics.tokenReviews.inc({ result: 'throttled' })
       throw new TooManyRequests('too many rejected tokens from this address; slow down', 5)
     }
-    const delayMs = this.reviews.reserve(this.queueMs)
-    if (delayMs === undefined) {
-      this.metrics.tokenReviews.inc({ result: 'throttled' })
-      throw new TooManyRequests('enlist is reviewing too many new tokens right now; retry shortly', Math.max(1, this.reviews.waitSeconds()))
+    // The signature first: a forged token costs no review and cannot claim a namespace's line.
+    let verified: VerifiedToken | undefined
+    if (this.verifier) {
+      try {
+        verified = (await this.verifier.verify(token)).verified
+      } catch (err) {
+        if (!(err instanceof EnlistError)) throw err
+        this.metrics.tokenReviews.inc({ result: 'signature-rejected' })
+        this.failures.take(client)
+        this.put(key, { error: err, expires: now + NEGATIVE_TTL_MS })
+        throw err
+      }
+      if (!verified) this.metrics.tokenReviews.inc({ result: 'unverified' })
     }
-    if (delayMs > 0) await sleep(delayMs)
+    if (verified && !this.perPod.take(verified.uid)) {
+      this.metrics.tokenReviews.inc({ result: 'pod-throttled' })
+      throw new TooManyRequests(`pod ${verified.namespace}/${verified.pod} sent too many new tokens; reuse the projected token the kubelet keeps current`, 10)
+    }
+    const turn = await this.reviews.turn(verified?.namespace ?? UNVERIFIED_LINE)
+    if (turn !== true) {
+      this.metrics.tokenReviews.inc({ result: 'throttled' })
+      throw new TooManyRequests('enlist is reviewing too many new tokens right now; retry shortly', Math.max(1, Math.ceil(this.reviews.maxWaitMs / 1000)))
+    }
 
     let status: TokenReviewStatus
     try {
@@ -115,10 +153,18 @@ export class TokenAuthenticator {
       status = review.status ?? {}
     } catch (err) {
       this.metrics.tokenReviews.inc({ result: 'error' })
-      throw new EnlistError('ENLIST_UNAVAILABLE', `cannot review the token with the apiserver: ${errorMessage(err)}`, 503, { cause: err })
+      // The apiserver's address and answer stay in enlist's log; the caller gets a reference.
+      const ref = randomBytes(4).toString('hex')
+      this.log?.error({ ref, err: errorMessage(err) }, 'cannot review a registration token with the apiserver')
+      throw new EnlistError('ENLIST_UNAVAILABLE', `cannot review the token with the apiserver (enlist log ref ${ref})`, 503, { cause: err })
     }
 
-    const identity = identityOf(status)
+    let identity = identityOf(status)
+    // The review and the signed claims must name the same pod; they always do, unless keys
+    // are confused: then trust neither.
+    if (verified && typeof identity !== 'string' && (identity.uid !== verified.uid || identity.namespace !== verified.namespace || identity.pod !== verified.pod || identity.serviceAccount !== verified.serviceAccount)) {
+      identity = 'token claims do not match what the apiserver says it is bound to'
+    }
     if (typeof identity === 'string') {
       this.metrics.tokenReviews.inc({ result: 'rejected' })
       this.failures.take(client)

@@ -17,10 +17,13 @@ import { EnlistError, type ErrorCode, errorMessage, TooManyRequests } from '../l
 import { ConcurrencyLimit } from '../lib/rate-limit.js'
 import type { Metrics } from '../metrics.js'
 import { MANAGED_LABEL, STATUS_ANNOTATION } from '../names.js'
+import { decide } from '../admission/decide.js'
+import type { NamespaceLookup } from '../kube/namespaces.js'
+import type { CompiledPolicy } from '../policy/policy.js'
 import { buildRecord, type RegistryRecord } from '../registry/record.js'
 import { type BackendSet, RegistryError } from '../registry/backend-set.js'
 import type { PodIdentity, TokenAuthenticator } from './auth.js'
-import { DEREGISTERED_REASON, nowSeconds, registeredCondition, setRegisteredCondition } from './condition.js'
+import { DEREGISTERED_REASON, deregisteredOnRequest, nowSeconds, registeredCondition, setRegisteredCondition } from './condition.js'
 import { type DependencyCache, type Missing, missingDependencies } from './dependencies.js'
 
 export class DependenciesNotReady extends EnlistError {
@@ -45,6 +48,13 @@ export interface RegistrationDeps {
   backendBudgetMs?: number
   /** Requests held waiting for dependencies at once: in all, and for one pod. */
   longPolls?: { total: number; perPod: number }
+  /** The policy now and the namespace cache: a decision sealed under an older policy is
+   *  checked again against them (absent: not re-checked, as in tests of other parts). */
+  policy?: () => CompiledPolicy | undefined
+  namespaces?: NamespaceLookup
+  /** Problems the policy now finds with a sealed decision (names, metadata, interface
+   *  ownership); empty: none. Default: registrationProblemsOf below. */
+  problems?: (decision: Decision, policy: CompiledPolicy) => readonly string[]
 }
 
 export const DEFAULT_LONG_POLLS = { total: 2000, perPod: 2 }
@@ -73,7 +83,14 @@ export class RegistrationService {
     const id = await this.d.auth.authenticate(authorization, opts.client)
     let pod = await this.livePod(id)
     if (pod.metadata?.deletionTimestamp) throw new EnlistError('ENLIST_CONFLICT', `pod ${id.namespace}/${id.pod} is being deleted`, 409)
+    // Deregistered (at its request, or by the controller) is final for this pod: a new
+    // registration would reuse its identity and event ids; a new pod registers afresh.
+    if (deregisteredOnRequest(pod)) {
+      this.d.metrics.registrations.inc({ op: 'register', result: 'after-deregistration', code: '409' })
+      throw new EnlistError('ENLIST_CONFLICT', `pod ${id.namespace}/${id.pod} was deregistered and cannot register again; recreate the pod (for example, delete it and let its workload replace it)`, 409)
+    }
     const reg = await this.decisionOf(pod, id)
+    this.recheck(pod, reg, id)
 
     const deps = parseDecidedDependencies(reg.dependsOn)
     if (deps.length > 0 && !this.d.dependencies.synced) {
@@ -114,6 +131,10 @@ export class RegistrationService {
     // registeredAt is the condition's transition time, so it survives re-registration.
     const registeredAt = already && cond.lastTransitionTime ? cond.lastTransitionTime : nowSeconds()
     const record = this.d.registry.marked(buildRecord(pod, reg, registeredAt))
+    // Registered already, at this IP (a pod's IP never changes): the same answer, and no
+    // backend write, so a retrying or hostile registrar costs the backends nothing. An
+    // entry a backend lost is the sweep's to write again.
+    if (already && cond.lastTransitionTime) return record
     try {
       await this.d.registry.registerAll(record, { deadline: Date.now() + (this.d.backendBudgetMs ?? 10_000) }, { pod, advertise: reg.advertise })
     } catch (err) {
@@ -163,6 +184,28 @@ export class RegistrationService {
       this.d.events.record(podRef(id), 'Normal', 'Deregistered', 'deregistered at the pod\'s request')
       this.d.log.info({ pod: `${id.namespace}/${id.pod}`, uid: id.uid }, 'deregistered on request')
     }
+  }
+
+  /**
+   * Policies change after a pod is sealed: its namespace must still be opted in, the
+   * overrides its decision used still allowed, and the decision still valid (names,
+   * metadata, interface ownership). Otherwise 403, saying which.
+   */
+  private recheck(pod: V1Pod, reg: Decision, id: PodIdentity): void {
+    const policy = this.d.policy?.()
+    if (!policy) return
+    const problems: string[] = []
+    // A namespace the cache does not know yet (not synced) is not judged: only admission's own facts refuse.
+    const namespaceLabels = this.d.namespaces?.labels(id.namespace)
+    if (namespaceLabels !== undefined) {
+      const verdict = decide({ namespace: id.namespace, namespaceLabels, podLabels: pod.metadata?.labels, podAnnotations: pod.metadata?.annotations }, policy)
+      if (verdict.action !== 'inject') problems.push(`enlist would no longer inject it (${verdict.action === 'skip' ? verdict.reason : 'invalid annotation'}): is namespace ${id.namespace} still opted in?`)
+    }
+    problems.push(...overrideProblems(reg, policy), ...(this.d.problems ?? registrationProblemsOf)(reg, policy))
+    if (problems.length === 0) return
+    this.d.metrics.trustRejections.inc({ where: 'registration', reason: 'policy-changed' })
+    this.d.log.warn({ pod: `${id.namespace}/${id.pod}`, uid: id.uid, problems }, 'registration refused: the policy no longer allows what was decided')
+    throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} cannot register under the current policy: ${problems.join('; ')}; recreate the pod`, 403)
   }
 
   /** An error whose details must not reach the tenant: logged in full under a reference
@@ -239,4 +282,35 @@ export class RegistrationService {
       throw this.internal('ENLIST_UNAVAILABLE', `cannot read pod ${id.namespace}/${id.pod} from the apiserver`, err, id)
     }
   }
+}
+
+/** The overrides a sealed decision used that the policy no longer allows (tenantOverrides). */
+export function overrideProblems(d: Decision, policy: Pick<CompiledPolicy, 'overrides'>): string[] {
+  const used: Array<[boolean, 'metadata' | 'dependsOn' | 'advertise']> = [
+    [Object.keys(d.metadata).length > 0, 'metadata'],
+    [d.dependsOn.length > 0, 'dependsOn'],
+    [d.advertise !== undefined && Object.keys(d.advertise).length > 0, 'advertise'],
+  ]
+  return used.filter(([u, name]) => u && !policy.overrides.has(name)).map(([, name]) => `the policy no longer lets tenants set ${name} (tenantOverrides)`)
+}
+
+type ProblemsFn = (decision: Decision, policy: CompiledPolicy) => unknown
+
+// The policy's own checks of a decision (src/admission/tenancy.ts, registrationProblems),
+// loaded when that module is present; until then, none.
+let tenancyProblems: ProblemsFn | undefined
+const TENANCY_MODULE = '../admission/tenancy.js'
+await import(TENANCY_MODULE).then(
+  (m: { registrationProblems?: ProblemsFn }) => {
+    tenancyProblems = m.registrationProblems
+  },
+  () => undefined,
+)
+
+/** What the policy's tenancy checks find wrong with a decision, as messages. */
+export function registrationProblemsOf(d: Decision, policy: CompiledPolicy): string[] {
+  if (!tenancyProblems) return []
+  const out = tenancyProblems(d, policy)
+  const list = Array.isArray(out) ? (out as unknown[]) : out === undefined || out === null || out === '' ? [] : [out]
+  return list.map((p) => (typeof p === 'string' ? p : typeof (p as { message?: unknown }).message === 'string' ? (p as { message: string }).message : JSON.stringify(p)))
 }

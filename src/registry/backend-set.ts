@@ -236,7 +236,9 @@ export class BackendSet {
   /** The record with this cluster's mark (a record made by buildRecord has none): what every
    *  backend is given, and what the registration API answers. */
   marked(record: RegistryRecord): RegistryRecord {
-    return this.clusterName === '' || record.cluster === this.clusterName ? record : { ...record, cluster: this.clusterName }
+    if (this.clusterName === '') return record
+    if (record.cluster === this.clusterName && (this.clusterUid === '' || record.clusterUID === this.clusterUid)) return record
+    return { ...record, cluster: this.clusterName, ...(this.clusterUid === '' ? {} : { clusterUID: this.clusterUid }) }
   }
 
   async deregisterAll(ref: PodRef, budget: RetryBudget = {}): Promise<void> {

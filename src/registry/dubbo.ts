@@ -12,7 +12,23 @@
 //   "2.0.2" (DEFAULT_DUBBO_PROTOCOL_VERSION).
 // * dubbo-common/.../common/utils/UrlUtils.java `isMatch`: a consumer matches a provider on
 //   `interface`, `category` (default `providers`), `enabled` (default true), `group`,
-//   `version` and `classifier`: those are what consumers need.
+//   `version` and `classifier`: those are what consumers need. A provider whose interface is
+//   `*` matches every consumer (ANY_VALUE), so `*` is never an interface here.
+// * UrlUtils.java `isConfigurator`, `isRoute`, `isProvider`: a URL is a configurator when its
+//   protocol is `override` or its `category` is `configurators`, a route when its protocol is
+//   `route` or its category `routers`; RegistryDirectory.notify sorts what it reads by these,
+//   wherever the node was. So the category is never the tenant's and the protocol comes from
+//   the policy's allowlist (tenancy.dubbo.protocols).
+// * common/constants/RegistryConstants.java (CATEGORY_KEY, *_CATEGORY, ROUTE_PROTOCOL,
+//   ROUTE_SCRIPT_PROTOCOL, OVERRIDE_PROTOCOL, EMPTY_PROTOCOL), ClusterConstants.java (RULE_KEY,
+//   RAW_RULE_KEY, FORCE_KEY, RUNTIME_KEY, PRIORITY_KEY, ENABLED_KEY, ROUTER_KEY, VALID_KEY,
+//   CONFIG_VERSION_KEY, OVERRIDE_PROVIDERS_KEY) and CommonConstants.java (DISABLED_KEY,
+//   ANYHOST_KEY, TAG_KEY `dubbo.tag`, read by the tag router): the keys Dubbo reads as routing or
+//   configuration, DUBBO_ROUTING_KEYS below.
+// * CommonConstants.java and ClusterConstants.java also name what a provider URL carries for
+//   its consumers (APPLICATION_KEY, VERSION_KEY, GROUP_KEY, METHODS_KEY, TIMEOUT_KEY,
+//   RETRIES_KEY, LOADBALANCE_KEY, CLUSTER_KEY, WEIGHT_KEY, WARMUP_KEY, REVISION_KEY,
+//   RELEASE_KEY, ...): DEFAULT_DUBBO_PARAMETERS, the policy's default tenancy.dubbo.parameters.
 
 import type { RecordPort, RegistryRecord } from './record.js'
 import type { ErrorCode } from '../lib/errors.js'
@@ -30,7 +46,57 @@ export const ENLIST_UID_PARAM = 'enlist.uid'
  *  Consumers ignore it: UrlUtils.isMatch reads only the parameters named above. */
 export const CLUSTER_PARAM = 'enlist.cluster'
 /** Parameters enlist sets; metadata cannot override them. */
-const FIXED_PARAMS = new Set(['side', 'dubbo', 'dynamic', 'timestamp', 'interface', ENLIST_POD_PARAM, ENLIST_UID_PARAM, CLUSTER_PARAM])
+export const DUBBO_FIXED_PARAMS: ReadonlySet<string> = new Set(['side', 'dubbo', 'dynamic', 'timestamp', 'interface', ENLIST_POD_PARAM, ENLIST_UID_PARAM, CLUSTER_PARAM])
+const FIXED_PARAMS = DUBBO_FIXED_PARAMS
+
+/** Metadata keys Dubbo reads as routing rules or configuration (the files cited above): a
+ *  provider URL never carries them, and admission refuses them (tenancy.ts). */
+export const DUBBO_ROUTING_KEYS: ReadonlySet<string> = new Set([
+  'category',
+  'rule',
+  'rawRule',
+  'force',
+  'runtime',
+  'dynamic',
+  'enabled',
+  'disabled',
+  'priority',
+  'router',
+  'valid',
+  'configVersion',
+  'providerAddresses',
+  'anyhost',
+  'dubbo.tag',
+])
+
+/** URL schemes that make a URL something other than a provider (RegistryConstants, UrlUtils):
+ *  never a provider's protocol, whatever the policy allows. */
+export const DUBBO_NON_PROVIDER_PROTOCOLS: ReadonlySet<string> = new Set(['override', 'route', 'script', 'condition', 'empty', 'consumer', 'registry', 'service-discovery-registry'])
+
+/** The policy's default tenancy.dubbo.protocols: Dubbo's own and Triple (CommonConstants DUBBO, TRIPLE). */
+export const DEFAULT_DUBBO_PROTOCOLS: readonly string[] = ['dubbo', 'tri']
+
+/** The policy's default tenancy.dubbo.parameters: what a provider URL tells its consumers
+ *  (CommonConstants, ClusterConstants). Other metadata keys stay in the record only. */
+export const DEFAULT_DUBBO_PARAMETERS: readonly string[] = [
+  'application',
+  'version',
+  'group',
+  'methods',
+  'timeout',
+  'retries',
+  'weight',
+  'warmup',
+  'loadbalance',
+  'cluster',
+  'serialization',
+  'prefer.serialization',
+  'revision',
+  'release',
+  'deprecated',
+  'token',
+]
+const DEFAULT_PARAMETER_SET: ReadonlySet<string> = new Set(DEFAULT_DUBBO_PARAMETERS)
 
 export interface DubboProvider {
   protocol: string
@@ -54,6 +120,9 @@ export interface DubboInput {
   /** This cluster's name: parameter enlist.cluster. Empty or absent: no parameter (dubbo-go's
    *  annotation on the pod itself, whose entries are this cluster's pods by being pods). */
   cluster?: string
+  /** Metadata keys that become URL parameters (the policy's tenancy.dubbo.parameters);
+   *  absent: DEFAULT_DUBBO_PARAMETERS. Routing keys never do, whatever it says. */
+  parameters?: ReadonlySet<string>
 }
 
 export class DubboFormatError extends Error {
@@ -71,28 +140,49 @@ const VALUE_FORBIDDEN = /[&%+#\s\p{Cc}]/u
 const KEY_FORBIDDEN = /[&=%+#?/\s\p{Cc}]/u
 const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/
 const TOKEN = /^[A-Za-z][A-Za-z0-9+.-]*$/
-const INTERFACE = /^[A-Za-z_$*][A-Za-z0-9_$.*/-]*$/
+// No `*`: a provider of interface `*` matches every consumer (UrlUtils.isMatch).
+const INTERFACE = /^[A-Za-z_$][A-Za-z0-9_$./-]*$/
 
 /** Why this metadata cannot make a Dubbo provider URL (undefined: it can). `ports` are the
- *  pod's declared container ports; the check is the same at admission and at registration. */
-export function dubboMetadataError(metadata: Readonly<Record<string, string>> | undefined, ports: readonly RecordPort[]): string | undefined {
+ *  pod's declared container ports; the check is the same at admission and at registration.
+ *  `parameters`: the keys that become URL parameters (tenancy.dubbo.parameters). */
+export function dubboMetadataError(
+  metadata: Readonly<Record<string, string>> | undefined,
+  ports: readonly RecordPort[],
+  parameters: ReadonlySet<string> = DEFAULT_PARAMETER_SET,
+): string | undefined {
   const md = metadata ?? {}
-  const problem = dubboParamsError(md)
+  const problem = dubboParamsError(md, parameters)
   if (problem) return problem
   const port = selectDubboPort(md, ports)
   return typeof port === 'string' ? port : undefined
 }
 
-function dubboParamsError(md: Readonly<Record<string, string>>): string | undefined {
-  const iface = md.interface
+/** Why `iface` cannot be a provider's interface, or undefined. */
+export function dubboInterfaceError(iface: string | undefined): string | undefined {
   if (iface === undefined || iface === '') return 'has no "interface": a Dubbo provider needs its service interface, e.g. {"interface":"com.acme.Orders"}'
+  if (iface.includes('*')) return `"interface" ${JSON.stringify(iface)} is not one interface: Dubbo consumers read "*" as every interface; name the interface, e.g. "com.acme.Orders"`
   if (!INTERFACE.test(iface)) return `"interface" ${JSON.stringify(iface)} is not a Java interface name (letters, digits, "_", "$", "." and "/")`
+  return undefined
+}
+
+/** Whether a metadata key becomes a parameter of the provider URL. */
+export function isDubboParameter(key: string, parameters: ReadonlySet<string>): boolean {
+  return parameters.has(key) && !DUBBO_ROUTING_KEYS.has(key) && !FIXED_PARAMS.has(key) && !(DUBBO_ADDRESS_KEYS as readonly string[]).includes(key)
+}
+
+function dubboParamsError(md: Readonly<Record<string, string>>, parameters: ReadonlySet<string>): string | undefined {
+  const ifaceProblem = dubboInterfaceError(md.interface)
+  if (ifaceProblem) return ifaceProblem
   const protocol = md.protocol ?? 'dubbo'
   if (!TOKEN.test(protocol)) return `"protocol" ${JSON.stringify(protocol)} is not a URL scheme (a letter, then letters, digits, "+", "." or "-")`
+  if (DUBBO_NON_PROVIDER_PROTOCOLS.has(protocol.toLowerCase())) return `"protocol" ${JSON.stringify(protocol)} makes a Dubbo routing rule or configurator, not a provider`
   for (const [k, v] of Object.entries(md)) {
+    if (FIXED_PARAMS.has(k) && k !== 'interface') return `key "${k}" is a parameter enlist sets itself`
+    // only what goes into the URL must survive its parsers; other keys stay in the record
+    if (!isDubboParameter(k, parameters)) continue
     if (KEY_FORBIDDEN.test(k) || LONE_SURROGATE.test(k)) return `key ${JSON.stringify(k)} cannot be a Dubbo URL parameter (no "&", "=", "%", "+", "#", "?", "/" or whitespace)`
     if (VALUE_FORBIDDEN.test(v) || LONE_SURROGATE.test(v)) return `the value of "${k}" cannot be a Dubbo URL parameter value (no "&", "%", "+", "#" or whitespace)`
-    if (FIXED_PARAMS.has(k) && k !== 'interface') return `key "${k}" is a parameter enlist sets itself`
   }
   return undefined
 }
@@ -120,7 +210,7 @@ export function selectDubboPort(metadata: Readonly<Record<string, string>>, port
  *  advertises for it (podIP, hostIP with its hostPort, or a node with a nodePort). `cluster`
  *  (the ZooKeeper backend's) adds the mark; the kubernetes backend gives none, so dubbo-go's
  *  annotation on the pod, the pod's own and this cluster's by being there, stays as it was. */
-export function dubboProviderOf(r: RegistryRecord, cluster?: string): DubboProvider {
+export function dubboProviderOf(r: RegistryRecord, cluster?: string, parameters?: ReadonlySet<string>): DubboProvider {
   const port = selectDubboPort(r.metadata, r.ports)
   if (typeof port === 'string') throw new DubboFormatError(`pod ${r.namespace}/${r.pod}: metadata: ${port}`)
   const adv = r.advertised
@@ -128,18 +218,22 @@ export function dubboProviderOf(r: RegistryRecord, cluster?: string): DubboProvi
   if (!mapped) {
     throw new DubboFormatError(`pod ${r.namespace}/${r.pod}: its Dubbo port ${port.port} has no ${adv.mode} mapping (${adv.mode === 'hostIP' ? 'no hostPort' : 'no Service nodePort targets it'})`)
   }
-  return dubboProvider({ ...r, host: adv.address, port: mapped.port, cluster })
+  return dubboProvider({ ...r, host: adv.address, port: mapped.port, cluster, parameters })
 }
 
 /** The provider a pod is, from what was registered and where it is reachable. */
 export function dubboProvider(input: DubboInput): DubboProvider {
   const md = input.metadata
-  const problem = dubboParamsError(md)
+  const parameters = input.parameters ?? DEFAULT_PARAMETER_SET
+  const problem = dubboParamsError(md, parameters)
   if (problem) throw new DubboFormatError(`metadata ${problem}`)
   const params = new Map<string, string>()
+  // Only provider parameters: a key Dubbo reads as routing (category, rule, ...) never
+  // reaches the URL, whatever the metadata or the policy says.
   for (const [k, v] of Object.entries(md)) {
-    if (!(DUBBO_ADDRESS_KEYS as readonly string[]).includes(k)) params.set(k, v.trim())
+    if (isDubboParameter(k, parameters)) params.set(k, v.trim())
   }
+  params.set('interface', md.interface!)
   if (!params.has('application')) params.set('application', input.service)
   params.set('side', 'provider')
   params.set('dubbo', DUBBO_PROTOCOL_VERSION)

@@ -111,7 +111,9 @@ export class HttpBackend implements Backend {
         }
         // the record's cluster is the mark (src/registry/ownership.ts): none, an unmarked entry
         const cluster = typeof it.cluster === 'string' && it.cluster !== '' ? it.cluster : undefined
-        out.push({ uid: it.uid, namespace: it.namespace, pod: it.pod, cluster })
+        // and the writer's kube-system UID: this name written by another cluster is reported, never deleted
+        const clusterUID = typeof it.clusterUID === 'string' && it.clusterUID !== '' ? it.clusterUID : undefined
+        out.push({ uid: it.uid, namespace: it.namespace, pod: it.pod, cluster, ...(clusterUID ? { clusterUID } : {}) })
       }
       url = this.nextPage(body, res, url, visited)
     }

@@ -29,17 +29,23 @@ export interface ClusterIdentity {
 export interface ListedEntry extends PodRef {
   /** The cluster the entry names; undefined: it carries no mark. */
   cluster: string | undefined
+  /** The writing cluster's kube-system UID, where the backend keeps it in the record (http). */
+  clusterUID?: string
 }
 
-export type Ownership = 'own' | 'other' | 'unmarked'
+/** duplicate: this cluster's name, written by a cluster with another kube-system UID (two
+ *  clusters share a name where no claim could stop them: http). */
+export type Ownership = 'own' | 'other' | 'unmarked' | 'duplicate'
 /** The kinds of entries that are not this cluster's (enlist_registry_foreign_entries). */
-export const FOREIGN_KINDS = ['other', 'unmarked'] as const
+export const FOREIGN_KINDS = ['other', 'unmarked', 'duplicate'] as const
 
-/** Whose an entry is, seen from cluster `self`. A cluster with no name (kubernetes backend
- *  alone) owns what it lists: that backend lists only this cluster's pods. */
-export function ownership(entry: Pick<ListedEntry, 'cluster'>, self: string): Ownership {
+/** Whose an entry is, seen from cluster `self` (and its kube-system UID, when known). A
+ *  cluster with no name (kubernetes backend alone) owns what it lists: that backend lists
+ *  only this cluster's pods. */
+export function ownership(entry: Pick<ListedEntry, 'cluster' | 'clusterUID'>, self: string, selfUID = ''): Ownership {
   if (entry.cluster === undefined) return self === '' ? 'own' : 'unmarked'
-  return entry.cluster === self ? 'own' : 'other'
+  if (entry.cluster !== self) return 'other'
+  return entry.clusterUID !== undefined && selfUID !== '' && entry.clusterUID !== selfUID ? 'duplicate' : 'own'
 }
 
 /** Where a backend with a store keeps the claims on cluster names, beneath its root:

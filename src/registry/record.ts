@@ -49,6 +49,10 @@ export interface RegistryRecord {
    *  cluster, and in the flat form (the kubernetes backend's record is the pod itself), so
    *  a metadata key "cluster" keeps its meaning there. */
   cluster?: string
+  /** The writing cluster's kube-system UID, beside its name: where a backend has no store to
+   *  hold a claim on the name (http), a record of this name with another UID tells that two
+   *  clusters share a name. Absent until the UID is known, and in the flat form. */
+  clusterUID?: string
 }
 
 /** What the record takes from admission's sealed decision (src/decision/status.ts). */

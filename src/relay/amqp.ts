@@ -1,8 +1,12 @@
 // The relay's AMQP side: a durable queue bound to the exchange for every registration
 // event, consumed with manual acks; the snapshot is enlist's ledger (ConfigMaps in enlist's
 // namespace) and the tombstones are ConfigMaps of the relay's own, pruned past retention.
+// Dead letters go, confirmed, to a durable direct exchange the relay declares
+// (enlist.registrations.dead) and from there to this relay's queue `<queue>.dead`; the
+// events queue keeps its arguments (a broker-side DLX would mean re-declaring it).
 
-import type { ConfirmChannel, ConsumeMessage } from 'amqplib'
+import type { ConfirmChannel, ConsumeMessage, GetMessage, MessagePropertyHeaders } from 'amqplib'
+import { SIGNATURE_HEADER } from '../events/signature.js'
 import type { Logger } from 'pino'
 import type { KubeClient } from '../kube/client.js'
 import { errorMessage } from '../lib/errors.js'
@@ -12,7 +16,17 @@ import { ConfigMapStore } from '../registry/events/configmap-store.js'
 import type { LedgerEntry } from '../registry/events/backend.js'
 import type { RegistryRecord } from '../registry/record.js'
 import type { Tombstones } from './apply.js'
-import type { Delivery, EventSource } from './source.js'
+import type { DeadLetter, Delivery, EventSource, ReplayResult } from './source.js'
+
+export const DEAD_LETTER_REASON_HEADER = 'Enlist-Dead-Letter-Reason'
+
+/** A header as text: amqplib may hand a long string back as bytes. */
+function headerText(h: MessagePropertyHeaders | undefined, name: string): string | undefined {
+  const v: unknown = h?.[name]
+  if (typeof v === 'string') return v || undefined
+  if (Buffer.isBuffer(v)) return v.toString('utf8') || undefined
+  return undefined
+}
 
 export interface AmqpSourceOptions {
   url: string
@@ -25,6 +39,9 @@ export interface AmqpSourceOptions {
   /** The amqp backend's name in enlist's policy: its ledger keys start with it. */
   ledgerBackend: string
   tombstoneRetentionMs: number
+  /** The dead-letter exchange, and this relay's queue on it (bound with its own name). */
+  deadLetterExchange: string
+  deadLetterQueue: string
   timeoutMs: number
   log: Logger
 }
@@ -62,6 +79,9 @@ export class AmqpSource implements EventSource {
         await ch.assertExchange(o.exchange, 'topic', { durable: true })
         await ch.assertQueue(o.queue, { durable: true, arguments: { 'x-queue-type': o.queueType } })
         await ch.bindQueue(o.queue, o.exchange, '#')
+        await ch.assertExchange(o.deadLetterExchange, 'direct', { durable: true })
+        await ch.assertQueue(o.deadLetterQueue, { durable: true, arguments: { 'x-queue-type': o.queueType } })
+        await ch.bindQueue(o.deadLetterQueue, o.deadLetterExchange, o.deadLetterQueue)
       },
       log: o.log,
     })
@@ -103,11 +123,16 @@ export class AmqpSource implements EventSource {
           chain = chain.then(() =>
             handle({
               body: m.content,
+              signature: headerText(m.properties.headers, SIGNATURE_HEADER),
               storedAt: typeof m.properties.timestamp === 'number' ? new Date(m.properties.timestamp * 1000) : undefined,
               redelivered: m.fields.redelivered,
               working: () => undefined,
               ack: async () => ch.ack(m),
               requeue: () => ch.nack(m, false, true),
+              deadLetter: async (reason) => {
+                await this.publishDeadLetter(ch, m, reason)
+                ch.ack(m)
+              },
             }).catch((err: unknown) => this.o.log.error({ err: errorMessage(err) }, 'delivery handling failed')),
           )
         })
@@ -162,6 +187,52 @@ export class AmqpSource implements EventSource {
     } catch (err) {
       this.o.log.debug({ err: errorMessage(err) }, 'tombstone pruning failed; the next write retries')
     }
+  }
+
+  /** The very bytes and signature, so a replay checks what enlist signed; resolves once
+   *  the broker confirmed it. */
+  private publishDeadLetter(ch: ConfirmChannel, m: ConsumeMessage | GetMessage, reason: string): Promise<void> {
+    const sig = headerText(m.properties.headers, SIGNATURE_HEADER)
+    const was = headerText(m.properties.headers, 'Enlist-Dead-Letter-Routing-Key') ?? m.fields.routingKey
+    return new Promise<void>((resolve, reject) => {
+      const timer = setTimeout(() => reject(new Error(`no confirmation of the dead letter within ${this.o.timeoutMs} ms`)), this.o.timeoutMs)
+      ch.publish(
+        this.o.deadLetterExchange,
+        this.o.deadLetterQueue,
+        m.content,
+        {
+          persistent: true,
+          mandatory: true,
+          ...(typeof m.properties.messageId === 'string' ? { messageId: m.properties.messageId } : {}),
+          ...(typeof m.properties.contentType === 'string' ? { contentType: m.properties.contentType } : {}),
+          headers: { ...(sig ? { [SIGNATURE_HEADER]: sig } : {}), [DEAD_LETTER_REASON_HEADER]: reason.slice(0, 1024), 'Enlist-Dead-Letter-Routing-Key': was },
+        },
+        (err: unknown) => {
+          clearTimeout(timer)
+          if (err) reject(new Error(`the broker refused the dead letter: ${errorMessage(err)}`))
+          else resolve()
+        },
+      )
+    })
+  }
+
+  async replayDeadLetters(apply: (d: DeadLetter) => Promise<boolean>): Promise<ReplayResult> {
+    const r: ReplayResult = { replayed: 0, kept: 0 }
+    const ch = await this.link.channel(this.o.timeoutMs)
+    // each once: those present now; one that fails again goes back to the tail
+    const total = (await ch.checkQueue(this.o.deadLetterQueue)).messageCount
+    for (let i = 0; i < total; i++) {
+      const m = await ch.get(this.o.deadLetterQueue, { noAck: false })
+      if (m === false) break
+      const ok = await apply({ body: m.content, signature: headerText(m.properties.headers, SIGNATURE_HEADER), reason: headerText(m.properties.headers, DEAD_LETTER_REASON_HEADER) ?? '' })
+      if (ok) r.replayed++
+      else {
+        await this.publishDeadLetter(ch, m, headerText(m.properties.headers, DEAD_LETTER_REASON_HEADER) ?? 'kept at replay')
+        r.kept++
+      }
+      ch.ack(m)
+    }
+    return r
   }
 
   async pending(): Promise<number | undefined> {

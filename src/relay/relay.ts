@@ -8,11 +8,31 @@
 import http from 'node:http'
 import type { Logger } from 'pino'
 import { Counter, Gauge, Histogram, Registry, collectDefaultMetrics } from 'prom-client'
+import type { KeyRing } from '../decision/keyring.js'
 import { EventFormatError, kindOf, parseEvent, type RegistrationEvent } from '../events/envelope.js'
+import { verify } from '../events/signature.js'
 import { Backoff, sleep } from '../lib/backoff.js'
 import { errorMessage } from '../lib/errors.js'
+import { BackendError } from '../registry/backend.js'
 import { applyEvent, type Cmdb, RecentIds, rebuild, type RebuildResult } from './apply.js'
-import type { Delivery, EventSource } from './source.js'
+import type { DeadLetter, Delivery, EventSource, ReplayResult } from './source.js'
+
+/** CMDB answers about the event itself: the same request can never succeed. 401, 403, 404,
+ *  408, 409, 429 and 5xx are about the CMDB (its credentials, its state, its load): retried. */
+export const PERMANENT_STATUSES: readonly number[] = [400, 413, 415, 422]
+
+/** Why the CMDB refused this event for good, or undefined: retry. The http client's error
+ *  says `HTTP <status>` (src/registry/http.ts); a record without a valid pod UID is the
+ *  event's fault too. */
+export function permanentRefusal(err: unknown): string | undefined {
+  if (!(err instanceof BackendError)) return undefined
+  const status = /: HTTP (\d{3})$/.exec(err.message)?.[1]
+  if (status !== undefined && PERMANENT_STATUSES.includes(Number(status))) return `the CMDB answered HTTP ${status}`
+  if (/the entry has no valid pod UID$/.test(err.message)) return 'the event has no valid pod UID'
+  return undefined
+}
+
+export type DeadLetterReason = 'cmdb_rejected' | 'unsigned' | 'bad_signature' | 'invalid'
 
 export function relayMetrics() {
   const registry = new Registry()
@@ -22,7 +42,7 @@ export function relayMetrics() {
     registry,
     events: new Counter({
       name: 'enlist_relay_events_total',
-      help: 'Events handled by type and result: applied, duplicate (seen lately: no CMDB call), stale (registered after its deregistration: dropped), invalid (not an enlist event: acked and logged), other_cluster (data.cluster is not the relay\'s --cluster: acked and skipped).',
+      help: 'Events handled by type and result: applied, duplicate (seen lately: no CMDB call), stale (registered after its deregistration: dropped), invalid (not an enlist event), refused (unsigned or badly signed), rejected (the CMDB answered 400, 413, 415 or 422): those three dead-lettered; other_cluster (data.cluster is not the relay\'s --cluster: acked and skipped).',
       labelNames: ['type', 'result'] as const,
       registers,
     }),
@@ -37,6 +57,13 @@ export function relayMetrics() {
     pending: new Gauge({ name: 'enlist_relay_pending', help: 'Events waiting for this relay (consumer pending or queue depth).', registers }),
     up: new Gauge({ name: 'enlist_relay_up', help: '1 while connected to the broker.', registers }),
     rebuilds: new Counter({ name: 'enlist_relay_rebuilds_total', help: 'Rebuilds of the CMDB from the snapshot, by result.', labelNames: ['result'] as const, registers }),
+    deadLetters: new Counter({
+      name: 'enlist_relay_dead_letters_total',
+      help: 'Events sent to the dead-letter place, by reason: cmdb_rejected (400, 413, 415, 422), unsigned, bad_signature, invalid (not an enlist event).',
+      labelNames: ['reason'] as const,
+      registers,
+    }),
+    replayed: new Counter({ name: 'enlist_relay_dead_letters_replayed_total', help: 'Dead letters replayed (--replay-dead-letters), by result: applied (removed), kept (failed again).', labelNames: ['result'] as const, registers }),
   }
 }
 
@@ -53,6 +80,10 @@ export interface RelayOptions {
    *  changes only entries carrying this mark. Undefined: every event is applied, and the
    *  rebuild deletes nothing. */
   cluster?: string
+  /** Apply events without a valid signature (--allow-unsigned). */
+  allowUnsigned: boolean
+  /** The signing keys of a source cluster (undefined: unmarked events). */
+  ring: (cluster: string | undefined) => KeyRing | undefined
 }
 
 export class Relay {
@@ -140,10 +171,9 @@ export class Relay {
     try {
       e = parseEvent(d.body)
     } catch (err) {
-      // Not ours to fix: retrying cannot make it valid, so it is acked and logged loudly.
+      // Retrying cannot make it valid: kept aside for a human, and the relay goes on.
       metrics.events.inc({ type: 'unknown', result: 'invalid' })
-      log.error({ err: err instanceof EventFormatError ? err.message : errorMessage(err) }, 'dropped a message that is not an enlist registration event')
-      await d.ack().catch(() => undefined)
+      await this.deadLetter(d, 'invalid', `not an enlist registration event: ${err instanceof EventFormatError ? err.message : errorMessage(err)}`, undefined)
       return
     }
     const { cluster } = this.o
@@ -153,6 +183,12 @@ export class Relay {
       metrics.events.inc({ type: kindOf(e), result: 'other_cluster' })
       log.debug({ id: e.id, cluster: from }, 'skipped an event of another cluster')
       await d.ack().catch((err: unknown) => log.warn({ id: e.id, err: errorMessage(err) }, 'skipped, but the ack did not reach the broker; it will be redelivered'))
+      return
+    }
+    const refused = this.refusal(d.body, d.signature, e)
+    if (refused) {
+      metrics.events.inc({ type: kindOf(e), result: 'refused' })
+      await this.deadLetter(d, refused.reason, refused.message, e)
       return
     }
     const backoff = new Backoff({ initialMs: 200, maxMs: 30_000 })
@@ -172,6 +208,14 @@ export class Relay {
         log.debug({ id: e.id, outcome }, 'event applied')
         return
       } catch (err) {
+        const permanent = permanentRefusal(err)
+        if (permanent !== undefined) {
+          // about this event, not the CMDB: it cannot succeed, and must not hold the others
+          this.cmdbProblem = undefined
+          metrics.events.inc({ type: kindOf(e), result: 'rejected' })
+          await this.deadLetter(d, 'cmdb_rejected', permanent, e)
+          return
+        }
         this.cmdbProblem = errorMessage(err)
         metrics.cmdbFailures.inc()
         if (this.stopping) {
@@ -184,6 +228,69 @@ export class Relay {
         await sleep(delay, this.stopSignal.signal)
       }
     }
+  }
+
+  /** Why the event must not be applied (its signature), or undefined. */
+  private refusal(body: Uint8Array, signature: string | undefined, e: RegistrationEvent): { reason: DeadLetterReason; message: string } | undefined {
+    if (this.o.allowUnsigned) return undefined
+    const v = verify(body, signature, this.o.ring(e.data.cluster), e.data.cluster)
+    return v.ok ? undefined : { reason: v.reason, message: v.message }
+  }
+
+  /** To the dead-letter place, then acked; while the broker does not take it, the delivery
+   *  is held and the dead-lettering retried (never acked unkept). */
+  private async deadLetter(d: Delivery, reason: DeadLetterReason, message: string, e: RegistrationEvent | undefined): Promise<void> {
+    const { metrics, log } = this.o
+    const backoff = new Backoff({ initialMs: 200, maxMs: 30_000 })
+    for (;;) {
+      try {
+        await d.deadLetter(`${reason}: ${message}`)
+        metrics.deadLetters.inc({ reason })
+        log.error({ id: e?.id, type: e ? kindOf(e) : undefined, subject: e?.subject, reason, why: message }, 'sent an event to the dead-letter place; going on (enlist relay --replay-dead-letters re-applies it once fixed)')
+        return
+      } catch (err) {
+        if (this.stopping) {
+          d.requeue()
+          return
+        }
+        const delay = backoff.next()
+        log.warn({ id: e?.id, err: errorMessage(err), retryInMs: Math.round(delay) }, 'cannot store the event in the dead-letter place; holding it and retrying')
+        d.working()
+        await sleep(delay, this.stopSignal.signal)
+      }
+    }
+  }
+
+  /** `--replay-dead-letters`: each dead letter present now is tried once (signature, then the
+   *  CMDB); applied ones are removed, those that fail again stay. */
+  async replayDeadLetters(): Promise<ReplayResult> {
+    const { metrics, log } = this.o
+    return this.o.source.replayDeadLetters(async (dl: DeadLetter) => {
+      let e: RegistrationEvent
+      try {
+        e = parseEvent(dl.body)
+      } catch (err) {
+        log.warn({ err: errorMessage(err), was: dl.reason }, 'dead letter kept: not an enlist registration event')
+        metrics.replayed.inc({ result: 'kept' })
+        return false
+      }
+      const refused = this.refusal(dl.body, dl.signature, e)
+      if (refused) {
+        log.warn({ id: e.id, why: refused.message, was: dl.reason }, 'dead letter kept: its signature is still refused')
+        metrics.replayed.inc({ result: 'kept' })
+        return false
+      }
+      try {
+        const { outcome } = await applyEvent(e, this.o.cmdb, this.o.source.tombstones(), this.recent)
+        metrics.replayed.inc({ result: 'applied' })
+        log.info({ id: e.id, outcome, was: dl.reason }, 'dead letter replayed')
+        return true
+      } catch (err) {
+        log.warn({ id: e.id, err: errorMessage(err), was: dl.reason }, 'dead letter kept: the CMDB refused it again')
+        metrics.replayed.inc({ result: 'kept' })
+        return false
+      }
+    })
   }
 }
 

@@ -6,6 +6,8 @@ import type { Tombstones } from './apply.js'
 
 export interface Delivery {
   body: Uint8Array
+  /** The `Enlist-Signature` transport header, if any. */
+  signature: string | undefined
   /** When the broker stored the message (for the lag metric). */
   storedAt: Date | undefined
   redelivered: boolean
@@ -14,6 +16,23 @@ export interface Delivery {
   ack(): Promise<void>
   /** Hands the message back for redelivery (at stop). */
   requeue(): void
+  /** Stores the message, signature header included, in the dead-letter place with `reason`
+   *  (confirmed by the broker), then acks it. Throws when the broker did not take it. */
+  deadLetter(reason: string): Promise<void>
+}
+
+/** One dead letter, as `--replay-dead-letters` reads it. */
+export interface DeadLetter {
+  body: Uint8Array
+  signature: string | undefined
+  reason: string
+}
+
+export interface ReplayResult {
+  /** Applied, and removed from the dead-letter place. */
+  replayed: number
+  /** Failed again: left there. */
+  kept: number
 }
 
 export interface EventSource {
@@ -28,6 +47,9 @@ export interface EventSource {
    *  source may leave the others out). */
   snapshot(cluster?: string): Promise<RegistryRecord[]>
   tombstones(): Tombstones
+  /** Visits each dead letter present when called, once: `apply` true removes it, false
+   *  leaves it (after the others: a second replay sees it again). */
+  replayDeadLetters(apply: (d: DeadLetter) => Promise<boolean>): Promise<ReplayResult>
   /** Messages waiting for this relay (consumer pending or queue depth), if known. */
   pending(): Promise<number | undefined>
   health(): string | undefined

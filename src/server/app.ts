@@ -77,7 +77,8 @@ export async function buildServer(opts: ServerOptions) {
     return reply.code(404).send({ code: 'ENLIST_NOT_FOUND' satisfies ErrorCode, message: `no route ${req.method} ${req.url.split('?')[0]}` })
   })
 
-  await app.register(healthRoutes, { readiness: opts.readiness })
+  // Every pod can reach this listener: /readyz says ready or not, never why.
+  await app.register(healthRoutes, { readiness: opts.readiness, details: false })
   await app.register(metricsRoutes, { registry: metrics.registry })
   await app.register(mutateRoutes, { ...opts.admission, metrics, log })
   if (opts.registration) await app.register(registrationRoutes, { ...opts.registration, metrics, log })
@@ -89,12 +90,13 @@ export type EnlistServer = Awaited<ReturnType<typeof buildServer>>
 /**
  * The optional plain-HTTP listener (serve --metrics-bind-address): GET /metrics, /healthz and
  * /readyz only, for Prometheus setups and probes that do not speak TLS to enlist. The same
- * metrics and readiness as the HTTPS server; no admission, no registration API.
+ * metrics and readiness as the HTTPS server, and the only place /readyz says why (?verbose);
+ * no admission, no registration API.
  */
 export async function buildMetricsServer(opts: Pick<ServerOptions, 'metrics' | 'readiness'>): Promise<FastifyInstance> {
   const app = Fastify({ logger: false, keepAliveTimeout: KEEP_ALIVE_TIMEOUT_MS, requestTimeout: 30_000, forceCloseConnections: true })
   app.setNotFoundHandler((req, reply) => reply.code(404).send({ code: 'ENLIST_NOT_FOUND' satisfies ErrorCode, message: `no route ${req.method} ${req.url.split('?')[0]} (this listener serves /metrics, /healthz and /readyz)` }))
-  await app.register(healthRoutes, { readiness: opts.readiness })
+  await app.register(healthRoutes, { readiness: opts.readiness, details: true })
   await app.register(metricsRoutes, { registry: opts.metrics.registry })
   return app
 }

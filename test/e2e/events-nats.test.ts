@@ -24,6 +24,10 @@ import { join } from 'node:path'
 import { stringify } from 'yaml'
 import { enlist as runEnlist } from '../helpers/cli.js'
 import { tempDir } from '../helpers/temp.js'
+import { installSigningKey } from '../helpers/signing.js'
+import { startStatusProxy } from '../helpers/status-proxy.js'
+import { headers as natsHeaders } from '@nats-io/transport-node'
+import { encodeEvent, registeredEvent } from '../../src/events/envelope.js'
 import { Registry } from 'prom-client'
 import type { RegistrationEvent } from '../../src/events/envelope.js'
 import { silentLogger } from '../../src/log.js'
@@ -47,6 +51,8 @@ const secret = (name: string, data: Record<string, string>) =>
 await secret('enlist-nats-credentials', { user: NATS_USERS.enlist.user, password: NATS_USERS.enlist.password })
 await secret('enlist-registry-credentials', { user: NATS_USERS.enlist.user, password: 'wrong-password' })
 await secret('enlist-amqp-credentials', { user: NATS_USERS.limited.user, password: NATS_USERS.limited.password })
+// enlist signs every event with this cluster's key; the relay is given the same ring
+const signing = await installSigningKey(cp, CLUSTER)
 
 const backend = (credentialsFromSecret: string, url = natsUrl) => ({
   name: 'events',
@@ -120,7 +126,7 @@ t.test('bad configuration: said in policy validate, or in /readyz?verbose and me
 })
 
 t.test('every pod\'s events arrive through failover, partition, restarts and an enlist outage; the CMDB ends right', async (t) => {
-  const relay = await startRelay(cp, ['--source=nats', `--url=${natsUrl}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s', `--cluster=${CLUSTER}`], {
+  const relay = await startRelay(cp, ['--source=nats', `--url=${natsUrl}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s', `--cluster=${CLUSTER}`, `--signing-keys-dir=${signing.dir}`], {
     user: NATS_USERS.enlist.user,
     password: NATS_USERS.enlist.password,
   })
@@ -286,4 +292,69 @@ t.test('clusters sharing the bucket: entries under each cluster\'s name, unmarke
   t.match(await b.claim!({ name: 'b', uid: 'kube-system-uid-3' }, false), { held: true, created: true }, 'another name: its own claim')
   t.ok((await kv.get(`${CLAIMS_KEY_PREFIX}.a`))?.string().includes('kube-system-uid-2'), 'the claim is a key of the bucket')
   t.same(await keys(), [`a.${U(4)}`, `b.${U(2)}`], 'claims are never read as ledger entries')
+})
+
+t.test('the relay never wedges and trusts no stranger: a 413 is dead-lettered and the next applied; an unsigned event is refused; replay re-applies', async (t) => {
+  const store = await cmdbFor(t)
+  const front = await startStatusProxy(store.url)
+  t.teardown(() => front.close())
+  const consumer = 'enlist-relay-dead-letters'
+  const common = ['--source=nats', `--url=${natsUrl}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s', `--cluster=${CLUSTER}`, `--consumer=${consumer}`]
+  const relay = await startRelay(cp, [...common, `--cmdb-url=${front.url}`, '--no-initial-rebuild', `--signing-keys-dir=${signing.dir}`], { user: NATS_USERS.enlist.user, password: NATS_USERS.enlist.password })
+  t.teardown(() => relay.stop())
+
+  // the CMDB refuses one record for good (413: say its metadata is too large)
+  const big = await createPod(cp, 'shop', 'dl-big')
+  front.statuses.set(big.metadata!.uid!, 413)
+  await register(cp, big)
+  const next = await createPod(cp, 'shop', 'dl-next')
+  await register(cp, next)
+  await waitFor('the next event applied', async () => store.records.has(next.metadata!.uid!), 60_000, 200)
+  t.notOk(store.records.has(big.metadata!.uid!))
+  t.match(await relay.metrics(), /enlist_relay_dead_letters_total\{reason="cmdb_rejected"\} 1/)
+  t.ok(relay.process.lines.some((l) => l.includes('dead-letter place') && l.includes(big.metadata!.uid!)), 'a log line names the event')
+  t.equal((await relay.readyz()).status, 200, 'the relay is ready: the CMDB is fine, the event was not')
+
+  // a stranger with publish rights on the stream: a well-formed event, unsigned
+  const nc = await connect({ servers: nats.servers.map((s) => s.url), user: NATS_USERS.enlist.user, pass: NATS_USERS.enlist.password })
+  t.teardown(() => nc.close())
+  const forgedUid = '0badc0de-0000-4000-8000-0000000000f0'
+  const forged = registeredEvent('/clusters/e2e', { uid: forgedUid, namespace: 'shop', pod: 'forged', service: 'orders', ip: '10.6.6.6', ips: ['10.6.6.6'], hostIP: 'h', node: 'n', ports: [], metadata: {}, registeredAt: new Date().toISOString(), advertised: { mode: 'podIP', address: '10.6.6.6', ports: [] }, cluster: CLUSTER })
+  const h = natsHeaders()
+  h.set('Content-Type', 'application/cloudevents+json')
+  await jetstream(nc).publish('enlist.registrations.shop.orders.registered', encodeEvent(forged), { headers: h })
+  await waitFor('the unsigned event refused', async () => /enlist_relay_dead_letters_total\{reason="unsigned"\} 1/.test(await relay.metrics()), 30_000, 200)
+  const after = await createPod(cp, 'shop', 'dl-after')
+  await register(cp, after)
+  await waitFor('applied after it', async () => store.records.has(after.metadata!.uid!), 60_000, 200)
+  t.notOk(store.records.has(forgedUid), 'the unsigned event never reached the CMDB')
+
+  // the dead letters are kept, with the signature header enlist sent
+  const jsm = await jetstreamManager(nc)
+  const dead = await jsm.streams.info('ENLIST_REGISTRATIONS_DEAD')
+  t.equal(dead.state.messages, 2, 'two dead letters')
+  const first = await jsm.streams.getMessage('ENLIST_REGISTRATIONS_DEAD', { seq: dead.state.first_seq })
+  t.match(first.header.get('Enlist-Signature'), /^keyid=[a-z0-9-]+,sig=/, 'kept with the signature enlist sent')
+  t.match(first.header.get('Enlist-Dead-Letter-Reason'), /^cmdb_rejected: the CMDB answered HTTP 413/)
+  t.equal(await relay.stop(), 0)
+
+  // the CMDB is fixed: each dead letter re-applied once; the unsigned one stays
+  front.statuses.clear()
+  const creds = tempDir('enlist-replay-')
+  writeFileSync(join(creds, 'user'), NATS_USERS.enlist.user)
+  writeFileSync(join(creds, 'password'), NATS_USERS.enlist.password)
+  const replay = ['relay', '--replay-dead-letters', ...common, `--cmdb-url=${front.url}`, `--credentials-dir=${creds}`, `--signing-keys-dir=${signing.dir}`]
+  const r1 = await runEnlist(replay, { timeoutMs: 60_000 })
+  t.equal(r1.code, 0, r1.stderr)
+  t.same(JSON.parse(r1.stdout.trim().split('\n').pop()!), { replayed: 1, kept: 1 })
+  t.ok(store.records.has(big.metadata!.uid!), 'the refused record applied once the CMDB takes it')
+  t.notOk(store.records.has(forgedUid), 'the unsigned one is still refused')
+  // an admin who decides to accept it
+  const r2 = await runEnlist([...replay, '--allow-unsigned'], { timeoutMs: 60_000 })
+  rmSync(creds, { recursive: true, force: true })
+  t.equal(r2.code, 0, r2.stderr)
+  t.same(JSON.parse(r2.stdout.trim().split('\n').pop()!), { replayed: 1, kept: 0 })
+  t.ok(store.records.has(forgedUid), '--allow-unsigned applies it')
+  t.equal((await jsm.streams.info('ENLIST_REGISTRATIONS_DEAD')).state.messages, 0, 'nothing left')
+  for (const p of [big, next, after]) await forceDelete(cp, p)
 })

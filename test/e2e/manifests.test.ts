@@ -371,7 +371,7 @@ t.test('each component, with the base and self-managed certificates', async (t) 
           break
         }
         case 'validating-admission-policy':
-          t.same(objects.filter((o) => o.kind.startsWith('ValidatingAdmissionPolicy')).map((o) => o.apiVersion), Array(4).fill('admissionregistration.k8s.io/v1'), 'four objects, not served by 1.20 (test/unit/admission-policy.test.ts evaluates them)')
+          t.same(objects.filter((o) => o.kind.startsWith('ValidatingAdmissionPolicy')).map((o) => o.apiVersion), Array(6).fill('admissionregistration.k8s.io/v1'), 'six objects (three policies, their bindings), not served by 1.20 (test/unit/admission-policy.test.ts evaluates them)')
           break
         case 'relay': {
           t.match(r.stdout, /deployment\.apps\/enlist-relay (created|configured) \(server dry run\)/)
@@ -381,6 +381,15 @@ t.test('each component, with the base and self-managed certificates', async (t) 
           const envs = new Set(Object.values(relayFlags).map((f) => (f as { env?: string }).env))
           const cm = one<{ data: Record<string, string> }>(objects, 'ConfigMap', 'enlist-relay')
           for (const key of Object.keys(cm.data)) t.ok(envs.has(key), `${key} is a relay flag`)
+          // exact names, as rendered: a folded YAML line once made "enlist- ledger-04"
+          const role = one<{ rules: Rule[] }>(objects, 'Role', 'enlist-relay')
+          const pad = (i: number) => String(i).padStart(2, '0')
+          t.same(role.rules.map((rule) => [rule.resources, rule.verbs, rule.resourceNames]), [
+            [['configmaps'], ['get'], Array.from({ length: 64 }, (_, i) => `enlist-ledger-${pad(i)}`)],
+            [['configmaps'], ['get', 'update'], Array.from({ length: 16 }, (_, i) => `enlist-relay-tombstones-${pad(i)}`)],
+            [['configmaps'], ['create'], undefined],
+          ], 'the Role names the 64 ledger shards and the 16 tombstone shards exactly')
+          for (const rule of role.rules) for (const n of rule.resourceNames ?? []) t.match(n, /^[a-z0-9]([-a-z0-9]*[a-z0-9])?$/, `${JSON.stringify(n)} is an object name`)
           break
         }
         case 'openshift':

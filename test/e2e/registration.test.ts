@@ -103,7 +103,12 @@ t.test("a pod's registrar registers it into both backends, and it becomes Ready"
     },
   })
   t.equal(after.metadata!.labels!['app.io/label'], 'app.io-value')
-  t.same(cmdb.records.get(pod.metadata!.uid!), { ...record, cluster: 'e2e' }, 'the CMDB holds the same record, with the cluster that wrote it (the pod\'s own copy needs none)')
+  const kubeSystem = await cp.client.get<{ metadata: { uid: string } }>('/api/v1/namespaces/kube-system')
+  t.same(
+    cmdb.records.get(pod.metadata!.uid!),
+    { ...record, cluster: 'e2e', clusterUID: kubeSystem.metadata.uid },
+    'the CMDB holds the same record, with the cluster that wrote it and its kube-system UID (the pod\'s own copy needs neither)',
+  )
   t.ok(cmdb.requests.every((r) => r.authorization === 'Bearer cmdb-secret-token'), 'headers from the Secret')
 
   await syncReady(cp, pod)

@@ -11,10 +11,11 @@ import { podPath, podsPath } from '../../src/kube/pod-ref.js'
 import { cmdbFor } from '../harness/cmdb.js'
 import { controlPlaneFor } from '../harness/control-plane.js'
 import { enlistFor } from '../harness/enlist.js'
-import { createDeployment, deployment, getPod, refOf, registeredCondition, requestToken } from '../harness/k8s.js'
+import { createDeployment, deployment, getPod, refOf, registeredCondition, requestToken, setPolicy } from '../harness/k8s.js'
 import { boundToken, runRegistrar, startPod } from '../harness/kubelet.js'
 import { waitFor } from '../harness/processes.js'
 import { request, type Response } from '../helpers/https.js'
+import { parse, stringify } from 'yaml'
 
 const cp = await controlPlaneFor(t)
 const cmdb = await cmdbFor(t)
@@ -296,6 +297,85 @@ t.test('pods enlist cannot serve are left alone with a reason; a hostNetwork pod
   const h = await cp.client.get<V1Pod>(podPath({ namespace: 'shop', pod: 'host' }))
   t.ok(h.metadata?.annotations?.['enlist.io/status'], 'injected')
   t.ok(h.spec?.initContainers?.some((c) => c.name === 'enlist-registrar'), 'with its registrar')
+})
+
+t.test('issue 24: a sealed status copied onto a pod with a registrar of its own is denied; a faithful copy counts as injected', async (t) => {
+  const held = await get(legit!)
+  const copyOf = (name: string, change: (spec: NonNullable<V1Pod['spec']>) => void): Record<string, unknown> => {
+    const spec = structuredClone(held.spec!)
+    delete spec.nodeName
+    change(spec)
+    return { metadata: { name, labels: held.metadata!.labels, annotations: held.metadata!.annotations }, spec }
+  }
+  const refused = await createPod('payments', copyOf('copy-registrar', (s) => {
+    const r = s.initContainers!.find((c) => c.name === 'enlist-registrar')!
+    r.image = 'attacker:1'
+    r.env = [...(r.env ?? []), ...forgedRegistrar.env]
+  })).then(
+    () => undefined,
+    (err: Error) => err,
+  )
+  t.ok(refused, 'the apiserver refused the pod')
+  t.match(refused?.message, /enlist\.io\/status was sealed by enlist for another pod: this pod's init container enlist-registrar, volume enlist-token.* are not what enlist injected with it/)
+  const exists = await cp.client.get(podPath({ namespace: 'payments', pod: 'copy-registrar' })).then(
+    () => true,
+    () => false,
+  )
+  t.notOk(exists, 'no pod was created')
+
+  const token = await createPod('payments', copyOf('copy-token', (s) => {
+    s.volumes!.find((v) => v.name === 'enlist-token')!.projected!.sources![0]!.serviceAccountToken!.expirationSeconds = 86400
+  })).then(
+    () => undefined,
+    (err: Error) => err,
+  )
+  t.match(token?.message, /sealed by enlist for another pod/, 'a token volume of its own: refused too')
+
+  // The pod exactly as the apiserver holds it (defaulted, the service-account mount added)
+  // under another name: enlist's fields are intact, so it is enlist's injection.
+  const faithful = await createPod('payments', copyOf('ledger-copy', () => undefined))
+  t.equal(faithful.metadata!.annotations!['enlist.io/status'], legitStatus, 'admitted as injected: the status untouched')
+  t.match(await enlist.metrics(), /reason="tampered"/, 'the denials are counted')
+})
+
+t.test('issue 24: with a kubernetes backend in layout dubbo, the dubbo.io keys a tenant wrote are removed at admission', async (t) => {
+  const cm = await cp.client.get<{ data: Record<string, string> }>('/api/v1/namespaces/enlist-system/configmaps/enlist-policy')
+  const good = cm.data['policy.yaml']!
+  const inEffect = () => enlist.logs().filter((l) => l.msg === 'policy in effect').length
+  const setAndWait = async (text: string, what: string) => {
+    const before = inEffect()
+    await setPolicy(cp, text)
+    await enlist.waitForLog(what, () => inEffect() > before, 30_000)
+  }
+  const policy = parse(good) as { registry: { backends: Array<Record<string, unknown>> }; tenancy?: unknown }
+  policy.registry.backends.push({ name: 'dubbo-pods', type: 'kubernetes', layout: 'dubbo' })
+  policy.tenancy = { interfaces: [{ namespaces: ['shop'], interfaces: ['com.acme.Orders'] }] }
+  await setAndWait(stringify(policy), 'the policy with layout dubbo')
+  t.teardown(() => setAndWait(good, 'the policy as it was'))
+
+  const manifest = {
+    apiVersion: 'v1',
+    kind: 'Pod',
+    metadata: {
+      name: 'dubbo-squatter',
+      namespace: 'shop',
+      labels: { app: 'orders', 'dubbo.io/label': 'dubbo.io.provider' },
+      annotations: {
+        'enlist.io/metadata': '{"interface":"com.acme.Orders"}',
+        // a provider URL of the tenant's own, as dubbo-go consumers read it
+        'dubbo.io/annotation': 'W3siayI6Ii9kdWJiby9jb20uYWNtZS5PcmRlcnMvcHJvdmlkZXJzIiwidiI6IiJ9XQ==',
+      },
+    },
+    spec: { containers: [{ name: 'app', image: 'x', ports: [{ name: 'dubbo', containerPort: 20880 }] }] },
+  }
+  const r = await cp.kubectl(['create', '-f', '-'], { input: JSON.stringify(manifest) })
+  t.equal(r.code, 0, r.stderr)
+  t.match(r.stderr, /removed your label dubbo\.io\/label="dubbo\.io\.provider": enlist sets it once the pod is registered/, 'the warning says so')
+  t.match(r.stderr, /removed your annotation dubbo\.io\/annotation/)
+  const created = await get(manifest as V1Pod)
+  t.equal(created.metadata?.labels?.['dubbo.io/label'], undefined, 'no dubbo-go label: consumers do not select it')
+  t.equal(created.metadata?.annotations?.['dubbo.io/annotation'], undefined, 'no dubbo-go record of the tenant\'s')
+  t.ok(created.metadata?.annotations?.['enlist.io/status'], 'injected')
 })
 
 t.test('SIGTERM answers held long-polls at once and shuts down inside the grace period', async (t) => {

@@ -31,8 +31,10 @@ const enlist = await enlistFor(t, cp, {
       reconcileIntervalSeconds: 5,
     }
     p.tenantOverrides = { allowed: ['podOptIn', 'dependsOn', 'metadata', 'service', 'drainSeconds', 'advertise'] }
+    // shop owns the com.acme package; every other interface is anyone's
+    p.tenancy = { interfaces: [{ namespaces: ['shop'], interfaces: ['com.acme.*'] }, { namespaces: ['*'], interfaces: ['*'] }] }
   },
-  optIn: ['shop'],
+  optIn: ['shop', 'evil'],
 })
 
 const IFACE = 'com.acme.Orders'
@@ -117,6 +119,102 @@ t.test('a pod that is no Dubbo provider is refused at admission, saying why', as
   const r = await cp.kubectl(['-n', 'shop', 'run', 'nointerface', '--image=x:1', '--port=20880', '--annotations=enlist.io/metadata={"version":"1"}'])
   t.not(r.code, 0)
   t.match(r.stderr, /enlist\.io\/metadata.*registers every pod as a Dubbo provider: the metadata has no "interface"/)
+})
+
+/** Every node under /dubbo, with its path: what a Dubbo consumer could read as anything. */
+async function dubboTree(path = '/dubbo'): Promise<string[]> {
+  const out: string[] = []
+  for (const c of await zkChildren(path)) {
+    const child = `${path}/${c}`
+    out.push(child)
+    out.push(...(await dubboTree(child)))
+  }
+  return out
+}
+
+t.test('issue 24: a tenant in another namespace claiming an owned interface is denied and never among its providers', async (t) => {
+  const before = await addresses()
+  const r = await cp.kubectl(['-n', 'evil', 'run', 'thief', '--image=x:1', '--port=20880', '--labels=app=orders', `--annotations=enlist.io/metadata=${JSON.stringify({ interface: IFACE, version: '1.0.0' })}`])
+  t.not(r.code, 0, 'denied')
+  t.match(r.stderr, /the Dubbo interface "com\.acme\.Orders" is not assigned to namespace evil \(policy field tenancy\.interfaces\)/)
+  const star = await cp.kubectl(['-n', 'evil', 'run', 'star', '--image=x:1', '--port=20880', '--annotations=enlist.io/metadata={"interface":"*"}'])
+  t.not(star.code, 0, 'a "*" interface is denied')
+  t.match(star.stderr, /"interface" "\*" is not one interface/)
+  await t.rejects(cp.client.get(podPath({ namespace: 'evil', pod: 'thief' })), 'no such pod was created')
+  // the same tenant with an interface nobody keeps registers as usual
+  const own = await cp.client.create<V1Pod>(podsPath('evil'), podManifest('stock', {
+    labels: { app: 'stock' },
+    annotations: { 'enlist.io/metadata': JSON.stringify({ interface: 'org.evil.Stock' }) },
+    containers: [{ name: 'app', image: 'stock:1', ports: [{ name: 'dubbo', containerPort: 20880 }] }],
+  }))
+  const registered = await startRegistered(cp, own)
+  t.same(await addresses(), before, 'the owned interface\'s providers unchanged')
+  t.notOk((await providers()).some((p) => p.params['enlist.pod']?.startsWith('evil/')), 'no provider of com.acme.Orders from evil')
+  t.equal((await dubboProviders(zk.connect, 'org.evil.Stock')).length, 1)
+  await remove(registered, true)
+})
+
+t.test('issue 24: metadata naming category, a protocol not allowed or rule is denied; nothing but provider URLs is written', async (t) => {
+  const tries: Array<[string, Record<string, string>, RegExp]> = [
+    ['cat', { interface: IFACE, category: 'routers', force: 'true', rule: '=>host=6.6.6.6' }, /metadata keys "category", "force", "rule" are read by Dubbo as routing or configuration/],
+    ['proto', { interface: IFACE, protocol: 'override', disabled: 'true' }, /metadata key "disabled" is read by Dubbo|"protocol" "override" is not allowed/],
+    ['rest', { interface: IFACE, protocol: 'rest' }, /"protocol" "rest" is not allowed; accepted \(tenancy\.dubbo\.protocols\): dubbo, tri/],
+    ['rule', { interface: IFACE, rule: 'host=1.2.3.4=>host=6.6.6.6' }, /metadata key "rule" is read by Dubbo/],
+  ]
+  for (const [name, md, why] of tries) {
+    const r = await cp.kubectl(['-n', 'shop', 'run', name, '--image=x:1', '--port=20880', '--labels=app=orders', `--annotations=enlist.io/metadata=${JSON.stringify(md)}`])
+    t.not(r.code, 0, `${name} denied`)
+    t.match(r.stderr, why, name)
+  }
+  // a key that is no provider parameter stays in the record but out of the URL
+  const created = await cp.client.create<V1Pod>(podsPath('shop'), podManifest('orders-extra', {
+    labels: { app: 'orders' },
+    annotations: { 'enlist.io/metadata': JSON.stringify({ interface: IFACE, version: '1.0.0', owner: 'team-a' }) },
+    containers: [{ name: 'app', image: 'orders:1', ports: [{ name: 'dubbo', containerPort: 20880 }] }],
+  }))
+  live.push(await startRegistered(cp, created))
+  await exactly('the extra provider registered', live)
+  const extra = (await providers()).find((p) => p.params['enlist.pod'] === 'shop/orders-extra')!
+  t.equal(extra.params.owner, undefined, 'not a provider parameter: out of the URL')
+  const dir = `/dubbo/${IFACE}/providers`
+  const node = (await zkChildren(dir)).find((c) => enlistOwner(c)?.pod === 'orders-extra')!
+  t.match(JSON.parse(Buffer.from((await zkNode(`${dir}/${node}`))!.data, 'base64').toString()), { metadata: { owner: 'team-a' } }, 'the record keeps it')
+  // the whole tree: interfaces, each with providers only (and the cluster claims), every URL a provider's
+  for (const path of await dubboTree()) {
+    const rel = path.slice('/dubbo/'.length).split('/')
+    if (rel[0] === '.clusters') continue
+    if (rel.length === 2) t.equal(rel[1], 'providers', `${path}: providers only`)
+    if (rel.length === 3) {
+      const url = javaUrlDecode(rel[2]!)
+      t.match(url, /^(dubbo|tri):\/\//, 'a provider protocol')
+      t.notMatch(url, /[?&](category|rule|force|runtime|disabled|enabled|priority)=/, 'no routing parameter')
+    }
+  }
+})
+
+t.test('issue 24: hostile names through owner references are normalised or refused', async (t) => {
+  // no labels: the name comes from the owner reference, as for a Deployment's pods
+  const owned = (name: string, owner: string) => {
+    const m = podManifest(name, {
+      annotations: { 'enlist.io/metadata': JSON.stringify({ interface: 'com.acme.Names' }) },
+      containers: [{ name: 'app', image: 'x:1', ports: [{ name: 'dubbo', containerPort: 20880 }] }],
+    })
+    return { ...m, metadata: { ...m.metadata, ownerReferences: [{ apiVersion: 'apps/v1', kind: 'ReplicaSet', name: owner, uid: '5d9e1f2a-0000-4000-8000-000000000001', controller: true }] } }
+  }
+  const service = (p: V1Pod): string => (JSON.parse(p.metadata!.annotations!['enlist.io/status']!) as { decision: { service: string } }).decision.service
+  const dotted = await cp.client.create<V1Pod>(podsPath('shop'), owned('dotted', 'Orders.V2_beta'))
+  t.equal(service(dotted), 'orders-v2-beta', 'dots, capitals and "_" normalised')
+  const long = await cp.client.create<V1Pod>(podsPath('shop'), owned('long', `${'a'.repeat(300)}.x`))
+  t.match(service(long), /^a{54}-[0-9a-f]{8}$/, 'a long name cut to 63 with a hash')
+  const r = await cp.kubectl(['-n', 'shop', 'create', '-f', '-'], { input: JSON.stringify(owned('stars', '***')) })
+  t.not(r.code, 0, 'nothing left: denied')
+  t.match(r.stderr, /the service name enlist derives from the pod's ReplicaSet "\*\*\*" is empty once normalised/)
+  const label = await cp.kubectl(['-n', 'shop', 'run', 'label', '--image=x:1', '--port=20880', '--labels=app=Orders_V2', `--annotations=enlist.io/metadata=${JSON.stringify({ interface: 'com.acme.Names' })}`])
+  t.not(label.code, 0, 'an explicit name must already be a label')
+  t.match(label.stderr, /label app: "Orders_V2" is invalid: not a service name; accepted: a DNS-1123 label/)
+  // the normalised name is what reaches ZooKeeper's record
+  await remove(dotted, true)
+  await remove(long, true)
 })
 
 t.test('a session expiry loses nothing and leaves nothing stale', async (t) => {

@@ -64,7 +64,8 @@ export class FakeBackend implements Backend {
   async list(opts?: BackendCallOptions): Promise<ListedEntry[]> {
     await opts?.pace?.()
     await this.enter('list')
-    return [...this.records.values()].map((r) => ({ uid: r.uid, namespace: r.namespace, pod: r.pod, cluster: r.cluster }))
+    // as the http backend lists: each record's mark and writer's UID
+    return [...this.records.values()].map((r) => ({ uid: r.uid, namespace: r.namespace, pod: r.pod, cluster: r.cluster, ...(r.clusterUID ? { clusterUID: r.clusterUID } : {}) }))
   }
 
   private async enter(op: BackendOp, uid?: string): Promise<void> {

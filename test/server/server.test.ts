@@ -7,6 +7,12 @@ import { makePod } from '../helpers/fixtures.js'
 import { request, serialOf } from '../helpers/https.js'
 import { reviewBody, startTestServer } from '../helpers/server.js'
 import { buildMetricsServer, parseBindAddress } from '../../src/server/app.js'
+import Fastify from 'fastify'
+import { mutateRoutes } from '../../src/server/routes/mutate.js'
+import { createMetrics } from '../../src/metrics.js'
+import { PolicyStore } from '../../src/policy/source.js'
+import { silentLogger } from '../../src/log.js'
+import { testKeys } from '../helpers/keys.js'
 
 const pod = makePod({ metadata: { generateName: 'web-', namespace: 'shop', labels: { app: 'web' } } })
 
@@ -235,7 +241,7 @@ t.test('health and readiness', async (t) => {
   s.readiness.add('cache', () => (ready ? undefined : 'namespace cache not synced'))
   const notReady = await request(`${s.url}/readyz`, { agent: s.agent })
   t.equal(notReady.status, 503)
-  t.same(notReady.json(), { ready: false, failing: [{ check: 'cache', reason: 'namespace cache not synced' }] })
+  t.equal(notReady.body, 'not ready', 'the listener every pod reaches says not ready, never why')
   ready = true
   t.equal((await request(`${s.url}/readyz`, { agent: s.agent })).status, 200)
 })
@@ -377,4 +383,53 @@ t.test('shutdown: not ready, in-flight requests finish, then no new connections'
     'no new connections after stop',
   )
   s.agent.destroy()
+})
+
+t.test('/readyz says why only on the metrics listener: backend hosts and errors never reach the one every pod can call', async (t) => {
+  const s = await startTestServer()
+  t.teardown(() => s.close())
+  s.readiness.add('cache', () => 'namespace cache not synced: GET https://10.96.0.1:443/api/v1/namespaces: connection refused')
+  s.readiness.addReport(() => [{ check: 'backend cmdb', reason: 'POST https://cmdb.internal.bank:8443/v1/records: 401 Unauthorized' }])
+  for (const path of ['/readyz', '/readyz?verbose', '/readyz?verbose=1']) {
+    const r = await request(`${s.url}${path}`, { agent: s.agent })
+    t.equal(r.status, 503, `${path}: 503`)
+    t.equal(r.body, 'not ready', `${path} on the main listener: no details`)
+  }
+  const plain = await buildMetricsServer({ metrics: s.metrics, readiness: s.readiness })
+  t.teardown(() => plain.close())
+  await plain.listen({ host: '127.0.0.1', port: 0 })
+  const r = await fetch(`http://127.0.0.1:${(plain.server.address() as { port: number }).port}/readyz?verbose`)
+  t.equal(r.status, 503)
+  t.match(await r.json(), { ready: false, failing: [{ check: 'cache' }], warnings: [{ check: 'backend cmdb', reason: /cmdb\.internal\.bank/ }] }, 'the operator\'s listener has them')
+})
+
+t.test('/mutate caps the reviews waiting for an unseen namespace: past it, decided at once as unknown, counted', async (t) => {
+  const metrics = createMetrics({ defaultMetrics: false })
+  const log = silentLogger()
+  const policy = new PolicyStore(log, metrics)
+  policy.apply('apiVersion: enlist.io/v1alpha1\nkind: Policy\n', 'test')
+  const held: Array<() => void> = []
+  const namespaces = {
+    labels: () => undefined,
+    waitFor: () => new Promise<undefined>((resolve) => held.push(() => resolve(undefined))),
+  }
+  const app = Fastify()
+  await app.register(mutateRoutes, { policy, namespaces, serverVersion: () => ({ major: 1, minor: 20 }), caBundle: () => 'ca', keys: () => testKeys(), metrics, log, namespaceWaitMs: 60_000, maxNamespaceWaiters: 3 })
+  t.teardown(() => app.close())
+  const ghost = (i: number) => reviewBody(makePod({ metadata: { name: `p${i}`, namespace: `made-up-${i}` } }))
+  const waiting = [0, 1, 2].map((i) => app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload: ghost(i) }))
+  await new Promise((r) => setTimeout(r, 50))
+  t.equal(held.length, 3, 'three wait')
+  const fast = await app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload: ghost(3) })
+  t.equal(fast.statusCode, 200, 'the fourth is answered at once')
+  t.equal(fast.json<{ response: { allowed: boolean } }>().response.allowed, true, 'as for a namespace not opted in')
+  t.equal(held.length, 3, 'and did not wait')
+  t.match(await metrics.registry.metrics(), /enlist_admission_namespace_waits_refused_total 1/)
+  for (const h of held) h()
+  for (const r of await Promise.all(waiting)) t.equal(r.statusCode, 200)
+  const again = app.inject({ method: 'POST', url: '/mutate', headers: { 'content-type': 'application/json' }, payload: ghost(4) })
+  await new Promise((r) => setTimeout(r, 50))
+  t.equal(held.length, 4, 'room again once they were answered')
+  held[3]!()
+  await again
 })

@@ -3,7 +3,10 @@
 import t from 'tap'
 import { readFileSync } from 'node:fs'
 import { parseAllDocuments } from 'yaml'
+import fjp from 'fast-json-patch'
 import { CelEvaluationError, validate, type AdmissionContext } from '../helpers/cel.js'
+import { admissionPolicyComponent, protectedKeysOf } from '../../src/admission/reserved.js'
+import { defaultPolicy, loadPolicy } from '../../src/policy/load.js'
 
 const docs = parseAllDocuments(readFileSync(new URL('../../manifests/components/validating-admission-policy/policies.yaml', import.meta.url), 'utf8')).map(
   (d) => d.toJS() as { kind: string; metadata: { name: string }; spec: never },
@@ -48,10 +51,10 @@ t.test("enlist's service account: its own keys on managed pods, nothing else", a
 
   const refused: Array<[string, (p: Pod) => void, RegExp]> = [
     ['swap an image', (p) => (p.spec.containers[0]!.image = 'evil:1'), /never changes a pod's spec/],
-    ['add a label', (p) => (p.metadata.labels = { ...p.metadata.labels, owner: 'enlist' }), /only the discovery label/],
-    ['drop a label', (p) => delete (p.metadata.labels as Record<string, string>).app, /only the discovery label/],
-    ['edit another annotation', (p) => (p.metadata.annotations.note = 'y'), /only the discovery annotation/],
-    ['rewrite enlist.io/status', (p) => (p.metadata.annotations['enlist.io/status'] = '{}'), /only the discovery annotation/],
+    ['add a label', (p) => (p.metadata.labels = { ...p.metadata.labels, owner: 'enlist' }), /only the record labels/],
+    ['drop a label', (p) => delete (p.metadata.labels as Record<string, string>).app, /only the record labels/],
+    ['edit another annotation', (p) => (p.metadata.annotations.note = 'y'), /only the record annotations/],
+    ['rewrite enlist.io/status', (p) => (p.metadata.annotations['enlist.io/status'] = '{}'), /only the record annotations/],
     ['set Ready', (p) => (p.status.conditions[0]!.status = 'True'), /only the condition enlist.io\/registered/],
   ]
   for (const [what, change, message] of refused) {
@@ -68,8 +71,8 @@ t.test("enlist's service account: its own keys on managed pods, nothing else", a
 })
 
 t.test("no one else changes enlist's keys on a managed pod", async (t) => {
-  const LABELS = "the labels enlist.io/managed and the discovery label of a managed pod are enlist's"
-  const ANNOTATIONS = "the annotations enlist.io/status and the discovery record of a managed pod are enlist's"
+  const LABELS = "the labels enlist.io/managed and the record labels of a managed pod are enlist's"
+  const ANNOTATIONS = "the annotations enlist.io/status and the discovery records of a managed pod are enlist's"
   const refused: Array<[string, (p: Pod) => void, string]> = [
     ['forge a discovery record', (p) => ((p.metadata.annotations as Record<string, string>)['app.io/annotation'] = 'W3t9XQ=='), ANNOTATIONS],
     ['rewrite enlist.io/status', (p) => (p.metadata.annotations['enlist.io/status'] = '{"version":2,"forged":true}'), ANNOTATIONS],
@@ -101,4 +104,36 @@ t.test('the component renders as kustomize expects', async (t) => {
   const k = readFileSync(new URL('../../manifests/components/validating-admission-policy/kustomization.yaml', import.meta.url), 'utf8')
   t.match(k, /kind: Component/)
   t.same(docs.map((d) => d.kind), ['ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding', 'ValidatingAdmissionPolicy', 'ValidatingAdmissionPolicyBinding'])
+})
+
+t.test('the protected record keys are those of the layouts in use (issue 24)', async (t) => {
+  const component = (dir: string) => readFileSync(new URL(`../../manifests/components/validating-admission-policy/${dir}kustomization.yaml`, import.meta.url), 'utf8')
+  const list = (p: { spec: { variables: Array<{ name: string; expression: string }> } }, name: string) => p.spec.variables.find((v) => v.name === name)?.expression
+  const keys = protectedKeysOf(defaultPolicy().spec)
+  t.same(keys, { recordLabels: ['app.io/label'], recordAnnotations: ['app.io/annotation'] })
+  for (const p of [scope, owned] as unknown as Array<{ spec: { variables: Array<{ name: string; expression: string }> } }>) {
+    t.same(p.spec.variables.slice(0, 2).map((v) => v.name), ['recordLabels', 'recordAnnotations'], 'first: the generated patches name them by index')
+    t.equal(list(p, 'recordLabels'), "['app.io/label']", 'the component as shipped: the default layout')
+    t.equal(list(p, 'recordAnnotations'), "['app.io/annotation']")
+  }
+  const dubbo = loadPolicy('apiVersion: enlist.io/v1alpha1\nkind: Policy\ntenantOverrides: {allowed: [metadata]}\nregistry:\n  backends: [{name: pods, type: kubernetes, layout: dubbo}]\n')
+  const generated = admissionPolicyComponent(dubbo.spec, 'layout dubbo, the default discovery keys')
+  t.equal(component('dubbo-layout/'), generated, 'the dubbo-layout component is the generator\'s output for layout dubbo')
+
+  // the dubbo-layout component applied as kustomize would
+  const patched = (policy: typeof scope) => {
+    const doc = structuredClone(policy) as { metadata: { name: string } }
+    const c = parseAllDocuments(generated)[0]!.toJS() as { patches: Array<{ target: { name: string }; patch: string }> }
+    const ops = parseAllDocuments(c.patches.find((p) => p.target.name === doc.metadata.name)!.patch)[0]!.toJS() as fjp.Operation[]
+    return fjp.applyPatch(doc, ops, true, false).newDocument as typeof scope
+  }
+  const dubboRecord = (p: Pod) => {
+    p.metadata.labels['dubbo.io/label'] = 'dubbo.io.provider'
+    ;(p.metadata.annotations as Record<string, string>)['dubbo.io/annotation'] = 'W3siayI6Ii9kdWJibyIsInYiOiIifV0='
+  }
+  const REFUSED = "the annotations enlist.io/status and the discovery records of a managed pod are enlist's"
+  t.same(validate(patched(owned), ctx(TENANT, dubboRecord)), [REFUSED.replace('annotations enlist.io/status and the discovery records', 'labels enlist.io/managed and the record labels'), REFUSED], "layout dubbo: a tenant's dubbo.io record on a managed pod is refused")
+  t.same(validate(owned, ctx(TENANT, dubboRecord)), [], 'without it (no dubbo layout) dubbo.io keys are the tenant\'s')
+  t.same(validate(patched(scope), ctx(ENLIST, dubboRecord)), [], 'and enlist may write them')
+  t.equal(validate(scope, ctx(ENLIST, dubboRecord))?.length, 2, 'which the default layout\'s policy refuses enlist')
 })

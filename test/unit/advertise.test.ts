@@ -22,6 +22,7 @@ cluster: {name: test}
 registry:
   backends:
   - {name: zk, type: zookeeper, connect: "zk:2181", allowInsecure: true, layout: dubbo}
+tenancy: {interfaces: [{namespaces: ["*"], interfaces: ["*"]}]}
 tenantOverrides: {allowed: [metadata, advertise]}
 `)
 const pod = (annotations: Record<string, string>, ports = [{ name: 'dubbo', containerPort: 20880 }]): V1Pod => ({
@@ -38,7 +39,7 @@ t.test('a dubbo layout needs every pod to be a Dubbo provider, checked at admiss
   const none = settle(pod({}))
   t.equal(none.ok, false)
   if (!none.ok) {
-    t.equal(none.error.key, 'enlist.io/metadata')
+    t.match(none.error, { key: 'enlist.io/metadata' })
     t.match(none.error.message, /the registry backend zk registers every pod as a Dubbo provider: the metadata has no "interface"/)
   }
   const noPort = settle(pod({ 'enlist.io/metadata': '{"interface":"a.B"}' }, [{ name: 'http', containerPort: 80 }, { name: 'admin', containerPort: 81 }]))

@@ -140,11 +140,13 @@ t.test('namespace opt-in', async (t) => {
   t.equal(parseNamespaceOptIn({ 'enlist.io/inject': 'Enabled' }), 'invalid')
 })
 
-t.test('service name', async (t) => {
-  for (const ok of ['orders', 'com.acme.Orders', 'a', 'A_b-c.9', 'x'.repeat(253)]) t.equal(value(t, parseServiceName(ok)), ok)
-  for (const bad of ['', '-a', 'a-', 'a b', 'a/b', '.a', 'x'.repeat(254), 'ünïcode']) {
-    t.match(message(t, parseServiceName(bad)), /^annotation enlist\.io\/service: .* is invalid: not a service name; accepted: letters, digits/, JSON.stringify(bad))
+t.test('service name: a DNS-1123 label of at most 63 characters', async (t) => {
+  for (const ok of ['orders', 'a', 'orders-v2', '9lives', 'x'.repeat(63)]) t.equal(value(t, parseServiceName(ok)), ok)
+  // issue 24, finding 4: each of these was accepted before and reached subjects, keys and paths
+  for (const bad of ['', '-a', 'a-', 'a b', 'a/b', '.a', 'x'.repeat(64), 'ünïcode', 'com.acme.Orders', 'A_b-c', 'orders.v2', 'orders_v2', 'orders*v2', '../x', 'a>b', 'a\u0000b']) {
+    t.match(message(t, parseServiceName(bad)), /^annotation enlist\.io\/service: .* is invalid: not a service name; accepted: a DNS-1123 label: lowercase letters, digits and "-", .*at most 63 characters$/, JSON.stringify(bad))
   }
+  t.match(message(t, parseServiceName('My_App', 'app', 'label')), /^label app: "My_App" is invalid: not a service name/)
 })
 
 t.test('drain seconds', async (t) => {

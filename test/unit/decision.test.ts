@@ -4,7 +4,7 @@ import t from 'tap'
 import type { V1Pod } from '@kubernetes/client-node'
 import { admit } from '../../src/admission/review.js'
 import { formatKeyRing, newKey, parseKeyRing, planRotation, activeKey, type KeyRing } from '../../src/decision/keyring.js'
-import { openPodStatus, openStatus, sealKeyOf, STATUS_VERSION, statusText, type InjectionStatus } from '../../src/decision/status.js'
+import { canonical, checkInjected, injectionDigest, openPodStatus, openStatus, sealKeyOf, STATUS_VERSION, statusText, type InjectionStatus } from '../../src/decision/status.js'
 import { applyOps, decodePatch, FACTS_ENABLED, makePod, makePolicy, makeRequest, TEST_KEYS } from '../helpers/fixtures.js'
 
 const H = 3600_000
@@ -162,4 +162,65 @@ t.test('pods enlist cannot serve are left alone with a reason', async (t) => {
   const byAddress = makePolicy({ registrar: { registrationURL: 'https://10.96.0.10/v1/registrations' } })
   const out = admit(makeRequest(makePod({ spec: { hostNetwork: true, containers: [{ name: 'a', image: 'x' }] } })), byAddress, FACTS_ENABLED)
   t.equal(out.verdict, 'injected', 'hostNetwork is fine when the URL needs no DNS')
+})
+
+t.test('the injection digest: canonical, of enlist\'s fields only', async (t) => {
+  t.equal(canonical({ b: [1, '', null, {}], a: { y: false, x: 0 }, c: '', d: [], e: {} }), '{"a":{"x":0,"y":false},"b":[1,null,null,null]}', 'sorted; empties dropped (Go omits them), false and 0 kept')
+  t.equal(canonical({}), undefined)
+  const injected = { initContainers: ['enlist-registrar'], volumes: ['enlist-token'], env: { app: ['POD_IP'] }, preStop: ['app'], readinessGates: ['enlist.io/registered'], labels: [] }
+  const pod = (): V1Pod => ({
+    spec: {
+      initContainers: [{ name: 'enlist-registrar', image: 'enlist:1', args: ['register'], resources: { limits: { cpu: '1' } } }],
+      volumes: [{ name: 'enlist-token', projected: { sources: [] } }],
+      containers: [{ name: 'app', image: 'a:1', env: [{ name: 'A', value: '1' }, { name: 'POD_IP', valueFrom: { fieldRef: { fieldPath: 'status.podIP' } } }], lifecycle: { preStop: { sleep: { seconds: 5 } } } }],
+      readinessGates: [{ conditionType: 'enlist.io/registered' }],
+    },
+  })
+  const d = injectionDigest(pod(), injected)
+  t.match(d, /^[A-Za-z0-9_-]{43}$/)
+  const same: Array<[string, (p: V1Pod) => void]> = [
+    ['an app image', (p) => (p.spec!.containers[0]!.image = 'b:2')],
+    ['an env entry of another name', (p) => p.spec!.containers[0]!.env!.push({ name: 'B', value: '2' })],
+    ["the registrar's resources (defaulted by the apiserver, set by VPA)", (p) => (p.spec!.initContainers![0]!.resources = { requests: { cpu: '1' }, limits: { cpu: '1' } })],
+    ['terminationMessagePath (defaulted)', (p) => (p.spec!.initContainers![0]!.terminationMessagePath = '/dev/termination-log')],
+    ["the service-account token's mount (the ServiceAccount plugin adds it)", (p) => (p.spec!.initContainers![0]!.volumeMounts = [{ name: 'default-token-x', mountPath: '/var/run/secrets/kubernetes.io/serviceaccount', readOnly: true }])],
+    ['another container, init container, volume, gate', (p) => {
+      p.spec!.containers.push({ name: 'istio-proxy', image: 'i' })
+      p.spec!.initContainers!.unshift({ name: 'istio-init', image: 'i' })
+      p.spec!.volumes!.push({ name: 'v', emptyDir: {} })
+      p.spec!.readinessGates!.push({ conditionType: 'other' })
+    }],
+  ]
+  for (const [what, change] of same) {
+    const p = pod()
+    change(p)
+    t.equal(injectionDigest(p, injected), d, what)
+  }
+  const differs: Array<[string, (p: V1Pod) => void]> = [
+    ['the registrar image', (p) => (p.spec!.initContainers![0]!.image = 'evil')],
+    ['the token volume', (p) => (p.spec!.volumes![0]!.projected!.defaultMode = 511)],
+    ['an injected env value', (p) => (p.spec!.containers[0]!.env![1]!.valueFrom!.fieldRef!.fieldPath = 'status.hostIP')],
+    ['the hook', (p) => (p.spec!.containers[0]!.lifecycle!.preStop = { sleep: { seconds: 0 } })],
+    ['a second gate of the type', (p) => p.spec!.readinessGates!.push({ conditionType: 'enlist.io/registered' })],
+  ]
+  for (const [what, change] of differs) {
+    const p = pod()
+    change(p)
+    t.not(injectionDigest(p, injected), d, what)
+  }
+})
+
+t.test('opening reads version 2 (pods sealed before the upgrade); checkInjected proves only version 3', async (t) => {
+  const v2 = statusText({ ...status(), version: 2 }, TEST_KEYS.signing)
+  const opened = openStatus(v2, TEST_KEYS.ring, 'shop')
+  t.match(opened, { ok: true, status: { version: 2, decision: { service: 'orders' } } })
+  if (!opened.ok) return
+  t.match(checkInjected({ spec: { containers: [] } }, opened.status), { ok: false, reason: 'unproven' })
+  t.match(openStatus(statusText({ ...status(), version: 1 as 2 }, TEST_KEYS.signing), TEST_KEYS.ring, 'shop'), { ok: false, reason: 'malformed' })
+  const pod: V1Pod = { spec: { containers: [] } }
+  const v3 = openStatus(statusText({ ...status(), digest: injectionDigest(pod, status().injected) }, TEST_KEYS.signing), TEST_KEYS.ring, 'shop')
+  t.ok(v3.ok && checkInjected(pod, v3.status).ok)
+  t.match(v3.ok && checkInjected({ spec: { containers: [], serviceAccountName: 'x' } }, v3.status), { ok: false, reason: 'tampered', message: /service account default/ })
+  const nodigest = openStatus(statusText(status(), TEST_KEYS.signing), TEST_KEYS.ring, 'shop')
+  t.match(nodigest.ok && checkInjected(pod, nodigest.status), { ok: false, reason: 'unproven' })
 })

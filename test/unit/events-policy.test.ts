@@ -23,6 +23,16 @@ t.test('defaults', async (t) => {
   ] } }))
   t.match(p.spec.registry.backends[0], { stream: 'ENLIST_REGISTRATIONS', subjectPrefix: 'enlist.registrations', bucket: 'enlist-registrations', replicas: 1, maxAgeHours: 168, duplicateWindowSeconds: 120, timeoutSeconds: 5, credentialsFromSecret: '', caBundle: '' })
   t.match(p.spec.registry.backends[1], { exchange: 'enlist.registrations', heartbeatSeconds: 30, timeoutSeconds: 5 })
+  for (const b of p.spec.registry.backends) t.match(b, { signingKeyFromSecret: 'enlist-event-signing-key' }, `${b.type}: events are signed by default`)
+})
+
+t.test('signingKeyFromSecret: a Secret name, or "" to publish unsigned', async (t) => {
+  for (const type of ['nats', 'amqp']) {
+    const b = { name: 'ev', type, url: `${type}://a`, allowInsecure: true, source: '/c' }
+    t.same(errorsOf({ ...b, signingKeyFromSecret: '' }), [], `${type}: unsigned, by choice`)
+    t.same(errorsOf({ ...b, signingKeyFromSecret: 'prod-eu-1-signing' }), [])
+    t.match(errorsOf({ ...b, signingKeyFromSecret: 'Bad_Name' }), [/signingKeyFromSecret: "Bad_Name" is not a valid Secret name; accepted: a Secret name, or "" to publish unsigned/])
+  }
 })
 
 t.test('nats: what is wrong and what is accepted', async (t) => {

@@ -4,7 +4,7 @@ import t from 'tap'
 import type { V1Container, V1Pod } from '@kubernetes/client-node'
 import { admit } from '../../src/admission/review.js'
 import type { AdmissionFacts } from '../../src/admission/review.js'
-import type { Decision } from '../../src/decision/status.js'
+import { type Decision, injectionDigest, type InjectionStatus, openStatus, overridesOf, statusText } from '../../src/decision/status.js'
 import type { CompiledPolicy } from '../../src/policy/policy.js'
 import { applyOps, decodePatch, FACTS_ENABLED, makePod, makePolicy, makeRequest, TEST_KEYS } from '../helpers/fixtures.js'
 
@@ -101,8 +101,9 @@ t.test('a bare pod gets exactly every item', async (t) => {
   })
   t.match(status.seal, { key: TEST_KEYS.signing.id, mac: /^[A-Za-z0-9_-]{43}$/ })
   delete status.seal
+  t.equal(status.digest, injectionDigest(got, status.injected), 'the digest is of the pod as the patch leaves it')
   t.same(status, {
-    version: 2,
+    version: 3,
     policy: policy.hash,
     decision: { namespace: 'shop', serviceAccount: 'default', service: 'web-5d8f7c9b6', metadata: {}, dependsOn: [] },
     injected: {
@@ -114,6 +115,7 @@ t.test('a bare pod gets exactly every item', async (t) => {
       labels: ['enlist.io/managed', 'app.io/label'],
     },
     kept: [],
+    digest: status.digest,
   })
   t.equal(out.reason, 'namespace-opt-in')
   t.same(out.workload, { kind: 'Pod', name: 'web-5d8f7c9b6' })
@@ -478,6 +480,149 @@ t.test('the status annotation alone makes re-injection a no-op, whatever else ch
   changed.spec!.containers.push({ name: 'late-sidecar', image: 'z' })
   const again = admit(makeRequest(changed), policy, FACTS_ENABLED)
   t.equal(again.reason, 'already-injected')
+})
+
+// --- issue 24: a copied seal buys nothing ----------------------------------------
+
+/** The pod as the apiserver hands it back on reinvocation: defaulted (terminationMessagePath,
+ *  requests from limits), re-encoded in another key order, Go's empty fields omitted. */
+function roundTrip(pod: V1Pod): V1Pod {
+  const reorder = (v: unknown): unknown => {
+    if (Array.isArray(v)) return v.length === 0 ? undefined : v.map(reorder)
+    if (v === null || typeof v !== 'object') return v === '' ? undefined : v
+    const out: Record<string, unknown> = {}
+    for (const k of Object.keys(v).reverse()) {
+      const x = reorder((v as Record<string, unknown>)[k])
+      if (x !== undefined) out[k] = x
+    }
+    return out
+  }
+  const p = reorder(structuredClone(pod)) as V1Pod
+  for (const c of [...(p.spec!.initContainers ?? []), ...p.spec!.containers]) {
+    c.terminationMessagePath ??= '/dev/termination-log'
+    if (c.resources?.limits) c.resources.requests = { ...c.resources.limits, ...c.resources.requests }
+  }
+  return p
+}
+
+t.test('reinvocation: enlist\'s own output counts as injected after other webhooks ran', async (t) => {
+  const first = inject(makePod({ spec: { containers: [{ name: 'app', image: 'shop/orders:1' }] } }), makePolicy({ registrar: { args: [] } })).pod
+  const later = roundTrip(first)
+  // Istio: an init container, a sidecar, volumes, an annotation; Kyverno: an image rewrite;
+  // Vault: an env entry of its own in the app
+  later.spec!.initContainers!.unshift({ name: 'istio-init', image: 'istio/proxyv2', args: ['istio-iptables'] })
+  later.spec!.containers.push({ name: 'istio-proxy', image: 'istio/proxyv2', env: [{ name: 'POD_NAME', value: 'x' }] })
+  later.spec!.volumes!.push({ name: 'istio-envoy', emptyDir: {} })
+  later.metadata!.annotations!['sidecar.istio.io/status'] = '{}'
+  later.spec!.containers[0]!.image = 'mirror.bank.example/shop/orders:1'
+  later.spec!.containers[0]!.env!.push({ name: 'VAULT_ADDR', value: 'https://vault' })
+  const again = admit(makeRequest(later), makePolicy({ registrar: { args: [] } }), FACTS_ENABLED)
+  t.equal(again.verdict, 'skipped')
+  t.equal(again.reason, 'already-injected')
+  t.equal(again.response.patch, undefined, 'nothing to add')
+})
+
+t.test('a sealed status copied onto a pod that does not carry enlist\'s injection is denied as tampered', async (t) => {
+  const injected = inject(makePod({ spec: { containers: [{ name: 'app', image: 'x' }] } })).pod
+  const denied = (what: string, change: (p: V1Pod) => void, namespaceLabels: Record<string, string> | undefined = FACTS_ENABLED.namespaceLabels) => {
+    const copy = structuredClone(injected)
+    copy.metadata!.name = 'web-2'
+    change(copy)
+    const out = admit(makeRequest(copy), policy, { ...FACTS_ENABLED, namespaceLabels })
+    t.equal(out.verdict, 'denied', what)
+    t.equal(out.reason, 'tampered', what)
+    t.match(out.response.status?.message, /^enlist\.io\/status was sealed by enlist for another pod: .*Create the pod without enlist\.io\/status/, what)
+    return out
+  }
+  const r = (p: V1Pod) => registrarOf(p)
+  denied("the tenant's own registrar image", (p) => (r(p).image = 'evil/registrar:1'))
+  denied("the tenant's registrar command", (p) => (r(p).command = ['/bin/sh', '-c', 'curl evil']))
+  denied("the tenant's registrar env", (p) => r(p).env!.push({ name: 'HTTPS_PROXY', value: 'http://evil:3128' }))
+  denied('a registration URL of its own', (p) => (r(p).env!.find((e) => e.name === 'ENLIST_REGISTRATION_URL')!.value = 'https://evil/v1'))
+  denied('a privileged registrar', (p) => (r(p).securityContext!.privileged = true))
+  denied('no registrar at all', (p) => (p.spec!.initContainers = []))
+  denied("the tenant's token volume (another audience)", (p) => (p.spec!.volumes![0]!.projected!.sources![0]!.serviceAccountToken!.audience = 'vault'))
+  denied('a token that lives longer', (p) => (p.spec!.volumes![0]!.projected!.sources![0]!.serviceAccountToken!.expirationSeconds = 86400))
+  denied('an env value of its own under a name enlist injected', (p) => (p.spec!.containers[0]!.env!.find((e) => e.name === 'POD_IP')!.valueFrom!.fieldRef!.fieldPath = 'status.hostIP'))
+  denied('a second entry of a name enlist injected', (p) => p.spec!.containers[0]!.env!.push({ name: 'POD_IP', value: '10.9.9.9' }))
+  denied('no preStop hook', (p) => delete p.spec!.containers[0]!.lifecycle)
+  denied('no readiness gate', (p) => delete p.spec!.readinessGates)
+  denied('another service account', (p) => (p.spec!.serviceAccountName = 'admin'))
+  const out = denied('in a namespace enlist would skip: denied all the same (enlist cannot tell which entry calls it)', (p) => (r(p).image = 'evil:1'), undefined)
+  t.match(out.response.status?.message, /init container enlist-registrar, volume enlist-token, env of container app, preStop hook of app, readiness gate enlist\.io\/registered/)
+})
+
+t.test("a faithful copy of an injected pod counts as injected; the records a tenant wrote are removed", async (t) => {
+  const injected = inject(makePod()).pod
+  const copy = roundTrip(injected)
+  copy.metadata!.annotations!['app.io/annotation'] = 'eyJmb3JnZWQiOnRydWV9'
+  copy.metadata!.labels!['app.io/label'] = 'other'
+  copy.metadata!.labels!['dubbo.io/label'] = 'dubbo.io.provider' // not enlist's: no dubbo layout in this policy
+  const out = admit(makeRequest(copy), policy, FACTS_ENABLED)
+  t.equal(out.reason, 'already-injected')
+  const after = applyOps(copy, decodePatch(out.response.patch))
+  t.equal(after.metadata!.annotations!['app.io/annotation'], undefined)
+  t.equal(after.metadata!.labels!['app.io/label'], 'app.io-value')
+  t.equal(after.metadata!.labels!['dubbo.io/label'], 'dubbo.io.provider')
+  t.match(out.response.warnings, [/replaced your label app\.io\/label/, /removed your annotation app\.io\/annotation/])
+})
+
+t.test('a status sealed by the previous version (2) proves no injection at admission', async (t) => {
+  const injected = inject(makePod()).pod
+  const v3 = JSON.parse(injected.metadata!.annotations!['enlist.io/status']!) as InjectionStatus
+  const { seal: _seal, digest: _digest, ...rest } = v3
+  const v2 = statusText({ ...rest, version: 2 }, TEST_KEYS.signing)
+  t.match(openStatus(v2, TEST_KEYS.ring, 'shop'), { ok: true, status: { version: 2 } }, 'registration still reads it')
+  const copy = structuredClone(injected)
+  copy.metadata!.annotations!['enlist.io/status'] = v2
+  const out = admit(makeRequest(copy), policy, FACTS_ENABLED)
+  t.equal(out.verdict, 'denied', 'with enlist\'s fields: they are refused as the tenant\'s')
+  t.equal(out.reason, 'reserved-name')
+  const bare = makePod({ metadata: { name: 'web-3', namespace: 'shop', annotations: { 'enlist.io/status': v2 } } })
+  const fresh = admit(makeRequest(bare), policy, FACTS_ENABLED)
+  t.equal(fresh.verdict, 'injected', 'without them: injected afresh')
+  t.match(fresh.response.warnings, [/earlier enlist \(status version 2\)/])
+})
+
+t.test('the status records the tenant overrides its decision used', async (t) => {
+  const p = makePolicy({ tenantOverrides: { allowed: ['service', 'metadata', 'dependsOn'] } })
+  const got = inject(makePod({ metadata: { name: 'w', namespace: 'shop', annotations: { 'enlist.io/service': 'orders', 'enlist.io/drain-seconds': '3' } } }), p).pod
+  const status = JSON.parse(got.metadata!.annotations!['enlist.io/status']!) as InjectionStatus
+  t.same(status.overrides, ['service'], 'service only: drain-seconds shapes the injection, not the decision')
+  t.same(overridesOf(status), ['service'])
+  const none = JSON.parse(inject(makePod()).pod.metadata!.annotations!['enlist.io/status']!) as InjectionStatus
+  t.equal(none.overrides, undefined)
+  t.same(overridesOf({ version: 2, decision: { ...none.decision, metadata: { a: '1' } } }), ['metadata'], 'version 2: inferred from the decision')
+})
+
+t.test('layout dubbo: the dubbo.io record keys a tenant wrote are removed at admission', async (t) => {
+  const p = makePolicy({
+    registry: { backends: [{ name: 'k8s', type: 'kubernetes', layout: 'dubbo' }] },
+    tenantOverrides: { allowed: ['metadata'] },
+    tenancy: { interfaces: [{ namespaces: ['*'], interfaces: ['*'] }] },
+  })
+  const pod = makePod({
+    metadata: {
+      name: 'w',
+      namespace: 'shop',
+      labels: { 'dubbo.io/label': 'dubbo.io.provider' },
+      annotations: { 'enlist.io/metadata': '{"interface":"com.acme.Orders"}', 'dubbo.io/annotation': 'W3siayI6Ii9kdWJibyIsInYiOiIifV0=' },
+    },
+    spec: { containers: [{ name: 'app', image: 'x', ports: [{ name: 'dubbo', containerPort: 20880 }] }] },
+  })
+  const { pod: got, warnings } = inject(pod, p)
+  t.equal(got.metadata!.labels!['dubbo.io/label'], undefined)
+  t.equal(got.metadata!.annotations!['dubbo.io/annotation'], undefined)
+  t.match(warnings, [/removed your label dubbo\.io\/label="dubbo\.io\.provider": enlist sets it once the pod is registered/, /removed your annotation dubbo\.io\/annotation/])
+  // and on a copy of a registered pod (which carries enlist's own records)
+  const registered = structuredClone(got)
+  registered.metadata!.labels!['dubbo.io/label'] = 'dubbo.io.provider'
+  registered.metadata!.annotations!['dubbo.io/annotation'] = 'W10='
+  const out = admit(makeRequest(registered), p, FACTS_ENABLED)
+  t.equal(out.reason, 'already-injected')
+  const after = applyOps(registered, decodePatch(out.response.patch))
+  t.equal(after.metadata!.labels!['dubbo.io/label'], undefined)
+  t.equal(after.metadata!.annotations!['dubbo.io/annotation'], undefined)
 })
 
 t.test('injection leaves the input pod untouched', async (t) => {

@@ -2,9 +2,12 @@
 // the nesting check that runs before JSON.parse.
 import t from 'tap'
 import { createMetrics } from '../../src/metrics.js'
-import { precheck, TokenAuthenticator } from '../../src/registration/auth.js'
+import pino from 'pino'
+import { type AuthLimits, precheck, TokenAuthenticator } from '../../src/registration/auth.js'
+import { TokenVerifier } from '../../src/registration/token-verifier.js'
+import { issuer, mint } from '../helpers/jwt.js'
 import { FakeKube, fakeToken } from '../helpers/fake-kube.js'
-import { ConcurrencyLimit, KeyedBuckets, TokenBucket } from '../../src/lib/rate-limit.js'
+import { ConcurrencyLimit, FairQueue, KeyedBuckets, TokenBucket } from '../../src/lib/rate-limit.js'
 import { nestingExceeds } from '../../src/server/routes/mutate.js'
 
 t.test('a token bucket: a burst, then the rate', async (t) => {
@@ -107,4 +110,76 @@ t.test('nesting is measured outside strings', async (t) => {
   t.ok(nestingExceeds('['.repeat(100_000) + ']'.repeat(100_000), 64))
   const pod = JSON.stringify({ kind: 'AdmissionReview', request: { object: { spec: { containers: [{ env: [{ valueFrom: { fieldRef: { fieldPath: 'x' } } }] }] } } } })
   t.notOk(nestingExceeds(pod, 64), 'a real review is far below the limit')
+})
+
+// --- fairness: per-pod budgets and per-namespace turns, keyed by verified tokens ---------
+
+function fairSetup(limits: Partial<AuthLimits>) {
+  const kube = new FakeKube()
+  const iss = issuer('k1')
+  const verifier = new TokenVerifier({ fetchKeys: async () => ({ keys: [iss.jwk] }), log: pino({ level: 'silent' }) })
+  const metrics = createMetrics({ defaultMetrics: false })
+  const auth = new TokenAuthenticator(kube.client, metrics, { failuresPerSecond: 1000, failureBurst: 1000, ...limits }, verifier)
+  let n = 0
+  const token = (namespace: string, pod = `p${++n}`): string => {
+    const tk = mint(iss, { namespace, pod, uid: `uid-${pod}` })
+    kube.tokens.set(tk, { namespace, serviceAccount: 'orders', pod, uid: `uid-${pod}` })
+    return tk
+  }
+  return { kube, auth, token, iss, metrics }
+}
+
+t.test('a flooding namespace does not take another\'s turns: reviews go round-robin by verified namespace (counted in order)', async (t) => {
+  const { auth, token } = fairSetup({ reviewsPerSecond: 100, reviewBurst: 1, reviewQueueMs: 10_000, podReviewBurst: 100 })
+  const order: string[] = []
+  const flood = Array.from({ length: 20 }, () => token('evil'))
+  const calm = [token('shop'), token('shop')]
+  const ask = (tk: string) => auth.authenticate(`Bearer ${tk}`, '10.0.0.1').then((id) => order.push(id.namespace))
+  const all = flood.map(ask)
+  await new Promise((r) => setImmediate(r)) // the flood is queued first
+  all.push(...calm.map(ask))
+  await Promise.all(all)
+  const turns = order.map((ns, i) => (ns === 'shop' ? i : -1)).filter((i) => i >= 0)
+  t.equal(turns.length, 2)
+  t.ok(turns[1]! <= 5, `shop's two reviews came at turns ${turns.join(', ')} of 22, not after the flood's 20`)
+})
+
+t.test('a pod minting tokens uses its own budget, not the cluster\'s: 429 past it, no review', async (t) => {
+  const { kube, auth, token, metrics } = fairSetup({ reviewsPerSecond: 100, reviewBurst: 100, podReviewBurst: 3, podReviewsPerSecond: 0.01 })
+  const minted = Array.from({ length: 10 }, () => token('evil', 'greedy'))
+  const results = await Promise.all(minted.map((tk) => auth.authenticate(`Bearer ${tk}`, '10.0.0.9').then(() => 200, (e: { statusCode: number }) => e.statusCode)))
+  t.same(results.filter((c) => c === 200).length, 3, 'the pod\'s burst')
+  t.same(results.filter((c) => c === 429).length, 7, 'the rest: 429')
+  t.equal(kube.callsTo('POST', /tokenreviews/).length, 3, 'only the pod\'s budget cost TokenReviews')
+  t.equal((await auth.authenticate(`Bearer ${token('shop')}`, '10.0.0.9')).namespace, 'shop', 'another pod is reviewed at once')
+  t.equal((await metrics.tokenReviews.get()).values.find((v) => v.labels.result === 'pod-throttled')?.value, 7)
+})
+
+t.test('a token not signed by the issuer is refused before the queue: no TokenReview, no namespace line', async (t) => {
+  const { kube, auth } = fairSetup({})
+  const forger = issuer('k1')
+  const forged = mint(forger, { namespace: 'shop' })
+  kube.tokens.set(forged, { namespace: 'evil', serviceAccount: 'x', pod: 'p', uid: 'u' })
+  const err = await auth.authenticate(`Bearer ${forged}`, '10.0.0.7').then(() => undefined, (e: { statusCode: number; message: string }) => e)
+  t.match(err, { statusCode: 401, message: /signature does not verify/ })
+  t.equal(kube.callsTo('POST', /tokenreviews/).length, 0)
+})
+
+t.test('a fair queue: one turn per waiting key in rotation; when full, the longest line gives way', async (t) => {
+  let now = 0
+  const q = new FairQueue(new TokenBucket(1, 1, () => now), 60_000, 6)
+  const order: string[] = []
+  const take = (key: string) => q.turn(key).then((r) => order.push(r === true ? key : `${key}:${r}`))
+  const waits = [take('a'), take('a'), take('a'), take('a'), take('a'), take('b'), take('c')]
+  await Promise.resolve()
+  t.same(order, ['a'], 'the first takes the burst')
+  waits.push(take('d'), take('d'))
+  await new Promise((r) => setImmediate(r))
+  t.same(order.slice(1), ['a:full', 'a:full'], 'full: the newest of the longest line (a) made room for each d')
+  for (let i = 0; i < 6; i++) {
+    now += 1000
+    q.pump()
+  }
+  await Promise.all(waits)
+  t.same(order.slice(3), ['a', 'b', 'c', 'd', 'a', 'd'], 'one turn per key in rotation')
 })

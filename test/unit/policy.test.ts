@@ -46,6 +46,15 @@ t.test('the header alone is a complete policy with documented defaults', async (
     readinessGate: { enabled: true },
     discovery: { label: { key: 'app.io/label', value: 'app.io-value' }, annotation: 'app.io/annotation' },
     registry: { backends: [{ name: 'kubernetes', type: 'kubernetes', sweep: true, layout: 'enlist', dubboLabelValue: 'dubbo.io.provider', advertise: { mode: 'podIP', nodeAddressTypes: ['ExternalIP', 'InternalIP'] } }], reconcileIntervalSeconds: 60, sweepRequestsPerSecond: 50 },
+    tenancy: {
+      interfaces: [],
+      enforcement: 'enforce',
+      dubbo: {
+        protocols: ['dubbo', 'tri'],
+        parameters: ['application', 'version', 'group', 'methods', 'timeout', 'retries', 'weight', 'warmup', 'loadbalance', 'cluster', 'serialization', 'prefer.serialization', 'revision', 'release', 'deprecated', 'token'],
+      },
+      metadata: { maxBytes: 8192 },
+    },
     tenantOverrides: { allowed: ['podOptIn', 'dependsOn', 'metadata', 'service', 'drainSeconds'] },
   })
   t.same([...p.excludedNamespaces], ['kube-system', 'kube-public', 'kube-node-lease', 'enlist-system'])

@@ -3,10 +3,10 @@
 // only when it must, and its store and the pod cache's uid index stay right.
 import t from 'tap'
 import type { V1ConfigMap } from '@kubernetes/client-node'
-import { type CallOptions, KubeApiError, type Query } from '../../src/kube/client.js'
+import { type CallOptions, DEFAULT_MAX_RESPONSE_BYTES, KubeApiError, type Query } from '../../src/kube/client.js'
 import { POD_LIST_PAGE_SIZE } from '../../src/kube/pod-ref.js'
 import { ManagedPods } from '../../src/kube/pods.js'
-import { type ListWatchClient, Reflector } from '../../src/kube/reflector.js'
+import { type ListWatchClient, PAGE_MAX_BYTES, PAGE_TARGET_BYTES, Reflector } from '../../src/kube/reflector.js'
 import type { Clock } from '../../src/lib/backoff.js'
 import { silentLogger } from '../../src/log.js'
 import { createMetrics } from '../../src/metrics.js'
@@ -56,18 +56,40 @@ class FakeApi implements ListWatchClient {
   continueGoneTimes = 0
   retryAfterMs = 5000
   onWatch?: (query: Query, emit: (e: unknown) => void) => void
+  /** Every list answer: objects asked for, its size in bytes, and whether the client cut it. */
+  pages: Array<{ limit: number; bytes: number; cut: boolean }> = []
+  /** GETs of one object (a pod read again). */
+  reads: string[] = []
+  private readonly sizes = new WeakMap<object, number>()
 
   constructor(private readonly clock: FakeClock) {}
 
-  async get<T>(path: string, query: Query = {}, _opts?: CallOptions): Promise<T> {
+  async get<T>(path: string, query: Query = {}, opts?: CallOptions): Promise<T> {
     await new Promise((r) => setImmediate(r)) // as a real request, it yields to the event loop
+    const one = this.objects.find((o) => path.endsWith(`/${(o.metadata as { name: string }).name}`))
+    if (one) {
+      this.reads.push(path)
+      return structuredClone(one) as T
+    }
     this.requests.push({ verb: 'LIST', at: this.clock.now(), query })
     if (query.continue !== undefined && (this.continueGone || this.continueGoneTimes-- > 0)) throw new KubeApiError(410, 'Expired', 'The provided continue parameter is too old', 'GET', path)
     const limit = Number(query.limit ?? 0)
     const from = Number(query.continue ?? 0)
     const items = limit ? this.objects.slice(from, from + limit) : this.objects
     const more = limit > 0 && from + limit < this.objects.length
+    // as KubeClient reads an answer: cut past the cap (the call's, or the client's 64 MiB)
+    const bytes = items.reduce((n, o) => n + this.size(o) + 1, 100)
+    const cut = bytes > Math.min(opts?.maxBytes ?? Infinity, DEFAULT_MAX_RESPONSE_BYTES)
+    this.pages.push({ limit, bytes, cut })
+    if (cut) throw new KubeApiError(0, 'ResponseTooLarge', 'the answer exceeds the cap', 'GET', path)
+    opts?.onBytes?.(bytes)
     return { metadata: { resourceVersion: String(this.rv), ...(more ? { continue: String(from + limit) } : {}) }, items } as T
+  }
+
+  private size(o: object): number {
+    let n = this.sizes.get(o)
+    if (n === undefined) this.sizes.set(o, (n = JSON.stringify(o).length))
+    return n
   }
 
   async watch(path: string, query: Query, onEvent: (event: unknown) => void, signal: AbortSignal): Promise<void> {
@@ -278,5 +300,63 @@ t.test('the pod cache lists in pages of POD_LIST_PAGE_SIZE, not 500: a page of i
   t.same(lists.map((q) => q.query.limit), [POD_LIST_PAGE_SIZE, POD_LIST_PAGE_SIZE, POD_LIST_PAGE_SIZE], 'three pages for 201 pods')
   t.ok(POD_LIST_PAGE_SIZE <= 100, `${POD_LIST_PAGE_SIZE} pods a page`)
   t.ok(pods.byUid(`uid-${2 * POD_LIST_PAGE_SIZE}`), 'the last page stored')
+  await pods.stop()
+})
+
+t.test('list pages adapt to the bytes of the last page: pages of huge pods stay far under the answer cap', async (t) => {
+  const api = new FakeApi(new FakeClock(Number.MAX_SAFE_INTEGER))
+  const MiB = 1024 * 1024
+  const big = 'x'.repeat(MiB) // shared: the fake measures, never copies
+  const pod = (i: number, huge: boolean) => ({ metadata: { name: `p-${String(i).padStart(4, '0')}`, namespace: 'evil', uid: `uid-${i}`, resourceVersion: '5', labels: { 'enlist.io/managed': 'true' }, annotations: huge ? { pad: big } : {} } })
+  // small pods, then a tenant's 1 MiB ones (listed in a row: one namespace), then small again
+  api.objects = [...Array.from({ length: 50 }, (_, i) => pod(i, false)), ...Array.from({ length: 150 }, (_, i) => pod(50 + i, true)), ...Array.from({ length: 50 }, (_, i) => pod(200 + i, false))]
+  api.watchMode = 'hang'
+  const pods = new ManagedPods(api, silentLogger(), { ring: () => undefined })
+  pods.start()
+  for (let i = 0; i < 2000 && !pods.synced; i++) await new Promise((res) => setImmediate(res))
+  const read = api.pages.filter((p) => !p.cut)
+  t.comment(`pages (objects asked, MiB, cut): ${api.pages.map((p) => `${p.limit}:${(p.bytes / MiB).toFixed(1)}${p.cut ? '(cut)' : ''}`).join(' ')}`)
+  t.ok(pods.synced, 'listed (the unfixed reflector asked 100 pods of 1 MiB at a time: past the 64 MiB cap, every list failed)')
+  t.equal(pods.size, 250, 'every pod stored')
+  t.ok(read.every((p) => p.bytes <= PAGE_MAX_BYTES), `no page read passed ${PAGE_MAX_BYTES / MiB} MiB (largest ${(Math.max(...read.map((p) => p.bytes)) / MiB).toFixed(1)} MiB)`)
+  t.ok(api.pages.every((p) => p.bytes <= DEFAULT_MAX_RESPONSE_BYTES || p.cut), 'none passed the 64 MiB answer cap unread')
+  t.ok(api.pages.every((p) => p.limit >= 1 && p.limit <= POD_LIST_PAGE_SIZE), `between 1 and ${POD_LIST_PAGE_SIZE} pods a page`)
+  const hugePages = read.filter((p) => p.bytes > 2 * MiB)
+  t.ok(hugePages.length > 0 && hugePages.slice(1).every((p) => p.bytes <= PAGE_TARGET_BYTES + MiB), 'once the huge pods were seen, their pages kept to about PAGE_TARGET_BYTES')
+  t.ok(api.pages.filter((p) => p.cut).length <= 4, `few pages cut, each where pods grew from one page to the next (${api.pages.filter((p) => p.cut).length})`)
+  t.equal(read.at(-1)!.limit, POD_LIST_PAGE_SIZE, 'small pods again: back to full pages')
+  await pods.stop()
+
+  // a single object is read whatever its size (up to the client's cap): never asked for fewer than one
+  const lone = new FakeApi(new FakeClock(Number.MAX_SAFE_INTEGER))
+  lone.objects = [pod(1, false), { ...pod(2, true), metadata: { ...pod(2, true).metadata, annotations: { pad: 'y'.repeat(20 * MiB) } } }]
+  lone.watchMode = 'hang'
+  const r = new Reflector<V1ConfigMap>({ client: lone, log: silentLogger(), name: 'lone', path: '/api/v1/pods', pageSize: 100 })
+  r.start()
+  for (let i = 0; i < 2000 && !r.synced; i++) await new Promise((res) => setImmediate(res))
+  t.equal(r.size, 2, `a 20 MiB object listed alone (pages: ${lone.pages.map((p) => `${p.limit}${p.cut ? ' cut' : ''}`).join(', ')})`)
+  await r.stop()
+})
+
+t.test('a seal whose key arrives later: the pod is read again, not kept whole meanwhile', async (t) => {
+  const { sealedStatus } = await import('../helpers/fake-cluster.js')
+  const { TEST_KEYS } = await import('../helpers/fixtures.js')
+  const api = new FakeApi(new FakeClock(Number.MAX_SAFE_INTEGER))
+  const status = sealedStatus({ namespace: 'shop', serviceAccount: 'orders', service: 'orders', metadata: {}, dependsOn: [] }, TEST_KEYS.signing)
+  api.objects = [{ metadata: { name: 'web-0', namespace: 'shop', uid: 'uid-0', resourceVersion: '5', labels: { 'enlist.io/managed': 'true' }, annotations: { 'enlist.io/status': status } } }]
+  api.watchMode = 'hang'
+  const held: { ring?: typeof TEST_KEYS.ring } = {}
+  const pods = new ManagedPods(api, silentLogger(), { ring: () => held.ring })
+  pods.start()
+  while (!pods.synced) await new Promise((res) => setImmediate(res))
+  t.same(pods.byUid('uid-0')?.enlist.pending, { key: TEST_KEYS.signing.id }, 'no key yet: only its id')
+  held.ring = TEST_KEYS.ring
+  pods.keysChanged(TEST_KEYS.ring)
+  await pods.settled()
+  t.same(api.reads, ['/api/v1/namespaces/shop/pods/web-0'], 'read again once')
+  t.equal(pods.byUid('uid-0')?.enlist.sealed?.decision.service, 'orders', 'and its seal opened')
+  pods.keysChanged(TEST_KEYS.ring)
+  await pods.settled()
+  t.equal(api.reads.length, 1, 'a seal already open is not read again')
   await pods.stop()
 })

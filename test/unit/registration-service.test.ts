@@ -7,17 +7,20 @@ import type { V1Pod } from '@kubernetes/client-node'
 import { newKey } from '../../src/decision/keyring.js'
 import { DependencyCache } from '../../src/registration/dependencies.js'
 import { TokenAuthenticator } from '../../src/registration/auth.js'
-import { RegistrationService } from '../../src/registration/service.js'
+import { overrideProblems, type RegistrationDeps, RegistrationService } from '../../src/registration/service.js'
+import { StaticNamespaces } from '../../src/kube/namespaces.js'
+import { makePolicy } from '../helpers/fixtures.js'
 import { EnlistError } from '../../src/lib/errors.js'
 import { STATUS_ANNOTATION } from '../../src/names.js'
 import { decodeRecord } from '../../src/registry/record.js'
 import { conditionOf, enlistedPod, eventsOf, type FakeCluster, fakeCluster, fakeToken, metricValue, sealedStatus } from '../helpers/fake-cluster.js'
 
-async function setup(t: { teardown(fn: () => unknown): void }): Promise<{ c: FakeCluster; service: RegistrationService }> {
+async function setup(t: { teardown(fn: () => unknown): void }, more: Partial<RegistrationDeps> = {}): Promise<{ c: FakeCluster; service: RegistrationService }> {
   const c = await fakeCluster()
   const service = new RegistrationService({
+    ...more,
     client: c.kube.client,
-    auth: new TokenAuthenticator(c.kube.client, c.metrics),
+    auth: new TokenAuthenticator(c.kube.client, c.metrics, undefined, undefined, c.log),
     pods: c.pods,
     dependencies: new DependencyCache(c.kube, c.log), // never started: no dependencies are judged
     registry: c.registry,
@@ -72,7 +75,7 @@ t.test('a pod with a sealed decision registers exactly what was decided, everywh
   t.match(eventsOf(c, p.uid), [{ type: 'Normal', reason: 'Registered', message: /registered as orders at 10\.0\.0\.10 with kubernetes, cmdb, etcd/ }])
 })
 
-t.test('registering again is idempotent: the same record and registeredAt, the condition not written again', async (t) => {
+t.test('registering again is idempotent: the same record and registeredAt, no backend write, the condition not written again', async (t) => {
   const { c, service } = await setup(t)
   const p = enlistedPod(c)
   const first = await register(service, p.token)
@@ -84,7 +87,7 @@ t.test('registering again is idempotent: the same record and registeredAt, the c
   for (const b of c.backends) {
     t.equal(b.records.size, 1, `${b.name}: one entry`)
     t.same(b.records.get(p.uid), first, `${b.name}: unchanged`)
-    t.equal(b.count('register'), 2, `${b.name}: written again (every write is idempotent)`)
+    t.equal(b.count('register'), 1, `${b.name}: not written again: a registered pod at the same IP is answered from what it holds`)
   }
   t.equal(c.kube.callsTo('PATCH', /\/status$/).length, conditionPatches, 'the condition is not patched again')
   t.equal(c.kube.peek<V1Pod>(p.path)!.metadata!.resourceVersion, rv, 'the kubernetes backend\'s merge of the same record changes nothing')
@@ -287,4 +290,73 @@ t.test('deregistering: the condition first, then every backend; twice is harmles
   cmdb.fail('deregister', Infinity)
   t.match(await refusal(service.deregister(`Bearer ${keep.token}`)), { code: 'ENLIST_BACKEND_FAILED', statusCode: 503, message: /the controller retries until it is/ })
   t.match(conditionOf(c, keep.path), { status: 'False', reason: 'Deregistered' }, 'the condition went first, so the controller and sweep know the entry is unwanted')
+})
+
+t.test('after deregistration a pod cannot register again: 409 with a message, nothing written', async (t) => {
+  const { c, service } = await setup(t)
+  const p = enlistedPod(c)
+  await register(service, p.token)
+  await service.deregister(`Bearer ${p.token}`)
+  const calls = noBackendCalls(c)
+  const err = await refusal(register(service, p.token))
+  t.match(err, { code: 'ENLIST_CONFLICT', statusCode: 409, message: /was deregistered and cannot register again; recreate the pod/ })
+  t.equal(noBackendCalls(c), calls, 'no backend was written')
+  t.match(conditionOf(c, p.path), { status: 'False', reason: 'Deregistered' }, 'the condition stays False')
+  for (const b of c.backends) t.notOk(b.records.has(p.uid), `${b.name}: no entry came back`)
+
+  // the controller's deregistration (a pod going) leaves the same condition: the same answer
+  const q = enlistedPod(c)
+  c.kube.put(`${q.path}`, { ...c.kube.peek<V1Pod>(q.path)!, status: { ...c.kube.peek<V1Pod>(q.path)!.status, conditions: [{ type: 'enlist.io/registered', status: 'False', reason: 'Deregistered', message: 'deregistered: the pod is terminating' }] } })
+  t.match(await refusal(register(service, q.token)), { statusCode: 409 })
+})
+
+t.test('registration re-checks the policy of now: namespace still opted in, overrides still allowed', async (t) => {
+  let policy = makePolicy({ tenantOverrides: { allowed: ['metadata'] } })
+  const labels = new Map<string, Record<string, string>>([['shop', { 'enlist.io/inject': 'enabled' }]])
+  const { c, service } = await setup(t, { policy: () => policy, namespaces: new StaticNamespaces(labels) })
+  const ok = enlistedPod(c)
+  t.equal((await register(service, ok.token)).service, 'orders', 'opted in, metadata allowed: registers')
+
+  labels.set('shop', { 'enlist.io/inject': 'disabled' })
+  const out = enlistedPod(c)
+  t.match(await refusal(register(service, out.token)), { code: 'ENLIST_FORBIDDEN', statusCode: 403, message: /cannot register under the current policy: enlist would no longer inject it \(namespace-opt-out\)/ })
+  labels.set('shop', { 'enlist.io/inject': 'enabled' })
+
+  policy = makePolicy({ tenantOverrides: { allowed: [] } })
+  const meta = enlistedPod(c)
+  t.match(await refusal(register(service, meta.token)), { statusCode: 403, message: /the policy no longer lets tenants set metadata \(tenantOverrides\)/ })
+  for (const b of c.backends) {
+    t.notOk(b.records.has(out.uid), `${b.name}: nothing for the opted-out namespace`)
+    t.notOk(b.records.has(meta.uid), `${b.name}: nothing for the disallowed override`)
+  }
+  t.equal(await metricValue(c.metrics.trustRejections, { where: 'registration', reason: 'policy-changed' }), 2, 'counted')
+})
+
+t.test('overrides a decision used, against the policy', async (t) => {
+  const d = { namespace: 'shop', serviceAccount: 'a', service: 's', metadata: { k: 'v' }, dependsOn: ['shop/db'], advertise: { cmdb: 'podIP' as const } }
+  t.same(overrideProblems(d, { overrides: new Set(['metadata', 'dependsOn', 'advertise'] as const) }), [])
+  t.same(overrideProblems(d, { overrides: new Set() }).length, 3)
+  t.same(overrideProblems({ ...d, metadata: {}, dependsOn: [], advertise: undefined }, { overrides: new Set() }), [], 'a decision that used none needs none')
+})
+
+t.test('a backend failure and an apiserver failure reach the tenant as a log reference, never a host or error text', async (t) => {
+  const { c, service } = await setup(t)
+  const p = enlistedPod(c)
+  const [cmdb] = c.backends as [(typeof c.backends)[0]]
+  cmdb.fail('register', Infinity, { message: 'connect ECONNREFUSED https://cmdb.internal.bank:8443/v1' })
+  const err = await refusal(register(service, p.token))
+  t.match(err.message, /\(enlist log ref [0-9a-f]{8}\)/)
+  t.notMatch(err.message, /cmdb\.internal|https?:|ECONNREFUSED/, 'no host, URL or error text in the answer')
+  await new Promise((r) => setImmediate(r))
+  const events = eventsOf(c, p.uid)
+  t.ok(events.some((e) => e.reason === 'RegistrationFailed'), 'the tenant is told')
+  for (const e of events) t.notMatch(e.message, /cmdb\.internal|https?:|ECONNREFUSED/, `${e.reason}: no host, URL or error text`)
+  t.ok(c.logs.some((l) => JSON.stringify(l).includes('cmdb.internal.bank')), 'the details are in enlist\'s log')
+
+  // the apiserver failing a TokenReview: its error stays in the log too
+  const q = enlistedPod(c)
+  c.kube.fail({ verb: 'POST', path: /tokenreviews/ }, () => new Error('connect ECONNREFUSED https://10.96.0.1:443/apis/authentication.k8s.io/v1/tokenreviews'))
+  const review = await refusal(register(service, q.token))
+  t.match(review, { statusCode: 503, message: /cannot review the token with the apiserver \(enlist log ref [0-9a-f]{8}\)/ })
+  t.notMatch(review.message, /10\.96|ECONNREFUSED|https?:/, 'no apiserver address or error text')
 })

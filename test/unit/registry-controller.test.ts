@@ -165,6 +165,36 @@ t.test('a pod enlist never registered is skipped: no backend calls when it goes'
   t.equal(w.cmdb.calls.length + w.etcd.calls.length, calls, 'reconcile() of a never-registered finished pod: no backend call')
 })
 
+t.test('a look-alike (a status sealed with a made-up key, 4,000 labels) is never registered: its deletion calls no backend', async (t) => {
+  const w = await setup(t, { workers: 1 })
+  const body = JSON.stringify({ version: 'v1', decision: { namespace: 'shop', serviceAccount: 'orders', service: 'orders', metadata: {}, dependsOn: [] }, pad: 'x'.repeat(200_000) }).slice(0, -1)
+  const madeUp = `${body},"seal":{"key":"kmadeup-000001","mac":"${'A'.repeat(43)}"}}`
+  const lookalikes = Array.from({ length: 3 }, () => enlistedPod(w.c, { status: madeUp }))
+  for (const l of lookalikes) w.c.kube.edit<V1Pod>(l.path, (x) => {
+    for (let j = 0; j < 4000; j++) x.metadata!.labels![`l${j}.evil.example/k`] = `v${j}`
+  })
+  const p = await w.registered()
+  await w.start()
+  await until('the look-alikes cached', () => lookalikes.every((l) => w.c.pods.byUid(l.uid)?.enlist.pending?.key === 'kmadeup-000001'))
+  const calls = w.cmdb.calls.length + w.etcd.calls.length
+  const patches = w.c.kube.callsTo('PATCH').length
+  // one goes terminating first, one is force-deleted, one finishes
+  w.c.kube.edit<V1Pod>(lookalikes[0]!.path, (x) => (x.metadata!.deletionTimestamp = new Date()))
+  w.c.kube.remove(lookalikes[0]!.path)
+  w.c.kube.remove(lookalikes[1]!.path)
+  w.c.kube.edit<V1Pod>(lookalikes[2]!.path, (x) => (x.status!.phase = 'Failed'))
+  // one worker, in order: once the registered pod that goes after them is done, so are they
+  w.c.kube.remove(p.path)
+  await until('the registered pod deregistered', () => inNone(w, p.uid))
+  t.equal(w.cmdb.calls.length + w.etcd.calls.length - calls, 2, 'two backend calls in all: the registered pod\'s deregistration, once per backend (the unfixed controller deregistered each look-alike too, which scans ZooKeeper and etcd)')
+  for (const l of lookalikes) t.equal(backendCalls(w, 'deregister', l.uid), 0, `no deregistration of ${l.pod.metadata!.name}`)
+  t.equal(w.c.kube.callsTo('PATCH').length - patches, 1, 'no condition written on a look-alike')
+  t.equal(await metricValue(w.c.metrics.pendingDeregistrations), 0, 'nothing pending')
+  const before = w.cmdb.calls.length + w.etcd.calls.length
+  await w.controller.reconcile(lookalikes[2]!.uid)
+  t.equal(w.cmdb.calls.length + w.etcd.calls.length, before, 'reconcile() of a finished look-alike: no backend call')
+})
+
 t.test('the sweep removes entries whose pod no longer exists, and rewrites entries a backend lost', async (t) => {
   const w = await setup(t)
   const live = await w.registered()

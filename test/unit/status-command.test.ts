@@ -12,7 +12,7 @@ const NOW = Date.parse('2026-03-01T12:00:00Z')
 const ago = (s: number): string => new Date(NOW - s * 1000).toISOString()
 
 function backend(over: Partial<BackendStatus> = {}): BackendStatus {
-  return { backend: 'zk', type: 'zookeeper', sweep: true, entries: { own: 10, other: 0, unmarked: 0 }, otherClusters: {}, removed: 0, rewritten: 0, stale: [], staleCount: 0, missing: [], missingCount: 0, ...over }
+  return { backend: 'zk', type: 'zookeeper', sweep: true, entries: { own: 10, other: 0, unmarked: 0, duplicate: 0 }, otherClusters: {}, removed: 0, rewritten: 0, stale: [], staleCount: 0, missing: [], missingCount: 0, ...over }
 }
 function report(over: Partial<StatusReport> = {}): StatusReport {
   return { cluster: 'prod-a', clusterUID: 'ks-a', leader: 'enlist-0', generatedAt: ago(30), sweepIntervalSeconds: 60, backends: [backend()], ...over }
@@ -44,7 +44,7 @@ t.test('judge: exit 0 when entries and pods agree, 1 on drift beyond the grace w
   t.equal(judge(young, 0, NOW).drift.length, 2)
   const problem = judge(report({ backends: [backend({ problem: 'claim refused' })] }), 300, NOW)
   t.match(problem, { code: 1, drift: [{ backend: 'zk', kind: 'problem', problem: 'claim refused' }] })
-  t.equal(judge(report({ backends: [backend({ entries: { own: 1, other: 5, unmarked: 7 }, otherClusters: { 'prod-b': 5 } })] }), 300, NOW).code, 0, 'foreign and unmarked entries are not drift')
+  t.equal(judge(report({ backends: [backend({ entries: { own: 1, other: 5, unmarked: 7, duplicate: 0 }, otherClusters: { 'prod-b': 5 } })] }), 300, NOW).code, 0, 'foreign and unmarked entries are not drift')
 })
 
 t.test('judge: exit 2 when the report is older than 3 sweep intervals', async (t) => {
@@ -63,8 +63,8 @@ t.test('formatAge', async (t) => {
 t.test('renderTable: a row per backend, other clusters by name, what disagrees, the adoption hint', async (t) => {
   const r = report({
     backends: [
-      backend({ entries: { own: 10, other: 7, unmarked: 2 }, otherClusters: { 'prod-b': 5, dr: 2 }, stale: [{ namespace: 'shop', pod: 'gone-1', uid: 'u1', since: ago(600) }], staleCount: 3 }),
-      backend({ backend: 'cmdb', type: 'http', sweep: false, problem: 'list failed: 503', entries: { own: 0, other: 0, unmarked: 0 }, missing: [{ namespace: 'shop', pod: 'new-1', uid: 'u9', since: ago(10) }], missingCount: 1 }),
+      backend({ entries: { own: 10, other: 7, unmarked: 2, duplicate: 0 }, otherClusters: { 'prod-b': 5, dr: 2 }, stale: [{ namespace: 'shop', pod: 'gone-1', uid: 'u1', since: ago(600) }], staleCount: 3 }),
+      backend({ backend: 'cmdb', type: 'http', sweep: false, problem: 'list failed: 503', entries: { own: 0, other: 0, unmarked: 0, duplicate: 0 }, missing: [{ namespace: 'shop', pod: 'new-1', uid: 'u9', since: ago(10) }], missingCount: 1 }),
     ],
   })
   const text = renderTable(r, judge(r, 300, NOW), 300, NS, NOW)

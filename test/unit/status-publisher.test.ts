@@ -13,7 +13,7 @@ const NS = 'enlist-system'
 const PATH = `/api/v1/namespaces/${NS}/configmaps/${STATUS_CONFIGMAP}`
 
 function backend(name: string, own: number): BackendStatus {
-  return { backend: name, type: 'etcd', sweep: true, entries: { own, other: 2, unmarked: 1 }, otherClusters: { 'prod-b': 2 }, removed: 0, rewritten: 0, stale: [], staleCount: 0, missing: [], missingCount: 0 }
+  return { backend: name, type: 'etcd', sweep: true, entries: { own, other: 2, unmarked: 1, duplicate: 0 }, otherClusters: { 'prod-b': 2 }, removed: 0, rewritten: 0, stale: [], staleCount: 0, missing: [], missingCount: 0 }
 }
 
 function setup() {

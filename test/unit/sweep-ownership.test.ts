@@ -123,3 +123,20 @@ t.test('sweep: false lists and reports, and removes and rewrites nothing', async
   await w.controller.sweep()
   t.equal(w.reports.at(-1)!.find((r) => r.backend === 'etcd')!.stale[0]!.since, since, 'a stale entry keeps the time it was first seen')
 })
+
+t.test("this cluster's name written by another cluster (another kube-system UID) is reported, never deleted", async (t) => {
+  const w = await world(t)
+  w.c.registry.setClusterUid('kube-system-uid-of-this-cluster')
+  const live = await w.registered()
+  t.equal(w.cmdb.records.get(live.uid)?.clusterUID, 'kube-system-uid-of-this-cluster', 'records carry the writer\'s kube-system UID')
+  const impostor = { ...w.entry(OTHER, 'test'), clusterUID: 'kube-system-uid-of-another-cluster' }
+  w.cmdb.records.set(OTHER, impostor)
+  w.cmdb.records.set(GONE, { ...w.entry(GONE, 'test'), clusterUID: 'kube-system-uid-of-this-cluster' })
+  await w.start()
+  t.same(w.cmdb.records.get(OTHER), impostor, 'the entry of the other cluster of the same name stays')
+  t.notOk(w.cmdb.records.has(GONE), 'this cluster\'s own stray goes')
+  t.equal(await metricValue(w.c.metrics.foreignEntries, { backend: 'cmdb', kind: 'duplicate' }), 1)
+  const cmdb = w.reports[0]!.find((r) => r.backend === 'cmdb')!
+  t.match(cmdb, { entries: { own: 2, duplicate: 1 }, removed: 1, problem: /carry this cluster's name "test" but were written by another cluster \(another kube-system UID\): two clusters share a name/ })
+  t.ok(w.c.logs.some((l) => l.level === 50 && /two clusters share a name/.test(String(l.msg))), 'logged as an error')
+})

@@ -2,6 +2,7 @@
 // source, credentials and CA from a Secret, the bounded wait per publish, retries. Their
 // checks say what is wrong and what is accepted; credentials never go in a URL.
 
+import { DEFAULT_SIGNING_SECRET } from '../../events/signature.js'
 import { isDns1123Subdomain } from '../../lib/validation.js'
 import { type AdvertiseSpec, advertiseSchema } from './advertise.js'
 import { connectionUrlErrors, pemError, POLICY_CONNECTION_SETTINGS } from './checks.js'
@@ -14,6 +15,8 @@ export interface EventBackendCommon {
   url: string
   source: string
   credentialsFromSecret: string
+  /** The Secret (key keyring.json) whose newest active key signs every event; "": unsigned. */
+  signingKeyFromSecret: string
   caBundle: string
   /** Accept a plaintext URL (nats://, amqp://): the policy must say so. */
   allowInsecure: boolean
@@ -28,6 +31,7 @@ export const EVENT_COMMON_PROPERTIES = {
   url: { type: 'string', minLength: 1 },
   source: { type: 'string', minLength: 1, maxLength: 1024 },
   credentialsFromSecret: { type: 'string', default: '' },
+  signingKeyFromSecret: { type: 'string', default: DEFAULT_SIGNING_SECRET },
   caBundle: { type: 'string', default: '' },
   allowInsecure: { type: 'boolean', default: false },
   timeoutSeconds: { type: 'number', exclusiveMinimum: 0, maximum: 60, default: 5 },
@@ -55,6 +59,9 @@ export function eventCommonErrors(b: EventBackendCommon, schemes: { plain: strin
   }
   if (b.credentialsFromSecret !== '' && !isDns1123Subdomain(b.credentialsFromSecret)) {
     add(`${at}/credentialsFromSecret`, `"${b.credentialsFromSecret}" is not a valid Secret name`)
+  }
+  if (b.signingKeyFromSecret !== '' && !isDns1123Subdomain(b.signingKeyFromSecret)) {
+    add(`${at}/signingKeyFromSecret`, `"${b.signingKeyFromSecret}" is not a valid Secret name; accepted: a Secret name, or "" to publish unsigned (consumers must then accept unsigned events: enlist relay --allow-unsigned)`)
   }
   pemError(b.caBundle, `${at}/caBundle`, add)
   if (b.retry.maxDelayMs < b.retry.initialDelayMs) add(`${at}/retry/maxDelayMs`, 'must be >= initialDelayMs')

@@ -14,6 +14,8 @@ import type { BackendContext } from '../catalogue.js'
 import { type Broker, EventBackend, type Ledger, type LedgerEntry, PublishError, type PublishResult } from '../events/backend.js'
 import { ConfigMapStore } from '../events/configmap-store.js'
 import { eventMetrics } from '../events/metrics.js'
+import { secretSigner, type Signer } from '../events/signer.js'
+import { SIGNATURE_HEADER } from '../../events/signature.js'
 import { AmqpLink, type AmqpCredentials, describe } from './connection.js'
 
 /** The ledger's ConfigMaps: enlist-ledger-00 .. enlist-ledger-63 (the Role names them). */
@@ -52,12 +54,14 @@ export async function createAmqpBackend(spec: AmqpBackendSpec, ctx: BackendConte
     labels: { 'app.kubernetes.io/name': 'enlist', 'app.kubernetes.io/component': 'ledger' },
     timeoutMs,
   })
+  const signer = secretSigner(ctx.secrets, spec.signingKeyFromSecret)
   return new EventBackend({
     name: spec.name,
     type: 'amqp',
     source: spec.source,
     cluster: ctx.cluster,
-    broker: new ConfirmBroker(link, spec.exchange, timeoutMs),
+    broker: new ConfirmBroker(link, spec.exchange, timeoutMs, signer),
+    signerHealth: () => signer.health(),
     ledger: new ConfigMapLedger(store),
     metrics: eventMetrics(ctx.metrics.registry),
     log: ctx.log,
@@ -98,9 +102,13 @@ class ConfirmBroker implements Broker {
     private readonly link: AmqpLink,
     private readonly exchange: string,
     private readonly timeoutMs: number,
+    private readonly signer: Signer,
   ) {}
 
   async publish(e: RegistrationEvent): Promise<PublishResult> {
+    const body = encodeEvent(e)
+    // over the very bytes sent: the relay checks what it receives, no canonical form needed
+    const sig = await this.signer.sign(body)
     let ch: ConfirmChannel
     try {
       ch = await this.link.channel(this.timeoutMs)
@@ -123,8 +131,17 @@ class ConfirmBroker implements Broker {
         ch.publish(
           this.exchange,
           key,
-          encodeEvent(e),
-          { persistent: true, mandatory: true, messageId: e.id, contentType: CONTENT_TYPE, type: e.type, timestamp: Math.floor(Date.now() / 1000), appId: 'enlist' },
+          body,
+          {
+            persistent: true,
+            mandatory: true,
+            messageId: e.id,
+            contentType: CONTENT_TYPE,
+            type: e.type,
+            timestamp: Math.floor(Date.now() / 1000),
+            appId: 'enlist',
+            ...(sig !== undefined ? { headers: { [SIGNATURE_HEADER]: sig } } : {}),
+          },
           (err: unknown) => {
             clearTimeout(timer)
             const unroutable = this.returned.delete(e.id)

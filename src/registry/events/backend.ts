@@ -12,6 +12,7 @@ import type { Logger } from 'pino'
 import {
   type DeregisteredData,
   deregisteredEvent,
+  encodeEvent,
   type EventKind,
   kindOf,
   type RegistrationEvent,
@@ -23,6 +24,12 @@ import type { PodRef } from '../../kube/pod-ref.js'
 import type { ClaimResult, ClusterIdentity, ListedEntry } from '../ownership.js'
 import type { RegistryRecord } from '../record.js'
 import type { EventMetrics } from './metrics.js'
+
+/** The largest event body enlist publishes: an AMQP ledger shard holds 900 KiB, so without a
+ *  cap a few pods with huge metadata would fill the shard every pod hashing there needs
+ *  (and NATS refuses bodies over its max_payload). 16 KiB holds the 8 KiB of metadata the
+ *  policy allows by default with room to spare. */
+export const MAX_EVENT_BYTES = 16 * 1024
 
 export interface LedgerEntry {
   /** registered: published (or about to be); deregistered: its deregistered event is being published. */
@@ -59,7 +66,7 @@ export interface PublishResult {
 }
 
 /** Why a publish failed, for the failure metric. */
-export type FailureReason = 'timeout' | 'nack' | 'unroutable' | 'not_connected' | 'error'
+export type FailureReason = 'timeout' | 'nack' | 'unroutable' | 'not_connected' | 'no_signing_key' | 'error'
 
 export class PublishError extends Error {
   constructor(
@@ -93,6 +100,8 @@ export interface EventBackendOptions {
   claim?: Backend['claim']
   metrics: EventMetrics
   log: Logger
+  /** Why events cannot be signed now (signer.ts), for health(). */
+  signerHealth?: () => string | undefined
 }
 
 export class EventBackend implements Backend {
@@ -112,6 +121,13 @@ export class EventBackend implements Backend {
   }
 
   register(record: RegistryRecord): Promise<void> {
+    const size = encodeEvent(registeredEvent(this.o.source, record)).length
+    if (size > MAX_EVENT_BYTES) {
+      // refused before the ledger: it would never fit a message, and would crowd a ledger shard
+      return Promise.reject(
+        new BackendError(this.name, 'register', `the event of pod ${record.namespace}/${record.pod} would be ${size} bytes, over the ${MAX_EVENT_BYTES} an event may carry: reduce its metadata`, false),
+      )
+    }
     return this.locked(record.uid, async () => {
       const existing = await this.ledger('register', 'get', () => this.o.ledger.get(record.uid))
       // A deregistration in progress is final for this uid: finish it rather than undo it.
@@ -177,7 +193,7 @@ export class EventBackend implements Backend {
 
   health(): string | undefined {
     const recent = this.lastFailure && Date.now() - this.lastFailure.at < 60_000 ? `publishing failed: ${this.lastFailure.message}` : undefined
-    const reason = this.o.broker.health() ?? this.o.ledger.health?.() ?? recent
+    const reason = this.o.broker.health() ?? this.o.signerHealth?.() ?? this.o.ledger.health?.() ?? recent
     this.o.metrics.up.set({ backend: this.name }, reason === undefined ? 1 : 0)
     return reason
   }

@@ -34,7 +34,7 @@ export function eventMetrics(registry: Registry): EventMetrics {
     }),
     failed: new Counter({
       name: 'enlist_events_failed_total',
-      help: 'Publishes that got no confirmation, by reason (timeout, nack, unroutable, not_connected, error); retried.',
+      help: 'Publishes that got no confirmation, by reason (timeout, nack, unroutable, not_connected, no_signing_key, error); retried.',
       labelNames: ['backend', 'type', 'reason'] as const,
       registers,
     }),

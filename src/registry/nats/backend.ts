@@ -16,6 +16,8 @@ import type { BackendContext } from '../catalogue.js'
 import { type Broker, EventBackend, type Ledger, type LedgerEntry, type LedgerItem, PublishError, type PublishResult } from '../events/backend.js'
 import { type ClaimResult, type ClusterIdentity, decodeClaim, encodeClaim, judgeClaim } from '../ownership.js'
 import { eventMetrics } from '../events/metrics.js'
+import { secretSigner, type Signer } from '../events/signer.js'
+import { SIGNATURE_HEADER } from '../../events/signature.js'
 import { describe, NatsLink, type NatsCredentials, NotConnectedError } from './connection.js'
 import { ensureStream, openBucket, type StreamSettings } from './stream.js'
 
@@ -52,6 +54,7 @@ export async function createNatsBackend(spec: NatsBackendSpec, ctx: BackendConte
     },
     log: ctx.log.child({ backend: spec.name }),
   }).start()
+  const signer = secretSigner(ctx.secrets, spec.signingKeyFromSecret)
   const ready = async (): Promise<Required<typeof state>> => {
     await link.connection(settings.timeoutMs)
     if (!state.js || !state.jsm || !state.kv) throw new NotConnectedError('the stream and bucket are not set up yet')
@@ -62,7 +65,8 @@ export async function createNatsBackend(spec: NatsBackendSpec, ctx: BackendConte
     type: 'nats',
     source: spec.source,
     cluster: ctx.cluster,
-    broker: new JetStreamBroker(spec.subjectPrefix, settings.timeoutMs, ready, link),
+    broker: new JetStreamBroker(spec.subjectPrefix, settings.timeoutMs, ready, link, signer),
+    signerHealth: () => signer.health(),
     ledger: new KvLedger(spec.bucket, ctx.cluster, settings.timeoutMs, ready),
     claim: (self, takeOver) => claimInBucket(ready, self, takeOver, settings.timeoutMs),
     metrics: eventMetrics(ctx.metrics.registry),
@@ -87,17 +91,22 @@ class JetStreamBroker implements Broker {
     private readonly timeoutMs: number,
     private readonly ready: Ready,
     private readonly link: NatsLink,
+    private readonly signer: Signer,
   ) {}
 
   async publish(e: RegistrationEvent): Promise<PublishResult> {
     const { js } = await this.ready().catch((err: unknown) => {
       throw new PublishError(describe(err), 'not_connected', { cause: err })
     })
+    const body = encodeEvent(e)
     const h = headers()
     h.set('Content-Type', CONTENT_TYPE)
+    // over the very bytes sent: the relay checks what it receives, no canonical form needed
+    const sig = await this.signer.sign(body)
+    if (sig !== undefined) h.set(SIGNATURE_HEADER, sig)
     try {
       // Nats-Msg-Id: the server drops a repeat of this id inside the stream's duplicate window.
-      const ack = await js.publish(natsSubject(this.prefix, e), encodeEvent(e), { msgID: e.id, timeout: this.timeoutMs, headers: h })
+      const ack = await js.publish(natsSubject(this.prefix, e), body, { msgID: e.id, timeout: this.timeoutMs, headers: h })
       return { duplicate: ack.duplicate }
     } catch (err) {
       const reason = err instanceof errors.TimeoutError ? 'timeout' : err instanceof errors.NoRespondersError ? 'unroutable' : 'nack'

@@ -2,6 +2,7 @@
 // calls the pure core, and logs and counts the outcome. No other I/O.
 
 import type { FastifyPluginAsync, FastifyReply } from 'fastify'
+import { Counter } from 'prom-client'
 import type { Logger } from 'pino'
 import { admit, type AdmissionFacts, type AdmissionOutcome, type AdmissionReview, parseReview, serializeReview, skipUnparsed, type UnparsedSkip } from '../../admission/review.js'
 import type { KubeVersion } from '../../admission/settings.js'
@@ -21,10 +22,20 @@ export interface MutateOptions {
   log: Logger
   /** How long to wait for a namespace the cache has not seen yet. */
   namespaceWaitMs: number
+  /** Reviews waiting for a namespace at once; beyond it, answered at once as if the namespace
+   *  were unknown (any caller can send reviews naming made-up namespaces). */
+  maxNamespaceWaiters?: number
 }
+
+export const DEFAULT_MAX_NAMESPACE_WAITERS = 1000
 
 export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts) => {
   const { metrics, log } = opts
+  const maxWaiters = opts.maxNamespaceWaiters ?? DEFAULT_MAX_NAMESPACE_WAITERS
+  let waiters = 0
+  const waitsRefused =
+    (metrics.registry.getSingleMetric(WAITS_REFUSED) as Counter | undefined) ??
+    new Counter({ name: WAITS_REFUSED, help: 'Admission reviews answered without waiting for their namespace because --max-namespace-waiters were waiting already (decided as if the namespace were unknown).', registers: [metrics.registry] })
 
   // prom-client hashes a label object on every call; bind each combination once.
   const counted = new Map<string, { inc(): void }>()
@@ -135,7 +146,21 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
     const ns = review.request.namespace ?? ''
     const labels = ns ? opts.namespaces.labels(ns) : undefined
     if (labels !== undefined || !ns || !opts.policy.current) return respond(reply, review, started, labels)
-    return opts.namespaces.waitFor(ns, opts.namespaceWaitMs).then((l) => respond(reply, review, started, l))
+    if (waiters >= maxWaiters) {
+      waitsRefused.inc()
+      return respond(reply, review, started, undefined)
+    }
+    waiters++
+    return opts.namespaces.waitFor(ns, opts.namespaceWaitMs).then(
+      (l) => {
+        waiters--
+        return respond(reply, review, started, l)
+      },
+      (err: unknown) => {
+        waiters--
+        throw err
+      },
+    )
   })
 }
 
@@ -186,6 +211,8 @@ export function nestingExceeds(text: string, max: number): boolean {
   }
   return false
 }
+
+const WAITS_REFUSED = 'enlist_admission_namespace_waits_refused_total'
 
 /** The parser's answer for a review decided from its raw text. */
 class Unparsed {
