@@ -32,7 +32,7 @@ import { DEFAULT_AUTH_LIMITS, TokenAuthenticator } from '../registration/auth.js
 import { DependencyCache } from '../registration/dependencies.js'
 import { RegistrationService } from '../registration/service.js'
 import { kubeJwks, TokenVerifier } from '../registration/token-verifier.js'
-import { recordAnnotationsOf } from '../registry/kubernetes.js'
+import { recordAnnotationsOf, recordLabelsOf } from '../registry/kubernetes.js'
 import { BackendSet } from '../registry/backend-set.js'
 import type { FastifyInstance } from 'fastify'
 import { buildMetricsServer, buildServer, closeGracefully, type EnlistServer, parseBindAddress } from '../server/app.js'
@@ -294,6 +294,7 @@ export async function serve(argv: readonly string[]): Promise<void> {
   const registry = new BackendSet(client, pods, new SecretReader(client, installNamespace), metrics, log)
   policy.onChange((p) => {
     pods.setRecordAnnotations(recordAnnotationsOf(p.spec))
+    pods.setRecordLabels(recordLabelsOf(p.spec))
     void registry.configure(p.spec)
   })
   manager.add({ name: 'registry', start: () => undefined, stop: () => registry.close() })

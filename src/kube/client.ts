@@ -74,6 +74,8 @@ export interface RequestOptions extends CallOptions {
   query?: Query
   body?: unknown
   contentType?: string
+  /** Accept header (default application/json; /openid/v1/jwks answers only application/jwk-set+json). */
+  accept?: string
 }
 
 export interface KubeVersionInfo {
@@ -311,7 +313,7 @@ export class KubeClient {
     const url = new URL(this.server.pathname.replace(/\/$/, '') + path, this.server)
     for (const [k, v] of Object.entries(opts.query ?? {})) if (v !== undefined) url.searchParams.set(k, String(v))
     let agent: http.Agent = this.agent
-    const headers: Record<string, string | number | string[]> = { Accept: 'application/json', 'User-Agent': 'enlist' }
+    const headers: Record<string, string | number | string[]> = { Accept: opts.accept ?? 'application/json', 'User-Agent': 'enlist' }
     if (this.credentials.connection) {
       const c = await this.credentials.connection()
       agent = c.agent

@@ -22,12 +22,6 @@ export interface ManagedPodsOptions {
   ring: () => KeyRing | undefined
 }
 
-/** The labels the kubernetes backends of a policy read on a pod (what the pod cache keeps):
- *  the discovery label, or dubbo-go's with the dubbo layout. */
-export function recordLabelsOf(policy: { registry: { backends: ReadonlyArray<{ type: string; layout?: string }> }; discovery: { label: { key: string } } }): string[] {
-  return policy.registry.backends.filter((b) => b.type === 'kubernetes').map((b) => (b.layout === 'dubbo' ? 'dubbo.io/label' : policy.discovery.label.key))
-}
-
 // Pods whose seal waits for a key are read again one by one up to this many; more (a
 // replica that started before the keys were read) are read again by one relist.
 const REREAD_MAX = 50
@@ -77,7 +71,7 @@ export class ManagedPods extends Cache {
   }
 
   /** The labels the views keep (each kubernetes backend's discovery label, from the policy:
-   *  recordLabelsOf). A change relists, as for the annotations. */
+   *  recordLabelsOf in src/registry/kubernetes.ts). A change relists, as for the annotations. */
   setRecordLabels(keys: readonly string[]): void {
     const next = [...new Set(keys)].sort()
     if (next.join('\n') === this.recordLabels.join('\n')) return

@@ -199,7 +199,8 @@ export function claimsOf(claims: unknown, now: number): VerifiedToken {
 
 /** The JWKS as the apiserver serves it to enlist's service account. */
 export function kubeJwks(client: KubeClient): () => Promise<unknown> {
-  return () => client.get<unknown>('/openid/v1/jwks')
+  // go-restful answers 406 unless the JWKS media type is accepted
+  return () => client.request<unknown>('GET', '/openid/v1/jwks', { accept: 'application/jwk-set+json' })
 }
 
 function parseJson(part: string): unknown {

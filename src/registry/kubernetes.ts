@@ -118,3 +118,9 @@ export class KubernetesBackend implements Backend {
 export function recordAnnotationsOf(policy: Pick<PolicySpec, 'registry' | 'discovery'>): string[] {
   return policy.registry.backends.filter((b) => b.type === 'kubernetes').map((b) => (b.layout === 'dubbo' ? DUBBO_GO_ANNOTATION : policy.discovery.annotation))
 }
+
+/** The labels the kubernetes backends of a policy write (what the pod cache keeps of a pod's
+ *  labels): the discovery label, or dubbo-go's with the dubbo layout. */
+export function recordLabelsOf(policy: Pick<PolicySpec, 'registry' | 'discovery'>): string[] {
+  return policy.registry.backends.filter((b) => b.type === 'kubernetes').map((b) => (b.layout === 'dubbo' ? DUBBO_GO_LABEL : policy.discovery.label.key))
+}

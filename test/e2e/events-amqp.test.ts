@@ -22,6 +22,9 @@ import { startTcpProxy } from '../harness/tcp-proxy.js'
 import { enlist as runEnlist } from '../helpers/cli.js'
 import { request } from '../helpers/https.js'
 import { tempDir } from '../helpers/temp.js'
+import { installSigningKey } from '../helpers/signing.js'
+import { startStatusProxy } from '../helpers/status-proxy.js'
+import { encodeEvent, registeredEvent } from '../../src/events/envelope.js'
 
 const CLUSTER = 'e2e'
 const cp = await controlPlaneFor(t)
@@ -35,6 +38,8 @@ const secret = (name: string, data: Record<string, string>) =>
 await secret('enlist-amqp-credentials', RABBIT_USERS.enlist)
 await secret('enlist-registry-credentials', { username: RABBIT_USERS.enlist.username, password: 'wrong-password' })
 await secret('enlist-nats-credentials', RABBIT_USERS.limited)
+// enlist signs every event with this cluster's key; the relay is given the same ring
+const signing = await installSigningKey(cp, CLUSTER)
 
 const backend = (credentialsFromSecret: string, url = proxy.url('amqp')) => ({
   name: 'amqp',
@@ -126,7 +131,7 @@ t.test('every pod\'s events arrive through a broker restart, a partition and an 
   await obs.close()
   await conn.close()
 
-  const relay = await startRelay(cp, ['--source=amqp', `--url=${proxy.url('amqp')}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s', '--namespace=enlist-system', `--cluster=${CLUSTER}`], RABBIT_USERS.enlist)
+  const relay = await startRelay(cp, ['--source=amqp', `--url=${proxy.url('amqp')}`, `--cmdb-url=${cmdb.url}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s', '--namespace=enlist-system', `--cluster=${CLUSTER}`, `--signing-keys-dir=${signing.dir}`], RABBIT_USERS.enlist)
   t.teardown(() => relay.stop())
   const pods = new Map<string, V1Pod>()
   const up = async (name: string) => {
@@ -227,4 +232,60 @@ t.test('every pod\'s events arrive through a broker restart, a partition and an 
   t.match(JSON.parse(rebuilt.stdout.trim().split('\n').pop()!), { rebuilt: true, put: live.size, deleted: 1 })
   t.same(new Set(cmdb.records.keys()), new Set([...live, theirs.uid]))
   t.same(cmdb.records.get(theirs.uid), theirs, "the other cluster's entry, byte for byte")
+})
+
+t.test('the relay never wedges and trusts no stranger: a 413 is dead-lettered and the next applied; an unsigned event is refused; replay re-applies', async (t) => {
+  // self-contained: the backend with working credentials, whatever the tests before left
+  await setPolicy(cp, policyWith('enlist-amqp-credentials'))
+  const store = await cmdbFor(t)
+  const front = await startStatusProxy(store.url)
+  t.teardown(() => front.close())
+  const queue = 'enlist-relay-dead-letters'
+  const common = ['--source=amqp', `--url=${proxy.url('amqp')}`, '--cmdb-allow-insecure-http', '--allow-insecure', '--timeout=3s', '--namespace=enlist-system', `--cluster=${CLUSTER}`, `--queue=${queue}`]
+  const relay = await startRelay(cp, [...common, `--cmdb-url=${front.url}`, '--no-initial-rebuild', `--signing-keys-dir=${signing.dir}`], RABBIT_USERS.enlist)
+  t.teardown(() => relay.stop())
+
+  const big = await createPod(cp, 'shop', 'dl-big')
+  front.statuses.set(big.metadata!.uid!, 413)
+  await register(cp, big)
+  const next = await createPod(cp, 'shop', 'dl-next')
+  await register(cp, next)
+  await waitFor('the next event applied', async () => store.records.has(next.metadata!.uid!), 60_000, 200)
+  t.notOk(store.records.has(big.metadata!.uid!))
+  t.match(await relay.metrics(), /enlist_relay_dead_letters_total\{reason="cmdb_rejected"\} 1/)
+  t.equal((await relay.readyz()).status, 200, 'the relay is ready: the CMDB is fine, the event was not')
+
+  // a stranger with write on the exchange: a well-formed event, unsigned
+  const conn = await amqp.connect({ hostname: '127.0.0.1', port: rabbit.port, ...RABBIT_USERS.enlist })
+  t.teardown(() => conn.close().catch(() => undefined))
+  const ch = await conn.createConfirmChannel()
+  const forgedUid = '0badc0de-0000-4000-8000-0000000000f1'
+  const forged = registeredEvent('/clusters/e2e', { uid: forgedUid, namespace: 'shop', pod: 'forged', service: 'orders', ip: '10.6.6.6', ips: ['10.6.6.6'], hostIP: 'h', node: 'n', ports: [], metadata: {}, registeredAt: new Date().toISOString(), advertised: { mode: 'podIP', address: '10.6.6.6', ports: [] }, cluster: CLUSTER })
+  await new Promise<void>((resolve, reject) => ch.publish('enlist.registrations', 'shop.orders.registered', encodeEvent(forged), { persistent: true }, (err: unknown) => (err ? reject(err as Error) : resolve())))
+  await waitFor('the unsigned event refused', async () => /enlist_relay_dead_letters_total\{reason="unsigned"\} 1/.test(await relay.metrics()), 30_000, 200)
+  const after = await createPod(cp, 'shop', 'dl-after')
+  await register(cp, after)
+  await waitFor('applied after it', async () => store.records.has(after.metadata!.uid!), 60_000, 200)
+  t.notOk(store.records.has(forgedUid), 'the unsigned event never reached the CMDB')
+  t.equal((await ch.checkQueue(`${queue}.dead`)).messageCount, 2, 'two dead letters in the relay\'s dead-letter queue')
+  t.equal(await relay.stop(), 0)
+
+  front.statuses.clear()
+  const creds = tempDir('enlist-replay-')
+  writeFileSync(join(creds, 'username'), RABBIT_USERS.enlist.username)
+  writeFileSync(join(creds, 'password'), RABBIT_USERS.enlist.password)
+  const replay = ['relay', '--replay-dead-letters', ...common, `--cmdb-url=${front.url}`, `--credentials-dir=${creds}`, `--kubeconfig=${cp.kubeconfig}`, `--signing-keys-dir=${signing.dir}`]
+  const r1 = await runEnlist(replay, { timeoutMs: 60_000 })
+  t.equal(r1.code, 0, r1.stderr)
+  t.same(JSON.parse(r1.stdout.trim().split('\n').pop()!), { replayed: 1, kept: 1 })
+  t.ok(store.records.has(big.metadata!.uid!), 'the refused record applied once the CMDB takes it')
+  t.notOk(store.records.has(forgedUid), 'the unsigned one is still refused')
+  const r2 = await runEnlist([...replay, '--allow-unsigned'], { timeoutMs: 60_000 })
+  rmSync(creds, { recursive: true, force: true })
+  t.equal(r2.code, 0, r2.stderr)
+  t.same(JSON.parse(r2.stdout.trim().split('\n').pop()!), { replayed: 1, kept: 0 })
+  t.ok(store.records.has(forgedUid), '--allow-unsigned applies it')
+  t.equal((await ch.checkQueue(`${queue}.dead`)).messageCount, 0, 'nothing left')
+  await ch.close()
+  for (const p of [big, next, after]) await forceDelete(cp, p)
 })

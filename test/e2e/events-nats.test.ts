@@ -295,6 +295,8 @@ t.test('clusters sharing the bucket: entries under each cluster\'s name, unmarke
 })
 
 t.test('the relay never wedges and trusts no stranger: a 413 is dead-lettered and the next applied; an unsigned event is refused; replay re-applies', async (t) => {
+  // self-contained: the backend with working credentials, whatever the tests before left
+  await setPolicy(cp, stringify(policyWith('enlist-nats-credentials')))
   const store = await cmdbFor(t)
   const front = await startStatusProxy(store.url)
   t.teardown(() => front.close())
@@ -334,8 +336,8 @@ t.test('the relay never wedges and trusts no stranger: a 413 is dead-lettered an
   const dead = await jsm.streams.info('ENLIST_REGISTRATIONS_DEAD')
   t.equal(dead.state.messages, 2, 'two dead letters')
   const first = await jsm.streams.getMessage('ENLIST_REGISTRATIONS_DEAD', { seq: dead.state.first_seq })
-  t.match(first.header.get('Enlist-Signature'), /^keyid=[a-z0-9-]+,sig=/, 'kept with the signature enlist sent')
-  t.match(first.header.get('Enlist-Dead-Letter-Reason'), /^cmdb_rejected: the CMDB answered HTTP 413/)
+  t.match(first!.header.get('Enlist-Signature'), /^keyid=[a-z0-9-]+,sig=/, 'kept with the signature enlist sent')
+  t.match(first!.header.get('Enlist-Dead-Letter-Reason'), /^cmdb_rejected: the CMDB answered HTTP 413/)
   t.equal(await relay.stop(), 0)
 
   // the CMDB is fixed: each dead letter re-applied once; the unsigned one stays

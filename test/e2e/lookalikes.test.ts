@@ -99,7 +99,7 @@ t.test('500 look-alike pods leave enlist ready, its RSS within 20 MB, and new po
 
   // their going: no deregistration, no condition (the pods have no node: deleted at once)
   const logsBefore = enlist.logs().length
-  await cp.client.delete('/api/v1/namespaces/evil/pods')
+  await cp.client.delete('/api/v1/namespaces/evil/pods', undefined, { timeoutMs: 300_000 })
   await waitFor('the look-alikes gone', async () => ((await cp.client.get<{ items: unknown[] }>('/api/v1/namespaces/evil/pods', { limit: 1 })).items.length === 0 ? true : undefined), 120_000, 500)
   await new Promise((r) => setTimeout(r, 3000))
   const deregistered = enlist.logs().slice(logsBefore).filter((l) => /deregister/i.test(String(l.msg)) && /evil\//.test(String(l.pod ?? '')))

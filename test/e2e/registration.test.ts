@@ -6,6 +6,7 @@ import type { V1Endpoints, V1Pod } from '@kubernetes/client-node'
 import { decodeRecord } from '../../src/registry/record.js'
 import { watchPeers, type PeerEvent } from '../../src/discovery/index.js'
 import { podPath } from '../../src/kube/pod-ref.js'
+import { PatchType } from '../../src/kube/client.js'
 import { cmdbFor } from '../harness/cmdb.js'
 import { controlPlaneFor } from '../harness/control-plane.js'
 import { enlistFor } from '../harness/enlist.js'
@@ -35,6 +36,8 @@ const enlist = await enlistFor(t, cp, {
     }
   },
   optIn: ['shop'],
+  // a small TokenReview budget, so a flood queues (the fairness case); pods may mint many tokens
+  args: ['--token-reviews-per-second=5', '--token-reviews-per-pod=100'],
 })
 
 const get = (p: V1Pod) => getPod(cp, p)
@@ -259,4 +262,72 @@ t.test('peers discover each other with enlist/discovery as pods register and go'
   await waitFor('removed', async () => events.some((e) => e.type === 'removed' && e.peer.uid === pod.metadata!.uid))
   await it.return!()
   await reading
+})
+
+t.test('DELETE then POST: the deregistered pod is refused 409 and nothing is written again', async (t) => {
+  const [created] = await createDeployment(cp, 'shop', deployment('comeback'))
+  const pod = await startPod(cp, created!)
+  t.equal((await runRegistrar(cp, pod)).code, 0)
+  t.equal((await api('DELETE', await boundToken(cp, pod))).status, 200)
+  t.notOk(cmdb.records.has(pod.metadata!.uid!))
+  const again = await api('POST', await boundToken(cp, pod))
+  t.equal(again.status, 409)
+  t.match(again.json(), { code: 'ENLIST_CONFLICT', message: /was deregistered and cannot register again; recreate the pod/ })
+  t.notOk(cmdb.records.has(pod.metadata!.uid!), 'no entry came back')
+  t.match(condition(await get(pod)), { status: 'False', reason: 'Deregistered' })
+})
+
+t.test('a registered pod asking again is answered from what is known: no backend write', async (t) => {
+  const [created] = await createDeployment(cp, 'shop', deployment('twice'))
+  const pod = await startPod(cp, created!)
+  t.equal((await runRegistrar(cp, pod)).code, 0)
+  const writes = cmdb.requests.filter((r) => r.method === 'PUT' && r.path.includes(pod.metadata!.uid!)).length
+  const res = await api('POST', await boundToken(cp, pod))
+  t.equal(res.status, 200)
+  t.equal(cmdb.requests.filter((r) => r.method === 'PUT' && r.path.includes(pod.metadata!.uid!)).length, writes, 'the CMDB was not written again')
+})
+
+t.test('one namespace flooding the registration API does not take another\'s turns (counted in queue order)', async (t) => {
+  for (const ns of ['flood', 'calm']) await cp.client.create('/api/v1/namespaces', { apiVersion: 'v1', kind: 'Namespace', metadata: { name: ns } })
+  const plainPod = async (ns: string, name: string): Promise<V1Pod> =>
+    waitFor(`pod ${ns}/${name}`, async () => cp.client.create<V1Pod>(`/api/v1/namespaces/${ns}/pods`, podManifest(name)).catch(() => undefined), 30_000)
+  const flooders = await Promise.all([0, 1, 2].map((i) => plainPod('flood', `f${i}`)))
+  const calm = await Promise.all([0, 1].map((i) => plainPod('calm', `c${i}`)))
+  const floodTokens = (await Promise.all(flooders.map((p) => Promise.all(Array.from({ length: 20 }, () => boundToken(cp, p)))))).flat()
+  const calmTokens = await Promise.all(calm.map((p) => boundToken(cp, p)))
+  const order: Array<{ ns: string; status: number }> = []
+  const ask = (ns: string, tk: string) => api('POST', tk).then((r) => void order.push({ ns, status: r.status }))
+  const flood = floodTokens.map((tk) => ask('flood', tk))
+  await new Promise((r) => setTimeout(r, 300)) // the flood is in the queue first
+  await Promise.all([...flood, ...calmTokens.map((tk) => ask('calm', tk))])
+  const served = order.filter((o) => o.status !== 429)
+  const calmAt = served.map((o, i) => (o.ns === 'calm' ? i : -1)).filter((i) => i >= 0)
+  t.same(order.filter((o) => o.ns === 'calm').map((o) => o.status), [403, 403], 'both calm pods were reviewed (403: not managed by enlist), none got 429')
+  t.ok(order.filter((o) => o.ns === 'flood' && o.status === 429).length > 0, 'the flood was cut')
+  const floodAfter = served.slice(calmAt[1]! + 1).filter((o) => o.ns === 'flood').length
+  t.ok(floodAfter > 0, `calm's turns came at ${calmAt.join(', ')} of ${served.length} reviews, before the flood's last`)
+  const metrics = (await request(`${enlist.url}/metrics`, { ca: enlist.pki.ca.cert })).body
+  t.notMatch(metrics, /enlist_token_reviews_total\{result="unverified"\}/, 'every token was verified against the issuer keys (/openid/v1/jwks)')
+})
+
+t.test('a backend failure reaches the tenant\'s Events as a log reference, never the backend\'s host', async (t) => {
+  const [created] = await createDeployment(cp, 'shop', deployment('quiet'))
+  const pod = await startPod(cp, created!)
+  t.equal((await runRegistrar(cp, pod)).code, 0)
+  cmdb.down = true
+  t.teardown(() => {
+    cmdb.down = false
+  })
+  // the pod finishes: the controller deregisters it, and the CMDB refuses
+  await cp.client.patch(`${podPath(refOf(pod))}/status`, { status: { phase: 'Succeeded' } }, PatchType.merge)
+  const host = new URL(cmdb.url).host
+  const event = await waitFor('a DeregistrationFailed event', async () => {
+    const list = await cp.client.get<{ items: Array<{ reason?: string; message?: string; involvedObject?: { uid?: string } }> }>('/api/v1/namespaces/shop/events')
+    return list.items.find((e) => e.reason === 'DeregistrationFailed' && e.involvedObject?.uid === pod.metadata!.uid)
+  }, 60_000)
+  t.match(event.message, /\(enlist log ref [0-9a-f]{8}\)/)
+  t.notOk(event.message!.includes(host), `no ${host} in "${event.message}"`)
+  t.notMatch(event.message, /https?:|maintenance|503/, 'no URL or answer')
+  const readyz = await request(`${enlist.url}/readyz?verbose`, { ca: enlist.pki.ca.cert })
+  t.notOk(readyz.body.includes(host), '/readyz?verbose on the main listener names no backend host')
 })

@@ -14,7 +14,7 @@ import { ManagedPods } from '../../src/kube/pods.js'
 import { createMetrics, type Metrics } from '../../src/metrics.js'
 import { DECISION_KEYS_SECRET, INSTALL_NAMESPACE, MANAGED_LABEL, REGISTERED_CONDITION, STATUS_ANNOTATION } from '../../src/names.js'
 import type { BackendSet } from '../../src/registry/backend-set.js'
-import { recordAnnotationsOf } from '../../src/registry/kubernetes.js'
+import { recordAnnotationsOf, recordLabelsOf } from '../../src/registry/kubernetes.js'
 import { fakeToken, FakeKube, podAt, runningPod } from './fake-kube.js'
 import { FakeBackend, fakeRegistry } from './fake-registry.js'
 
@@ -61,6 +61,7 @@ export async function fakeCluster(o: { backends?: string[]; kubernetes?: boolean
   const backends = (o.backends ?? ['cmdb', 'etcd']).map((n) => new FakeBackend(n))
   const { registry, policy } = await fakeRegistry({ client: kube.client, pods, metrics, log, backends, kubernetes: o.kubernetes, sweepOff: o.sweepOff })
   pods.setRecordAnnotations(recordAnnotationsOf(policy.spec))
+  pods.setRecordLabels(recordLabelsOf(policy.spec))
   keys.start()
   if (!(await keys.reflector.waitForSync())) throw new Error('fake cluster: the key store did not sync')
   pods.start()
