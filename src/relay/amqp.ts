@@ -232,6 +232,9 @@ export class AmqpSource implements EventSource {
       }
       ch.ack(m)
     }
+    // acks have no answer: a synchronous call on the same channel after them means the broker
+    // has processed them before the connection closes (else they would be requeued)
+    await ch.checkQueue(this.o.deadLetterQueue)
     return r
   }
 
