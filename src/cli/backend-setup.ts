@@ -123,6 +123,7 @@ export async function openBackend(o: BackendFlags & { backend: string }, what: {
       secrets: new SecretReader(client, o.namespace),
       pods: { pods: () => [] }, // no pod cache here: the kubernetes backend is never served
       discovery: policy.spec.discovery,
+      dubboParameters: new Set(policy.spec.tenancy.dubbo.parameters),
       metrics: createMetrics({ defaultMetrics: false }),
       log,
       cluster: policy.spec.cluster.name,

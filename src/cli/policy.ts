@@ -57,6 +57,7 @@ async function validateFile(file: string): Promise<number> {
   try {
     const p = loadPolicy(unwrapped?.policy ?? text, file)
     console.log(`${file}: valid (hash ${p.hash})`)
+    for (const note of p.notes) console.log(`${file}: note: ${note}`)
     return 0
   } catch (err) {
     if (!(err instanceof PolicyError)) throw err

@@ -99,10 +99,11 @@ export class BackendSet {
   }
 
   private async apply(policy: PolicySpec): Promise<void> {
-    const spec = canonicalJson({ registry: policy.registry.backends, discovery: policy.discovery, cluster: policy.cluster.name })
+    const dubbo = policy.tenancy.dubbo.parameters
+    const spec = canonicalJson({ registry: policy.registry.backends, discovery: policy.discovery, cluster: policy.cluster.name, dubbo })
     if (spec === this.spec) return
     const cluster = policy.cluster.name
-    const ctx = { client: this.client, secrets: this.secrets, pods: this.pods, discovery: policy.discovery, metrics: this.metrics, log: this.log, cluster }
+    const ctx = { client: this.client, secrets: this.secrets, pods: this.pods, discovery: policy.discovery, metrics: this.metrics, log: this.log, cluster, dubboParameters: new Set(dubbo) }
     let next: Backend[]
     try {
       next = await Promise.all(policy.registry.backends.map((b) => createBackend(b, ctx)))

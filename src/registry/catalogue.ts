@@ -22,6 +22,8 @@ export interface BackendContext {
   log: Logger
   /** This cluster's name (policy cluster.name): the mark on every entry a backend writes. */
   cluster: string
+  /** Metadata keys a Dubbo provider URL may carry (policy tenancy.dubbo.parameters). */
+  dubboParameters: ReadonlySet<string>
 }
 
 type Factory<S extends BackendSpec> = (spec: S, ctx: BackendContext) => Promise<Backend>
@@ -30,7 +32,7 @@ type Factories = { [T in BackendType]: Factory<Extract<BackendSpec, { type: T }>
 const FACTORIES: Factories = {
   kubernetes: async (spec, ctx) => {
     const { KubernetesBackend } = await import('./kubernetes.js')
-    return new KubernetesBackend(spec, ctx.client, ctx.discovery, ctx.pods, ctx.cluster)
+    return new KubernetesBackend(spec, ctx.client, ctx.discovery, ctx.pods, ctx.cluster, ctx.dubboParameters)
   },
   http: async (spec, ctx) => {
     const { HttpBackend, secretHeaders } = await import('./http.js')
@@ -51,6 +53,7 @@ const FACTORIES: Factories = {
       },
       ctx.cluster,
       ctx.pods,
+      ctx.dubboParameters,
     )
   },
   nats: async (spec, ctx) => {

@@ -32,6 +32,8 @@ export class KubernetesBackend implements Backend {
     private readonly cache: PodLookup,
     /** This cluster's name: the entries are its own pods, whatever they carry. */
     private readonly cluster = '',
+    /** Metadata keys the dubbo-go provider URL may carry (policy tenancy.dubbo.parameters); undefined: the built-in list. */
+    private readonly dubboParameters?: ReadonlySet<string>,
   ) {
     this.name = spec.name
     const dubbo = spec.layout === 'dubbo'
@@ -92,7 +94,7 @@ export class KubernetesBackend implements Backend {
 
   /** The annotation's value for this layout; throws DubboFormatError for unusable metadata. */
   private encode(record: RegistryRecord): string {
-    return this.spec.layout === 'dubbo' ? encodeDubboGoAnnotation(dubboGoPairs(dubboProviderOf(record))) : encodeRecord(record)
+    return this.spec.layout === 'dubbo' ? encodeDubboGoAnnotation(dubboGoPairs(dubboProviderOf(record, undefined, this.dubboParameters))) : encodeRecord(record)
   }
 
   async list(): Promise<ListedEntry[]> {

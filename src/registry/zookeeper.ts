@@ -131,6 +131,8 @@ export class ZookeeperBackend implements Backend {
     private readonly cluster = '',
     /** Managed pods: whose unmarked nodes are this cluster's to migrate. */
     private readonly pods: PodLookup = NO_PODS,
+    /** Metadata keys the provider URL may carry (policy tenancy.dubbo.parameters); undefined: the built-in list. */
+    private readonly dubboParameters?: ReadonlySet<string>,
   ) {
     this.name = spec.name
     this.root = zookeeperRoot(spec)
@@ -163,7 +165,7 @@ export class ZookeeperBackend implements Backend {
     if (this.spec.layout === 'dubbo') {
       let provider: DubboProvider
       try {
-        provider = dubboProviderOf(record, this.cluster)
+        provider = dubboProviderOf(record, this.cluster, this.dubboParameters)
       } catch (err) {
         throw new ZkError(errorMessage(err), 0, false, { cause: err })
       }

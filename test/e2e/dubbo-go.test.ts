@@ -17,6 +17,7 @@ const cp = await controlPlaneFor(t)
 await enlistFor(t, cp, {
   policy: (p) => {
     p.registry = { backends: [{ name: 'dubbo-go', type: 'kubernetes', layout: 'dubbo' }], reconcileIntervalSeconds: 5 }
+    p.tenancy = { interfaces: [{ namespaces: ['shop'], interfaces: [IFACE] }] }
   },
   optIn: ['shop'],
 })
