@@ -29,6 +29,7 @@ import { owned, waitFor } from '../harness/processes.js'
 import { startEtcd } from '../harness/etcd.js'
 import { startZookeeper } from '../harness/zookeeper.js'
 import { enlist as runEnlist } from '../helpers/cli.js'
+import { installSigningKey } from '../helpers/signing.js'
 
 const support = realNodeSupport()
 const IFACE = 'com.acme.Orders'
@@ -77,12 +78,14 @@ async function scenarios(): Promise<void> {
   }
 
   await natsSecret(b.cp)
+  await installSigningKey(b.cp, 'b')
   const enlistB = await installEnlistOnNode(b, { policy: policyOf('b') })
   await b.cp.namespace('shop', { 'enlist.io/inject': 'enabled' })
 
   // --- cluster a: a second control plane, enlist as a process, the kubelet stand-in --------
   const cpA = await owned(t, startControlPlane(), (cp) => cp.stop())
   await natsSecret(cpA)
+  await installSigningKey(cpA, 'a')
   const enlistA: EnlistServer = await owned(t, startEnlist(cpA, { policy: policyOf('a') }), (s) => s.stop())
   await createNamespaces(cpA, { optIn: ['shop'] })
 
@@ -262,6 +265,7 @@ async function scenarios(): Promise<void> {
     const cpC = await startControlPlane()
     t.teardown(() => cpC.stop())
     await natsSecret(cpC)
+    await installSigningKey(cpC, 'a')
     const enlistC = await startEnlist(cpC, { policy: policyOf('a') })
     t.teardown(() => enlistC.stop())
     await createNamespaces(cpC, { optIn: ['shop'] })

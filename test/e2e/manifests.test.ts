@@ -182,6 +182,7 @@ t.test('manifests/base', async (t) => {
     'core/secrets/enlist-decision-keys:list',
     'core/secrets/enlist-decision-keys:update',
     'core/secrets/enlist-decision-keys:watch',
+    'core/secrets/enlist-event-signing-key:get', // the nats and amqp backends sign their events
     'core/secrets/enlist-nats-credentials:get',
     'core/secrets/enlist-registry-credentials:get',
     'core/services/*:list',
