@@ -63,6 +63,12 @@ export function relayMetrics() {
       labelNames: ['reason'] as const,
       registers,
     }),
+    nameConflicts: new Counter({
+      name: 'enlist_relay_cluster_name_conflicts_total',
+      help: "Signed events of a cluster name from a kube-system UID other than the ones seen before: two clusters share a name (or a DR cluster took it over), by cluster.",
+      labelNames: ['cluster'] as const,
+      registers,
+    }),
     replayed: new Counter({ name: 'enlist_relay_dead_letters_replayed_total', help: 'Dead letters replayed (--replay-dead-letters), by result: applied (removed), kept (failed again).', labelNames: ['result'] as const, registers }),
   }
 }
@@ -88,6 +94,8 @@ export interface RelayOptions {
 
 export class Relay {
   private readonly recent = new RecentIds()
+  /** kube-system UIDs seen writing each cluster name (noteWriter). */
+  private readonly writers = new Map<string, Set<string>>()
   private cmdbProblem: string | undefined
   private consuming: Promise<void> | undefined
   private stopping = false
@@ -164,6 +172,27 @@ export class Relay {
     }
   }
 
+  /**
+   * A broker has no store to hold a claim on a cluster name (src/registry/ownership.ts): what
+   * tells two clusters of one name apart is the kube-system UID each writes beside it. A name
+   * seen with a second UID is reported (the events are still applied: they are signed).
+   */
+  private noteWriter(e: RegistrationEvent): void {
+    const { cluster, clusterUID } = e.data as { cluster?: string; clusterUID?: string }
+    if (cluster === undefined || typeof clusterUID !== 'string' || clusterUID === '') return
+    const seen = this.writers.get(cluster) ?? new Set<string>()
+    if (seen.has(clusterUID)) return
+    if (seen.size >= 8) return // bounded: a name is reported, not every UID it ever had
+    seen.add(clusterUID)
+    this.writers.set(cluster, seen)
+    if (seen.size < 2) return
+    this.o.metrics.nameConflicts.inc({ cluster })
+    this.o.log.error(
+      { cluster, clusterUIDs: [...seen] },
+      `events of cluster "${cluster}" come from ${seen.size} clusters (kube-system UIDs): two clusters share a name, or a DR cluster took it over; give each cluster its own cluster.name`,
+    )
+  }
+
   private async handle(d: Delivery): Promise<void> {
     const { metrics, log } = this.o
     if (d.redelivered) metrics.redeliveries.inc()
@@ -191,6 +220,7 @@ export class Relay {
       await this.deadLetter(d, refused.reason, refused.message, e)
       return
     }
+    this.noteWriter(e)
     const backoff = new Backoff({ initialMs: 200, maxMs: 30_000 })
     for (;;) {
       try {

@@ -447,3 +447,20 @@ t.test('relay flags: signing keys are required unless --allow-unsigned; replay a
   writeFileSync(join(dir, 'Not_A_Cluster.json'), formatKeyRing(RING))
   await t.rejects(loadRelayKeys(flags(), silentLogger()), { message: /Not_A_Cluster\.json: the file name must be <cluster name>\.json or _unmarked\.json/ })
 })
+
+t.test('a cluster name written by two kube-system UIDs is reported (a broker holds no claim on names)', async (t) => {
+  cmdb.records.clear()
+  proxy.statuses.clear()
+  const from = (name: string, uid: string) => signed(registeredEvent('/a', { ...rec(name, 'a'), clusterUID: uid }))
+  const metrics = relayMetrics()
+  const lines: Array<Record<string, unknown>> = []
+  const { pino } = await import('pino')
+  const log = pino({ level: 'error' }, { write: (l: string) => void lines.push(JSON.parse(l) as Record<string, unknown>) })
+  const source = memorySource([from('first', 'uid-1'), from('second', 'uid-1'), from('third', 'uid-2'), from('fourth', 'uid-2')])
+  const relay = new Relay({ source, cmdb: viaProxy, log, metrics, rebuildOnCreate: false, ...trusting })
+  await relay.start()
+  await relay.stop()
+  t.equal(cmdb.records.size, 4, 'signed events are applied all the same')
+  t.match(await metrics.registry.metrics(), /enlist_relay_cluster_name_conflicts_total\{cluster="a"\} 1/, 'counted once, when the second UID appears')
+  t.match(lines, [{ cluster: 'a', clusterUIDs: ['uid-1', 'uid-2'], msg: /two clusters share a name, or a DR cluster took it over/ }])
+})
