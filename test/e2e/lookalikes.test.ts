@@ -29,7 +29,19 @@ const envOf = (name: string): string => {
 const env = Object.fromEntries(['NODE_OPTIONS', 'MALLOC_ARENA_MAX', 'MALLOC_MMAP_THRESHOLD_', 'MALLOC_TRIM_THRESHOLD_'].map((n) => [n, envOf(n)]))
 
 const cp = await controlPlaneFor(t)
-const enlist = await enlistFor(t, cp, { env, optIn: ['shop'], plain: ['evil'] })
+// a sweep every 5 s: its log line says how many pods the cache holds (the positive signal the
+// waits below need)
+const enlist = await enlistFor(t, cp, {
+  env,
+  optIn: ['shop'],
+  plain: ['evil'],
+  policy: (p) => {
+    p.registry = { ...((p.registry as Record<string, unknown> | undefined) ?? {}), reconcileIntervalSeconds: 5 }
+  },
+})
+/** Waits until a sweep finishes with the pod cache holding `pred` of its pods. */
+const cacheHolds = (what: string, pred: (pods: number) => boolean, from: number): Promise<unknown> =>
+  waitFor(what, async () => enlist.logs().slice(from).find((l) => l.msg === 'registry sweep finished' && pred(Number(l.pods))), 180_000, 250)
 
 /** enlist's own RSS in MB: the supervised child is a watchdog shell, enlist is its child. */
 function rssMB(): number {
@@ -63,8 +75,8 @@ t.test('500 look-alike pods leave enlist ready, its RSS within 20 MB, and new po
   // first request costs once is not the look-alikes'
   const first = await registeredDeploymentPod(cp, 'shop', 'before')
   t.equal(registeredCondition(await getPod(cp, first))?.status, 'True', 'a pod registered before')
-  await new Promise((r) => setTimeout(r, 5000))
-  const before = rssMB()
+  await cacheHolds('a sweep with the first pod cached', (n) => n >= 1, enlist.logs().length)
+  const before = Math.min(rssMB(), rssMB())
 
   const started = Date.now()
   let next = 0
@@ -80,13 +92,16 @@ t.test('500 look-alike pods leave enlist ready, its RSS within 20 MB, and new po
   const size = JSON.stringify(lookalike(0)).length
   t.comment(`created ${PODS} look-alikes of ${Math.round(size / 1024)} KB of JSON each in ${createdS.toFixed(1)} s (${CONCURRENCY} at a time)`)
 
-  // the watch delivers them as they are made; give it time to deliver the last ones
-  await new Promise((r) => setTimeout(r, 15_000))
+  // every look-alike in the cache (a sweep counts them), then RSS sampled once a second until it
+  // is within the bound or 60 s have passed: V8 gives back the pages of a burst's garbage lazily
+  await cacheHolds('every look-alike in the cache', (n) => n >= PODS + 1, 0)
   const samples: number[] = []
-  for (let i = 0; i < 5; i++) {
+  const until = Date.now() + 60_000
+  do {
     samples.push(rssMB())
+    if (samples.at(-1)! - before <= 20) break
     await new Promise((r) => setTimeout(r, 1000))
-  }
+  } while (Date.now() < until)
   const after = Math.min(...samples)
   t.comment(`enlist RSS: ${before.toFixed(1)} MB before, ${samples.map((s) => s.toFixed(1)).join(', ')} MB after ${PODS} look-alikes`)
   t.ok(after - before <= 20, `RSS within 20 MB of before (${before.toFixed(1)} -> ${after.toFixed(1)} MB; the unfixed cache grew about 0.22 MB a pod, some 110 MB)`)
@@ -101,7 +116,8 @@ t.test('500 look-alike pods leave enlist ready, its RSS within 20 MB, and new po
   const logsBefore = enlist.logs().length
   await cp.client.delete('/api/v1/namespaces/evil/pods', undefined, { timeoutMs: 300_000 })
   await waitFor('the look-alikes gone', async () => ((await cp.client.get<{ items: unknown[] }>('/api/v1/namespaces/evil/pods', { limit: 1 })).items.length === 0 ? true : undefined), 120_000, 500)
-  await new Promise((r) => setTimeout(r, 3000))
+  // the cache has seen them go (a sweep counts the pods left) before nothing is asserted of them
+  await cacheHolds('a sweep with the look-alikes gone from the cache', (n) => n <= 2, logsBefore)
   const deregistered = enlist.logs().slice(logsBefore).filter((l) => /deregister/i.test(String(l.msg)) && /evil\//.test(String(l.pod ?? '')))
   t.same(deregistered, [], 'no deregistration of a look-alike')
   t.equal(await ready(), 200, 'still ready')
