@@ -195,7 +195,7 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
     }),
     tokenReviews: new Counter({
       name: 'enlist_token_reviews_total',
-      help: 'Token checks by result: authenticated, rejected, cached, error (apiserver unreachable), prechecked (refused without a TokenReview: not a JWT for audience enlist, or expired), throttled (rate limits).',
+      help: 'Token checks by result: authenticated, rejected, cached, error (apiserver unreachable), prechecked (refused without a TokenReview: not a JWT for audience enlist, or expired), throttled (rate limits), pod-throttled (the pod\'s own token budget), signature-rejected (a signature the issuer keys do not verify: no TokenReview), unverified (no issuer keys served: reviewed in one shared queue).',
       labelNames: ['result'] as const,
       registers: [registry],
     }),
@@ -244,6 +244,12 @@ export function createMetrics(opts: { defaultMetrics?: boolean } = {}) {
       name: 'enlist_cluster_claim_refused',
       help: "1 while a backend refuses this cluster because another cluster holds the claim on its name (no writes or sweeps there), else 0.",
       labelNames: ['backend'] as const,
+      registers: [registry],
+    }),
+    stagedDenials: new Counter({
+      name: 'enlist_tenancy_staged_denials_total',
+      help: 'What tenancy.enforcement: warn let through that enforce would deny, by where it was seen (admission, registration) and reason (interface-not-owned, dubbo-protocol, metadata-key, metadata-size, service-name).',
+      labelNames: ['where', 'reason'] as const,
       registers: [registry],
     }),
     leaderRenewFailures: new Counter({

@@ -13,6 +13,7 @@ import { registrarFixedEnv, registrarTimeoutEnv, TOKEN_FILE_NAME } from '../cont
 import { pointer } from '../lib/json-pointer.js'
 import type { DecisionKey } from '../decision/keyring.js'
 import {
+  constantForDigest,
   DECISION_OVERRIDES,
   type DecisionOverride,
   type Injected,
@@ -86,6 +87,9 @@ const ENV_JSON: Readonly<Record<DownwardApiVariable, string>> = Object.fromEntri
   DOWNWARD_API_VARIABLES.map((v) => [v, JSON.stringify(envEntry(v))]),
 ) as Record<DownwardApiVariable, string>
 const GATE_JSON = JSON.stringify({ conditionType: REGISTERED_CONDITION })
+const ENV_OBJECT: Readonly<Record<DownwardApiVariable, V1EnvVar>> = Object.fromEntries(
+  DOWNWARD_API_VARIABLES.map((v) => [v, constantForDigest(envEntry(v))]),
+) as Record<DownwardApiVariable, V1EnvVar>
 
 // --- what a policy makes constant, serialized once ----------------------------------
 
@@ -97,9 +101,8 @@ interface Fragments {
   volume: string
   preStop: Map<string, string>
   /** The registrar's JSON around its pod-specific env: prefix + env + suffix. */
-  registrar: Map<string, { prefix: string; suffix: string }>
-  /** For the digest: the registrar containers, by their JSON; the volume; the hooks. */
-  parsed: Map<string, V1Container>
+  registrar: Map<string, RegistrarTemplate>
+  /** For the digest: the volume; the hooks, by their JSON. */
   volumeObject: V1Volume
   preStopParsed: (json: string) => V1LifecycleHandler
 }
@@ -122,8 +125,7 @@ function fragments(policy: CompiledPolicy): Fragments {
       volume: JSON.stringify(volume),
       preStop: new Map(),
       registrar: new Map(),
-      parsed: new Map(),
-      volumeObject: volume,
+      volumeObject: constantForDigest(structuredClone(volume)),
       preStopParsed: memoParse<V1LifecycleHandler>(),
     }
     cache.set(policy, f)
@@ -148,8 +150,16 @@ function preStopJson(f: Fragments, settings: Settings, policy: CompiledPolicy): 
 
 const ENV_MARK = '"__enlist_env__"'
 
-/** The registrar container's JSON, with the env that differs per pod spliced in. */
-function registrarJson(f: Fragments, policy: CompiledPolicy, settings: Settings, caBundle: string): string {
+interface RegistrarTemplate {
+  prefix: string
+  suffix: string
+  /** The container as an object, by its timeout (for the digest). */
+  objects: Map<number, V1Container>
+}
+
+/** The registrar container's JSON, with the env that differs per pod spliced in, and the
+ *  same container as a (shared, never changed) object. */
+function registrarJson(f: Fragments, policy: CompiledPolicy, settings: Settings, caBundle: string): { json: string; object: () => V1Container } {
   const r = policy.spec.registrar
   const ca = r.caBundle || caBundle
   let t = f.registrar.get(ca)
@@ -180,13 +190,25 @@ function registrarJson(f: Fragments, policy: CompiledPolicy, settings: Settings,
       terminationMessagePolicy: 'FallbackToLogsOnError',
     }
     const [before, after] = JSON.stringify(c).split(ENV_MARK) as [string, string]
-    t = { prefix: `${before}[${fixedEnv}`, suffix: `]${after}` }
+    t = { prefix: `${before}[${fixedEnv}`, suffix: `]${after}`, objects: new Map() }
     // one template per CA bundle in use; a rotation adds one, old ones are dropped
     if (f.registrar.size >= 4) f.registrar.clear()
     f.registrar.set(ca, t)
   }
   const env = `,${JSON.stringify(registrarTimeoutEnv(settings.registrarTimeoutSeconds))}`
-  return t.prefix + env + t.suffix
+  const json = t.prefix + env + t.suffix
+  const tt = t
+  return {
+    json,
+    object: () => {
+      let o = tt.objects.get(settings.registrarTimeoutSeconds)
+      if (!o) {
+        if (tt.objects.size >= 16) tt.objects.clear()
+        tt.objects.set(settings.registrarTimeoutSeconds, (o = constantForDigest(JSON.parse(json) as V1Container)))
+      }
+      return o
+    },
+  }
 }
 
 // --- the patch ---------------------------------------------------------------------
@@ -223,8 +245,8 @@ export function buildInjection(input: InjectInput): Injection {
   // (a pod that already names either is refused before this: reserved.ts)
   const initContainers = podSpec?.initContainers
   const registrar = registrarJson(f, policy, settings, input.caBundle)
-  if (!initContainers || initContainers.length === 0) ops.push({ path: '/spec/initContainers', json: `[${registrar}]` })
-  else ops.push({ path: `/spec/initContainers/${spec.registrar.position === 'first' ? '0' : '-'}`, json: registrar })
+  if (!initContainers || initContainers.length === 0) ops.push({ path: '/spec/initContainers', json: `[${registrar.json}]` })
+  else ops.push({ path: `/spec/initContainers/${spec.registrar.position === 'first' ? '0' : '-'}`, json: registrar.json })
   status.injected.initContainers.push(REGISTRAR_CONTAINER)
 
   const volumes = podSpec?.volumes
@@ -277,7 +299,7 @@ export function buildInjection(input: InjectInput): Injection {
   }
 
   // --- the injection record, last: it describes every operation above -----
-  status.digest = injectionDigest(injectedView(f, registrar, preStop, status.injected), status.injected)
+  status.digest = injectionDigest(injectedView(f, registrar.object(), preStop, status.injected), status.injected)
   const overrides = DECISION_OVERRIDES.filter((o) => policy.overrides.has(o) && annotations?.[OVERRIDE_ANNOTATION[o]] !== undefined)
   if (overrides.length > 0) status.overrides = overrides
   const statusJson = JSON.stringify(statusText(status, input.key))
@@ -347,11 +369,11 @@ export function ownedKeyOps(pod: V1Pod, policy: CompiledPolicy, ops: AddOperatio
   return set
 }
 
-function memoParse<T>(): (json: string) => T {
+function memoParse<T extends object>(): (json: string) => T {
   const m = new Map<string, T>()
   return (json) => {
     let v = m.get(json)
-    if (v === undefined) m.set(json, (v = JSON.parse(json) as T))
+    if (v === undefined) m.set(json, (v = constantForDigest(JSON.parse(json) as T & object)))
     return v
   }
 }
@@ -372,19 +394,14 @@ const OVERRIDE_ANNOTATION: Readonly<Record<DecisionOverride, string>> = {
 
 /** The pod's enlist fields as the patch leaves them, for injectionDigest: the same function
  *  reads them back from the pod at admission, so the two cannot disagree on the form. */
-function injectedView(f: Fragments, registrar: string, preStop: string | undefined, injected: Injected): V1Pod {
-  let r = f.parsed.get(registrar)
-  if (r === undefined) {
-    if (f.parsed.size >= 16) f.parsed.clear()
-    f.parsed.set(registrar, (r = JSON.parse(registrar) as V1Container))
-  }
+function injectedView(f: Fragments, r: V1Container, preStop: string | undefined, injected: Injected): V1Pod {
   const byContainer = new Map<string, V1Container>()
   const container = (name: string) => {
     let c = byContainer.get(name)
     if (!c) byContainer.set(name, (c = { name }))
     return c
   }
-  for (const [name, vars] of Object.entries(injected.env)) container(name).env = vars.map((v) => envEntry(v as DownwardApiVariable))
+  for (const [name, vars] of Object.entries(injected.env)) container(name).env = vars.map((v) => ENV_OBJECT[v as DownwardApiVariable])
   if (preStop !== undefined) for (const name of injected.preStop) container(name).lifecycle = { preStop: f.preStopParsed(preStop) }
   return {
     spec: {

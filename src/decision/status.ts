@@ -13,7 +13,7 @@
 // injection too, which gains the tenant nothing it did not have.
 
 import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto'
-import type { V1Container, V1Pod } from '@kubernetes/client-node'
+import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node'
 import { STATUS_ANNOTATION } from '../names.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
 import type { TenantOverride } from '../policy/policy.js'
@@ -217,47 +217,93 @@ function byName<T extends { name?: string }>(list: readonly T[] | undefined, nam
 export function injectionDigest(pod: V1Pod, injected: Injected): string {
   const spec = pod.spec
   const containers = spec?.containers
-  const view = {
-    i: injected.initContainers.map((n) => {
-      const c = byName(spec?.initContainers, n)
-      if (!c) return null
-      const picked: Partial<V1Container> = {}
-      for (const k of REGISTRAR_FIELDS) (picked as Record<string, unknown>)[k] = c[k]
+  // One line per item enlist injected, each the canonical JSON of what the pod has there
+  // ("null": nothing), in the order `injected` (sealed) lists them.
+  let text = 'enlist.io/injected v1'
+  const line = (tag: string, name: string, v: unknown) => (text += `\n${tag} ${name} ${canonical(v) ?? 'null'}`)
+  for (const n of injected.initContainers) {
+    const c = byName(spec?.initContainers, n)
+    if (!c) {
+      line('i', n, null)
+      continue
+    }
+    text += `\ni ${n} {`
+    let first = true
+    for (const k of REGISTRAR_FIELDS) {
       // its mounts of enlist's volumes only: the ServiceAccount admission plugin adds the
       // service-account token's mount to every container, after enlist's patch too
-      picked.volumeMounts = c.volumeMounts?.filter((m) => injected.volumes.includes(m.name))
-      return picked
-    }),
-    v: injected.volumes.map((n) => byName(spec?.volumes, n) ?? null),
-    e: Object.keys(injected.env)
-      .sort()
-      .map((c) => {
-        const env = byName(containers, c)?.env ?? []
-        return [c, injected.env[c]!.map((n) => env.filter((e) => e.name === n))]
-      }),
-    p: injected.preStop.map((c) => byName(containers, c)?.lifecycle?.preStop ?? null),
-    g: injected.readinessGates.map((t) => (spec?.readinessGates ?? []).filter((g) => g.conditionType === t)),
+      const v = k === 'volumeMounts' ? c.volumeMounts?.filter((m) => injected.volumes.includes(m.name)) : c[k]
+      const j = canonical(v)
+      if (j === undefined) continue
+      text += `${first ? '' : ','}"${k}":${j}`
+      first = false
+    }
+    text += '}'
   }
-  return createHash('sha256').update('enlist.io/injected v1\n').update(canonical(view) ?? '').digest('base64url')
+  for (const n of injected.volumes) line('v', n, byName(spec?.volumes, n))
+  for (const c of Object.keys(injected.env).sort()) {
+    const names = injected.env[c]!
+    const found = names.map((): V1EnvVar[] => [])
+    for (const e of byName(containers, c)?.env ?? []) {
+      const i = names.indexOf(e.name)
+      if (i >= 0) found[i]!.push(e)
+    }
+    for (let i = 0; i < names.length; i++) line('e', `${c}/${names[i]}`, found[i])
+  }
+  for (const c of injected.preStop) line('p', c, byName(containers, c)?.lifecycle?.preStop)
+  for (const g of injected.readinessGates) line('g', g, (spec?.readinessGates ?? []).filter((x) => x.conditionType === g))
+  return createHash('sha256').update(text).digest('base64url')
 }
 
 /** JSON with sorted keys; null, undefined, '' and empty arrays and objects left out (Go's
- *  omitempty drops them), inside arrays too, as null (positions count). */
+ *  omitempty drops them), inside arrays as null (positions count). */
 export function canonical(v: unknown): string | undefined {
+  if (v !== null && typeof v === 'object') {
+    const known = constantJson.get(v)
+    if (known !== undefined) return known === '' ? undefined : known
+  }
+  const n = normal(v)
+  return n === undefined ? undefined : JSON.stringify(n)
+}
+
+/** Canonical forms of objects that never change (admission's per-policy fragments, and
+ *  each object in them): the injection side of the digest then serializes almost nothing
+ *  per pod. The objects must not be changed afterwards. */
+const constant = new WeakMap<object, unknown>()
+const constantJson = new WeakMap<object, string>()
+export function constantForDigest<T extends object>(v: T): T {
+  remember(v)
+  return v
+}
+function remember(v: unknown): void {
+  if (v === null || typeof v !== 'object' || constant.has(v)) return
+  for (const x of Object.values(v)) remember(x) // nested first
+  const n = normal(v)
+  constant.set(v, n ?? null)
+  constantJson.set(v, n === undefined ? '' : JSON.stringify(n))
+}
+
+// A copy with sorted keys and no empties, for one JSON.stringify (a third of the cost of
+// stringifying each member on its own).
+function normal(v: unknown): unknown {
   if (v === null || v === undefined || v === '') return undefined
+  if (typeof v !== 'object') return v
+  const known = constant.get(v)
+  if (known !== undefined) return known ?? undefined
   if (Array.isArray(v)) {
     if (v.length === 0) return undefined
-    return `[${v.map((x) => canonical(x) ?? 'null').join(',')}]`
+    const out = new Array<unknown>(v.length)
+    for (let i = 0; i < v.length; i++) out[i] = normal(v[i]) ?? null
+    return out
   }
-  if (typeof v === 'object') {
-    let out = ''
-    for (const k of Object.keys(v).sort()) {
-      const c = canonical((v as Record<string, unknown>)[k])
-      if (c !== undefined) out += `${out ? ',' : ''}${JSON.stringify(k)}:${c}`
-    }
-    return out ? `{${out}}` : undefined
+  const keys = Object.keys(v)
+  if (keys.length > 1) keys.sort()
+  let out: Record<string, unknown> | undefined
+  for (const k of keys) {
+    const x = normal((v as Record<string, unknown>)[k])
+    if (x !== undefined) (out ??= {})[k] = x
   }
-  return JSON.stringify(v)
+  return out
 }
 
 export type InjectedCheck = { ok: true } | { ok: false; reason: 'unproven' | 'tampered'; message: string }

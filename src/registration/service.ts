@@ -18,6 +18,7 @@ import { ConcurrencyLimit } from '../lib/rate-limit.js'
 import type { Metrics } from '../metrics.js'
 import { MANAGED_LABEL, STATUS_ANNOTATION } from '../names.js'
 import { decide } from '../admission/decide.js'
+import { registrationFindings, registrationProblems } from '../admission/tenancy.js'
 import type { NamespaceLookup } from '../kube/namespaces.js'
 import type { CompiledPolicy } from '../policy/policy.js'
 import { buildRecord, type RegistryRecord } from '../registry/record.js'
@@ -202,7 +203,15 @@ export class RegistrationService {
       if (verdict.action !== 'inject') problems.push(`enlist would no longer inject it (${verdict.action === 'skip' ? verdict.reason : 'invalid annotation'}): is namespace ${id.namespace} still opted in?`)
     }
     problems.push(...overrideProblems(reg, policy), ...(this.d.problems ?? registrationProblemsOf)(reg, policy))
-    if (problems.length === 0) return
+    if (problems.length === 0) {
+      // tenancy.enforcement warn: what would be denied is said on the pod, and registration goes on
+      const staged = policy.tenancy.enforcement === 'warn' ? registrationFindings(reg, policy).filter((f) => f.stageable) : []
+      if (staged.length > 0) {
+        this.d.metrics.stagedDenials.inc({ where: 'registration', reason: staged[0]!.reason })
+        this.d.events.record(podRef(id), 'Warning', 'TenancyWouldDeny', `tenancy.enforcement is warn: under enforce this pod would be refused: ${staged.map((f) => f.message).join('; ')}`)
+      }
+      return
+    }
     this.d.metrics.trustRejections.inc({ where: 'registration', reason: 'policy-changed' })
     this.d.log.warn({ pod: `${id.namespace}/${id.pod}`, uid: id.uid, problems }, 'registration refused: the policy no longer allows what was decided')
     throw new EnlistError('ENLIST_FORBIDDEN', `pod ${id.namespace}/${id.pod} cannot register under the current policy: ${problems.join('; ')}; recreate the pod`, 403)
@@ -294,23 +303,8 @@ export function overrideProblems(d: Decision, policy: Pick<CompiledPolicy, 'over
   return used.filter(([u, name]) => u && !policy.overrides.has(name)).map(([, name]) => `the policy no longer lets tenants set ${name} (tenantOverrides)`)
 }
 
-type ProblemsFn = (decision: Decision, policy: CompiledPolicy) => unknown
-
-// The policy's own checks of a decision (src/admission/tenancy.ts, registrationProblems),
-// loaded when that module is present; until then, none.
-let tenancyProblems: ProblemsFn | undefined
-const TENANCY_MODULE = '../admission/tenancy.js'
-await import(TENANCY_MODULE).then(
-  (m: { registrationProblems?: ProblemsFn }) => {
-    tenancyProblems = m.registrationProblems
-  },
-  () => undefined,
-)
-
-/** What the policy's tenancy checks find wrong with a decision, as messages. */
+/** What the policy's tenancy checks (src/admission/tenancy.ts) refuse in a decision now. */
 export function registrationProblemsOf(d: Decision, policy: CompiledPolicy): string[] {
-  if (!tenancyProblems) return []
-  const out = tenancyProblems(d, policy)
-  const list = Array.isArray(out) ? (out as unknown[]) : out === undefined || out === null || out === '' ? [] : [out]
-  return list.map((p) => (typeof p === 'string' ? p : typeof (p as { message?: unknown }).message === 'string' ? (p as { message: string }).message : JSON.stringify(p)))
+  const problem = registrationProblems(d, policy)
+  return problem === undefined ? [] : [problem]
 }

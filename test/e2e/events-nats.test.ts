@@ -84,10 +84,7 @@ const enlist = await enlistFor(t, cp, {
 })
 enlistPort = enlist.port
 
-const readyz = async () => {
-  const { request } = await import('../helpers/https.js')
-  return (await request(`${enlist.url}/readyz?verbose`, { ca: enlist.pki.ca.cert })).json<{ warnings: Array<{ check: string; reason: string }> }>()
-}
+const readyz = () => enlist.readyz() // the metrics listener's: readiness details never reach tenants
 
 t.test('bad configuration: said in policy validate, or in /readyz?verbose and metrics', async (t) => {
   const bad = await runEnlist(['policy', 'validate', '-'], {

@@ -19,7 +19,6 @@ import { runRegistrar, startPod, startRegistered } from '../harness/kubelet.js'
 import { owned, waitFor } from '../harness/processes.js'
 import { startZookeeper } from '../harness/zookeeper.js'
 import { dubboProviders } from '../helpers/dubbo-reader.js'
-import { request } from '../helpers/https.js'
 
 const cp = await controlPlaneFor(t)
 const zk = await owned(t, startZookeeper(), (z) => z.close())
@@ -97,7 +96,7 @@ const zkNode = (path: string) =>
   zkDo<{ data: string; mzxid: string; version: number } | undefined>((cb) =>
     zkc.getData(path, (e, data, stat) => (gone(e) ? cb(null, undefined) : cb(e, e ? undefined : { data: data?.toString('base64') ?? '', mzxid: stat.mzxid.toString('hex'), version: stat.version }))),
   )
-const readyz = async () => (await request(`${enlist.url}/readyz?verbose`, { ca: enlist.pki.ca.cert })).json<{ warnings: Array<{ check: string; reason: string }> }>()
+const readyz = () => enlist.readyz() // the metrics listener's: readiness details never reach tenants
 const currentPolicy = async () => (await cp.client.get<{ data: Record<string, string> }>('/api/v1/namespaces/enlist-system/configmaps/enlist-policy')).data['policy.yaml']!
 const ZK_BACKEND = { type: 'zookeeper', connect: zk.connect, allowInsecure: true, sessionTimeoutSeconds: 4, timeoutSeconds: 2, retry: { initialDelayMs: 100, maxDelayMs: 1000 } }
 const fakeUid = (n: number) => `0d6e1f2a-0000-4000-8000-${String(n).padStart(12, '0')}`

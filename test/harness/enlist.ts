@@ -90,6 +90,10 @@ export interface EnlistServer {
   metric(series: string): Promise<number | undefined>
   /** Waits for a log line matching `pred`. */
   waitForLog(what: string, pred: (l: LogLine) => boolean, timeoutMs?: number): Promise<LogLine>
+  /** The plain-HTTP metrics listener (--metrics-bind-address), where /readyz?verbose says why. */
+  metricsUrl: string
+  /** /readyz?verbose from the metrics listener: the checks that fail and the warnings. */
+  readyz(): Promise<{ status: number; warnings: Array<{ check: string; reason: string }> }>
   stop(): Promise<number | null>
   /** Starts the same server again (same port, certificate and flags). */
   restart(opts?: { waitReady?: boolean }): Promise<void>
@@ -151,11 +155,14 @@ export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {
   if (opts.install !== false) await installManifests(cp, port, pki.ca.cert, { policy: opts.policy, dir: opts.manifests })
   const dir = tempDir('enlist-srv-')
   const kubeconfig = opts.kubeconfig ?? (await serviceAccountKubeconfig(cp, 'enlist-system', 'enlist', dir, opts.apiserver))
+  const metricsPort = opts.args?.some((a) => a.startsWith('--metrics-bind-address')) ? undefined : await freePort()
   const args = [
     ENLIST,
     'serve',
     `--kubeconfig=${kubeconfig}`,
     `--port=${port}`,
+    // readiness details are served on the metrics listener only (never to tenants)
+    ...(metricsPort ? [`--metrics-bind-address=127.0.0.1:${metricsPort}`] : []),
     '--bind-address=127.0.0.1',
     `--tls-cert=${pki.certFile}`,
     `--tls-key=${pki.keyFile}`,
@@ -191,6 +198,13 @@ export async function startEnlist(cp: ControlPlane, opts: StartEnlistOptions = {
     metrics: async () => (await request(`${server.url}/metrics`, { ca: await ca() })).body,
     metric: async (series) => metricValue(await server.metrics(), series),
     waitForLog: (what, pred, timeoutMs = 15_000) => waitFor(what, async () => server.logs().find(pred), timeoutMs, 50),
+    metricsUrl: metricsPort ? `http://127.0.0.1:${metricsPort}` : '',
+    readyz: async () => {
+      if (!metricsPort) throw new Error('this enlist was started with its own --metrics-bind-address')
+      const r = await fetch(`http://127.0.0.1:${metricsPort}/readyz?verbose`)
+      const body = (await r.json()) as { warnings?: Array<{ check: string; reason: string }> }
+      return { status: r.status, warnings: body.warnings ?? [] }
+    },
     stop: () => proc.stop('SIGTERM', 15_000),
     restart: async (o = {}) => {
       await launch(o.waitReady ?? true)

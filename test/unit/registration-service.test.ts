@@ -332,6 +332,23 @@ t.test('registration re-checks the policy of now: namespace still opted in, over
   t.equal(await metricValue(c.metrics.trustRejections, { where: 'registration', reason: 'policy-changed' }), 2, 'counted')
 })
 
+t.test('tenancy at registration: enforce refuses a decision the policy now denies; warn registers it and says so on the pod', async (t) => {
+  // a decision sealed before the upgrade: metadata over the size limit of today's policy
+  const big = { interface: 'com.acme.Orders', blob: 'x'.repeat(400) }
+  let policy = makePolicy({ tenantOverrides: { allowed: ['metadata'] }, tenancy: { metadata: { maxBytes: 256 } } })
+  const { c, service } = await setup(t, { policy: () => policy })
+  const refused = enlistedPod(c, { decision: { metadata: big } })
+  t.match(await refusal(register(service, refused.token)), { statusCode: 403, message: /cannot register under the current policy: .*metadata/ })
+  for (const b of c.backends) t.notOk(b.records.has(refused.uid), `${b.name}: nothing written`)
+
+  policy = makePolicy({ tenantOverrides: { allowed: ['metadata'] }, tenancy: { metadata: { maxBytes: 256 }, enforcement: 'warn' } })
+  const staged = enlistedPod(c, { decision: { metadata: big } })
+  t.equal((await register(service, staged.token)).service, 'orders', 'warn: registered')
+  await new Promise((r) => setImmediate(r))
+  t.match(eventsOf(c, staged.uid), [{ type: 'Warning', reason: 'TenancyWouldDeny', message: /tenancy.enforcement is warn: under enforce this pod would be refused: .*metadata/ }])
+  t.equal(await metricValue(c.metrics.stagedDenials, { where: 'registration', reason: 'metadata-size' }), 1, 'counted')
+})
+
 t.test('overrides a decision used, against the policy', async (t) => {
   const d = { namespace: 'shop', serviceAccount: 'a', service: 's', metadata: { k: 'v' }, dependsOn: ['shop/db'], advertise: { cmdb: 'podIP' as const } }
   t.same(overrideProblems(d, { overrides: new Set(['metadata', 'dependsOn', 'advertise'] as const) }), [])
