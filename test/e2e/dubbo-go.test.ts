@@ -13,6 +13,8 @@ import { owned, waitFor } from '../harness/processes.js'
 import { startDubboGoConsumer } from '../helpers/dubbo-go-consumer.js'
 import { DUBBO_GO_PROVIDER } from '../helpers/dubbo-go-provider.js'
 
+// an interface the dubbo-go provider below serves, so enlist's pods and its pod are providers of one
+const IFACE = DUBBO_GO_PROVIDER.interfaces[1]!
 const cp = await controlPlaneFor(t)
 await enlistFor(t, cp, {
   policy: (p) => {
@@ -22,8 +24,6 @@ await enlistFor(t, cp, {
   optIn: ['shop'],
 })
 const consumer = await owned(t, startDubboGoConsumer(cp.client, 'shop'), (c) => c.stop())
-// an interface the dubbo-go provider below serves, so enlist's pods and its pod are providers of one
-const IFACE = DUBBO_GO_PROVIDER.interfaces[1]!
 const view = () => consumer.providers(IFACE).map((p) => `${p.host}:${p.port}`)
 
 async function provider(name: string): Promise<V1Pod> {

@@ -70,11 +70,17 @@ t.test('a restarted server with an invalid policy in the ConfigMap is not ready'
   await enlist.waitForLog('rejected', (l) => l.level === 'error' && JSON.stringify(l.errors ?? '').includes('/injection/default'))
   await enlist.stop()
   await enlist.restart({ waitReady: false })
-  const notReady = await waitFor('readyz to name the policy', async () => {
+  // tenants (and the apiserver) are told only "not ready"; the metrics listener says why
+  await waitFor('readyz not ready', async () => {
     const r = await request(`${enlist.url}/readyz`, { ca: enlist.pki.ca.cert }).catch(() => undefined)
-    return r && r.status === 503 && r.body.includes('/injection/default') ? r : undefined
+    return r && r.status === 503 && r.body === 'not ready' ? r : undefined
   })
-  t.match(notReady.json(), { ready: false, failing: [{ check: 'policy', reason: /no valid policy loaded: invalid policy enlist-system\/enlist-policy:\n {2}\/injection\/default: must be one of "enabled", "disabled"; got "perhaps"/ }] })
+  const notReady = await waitFor('the metrics listener\'s readyz to name the policy', async () => {
+    const r = await fetch(`${enlist.metricsUrl}/readyz`).catch(() => undefined)
+    const body = r ? await r.text() : ''
+    return r && r.status === 503 && body.includes('/injection/default') ? JSON.parse(body) as unknown : undefined
+  })
+  t.match(notReady, { ready: false, failing: [{ check: 'policy', reason: /no valid policy loaded: invalid policy enlist-system\/enlist-policy:\n {2}\/injection\/default: must be one of "enabled", "disabled"; got "perhaps"/ }] })
   const refused = await cp.kubectl(['create', '-n', 'shop', '--dry-run=server', '-f', '-'], { input: JSON.stringify(podManifest('x', { containers: [{ name: 'a', image: 'b' }] })) })
   t.not(refused.code, 0, 'labelled namespaces refuse pods rather than skip injection')
   // refused by the webhook's failure (enlist answers 503 without a policy), not by anything else
