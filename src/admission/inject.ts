@@ -299,7 +299,7 @@ export function buildInjection(input: InjectInput): Injection {
   }
 
   // --- the injection record, last: it describes every operation above -----
-  status.digest = injectionDigest(injectedView(f, registrar.object(), preStop, status.injected), status.injected)
+  status.digest = digestOf(f, registrar.object(), preStop, status.injected)
   const overrides = DECISION_OVERRIDES.filter((o) => policy.overrides.has(o) && annotations?.[OVERRIDE_ANNOTATION[o]] !== undefined)
   if (overrides.length > 0) status.overrides = overrides
   const statusJson = JSON.stringify(statusText(status, input.key))
@@ -390,6 +390,21 @@ const OVERRIDE_ANNOTATION: Readonly<Record<DecisionOverride, string>> = {
   metadata: METADATA_ANNOTATION,
   dependsOn: DEPENDS_ON_ANNOTATION,
   advertise: ADVERTISE_ANNOTATION,
+}
+
+// Pods of one workload share their injection's shape, and its digest depends on nothing
+// else: computed once per registrar (policy, CA, timeout), hook and shape.
+const digests = new WeakMap<V1Container, Map<string, string>>()
+function digestOf(f: Fragments, r: V1Container, preStop: string | undefined, injected: Injected): string {
+  let m = digests.get(r)
+  if (!m) digests.set(r, (m = new Map()))
+  const key = `${preStop ?? ''}\n${JSON.stringify(injected)}`
+  let d = m.get(key)
+  if (d === undefined) {
+    if (m.size >= 512) m.clear()
+    m.set(key, (d = injectionDigest(injectedView(f, r, preStop, injected), injected)))
+  }
+  return d
 }
 
 /** The pod's enlist fields as the patch leaves them, for injectionDigest: the same function

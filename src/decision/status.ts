@@ -12,7 +12,7 @@
 // copied onto another pod counts as enlist's only if that pod carries exactly enlist's
 // injection too, which gains the tenant nothing it did not have.
 
-import { createHash, createHmac, createSecretKey, type KeyObject, timingSafeEqual } from 'node:crypto'
+import { createHmac, createSecretKey, hash, type KeyObject, timingSafeEqual } from 'node:crypto'
 import type { V1Container, V1EnvVar, V1Pod } from '@kubernetes/client-node'
 import { STATUS_ANNOTATION } from '../names.js'
 import type { AdvertiseMode } from '../policy/backends/advertise.js'
@@ -223,22 +223,7 @@ export function injectionDigest(pod: V1Pod, injected: Injected): string {
   const line = (tag: string, name: string, v: unknown) => (text += `\n${tag} ${name} ${canonical(v) ?? 'null'}`)
   for (const n of injected.initContainers) {
     const c = byName(spec?.initContainers, n)
-    if (!c) {
-      line('i', n, null)
-      continue
-    }
-    text += `\ni ${n} {`
-    let first = true
-    for (const k of REGISTRAR_FIELDS) {
-      // its mounts of enlist's volumes only: the ServiceAccount admission plugin adds the
-      // service-account token's mount to every container, after enlist's patch too
-      const v = k === 'volumeMounts' ? c.volumeMounts?.filter((m) => injected.volumes.includes(m.name)) : c[k]
-      const j = canonical(v)
-      if (j === undefined) continue
-      text += `${first ? '' : ','}"${k}":${j}`
-      first = false
-    }
-    text += '}'
+    text += `\ni ${n} ${c ? registrarHash(c, injected.volumes) : 'null'}`
   }
   for (const n of injected.volumes) line('v', n, byName(spec?.volumes, n))
   for (const c of Object.keys(injected.env).sort()) {
@@ -252,18 +237,47 @@ export function injectionDigest(pod: V1Pod, injected: Injected): string {
   }
   for (const c of injected.preStop) line('p', c, byName(containers, c)?.lifecycle?.preStop)
   for (const g of injected.readinessGates) line('g', g, (spec?.readinessGates ?? []).filter((x) => x.conditionType === g))
-  return createHash('sha256').update(text).digest('base64url')
+  // one-shot: a Hash object costs more than hashing these few KB
+  return hash('sha256', text, 'base64url')
 }
 
 /** JSON with sorted keys; null, undefined, '' and empty arrays and objects left out (Go's
  *  omitempty drops them), inside arrays as null (positions count). */
 export function canonical(v: unknown): string | undefined {
-  if (v !== null && typeof v === 'object') {
-    const known = constantJson.get(v)
-    if (known !== undefined) return known === '' ? undefined : known
+  if (v === null || typeof v !== 'object') return v === undefined || v === '' || v === null ? undefined : JSON.stringify(v)
+  const known = constantJson.get(v)
+  if (known !== undefined) return known === '' ? undefined : known
+  if (Array.isArray(v)) {
+    // element by element: the elements are often constants (enlist's env entries)
+    if (v.length === 0) return undefined
+    let out = '['
+    for (let i = 0; i < v.length; i++) out += `${i === 0 ? '' : ','}${canonical(v[i]) ?? 'null'}`
+    return out + ']'
   }
   const n = normal(v)
   return n === undefined ? undefined : JSON.stringify(n)
+}
+
+// The registrar's line is the hash of its fields' canonical JSON: its CA bundle makes it the
+// largest item, and enlist's own (constant) container is then hashed once, not per pod.
+const registrarHashes = new WeakMap<object, { volumes: string; hash: string }>()
+function registrarHash(c: V1Container, volumes: readonly string[]): string {
+  const key = volumes.join('/')
+  const known = constant.has(c) ? registrarHashes.get(c) : undefined
+  if (known?.volumes === key) return known.hash
+  let text = '{'
+  let first = true
+  for (const k of REGISTRAR_FIELDS) {
+    // its mounts of enlist's volumes only: the ServiceAccount admission plugin adds the
+    // service-account token's mount to every container, after enlist's patch too
+    const j = canonical(k === 'volumeMounts' ? c.volumeMounts?.filter((m) => volumes.includes(m.name)) : c[k])
+    if (j === undefined) continue
+    text += `${first ? '' : ','}"${k}":${j}`
+    first = false
+  }
+  const h = hash('sha256', text + '}', 'base64url')
+  if (constant.has(c)) registrarHashes.set(c, { volumes: key, hash: h })
+  return h
 }
 
 /** Canonical forms of objects that never change (admission's per-policy fragments, and
@@ -288,8 +302,6 @@ function remember(v: unknown): void {
 function normal(v: unknown): unknown {
   if (v === null || v === undefined || v === '') return undefined
   if (typeof v !== 'object') return v
-  const known = constant.get(v)
-  if (known !== undefined) return known ?? undefined
   if (Array.isArray(v)) {
     if (v.length === 0) return undefined
     const out = new Array<unknown>(v.length)
