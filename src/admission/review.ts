@@ -12,7 +12,7 @@ import { decide, decideWithoutPod, type SkipReason } from './decide.js'
 import { glimpse, podCannotMatter } from './glimpse.js'
 import { type AddOperation, buildInjection, ownedKeyOps, patchText } from './inject.js'
 import { reservedViolation, unservable } from './reserved.js'
-import { type KubeVersion, resolveSettings } from './settings.js'
+import { type KubeVersion, resolveSettings, type StagedDenial } from './settings.js'
 import { type Workload, workloadOf } from './workload.js'
 
 export interface AdmissionRequest {
@@ -63,6 +63,8 @@ export interface AdmissionOutcome {
   workload: Workload | undefined
   /** The JSON Patch (JSON text) when injecting. */
   patch: string | undefined
+  /** What tenancy.enforcement: warn let through that enforce would deny (counted by the shell). */
+  staged?: readonly StagedDenial[]
 }
 
 const SUPPORTED_VERSIONS = new Set(['admission.k8s.io/v1', 'admission.k8s.io/v1beta1'])
@@ -198,7 +200,7 @@ export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: 
   if (cannot) return skip(cannot.reason, [...decision.warnings, cannot.warning])
 
   const resolved = resolveSettings(pod, namespace, workload, policy, facts.serverVersion)
-  if (!resolved.ok) return deny(resolved.error.message)
+  if (!resolved.ok) return deny(resolved.error.message, resolved.reason)
 
   const injection = buildInjection({
     pod,
@@ -225,6 +227,7 @@ export function admit(request: AdmissionRequest, policy: CompiledPolicy, facts: 
     ),
     verdict: 'injected',
     reason: decision.reason,
+    ...(resolved.staged.length > 0 ? { staged: resolved.staged } : {}),
   }
 }
 

@@ -34,6 +34,26 @@ t.test('AdmissionReview in, AdmissionReview out', async (t) => {
   t.equal(ca?.value, s.pki.ca.cert, 'the CA beside the serving cert is handed to the registrar')
 })
 
+t.test('tenancy.enforcement warn: admitted with a warning, counted by reason, logged', async (t) => {
+  const policy = `apiVersion: enlist.io/v1alpha1
+kind: Policy
+cluster: {name: test}
+registry: {backends: [{name: zk, type: zookeeper, connect: "zk:2181", allowInsecure: true, layout: dubbo}]}
+tenancy: {enforcement: warn, interfaces: [{namespaces: [other], interfaces: [com.acme.Orders]}]}
+`
+  const s = await startTestServer({ policy })
+  t.teardown(() => s.close())
+  const provider = makePod({
+    metadata: { generateName: 'orders-', namespace: 'shop', labels: { app: 'orders' }, annotations: { 'enlist.io/metadata': '{"interface":"com.acme.Orders"}' } },
+    spec: { containers: [{ name: 'app', image: 'orders:1', ports: [{ name: 'dubbo', containerPort: 20880 }] }] },
+  })
+  const res = await request(`${s.url}/mutate?timeout=10s`, { method: 'POST', body: reviewBody(provider), agent: s.agent })
+  const review = res.json<{ response: { allowed: boolean; warnings?: string[] } }>()
+  t.equal(review.response.allowed, true, 'admitted: warn stages the denial')
+  t.match(review.response.warnings, [/tenancy.enforcement is warn: this pod would be denied: .*com\.acme\.Orders/], 'the warning says what enforce would deny')
+  t.match(await s.metrics.registry.metrics(), /enlist_tenancy_staged_denials_total\{where="admission",reason="interface-not-owned"\} 1/)
+})
+
 t.test('v1beta1 reviews are answered in v1beta1', async (t) => {
   const s = await startTestServer()
   t.teardown(() => s.close())

@@ -115,6 +115,11 @@ export const mutateRoutes: FastifyPluginAsync<MutateOptions> = async (app, opts)
 
     const seconds = Number(process.hrtime.bigint() - started) / 1e9
     count(outcome.verdict, outcome.reason, seconds)
+    // tenancy.enforcement warn: what enforce would deny, counted and said (the pod got a warning)
+    if (outcome.staged) {
+      for (const s of outcome.staged) metrics.stagedDenials.inc({ where: 'admission', reason: s.reason })
+      log.warn({ uid: request.uid, namespace: outcome.namespace, staged: outcome.staged }, 'admitted under tenancy.enforcement warn: enforce would deny it')
+    }
     // Injections and denials are news; a pod not for enlist is the common case, at debug.
     const level = outcome.verdict === 'injected' || outcome.verdict === 'denied' ? 'info' : outcome.verdict === 'skipped' && debug ? 'debug' : undefined
     if (level) {
