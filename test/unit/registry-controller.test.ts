@@ -271,7 +271,11 @@ t.test('a failed deregistration is retried by the controller until it succeeds',
   t.ok((await metricValue(w.c.metrics.queueRetries)) >= 2, 'the retries went through the queue')
   await until('the condition False', () => conditionOf(w.c, p.path)?.status === 'False')
   await until('the events', () => eventsOf(w.c, p.uid).some((e) => e.reason === 'Deregistered'))
-  t.match(eventsOf(w.c, p.uid).filter((e) => e.reason === 'DeregistrationFailed'), [{ type: 'Warning', message: /backend cmdb: deregister failed: cmdb is down; retrying until it succeeds/ }], 'one DeregistrationFailed event, on the first failure')
+  const failed = eventsOf(w.c, p.uid).filter((e) => e.reason === 'DeregistrationFailed')
+  t.match(failed, [{ type: 'Warning', message: /^the registry entry could not be removed; retrying until it succeeds \(enlist log ref ([0-9a-f]{8})\)$/ }], 'one DeregistrationFailed event, on the first failure')
+  // the tenant sees a reference; what failed, and where, is in enlist's log under it
+  const ref = /log ref ([0-9a-f]{8})/.exec(failed[0]?.message ?? '')?.[1]
+  t.ok(w.c.logs.some((l) => l.ref === ref && /cmdb is down/.test(JSON.stringify(l))), 'the log line under that reference says what failed')
 
   // a deleted pod's deregistration is kept (pending) until every backend confirms it
   const q = await w.registered()

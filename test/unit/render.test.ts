@@ -136,7 +136,12 @@ t.test('objects without a template or metadata are handled', async (t) => {
   const docs: unknown[] = [null, 'text', { kind: 'Deployment', spec: {} }, { kind: 'Pod', spec: { containers: [{ name: 'a', image: 'x' }] } }]
   const diags = renderDocuments(docs, enabled)
   t.same(diags.map((d) => d.object), ['Pod/(unnamed)'])
-  t.ok((docs[3] as { metadata: { annotations: Record<string, string> } }).metadata.annotations['enlist.io/status'])
+  // no name and no labels: no service name to derive, said as a denial (a pod in a cluster
+  // always has a name; named through a label it is injected)
+  t.match(diags[0], { verdict: 'denied', reason: 'service-name', message: /is empty once normalised to a DNS-1123 label; name the service/ })
+  const labelled: unknown[] = [{ kind: 'Pod', metadata: { labels: { app: 'orders' } }, spec: { containers: [{ name: 'a', image: 'x' }] } }]
+  renderDocuments(labelled, enabled)
+  t.ok((labelled[0] as { metadata: { annotations: Record<string, string> } }).metadata.annotations['enlist.io/status'])
 })
 
 t.test('an OpenShift DeploymentConfig (apps.openshift.io/v1): its template is previewed like a Deployment\'s', async (t) => {
