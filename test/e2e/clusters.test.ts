@@ -305,7 +305,7 @@ async function scenarios(): Promise<void> {
     const r = report.report ?? (report as unknown as NonNullable<typeof report.report>)
     t.equal(r.cluster, 'a')
     const etcdStatus = r.backends.find((x) => x.backend === 'etcd')
-    t.same(etcdStatus?.entries, { own: 0, other: uidsIn(beforeB, 'etcd').size, unmarked: 0 })
+    t.same(etcdStatus?.entries, { own: 0, other: uidsIn(beforeB, 'etcd').size, unmarked: 0, duplicate: 0 })
     t.same(etcdStatus?.otherClusters, { b: uidsIn(beforeB, 'etcd').size })
     const table = await runEnlist(['status', `--kubeconfig=${cpA.kubeconfig}`])
     t.equal(table.code, 0)
