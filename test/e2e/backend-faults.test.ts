@@ -83,7 +83,8 @@ t.test('what a tenant sees of a failure: no URL, nothing the CMDB said', async (
 })
 
 t.test('the sweep: a paged list, past an entry it cannot remove, and never a path from a bad uid', async (t) => {
-  const strays = Array.from({ length: 7 }, (_, i) => ({ uid: randomUUID(), namespace: 'shop', pod: `gone-${i}` }))
+  // this cluster's strays (its mark): the sweep removes only those
+  const strays = Array.from({ length: 7 }, (_, i) => ({ uid: randomUUID(), namespace: 'shop', pod: `gone-${i}`, cluster: 'e2e' }))
   for (const s of strays) cmdb.records.set(s.uid, s)
   const stuck = strays[3]!
   cmdb.failDelete.add(stuck.uid)
