@@ -260,7 +260,8 @@ async function main(): Promise<void> {
       await client.patch(`/api/v1/namespaces/${ns}/pods/${name}/status`, { status }, 'application/merge-patch+json')
       const record = encodeRecord(buildRecord({ ...created, status }, decision.decision, at))
       await client.patch(`/api/v1/namespaces/${ns}/pods/${name}`, { metadata: { annotations: { 'app.io/annotation': record } } }, 'application/merge-patch+json')
-      cmdb.records.set(created.metadata!.uid!, { uid: created.metadata!.uid, namespace: ns, pod: name })
+      // this cluster's entries (the harness names the test cluster e2e): what the sweep may remove
+      cmdb.records.set(created.metadata!.uid!, { uid: created.metadata!.uid, namespace: ns, pod: name, cluster: 'e2e' })
     }, 'pods')
     const fillS = (Date.now() - fillStarted) / 1000
     const podJson = JSON.stringify(await client.get(`/api/v1/namespaces/team-0/pods/orders-0`))
@@ -273,7 +274,7 @@ async function main(): Promise<void> {
     // the sweep must page through it and remove them no faster than sweepRequestsPerSecond.
     cmdb.pageSize = 500
     const staleUids = Array.from({ length: STALE }, (_, i) => `00000000-0000-4000-8000-${String(i).padStart(12, '0')}`)
-    for (const [i, uid] of staleUids.entries()) cmdb.records.set(uid, { uid, namespace: 'team-0', pod: `gone-${i}` })
+    for (const [i, uid] of staleUids.entries()) cmdb.records.set(uid, { uid, namespace: 'team-0', pod: `gone-${i}`, cluster: 'e2e' })
     cmdb.requests.length = 0
     const a = startReplica(cp, pki, port, ['--identity=replica-a'])
     replicas.push(a)
